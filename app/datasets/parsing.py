@@ -1,0 +1,134 @@
+"""Turn uploaded bytes (.npz or .csv) or inline JSON into checked arrays, or say exactly why not.
+
+Everything a dataset must satisfy whatever it is used for is checked here, once, at the door:
+finite float inputs with at least one row, integer labels ≥ 0, one label per row. What depends on
+the use (the model's input shape, the task's number of classes) is checked where the data is used.
+NumPy files are read with allow_pickle=False: an upload can never execute code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import zipfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.errors import Invalid
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"
+
+
+@dataclass(frozen=True)
+class Arrays:
+    x: np.ndarray  # float32 [n, *input_shape]
+    y: np.ndarray | None  # int64 [n]
+
+    @property
+    def max_label(self) -> int | None:
+        return int(self.y.max()) if self.y is not None else None
+
+
+def parse_upload(data: bytes, filename: str | None) -> tuple[Arrays, str]:
+    """The arrays of an uploaded file and its format, `npz` or `csv` (by extension, else by content)."""
+    if not data:
+        raise Invalid("the uploaded file is empty")
+    name = (filename or "").lower()
+    if name.endswith(".npz") or (not name.endswith(".csv") and data[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        return parse_npz(data), "npz"
+    return parse_csv(data), "csv"
+
+
+def parse_npz(data: bytes) -> Arrays:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if not hasattr(archive, "files"):
+                raise Invalid("expected an .npz archive (np.savez) with an array 'x', got a single array")
+            if "x" not in archive.files:
+                raise Invalid(f"the .npz file has no array 'x' (it has {sorted(archive.files)})")
+            x = archive["x"]
+            y = archive["y"] if "y" in archive.files else None
+    except Invalid:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+        raise Invalid(f"not a readable .npz file (pickled or corrupt arrays are refused): {error}") from error
+    return check_arrays(x, y, source="x")
+
+
+def parse_csv(data: bytes) -> Arrays:
+    """Numeric columns; a first row with any non-numeric cell is a header, whose `label` column is y."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise Invalid("a .csv upload must be UTF-8 text (or an .npz archive)") from error
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if not rows:
+        raise Invalid("the .csv file has no rows")
+    header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip().lower() for cell in rows[0]]
+    body = rows[1:] if header is not None else rows
+    if not body:
+        raise Invalid("the .csv file has a header but no data rows")
+    width = len(header) if header is not None else len(body[0])
+    label_column = header.index("label") if header is not None and "label" in header else None
+    first_line = 2 if header is not None else 1
+    values = np.empty((len(body), width), dtype=np.float64)
+    for index, row in enumerate(body):
+        line = first_line + index
+        if len(row) != width:
+            raise Invalid(f"csv line {line} has {len(row)} columns, expected {width}")
+        try:
+            values[index] = [float(cell) for cell in row]
+        except ValueError as error:
+            raise Invalid(f"csv line {line} holds a value that is not a number: {error}") from error
+    if label_column is None:
+        return check_arrays(values, None, source="csv")
+    labels = values[:, label_column]
+    features = np.delete(values, label_column, axis=1)
+    if features.shape[1] == 0:
+        raise Invalid("the .csv file has a label column but no feature columns")
+    if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+        raise Invalid("the csv column 'label' must hold whole numbers")
+    return check_arrays(features, labels.astype(np.int64), source="csv")
+
+
+def parse_inline(inputs: list[Any], labels: list[int] | None) -> Arrays:
+    try:
+        x = np.asarray(inputs, dtype=np.float64)
+    except (ValueError, TypeError) as error:
+        raise Invalid(f"inputs must be a list of rows of numbers, all of one shape: {error}") from error
+    y = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    return check_arrays(x, y, source="inputs")
+
+
+def check_arrays(x: np.ndarray, y: np.ndarray | None, *, source: str) -> Arrays:
+    if x.dtype.kind not in "fiu":
+        raise Invalid(f"{source} must be a numeric (float or integer) array, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise Invalid(f"{source} must have shape [n, *input_shape] (a list of rows), got shape {list(x.shape)}")
+    if x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
+        raise Invalid(f"{source} is empty (shape {list(x.shape)})")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
+        raise Invalid(f"{source} holds non-finite values (NaN, infinite or beyond float32), first in row {bad}")
+    if y is None:
+        return Arrays(np.ascontiguousarray(x), None)
+    if y.dtype.kind not in "iu":
+        raise Invalid(f"labels must be integers, got dtype {y.dtype}")
+    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+        raise Invalid(f"labels must be one integer per input row: {x.shape[0]} rows, labels of shape {list(y.shape)}")
+    if int(y.min()) < 0:
+        raise Invalid("labels must be ≥ 0")
+    return Arrays(np.ascontiguousarray(x), y.astype(np.int64))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True

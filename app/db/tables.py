@@ -1,0 +1,126 @@
+"""The ORM tables: models, versions, tasks, datasets and jobs (SQLAlchemy 2, typed).
+
+Versions are immutable rows that name their θ/Ω blobs; a model's `head` is the number of the
+version that predictions and new tasks start from, moved only by compare-and-set. A version is
+unique per job (`job_id`), so a job that runs twice writes its version once. The job row, not
+Celery's result backend, is the truth about a job: state, progress, attempts and error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes everywhere, also on SQLite (which stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: UTCDateTime}
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    architecture: Mapped[dict[str, Any]]
+    seed: Mapped[int]
+    head: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("model_id", "number", name="uq_versions_model_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    parent: Mapped[int | None]
+    kind: Mapped[str] = mapped_column(String(16))  # init | train | importance
+    task: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    theta_blob: Mapped[str] = mapped_column(String(64))
+    omega_frozen_blob: Mapped[str] = mapped_column(String(64))
+    omega_open_blob: Mapped[str] = mapped_column(String(64))
+    n_open: Mapped[int]
+    tasks: Mapped[list[Any]]  # [{"name", "num_classes"}] in the order learned: θ alone does not keep order
+    accuracy: Mapped[dict[str, Any]]
+    importance: Mapped[dict[str, Any]]  # {name: {"mean", "max"}} of the total Ω
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Task(Base):
+    """A task as learned by one train version: its eval set makes that lineage's accuracy matrix."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    num_classes: Mapped[int]
+    train_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the bytes as uploaded
+    blob: Mapped[str] = mapped_column(String(64))  # the parsed arrays (x float32, y int64) as safetensors
+    format: Mapped[str] = mapped_column(String(8))  # npz | csv | inline
+    n: Mapped[int]
+    input_shape: Mapped[list[Any]]
+    has_labels: Mapped[bool]
+    max_label: Mapped[int | None]
+    bytes: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # train | importance
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    task: Mapped[str | None] = mapped_column(String(64))
+    base_version: Mapped[int]
+    request: Mapped[dict[str, Any]]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    progress_done: Mapped[int | None]
+    progress_total: Mapped[int | None]
+    progress_unit: Mapped[str | None] = mapped_column(String(16))
+    progress_loss: Mapped[float | None] = mapped_column(Float)
+    result_version: Mapped[int | None]
+    error_type: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]

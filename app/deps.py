@@ -1,0 +1,46 @@
+"""FastAPI dependencies as `Annotated` aliases; the objects themselves live on `app.state`.
+
+`create_app` builds them once per process (engine, blob store, prediction cache, Celery client), so
+routes receive what they need without globals and tests can build an app over any directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.predictions.cache import NetworkCache
+from app.settings import Settings
+from app.store import BlobStore
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> BlobStore:
+    return request.app.state.store
+
+
+def get_cache(request: Request) -> NetworkCache:
+    return request.app.state.cache
+
+
+def get_celery(request: Request) -> Celery:
+    return request.app.state.celery
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[BlobStore, Depends(get_store)]
+CacheDep = Annotated[NetworkCache, Depends(get_cache)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -1,0 +1,54 @@
+"""Predictions, accuracy, and the continual-learning summary of an accuracy matrix."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from app.mas.networks import MultiHeadNet
+
+_CHUNK = 4096
+
+
+def predict(net: MultiHeadNet, task: str, inputs: Tensor) -> tuple[Tensor, Tensor]:
+    """(predicted classes [n], probabilities [n, classes]) in eval mode, without building a graph."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            logits = torch.cat(
+                [net(inputs[i : i + _CHUNK].to(torch.float32), task) for i in range(0, inputs.shape[0], _CHUNK)]
+            ) if inputs.shape[0] else torch.zeros(0, net.tasks[task])
+            return logits.argmax(1), logits.softmax(1)
+    finally:
+        net.train(was_training)
+
+
+def accuracy(net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor) -> float:
+    predicted, _ = predict(net, task, inputs)
+    return float((predicted == labels.to(torch.int64)).float().mean()) if labels.numel() else float("nan")
+
+
+def continual_metrics(matrix: list[dict[str, float]], tasks: list[str]) -> dict[str, float | None]:
+    """Summary of an accuracy matrix whose row i was measured right after learning tasks[i].
+
+    average_accuracy: mean accuracy of the last row over every task learned so far.
+    forgetting: mean over earlier tasks of (best accuracy before the last row − last accuracy).
+    bwt: mean over earlier tasks of (last accuracy − accuracy just after learning that task).
+    None where a quantity is undefined (no rows, or only one task).
+    """
+    if not matrix:
+        return {"average_accuracy": None, "forgetting": None, "bwt": None}
+    last = matrix[-1]
+    learned = [t for t in tasks[: len(matrix)] if t in last]
+    average = sum(last[t] for t in learned) / len(learned) if learned else None
+    earlier = [(i, t) for i, t in enumerate(tasks[: len(matrix) - 1]) if t in last]
+    if not earlier:
+        return {"average_accuracy": average, "forgetting": None, "bwt": None}
+    forgetting = [max(row[t] for row in matrix[i:-1] if t in row) - last[t] for i, t in earlier]
+    bwt = [last[t] - matrix[i][t] for i, t in earlier if t in matrix[i]]
+    return {
+        "average_accuracy": average,
+        "forgetting": sum(forgetting) / len(forgetting),
+        "bwt": sum(bwt) / len(bwt) if bwt else None,
+    }

@@ -1,0 +1,314 @@
+"""Importance Ω of every parameter (MAS.md §1–2): how much the output moves when the parameter moves.
+
+Everything here returns *sums* of |g| over samples with their count (an `ImportanceSum`), so that
+accumulation across requests is an exact streaming mean (see accumulation.py).
+
+The exact per-sample estimate costs about one batched backward pass: for a linear layer the
+per-sample gradient is the outer product δ_k a_kᵀ, so Σ_k |δ_k a_kᵀ| = |Δ|ᵀ|A| (one matmul, no
+per-sample tensors). Convolutions sum over positions before |·| and do not factor: their per-sample
+gradients come from the unfolded input, one einsum per chunk. Parameters of any other layer type
+fall back to torch.func's vmap over grad, which is exact but materialises N gradient copies; that
+path is also kept callable as the reference (`estimate_importance_vmap`).
+
+The network is put in eval mode while measuring (dropout off, batch-norm statistics untouched) and
+only torch.autograd.grad is used, so θ, its buffers and its .grad are left exactly as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as functional
+from torch import Tensor, nn
+from torch.func import functional_call, grad, jacrev, vmap
+
+from app.mas.networks import MultiHeadNet
+
+VARIANTS = ("global", "local")
+OUTPUTS = ("l2", "vector")
+REDUCTIONS = ("per_sample", "batch")
+
+
+@dataclass(frozen=True)
+class ImportanceSum:
+    """Σ_k |g(x_k)| for each parameter, and the number of samples k it sums over."""
+
+    sums: dict[str, Tensor]
+    n: int
+
+
+def estimate_importance(
+    net: MultiHeadNet,
+    task: str,
+    inputs: Tensor,
+    *,
+    variant: str = "global",
+    output: str = "l2",
+    reduction: str = "per_sample",
+    chunk_size: int = 256,
+) -> ImportanceSum:
+    """Importance sums over `inputs` for the trunk and the named task's head, in bounded chunks.
+
+    With reduction `batch`, each chunk is one batch of the reference implementations: |∇ Σ_k ‖F(x_k)‖²|,
+    so the result depends on `chunk_size`, as theirs depends on their batch size.
+    """
+    _check_options(net, task, variant, output, reduction, chunk_size)
+    if variant == "local":
+        return _over_chunks(net, task, inputs, chunk_size, lambda x: _local_chunk(net, task, x, reduction))
+    measure = _batch_chunk if reduction == "batch" else _per_sample_chunk
+    return _over_chunks(net, task, inputs, chunk_size, lambda x: measure(net, task, x, output))
+
+
+def estimate_importance_vmap(
+    net: MultiHeadNet, task: str, inputs: Tensor, *, output: str = "l2", chunk_size: int = 256
+) -> ImportanceSum:
+    """Exact per-sample importance by vmap over grad for every parameter: slow, general, the reference."""
+    _check_options(net, task, "global", output, "per_sample", chunk_size)
+
+    def measure(x: Tensor) -> dict[str, Tensor]:
+        names = [name for name, _ in _measured_parameters(net, task)]
+        return _reduce_per_sample(_vmap_per_sample_grads(net, task, x, names, output), output)
+
+    return _over_chunks(net, task, inputs, chunk_size, measure)
+
+
+def _check_options(net: MultiHeadNet, task: str, variant: str, output: str, reduction: str, chunk: int) -> None:
+    if task not in net.heads:
+        raise ValueError(f"the network has no head for task {task!r}")
+    if variant not in VARIANTS or output not in OUTPUTS or reduction not in REDUCTIONS:
+        raise ValueError(f"variant in {VARIANTS}, output in {OUTPUTS}, reduction in {REDUCTIONS}")
+    if variant == "local" and output != "l2":
+        raise ValueError("the local variant measures each layer's own squared output norm: output must be 'l2'")
+    if chunk < 1:
+        raise ValueError("chunk_size must be positive")
+
+
+def _measured_parameters(net: MultiHeadNet, task: str) -> list[tuple[str, nn.Parameter]]:
+    """The parameters that F(x) of this task depends on: the trunk and this task's head."""
+    return [
+        (name, p)
+        for name, p in net.named_parameters()
+        if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
+    ]
+
+
+def _over_chunks(
+    net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor], dict[str, Tensor]]
+) -> ImportanceSum:
+    inputs = inputs.to(torch.float32)
+    if inputs.shape[1:] != net.input_shape:
+        raise ValueError(f"inputs have shape {tuple(inputs.shape[1:])}, the network takes {net.input_shape}")
+    totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}
+    with _eval_mode(net):
+        for start in range(0, inputs.shape[0], chunk_size):
+            for name, value in measure(inputs[start : start + chunk_size]).items():
+                totals[name] += value
+    return ImportanceSum(sums=totals, n=int(inputs.shape[0]))
+
+
+@contextmanager
+def _eval_mode(net: nn.Module) -> Iterator[None]:
+    was_training = net.training
+    net.eval()
+    try:
+        yield
+    finally:
+        net.train(was_training)
+
+
+# --- the factorised exact path ------------------------------------------------------------------
+
+_FACTORED = (nn.Linear, nn.Conv2d)
+
+
+def _factored_modules(net: MultiHeadNet, task: str) -> dict[str, nn.Module]:
+    """Linear and plain Conv2d layers (prefix → module), whose per-sample |g| needs no per-sample grads."""
+    modules = {}
+    for prefix, module in [*net.trunk.named_modules(prefix="trunk"), (f"heads.{task}", net.heads[task])]:
+        if isinstance(module, nn.Linear) or (
+            isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+        ):
+            modules[prefix] = module
+    return modules
+
+
+LayerRecord = tuple[nn.Module, Tensor, Tensor]  # (layer, its input A, its output Y)
+
+
+def _record_layers(net: MultiHeadNet, task: str, x: Tensor) -> tuple[Tensor, dict[str, LayerRecord]]:
+    """One forward pass that keeps each factored layer's input A and output Y."""
+    records: dict[str, LayerRecord] = {}
+    handles = []
+    for prefix, module in _factored_modules(net, task).items():
+
+        def keep(mod: nn.Module, args: tuple, out: Tensor, prefix: str = prefix) -> None:
+            if prefix in records:
+                raise RuntimeError(f"layer {prefix} runs twice in one forward pass: its gradient does not factor")
+            records[prefix] = (mod, args[0], out)
+
+        handles.append(module.register_forward_hook(keep))
+    try:
+        logits = net(x, task)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, records
+
+
+def _unfolded(module: nn.Conv2d, a: Tensor) -> Tensor:
+    """The conv input as [N, C·kh·kw, positions], so that the weight gradient is Δ · Aᵀ per sample."""
+    return functional.unfold(
+        a, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+    )
+
+
+def _as_positions(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+    """Input and output gradient as [N, positions, features]; positions is 1 for a plain linear layer."""
+    n = a.shape[0]
+    if isinstance(module, nn.Conv2d):
+        return _unfolded(module, a).transpose(1, 2), delta.reshape(n, delta.shape[1], -1).transpose(1, 2)
+    return a.reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, delta.shape[-1])
+
+
+def _per_sample_weight_grads(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample (weight, bias) gradients [N, *shape] for layers whose positions sum before |·|."""
+    a_pos, d_pos = _as_positions(module, a, delta)
+    g_weight = torch.einsum("npo,npi->noi", d_pos, a_pos).reshape(a.shape[0], *module.weight.shape)
+    return g_weight, d_pos.sum(1)
+
+
+def _abs_sums(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ_k |g_W(x_k)| and Σ_k |g_b(x_k)| for one layer, from its inputs A and output gradients Δ."""
+    if isinstance(module, nn.Linear) and a.dim() == 2:
+        return delta.abs().T @ a.abs(), delta.abs().sum(0)
+    g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
+    return g_weight.abs().sum(0), g_bias.abs().sum(0)
+
+
+def _norm_sums(module: nn.Module, a: Tensor, deltas: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Σ_k ‖∂F(x_k)/∂θ‖₂ over the outputs c, given one output gradient Δ^c per output."""
+    if isinstance(module, nn.Linear) and a.dim() == 2:
+        row_norm = torch.stack(deltas).square().sum(0).sqrt()  # ‖δ^c_{k,i}‖ over c; |a_kj| factors out
+        return row_norm.T @ a.abs(), row_norm.sum(0)
+    sq_weight = sq_bias = None
+    for delta in deltas:
+        g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
+        sq_weight = g_weight.square() if sq_weight is None else sq_weight + g_weight.square()
+        sq_bias = g_bias.square() if sq_bias is None else sq_bias + g_bias.square()
+    return sq_weight.sqrt().sum(0), sq_bias.sqrt().sum(0)
+
+
+def _per_sample_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
+    logits, records = _record_layers(net, task, x)
+    prefixes = list(records)
+    layer_outputs = [records[p][2] for p in prefixes]
+    if output == "l2":
+        # Samples do not mix in eval mode, so one backward of Σ_k ‖F(x_k)‖² yields every δ_k at once.
+        deltas = torch.autograd.grad(logits.square().sum(), layer_outputs, retain_graph=True)
+        per_layer = {p: _abs_sums(records[p][0], records[p][1], d) for p, d in zip(prefixes, deltas, strict=True)}
+    else:
+        per_output = [
+            torch.autograd.grad(logits[:, c].sum(), layer_outputs, retain_graph=True) for c in range(logits.shape[1])
+        ]
+        per_layer = {
+            p: _norm_sums(records[p][0], records[p][1], [grads[i] for grads in per_output])
+            for i, p in enumerate(prefixes)
+        }
+    sums = {}
+    for prefix, (weight_sum, bias_sum) in per_layer.items():
+        sums[f"{prefix}.weight"] = weight_sum.detach()
+        if records[prefix][0].bias is not None:
+            sums[f"{prefix}.bias"] = bias_sum.detach()
+    others = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+    if others:
+        sums.update(_reduce_per_sample(_vmap_per_sample_grads(net, task, x, others, output), output))
+    return sums
+
+
+# --- the reference-library estimate ---------------------------------------------------------------
+
+
+def _batch_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
+    """|∇ of the batch's summed objective|: what the authors' code, Avalanche and FACIL compute (×N)."""
+    named = _measured_parameters(net, task)
+    params = [p for _, p in named]
+    logits = net(x, task)
+    if output == "l2":
+        grads = torch.autograd.grad(logits.square().sum(), params)
+        values = [g.abs() for g in grads]
+    else:
+        squares = [torch.zeros_like(p) for p in params]
+        for c in range(logits.shape[1]):
+            grads = torch.autograd.grad(logits[:, c].sum(), params, retain_graph=True)
+            for square, g in zip(squares, grads, strict=True):
+                square += g.square()
+        values = [s.sqrt() for s in squares]
+    return {name: v.detach() for (name, _), v in zip(named, values, strict=True)}
+
+
+# --- local (Hebbian) MAS ----------------------------------------------------------------------------
+
+
+def _activations_after(net: MultiHeadNet, task: str) -> dict[str, bool]:
+    """For each factored layer, whether a ReLU follows it inside the same Sequential."""
+    followed = {}
+    children = list(net.trunk.named_children())
+    for i, (name, module) in enumerate(children):
+        if isinstance(module, _FACTORED):
+            followed[f"trunk.{name}"] = i + 1 < len(children) and isinstance(children[i + 1][1], nn.ReLU)
+    followed[f"heads.{task}"] = False
+    return followed
+
+
+def _local_chunk(net: MultiHeadNet, task: str, x: Tensor, reduction: str) -> dict[str, Tensor]:
+    """Each layer's |∂‖z‖²/∂θ| with its input held fixed, z its output after its activation.
+
+    ∂‖z‖²/∂y = 2 z ⊙ act'(y): for ReLU that is 2·relu(y), for no activation 2y, so the weight's
+    importance is the Hebbian product 2 |z|ᵀ|a| of post- and pre-synaptic activity (MAS.md §2).
+    """
+    with torch.no_grad():
+        _, records = _record_layers(net, task, x)
+        relu_after = _activations_after(net, task)
+        sums = {}
+        for prefix, (module, a, y) in records.items():
+            delta = 2 * (y.clamp_min(0) if relu_after.get(prefix, False) else y)
+            if reduction == "per_sample":
+                weight_sum, bias_sum = _abs_sums(module, a, delta)
+            else:
+                g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
+                weight_sum, bias_sum = g_weight.sum(0).abs(), g_bias.sum(0).abs()
+            sums[f"{prefix}.weight"] = weight_sum
+            if module.bias is not None:
+                sums[f"{prefix}.bias"] = bias_sum
+    missing = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+    if missing:
+        raise ValueError(f"the local variant covers linear and convolution layers only, not {missing}")
+    return sums
+
+
+# --- vmap over grad: the general fallback and the reference ---------------------------------------
+
+
+def _vmap_per_sample_grads(net: MultiHeadNet, task: str, x: Tensor, names: list[str], output: str) -> dict[str, Tensor]:
+    """Per-sample gradients [N, *shape] (l2) or Jacobians [N, C, *shape] (vector) of the named parameters."""
+    state = {name: t.detach() for name, t in net.named_parameters()}
+    state.update({name: t.detach() for name, t in net.named_buffers()})
+    chosen = {name: state[name] for name in names}
+
+    def logits_of(params: dict[str, Tensor], sample: Tensor) -> Tensor:
+        return functional_call(net, {**state, **params}, (sample.unsqueeze(0), task)).squeeze(0)
+
+    if output == "l2":
+        per_sample = vmap(grad(lambda params, sample: logits_of(params, sample).square().sum()), in_dims=(None, 0))
+    else:
+        per_sample = vmap(jacrev(logits_of), in_dims=(None, 0))
+    return per_sample(chosen, x)
+
+
+def _reduce_per_sample(grads: dict[str, Tensor], output: str) -> dict[str, Tensor]:
+    if output == "l2":
+        return {name: g.abs().sum(0) for name, g in grads.items()}
+    return {name: g.flatten(2).norm(dim=1).sum(0).reshape(g.shape[2:]) for name, g in grads.items()}

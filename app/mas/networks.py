@@ -1,0 +1,135 @@
+"""Multi-head networks: one shared trunk, one linear head per task (the MAS paper's setting).
+
+A network is described by a small JSON-able architecture dict (what the API stores for a model)
+and its state is a flat name→tensor mapping, so a version is just a safetensors file. Heads are
+recovered from the state's keys (`heads.<task>.weight`), so θ alone rebuilds the network.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import Tensor, nn
+
+TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_MAX_WIDTH = 1 << 16
+
+
+def _positive_ints(value: object, field: str, *, allow_empty: bool) -> list[int]:
+    if not isinstance(value, list | tuple) or (not value and not allow_empty):
+        raise ValueError(f"{field} must be a {'' if allow_empty else 'non-empty '}list of positive integers")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_WIDTH for v in value):
+        raise ValueError(f"{field} must hold integers between 1 and {_MAX_WIDTH}")
+    return list(value)
+
+
+def validate_architecture(arch: dict) -> dict:
+    """Check an architecture dict and return it normalised; a ValueError says what is wrong."""
+    if not isinstance(arch, dict):
+        raise ValueError("architecture must be an object")
+    kind = arch.get("kind")
+    if kind == "mlp":
+        shape = _positive_ints(arch.get("input_shape"), "input_shape", allow_empty=False)
+        if len(shape) != 1:
+            raise ValueError("an mlp takes input_shape [d]")
+        hidden = _positive_ints(arch.get("hidden", [256, 256]), "hidden", allow_empty=True)
+        return {"kind": "mlp", "input_shape": shape, "hidden": hidden}
+    if kind == "cnn":
+        shape = _positive_ints(arch.get("input_shape"), "input_shape", allow_empty=False)
+        if len(shape) != 3:
+            raise ValueError("a cnn takes input_shape [c, h, w]")
+        channels = _positive_ints(arch.get("channels", [16, 32]), "channels", allow_empty=False)
+        hidden = _positive_ints(arch.get("hidden", [128]), "hidden", allow_empty=True)
+        return {"kind": "cnn", "input_shape": shape, "channels": channels, "hidden": hidden}
+    raise ValueError("architecture.kind must be 'mlp' or 'cnn'")
+
+
+def _mlp_trunk(input_dim: int, hidden: list[int]) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    width = input_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), nn.ReLU()]
+        width = size
+    return nn.Sequential(*layers), width
+
+
+def _cnn_trunk(shape: list[int], channels: list[int], hidden: list[int]) -> tuple[nn.Sequential, int]:
+    """3×3 convolutions with ReLU; 2×2 max-pooling while the map is at least 2 wide, then an MLP."""
+    c, h, w = shape
+    layers: list[nn.Module] = []
+    for out in channels:
+        layers += [nn.Conv2d(c, out, kernel_size=3, padding=1), nn.ReLU()]
+        if h >= 2 and w >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = out
+    layers.append(nn.Flatten())
+    mlp, width = _mlp_trunk(c * h * w, hidden)
+    return nn.Sequential(*layers, *mlp), width
+
+
+class MultiHeadNet(nn.Module):
+    """A shared trunk and a ModuleDict of heads; `forward(x, task)` uses only that task's head."""
+
+    def __init__(self, architecture: dict):
+        super().__init__()
+        self.architecture = validate_architecture(architecture)
+        self.input_shape = tuple(self.architecture["input_shape"])
+        if self.architecture["kind"] == "mlp":
+            self.trunk, self.feature_dim = _mlp_trunk(self.input_shape[0], self.architecture["hidden"])
+        else:
+            self.trunk, self.feature_dim = _cnn_trunk(
+                self.architecture["input_shape"], self.architecture["channels"], self.architecture["hidden"]
+            )
+        self.heads = nn.ModuleDict()
+
+    @property
+    def tasks(self) -> dict[str, int]:
+        return {task: head.out_features for task, head in self.heads.items()}
+
+    def add_head(self, task: str, num_classes: int, seed: int) -> None:
+        """A new task's head, initialised from its own seed so that it never disturbs the trunk's RNG."""
+        if not TASK_NAME.match(task):
+            raise ValueError(f"task name {task!r} must match {TASK_NAME.pattern}")
+        if task in self.heads:
+            raise ValueError(f"task {task!r} already has a head")
+        if not 2 <= num_classes <= _MAX_WIDTH:
+            raise ValueError("num_classes must be between 2 and 65536")
+        generator = torch.Generator().manual_seed(seed)
+        head = nn.Linear(self.feature_dim, num_classes)
+        bound = 1.0 / self.feature_dim**0.5
+        with torch.no_grad():
+            head.weight.uniform_(-bound, bound, generator=generator)
+            head.bias.uniform_(-bound, bound, generator=generator)
+        self.heads[task] = head
+
+    def forward(self, x: Tensor, task: str) -> Tensor:
+        return self.heads[task](self.trunk(x))
+
+
+def build_network(architecture: dict, seed: int) -> MultiHeadNet:
+    """Version 0 of a model: a freshly initialised trunk and no heads."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MultiHeadNet(architecture)
+
+
+def network_state(net: MultiHeadNet) -> dict[str, Tensor]:
+    """θ as a flat mapping of contiguous copies, safe to store while the network keeps training."""
+    return {name: tensor.detach().clone().contiguous() for name, tensor in net.state_dict().items()}
+
+
+def load_network(architecture: dict, state: dict[str, Tensor]) -> MultiHeadNet:
+    """Rebuild a network from θ; each `heads.<task>.weight` in the state re-creates that head.
+
+    Heads come back in key order (safetensors sorts names): task order lives with the caller.
+    """
+    with torch.random.fork_rng(devices=[]):  # the initial values are overwritten; keep the caller's RNG as it was
+        net = MultiHeadNet(architecture)
+        for key, tensor in state.items():
+            parts = key.split(".")
+            if parts[0] == "heads" and parts[-1] == "weight" and len(parts) == 3:
+                net.heads[parts[1]] = nn.Linear(tensor.shape[1], tensor.shape[0])
+    net.load_state_dict(state, strict=True)
+    return net

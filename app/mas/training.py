@@ -1,0 +1,116 @@
+"""Training one task: the loop that every method plugs into through its hooks.
+
+Old heads are left out of the optimizer (and out of the forward pass), so no momentum, weight
+decay or penalty can move them: they stay bit for bit as they were. Shuffling and the new head's
+initialisation use generators seeded from the config, so a run is deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as functional
+from torch import Tensor
+
+from app.mas.methods.base import Method
+from app.mas.networks import MultiHeadNet
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+class TrainingCancelled(Exception):
+    """The stop check answered yes between two steps; nothing of this run should be kept."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite: the run diverged and its parameters are meaningless."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}")
+        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.momentum < 1:
+            raise ValueError("epochs and batch_size must be positive, lr > 0 and 0 <= momentum < 1")
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    loss: float
+
+
+def trainable_parameters(net: MultiHeadNet, task: str) -> dict[str, torch.nn.Parameter]:
+    """The trunk and this task's head: what the optimizer may move while learning `task`."""
+    return {
+        name: p for name, p in net.named_parameters() if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
+    }
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
+    return torch.optim.Adam(params, lr=config.lr, foreach=True)
+
+
+def train_task(
+    net: MultiHeadNet,
+    task: str,
+    num_classes: int,
+    inputs: Tensor,
+    labels: Tensor,
+    method: Method,
+    config: TrainConfig,
+    progress: Callable[[int, int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Learn `task` on (inputs, labels), adding its head if the network lacks it."""
+    inputs, labels = inputs.to(torch.float32), labels.to(torch.int64)
+    if inputs.shape[0] == 0 or inputs.shape[0] != labels.shape[0]:
+        raise ValueError("training needs as many labels as inputs, and at least one of each")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes})")
+    if task not in net.heads:
+        net.add_head(task, num_classes, seed=config.seed)
+    trainable = trainable_parameters(net, task)
+    optimizer = _make_optimizer(list(trainable.values()), config)
+    method.begin_task(trainable, config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    n = inputs.shape[0]
+    total = config.epochs * math.ceil(n / config.batch_size)
+    step, loss_value = 0, float("nan")
+    net.train()
+    for _ in range(config.epochs):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, config.batch_size):
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled(f"stopped after {step} of {total} steps")
+            batch = order[start : start + config.batch_size]
+            loss = functional.cross_entropy(net(inputs[batch], task), labels[batch])
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise NonFiniteLoss(
+                    f"the loss became {loss_value} at step {step + 1} of {total}: lower lr or lambda, "
+                    "or use the proximal penalty form"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            method.before_step()
+            optimizer.step()
+            method.after_step()
+            step += 1
+            if progress is not None:
+                progress(step, total, loss_value)
+    net.eval()
+    return TrainResult(steps=step, loss=loss_value)

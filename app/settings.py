@@ -1,0 +1,77 @@
+"""Every knob of the service in one place, read from `LIFELONG_*` environment variables (or `.env`).
+
+Each default is the embedded one: a SQLite file, a broker on local files and a blob directory, all
+under `./var/`, so `lifelong serve` starts with no configuration at all. Pointing
+`LIFELONG_DATABASE_URL` or `LIFELONG_BROKER_URL` elsewhere (PostgreSQL, `redis://…`) needs no code change.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1 << 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIFELONG_", env_file=".env", extra="ignore")
+
+    # Where the embedded database, broker files and blobs live.
+    var_dir: Path = Path("var")
+    # Any SQLAlchemy URL; default sqlite:///<var_dir>/lifelong.sqlite3 (WAL mode).
+    database_url: str | None = None
+    # Any Celery broker URL (redis://…); default the filesystem broker in <var_dir>/broker.
+    broker_url: str | None = None
+    # Content-addressed θ/Ω/dataset files; default <var_dir>/blobs.
+    blob_dir: Path | None = None
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    # Largest dataset file, or raw .npy prediction body, accepted.
+    max_upload_bytes: int = Field(256 * MiB, ge=1)
+    # Most rows one POST prediction may carry (GET takes at most 100, as the API says).
+    max_predict_rows: int = Field(100_000, ge=1)
+    # Parameter bytes of loaded versions kept in memory for predictions (LRU).
+    predict_cache_bytes: int = Field(512 * MiB, ge=0)
+
+    # A job running past the soft limit is failed with error.type "timeout"; past the hard limit its
+    # worker process is killed.
+    job_soft_time_limit_s: int = Field(6 * 3600, ge=1)
+    job_hard_time_limit_s: int = Field(6 * 3600 + 300, ge=1)
+    # Deliveries of one job before it is failed as "worker_lost" (a job that kills its worker).
+    job_max_attempts: int = Field(3, ge=1)
+    # Least time between two progress writes, and between two reads of the cancel flag, of a job.
+    progress_interval_s: float = Field(0.25, gt=0)
+    cancel_poll_s: float = Field(0.5, gt=0)
+    # How often the filesystem broker looks for new messages.
+    broker_poll_s: float = Field(0.2, gt=0)
+    # Jobs one worker runs at once; the filesystem broker always runs one.
+    worker_concurrency: int = Field(1, ge=1)
+    # torch intra-op threads in a worker; default torch's own choice.
+    torch_threads: int | None = Field(None, ge=1)
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'lifelong.sqlite3').resolve()}"
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return (self.blob_dir or self.var_dir / "blobs").resolve()
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.var_dir / "broker").resolve()
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url is None or self.broker_url.startswith("filesystem://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

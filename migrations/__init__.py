@@ -1,0 +1,1 @@
+"""Alembic migrations of the service's database; `app.db.migrate.upgrade_database` applies them."""

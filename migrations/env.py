@@ -1,0 +1,43 @@
+"""Alembic environment: the URL comes from the service's settings, the target from its ORM tables."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from app.db.engine import make_engine
+from app.db.tables import Base
+from app.settings import Settings
+
+config = context.config
+
+
+def _settings() -> Settings:
+    settings = config.attributes.get("settings")
+    if settings is None:  # the alembic CLI: take the URL from alembic.ini or the environment
+        url = config.get_main_option("sqlalchemy.url")
+        settings = Settings(database_url=url) if url else Settings()
+    return settings
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=_settings().resolved_database_url, target_metadata=Base.metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    # The service's own engine, so SQLite gets WAL and BEGIN IMMEDIATE: two processes starting at
+    # once then migrate one after the other instead of both creating the tables.
+    engine = make_engine(_settings())
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()
