@@ -57,9 +57,32 @@ def estimate_importance(
     """
     _check_options(net, task, variant, output, reduction, chunk_size)
     if variant == "local":
-        return _over_chunks(net, task, inputs, chunk_size, lambda x: _local_chunk(net, task, x, reduction))
+        return _over_chunks(net, task, inputs, chunk_size, lambda x, _: _local_chunk(net, task, x, reduction))
     measure = _batch_chunk if reduction == "batch" else _per_sample_chunk
-    return _over_chunks(net, task, inputs, chunk_size, lambda x: measure(net, task, x, output))
+    return _over_chunks(net, task, inputs, chunk_size, lambda x, _: measure(net, task, x, output))
+
+
+def squared_gradient_sums(
+    net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, chunk_size: int = 256
+) -> ImportanceSum:
+    """Σ_k (∂ log p(y_k | x_k) / ∂θ)²: the diagonal of the empirical Fisher (EWC), exact per sample.
+
+    The same factorisation as |g| holds for squares: (δ aᵀ)² = δ² (a²)ᵀ, so Σ_k g_k² = (Δ²)ᵀ(A²).
+    """
+    _check_options(net, task, "global", "l2", "per_sample", chunk_size)
+    labels = labels.to(torch.int64)
+
+    def measure(x: Tensor, rows: slice) -> dict[str, Tensor]:
+        y = labels[rows]
+        objective = lambda logits: functional.cross_entropy(logits, y, reduction="sum")  # noqa: E731
+        sums = _factored_sums(net, task, x, objective, _square_sums)
+        others = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+        if others:
+            grads = _vmap_per_sample_grads(net, task, x, others, "cross_entropy", y)
+            sums.update({name: g.square().sum(0) for name, g in grads.items()})
+        return sums
+
+    return _over_chunks(net, task, inputs, chunk_size, measure)
 
 
 def estimate_importance_vmap(
@@ -68,7 +91,7 @@ def estimate_importance_vmap(
     """Exact per-sample importance by vmap over grad for every parameter: slow, general, the reference."""
     _check_options(net, task, "global", output, "per_sample", chunk_size)
 
-    def measure(x: Tensor) -> dict[str, Tensor]:
+    def measure(x: Tensor, _: slice) -> dict[str, Tensor]:
         names = [name for name, _ in _measured_parameters(net, task)]
         return _reduce_per_sample(_vmap_per_sample_grads(net, task, x, names, output), output)
 
@@ -87,16 +110,11 @@ def _check_options(net: MultiHeadNet, task: str, variant: str, output: str, redu
 
 
 def _measured_parameters(net: MultiHeadNet, task: str) -> list[tuple[str, nn.Parameter]]:
-    """The parameters that F(x) of this task depends on: the trunk and this task's head."""
-    return [
-        (name, p)
-        for name, p in net.named_parameters()
-        if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
-    ]
+    return list(net.task_parameters(task).items())
 
 
 def _over_chunks(
-    net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor], dict[str, Tensor]]
+    net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor, slice], dict[str, Tensor]]
 ) -> ImportanceSum:
     inputs = inputs.to(torch.float32)
     if inputs.shape[1:] != net.input_shape:
@@ -104,7 +122,8 @@ def _over_chunks(
     totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}
     with _eval_mode(net):
         for start in range(0, inputs.shape[0], chunk_size):
-            for name, value in measure(inputs[start : start + chunk_size]).items():
+            rows = slice(start, start + chunk_size)
+            for name, value in measure(inputs[rows], rows).items():
                 totals[name] += value
     return ImportanceSum(sums=totals, n=int(inputs.shape[0]))
 
@@ -188,6 +207,14 @@ def _abs_sums(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tens
     return g_weight.abs().sum(0), g_bias.abs().sum(0)
 
 
+def _square_sums(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+    """Σ_k g_W(x_k)² and Σ_k g_b(x_k)² for one layer."""
+    if isinstance(module, nn.Linear) and a.dim() == 2:
+        return delta.square().T @ a.square(), delta.square().sum(0)
+    g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
+    return g_weight.square().sum(0), g_bias.square().sum(0)
+
+
 def _norm_sums(module: nn.Module, a: Tensor, deltas: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Σ_k ‖∂F(x_k)/∂θ‖₂ over the outputs c, given one output gradient Δ^c per output."""
     if isinstance(module, nn.Linear) and a.dim() == 2:
@@ -201,27 +228,45 @@ def _norm_sums(module: nn.Module, a: Tensor, deltas: list[Tensor]) -> tuple[Tens
     return sq_weight.sqrt().sum(0), sq_bias.sqrt().sum(0)
 
 
-def _per_sample_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
-    logits, records = _record_layers(net, task, x)
-    prefixes = list(records)
-    layer_outputs = [records[p][2] for p in prefixes]
-    if output == "l2":
-        # Samples do not mix in eval mode, so one backward of Σ_k ‖F(x_k)‖² yields every δ_k at once.
-        deltas = torch.autograd.grad(logits.square().sum(), layer_outputs, retain_graph=True)
-        per_layer = {p: _abs_sums(records[p][0], records[p][1], d) for p, d in zip(prefixes, deltas, strict=True)}
-    else:
-        per_output = [
-            torch.autograd.grad(logits[:, c].sum(), layer_outputs, retain_graph=True) for c in range(logits.shape[1])
-        ]
-        per_layer = {
-            p: _norm_sums(records[p][0], records[p][1], [grads[i] for grads in per_output])
-            for i, p in enumerate(prefixes)
-        }
+def _as_parameter_sums(
+    records: dict[str, LayerRecord], per_layer: dict[str, tuple[Tensor, Tensor]]
+) -> dict[str, Tensor]:
     sums = {}
     for prefix, (weight_sum, bias_sum) in per_layer.items():
         sums[f"{prefix}.weight"] = weight_sum.detach()
         if records[prefix][0].bias is not None:
             sums[f"{prefix}.bias"] = bias_sum.detach()
+    return sums
+
+
+def _factored_sums(
+    net: MultiHeadNet, task: str, x: Tensor, objective: Callable[[Tensor], Tensor],
+    layer_sums: Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]],
+) -> dict[str, Tensor]:
+    """Per-sample sums for every factored layer from one forward and one backward of Σ_k objective_k.
+
+    Samples do not mix in eval mode, so the gradient of the summed objective at a layer's output holds
+    every sample's own δ_k at once.
+    """
+    logits, records = _record_layers(net, task, x)
+    deltas = torch.autograd.grad(objective(logits), [r[2] for r in records.values()])
+    per_layer = {p: layer_sums(r[0], r[1], d) for (p, r), d in zip(records.items(), deltas, strict=True)}
+    return _as_parameter_sums(records, per_layer)
+
+
+def _per_sample_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
+    if output == "l2":
+        sums = _factored_sums(net, task, x, lambda logits: logits.square().sum(), _abs_sums)
+    else:
+        logits, records = _record_layers(net, task, x)
+        layer_outputs = [r[2] for r in records.values()]
+        per_output = [
+            torch.autograd.grad(logits[:, c].sum(), layer_outputs, retain_graph=True) for c in range(logits.shape[1])
+        ]
+        per_layer = {
+            p: _norm_sums(r[0], r[1], [grads[i] for grads in per_output]) for i, (p, r) in enumerate(records.items())
+        }
+        sums = _as_parameter_sums(records, per_layer)
     others = [name for name, _ in _measured_parameters(net, task) if name not in sums]
     if others:
         sums.update(_reduce_per_sample(_vmap_per_sample_grads(net, task, x, others, output), output))
@@ -292,8 +337,11 @@ def _local_chunk(net: MultiHeadNet, task: str, x: Tensor, reduction: str) -> dic
 # --- vmap over grad: the general fallback and the reference ---------------------------------------
 
 
-def _vmap_per_sample_grads(net: MultiHeadNet, task: str, x: Tensor, names: list[str], output: str) -> dict[str, Tensor]:
-    """Per-sample gradients [N, *shape] (l2) or Jacobians [N, C, *shape] (vector) of the named parameters."""
+def _vmap_per_sample_grads(
+    net: MultiHeadNet, task: str, x: Tensor, names: list[str], output: str, labels: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Per-sample gradients [N, *shape] of ‖F‖² ("l2") or of the log-loss ("cross_entropy", with labels),
+    or Jacobians [N, C, *shape] ("vector"), for the named parameters."""
     state = {name: t.detach() for name, t in net.named_parameters()}
     state.update({name: t.detach() for name, t in net.named_buffers()})
     chosen = {name: state[name] for name in names}
@@ -301,6 +349,11 @@ def _vmap_per_sample_grads(net: MultiHeadNet, task: str, x: Tensor, names: list[
     def logits_of(params: dict[str, Tensor], sample: Tensor) -> Tensor:
         return functional_call(net, {**state, **params}, (sample.unsqueeze(0), task)).squeeze(0)
 
+    if output == "cross_entropy":
+        def log_loss(params: dict[str, Tensor], sample: Tensor, label: Tensor) -> Tensor:
+            return functional.cross_entropy(logits_of(params, sample).unsqueeze(0), label.unsqueeze(0))
+
+        return vmap(grad(log_loss), in_dims=(None, 0, 0))(chosen, x, labels)
     if output == "l2":
         per_sample = vmap(grad(lambda params, sample: logits_of(params, sample).square().sum()), in_dims=(None, 0))
     else:

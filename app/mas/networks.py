@@ -104,6 +104,13 @@ class MultiHeadNet(nn.Module):
             head.bias.uniform_(-bound, bound, generator=generator)
         self.heads[task] = head
 
+    def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
+        """The trunk and this task's head: all that F(x) of `task` depends on, and all that training it moves."""
+        return {
+            name: p for name, p in self.named_parameters()
+            if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
+        }
+
     def forward(self, x: Tensor, task: str) -> Tensor:
         return self.heads[task](self.trunk(x))
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from app.mas.accumulation import ImportanceState
 from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
-from app.mas.importance import estimate_importance
 from app.mas.methods import make_method
 from app.mas.networks import build_network, network_state
 from app.mas.training import TrainConfig, train_task
@@ -47,7 +46,7 @@ def run_sequence(
         learner = make_method(method, lam=lam, theta_star=network_state(net), omega=importance.total())
         num_classes = int(data.y_train.max()) + 1
         train_task(net, data.name, num_classes, data.x_train, data.y_train, learner, config)
-        measured = estimate_importance(net, data.name, data.x_train, **(importance_options or {}))
+        measured = learner.task_importance(net, data.name, data.x_train, data.y_train, importance_options)
         importance = importance.close_task().accumulate(measured)
         result.matrix.append({t.name: accuracy(net, t.name, t.x_test, t.y_test) for t in tasks[: index + 1]})
     return result

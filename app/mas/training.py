@@ -51,13 +51,6 @@ class TrainResult:
     loss: float
 
 
-def trainable_parameters(net: MultiHeadNet, task: str) -> dict[str, torch.nn.Parameter]:
-    """The trunk and this task's head: what the optimizer may move while learning `task`."""
-    return {
-        name: p for name, p in net.named_parameters() if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
-    }
-
-
 def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
@@ -83,9 +76,9 @@ def train_task(
         raise ValueError(f"labels must lie in [0, {num_classes})")
     if task not in net.heads:
         net.add_head(task, num_classes, seed=config.seed)
-    trainable = trainable_parameters(net, task)
+    trainable = net.task_parameters(task)
     optimizer = _make_optimizer(list(trainable.values()), config)
-    method.begin_task(trainable, config.lr)
+    method.begin_task(net, task, trainable, config.lr, inputs)
     generator = torch.Generator().manual_seed(config.seed)
     n = inputs.shape[0]
     total = config.epochs * math.ceil(n / config.batch_size)
@@ -97,7 +90,11 @@ def train_task(
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"stopped after {step} of {total} steps")
             batch = order[start : start + config.batch_size]
-            loss = functional.cross_entropy(net(inputs[batch], task), labels[batch])
+            features = net.trunk(inputs[batch])
+            loss = functional.cross_entropy(net.heads[task](features), labels[batch])
+            extra = method.extra_loss(features, batch)
+            if extra is not None:
+                loss = loss + extra
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(

@@ -1,21 +1,41 @@
-"""The hooks the training loop calls; a method overrides the ones it needs (all are no-ops here)."""
+"""The hooks the training loop calls. A method overrides the ones it needs; here they do nothing.
+
+The loop calls, for one task: `begin_task` once; per step `extra_loss` (added to the task's loss),
+then backward, `before_step`, the optimizer's step, `after_step`; and after training the service or
+the sequence runner asks `task_importance` for the Ω this task adds for later tasks (MAS.md §4).
+"""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from app.mas.importance import ImportanceSum, estimate_importance
+from app.mas.networks import MultiHeadNet
+
 
 class Method:
     name = "base"
 
-    def begin_task(self, trainable: dict[str, nn.Parameter], lr: float) -> None:
+    def begin_task(
+        self, net: MultiHeadNet, task: str, trainable: dict[str, nn.Parameter], lr: float, inputs: Tensor
+    ) -> None:
         """Called once before the first step with the parameters the optimizer will move."""
+
+    def extra_loss(self, features: Tensor, batch: Tensor) -> Tensor | None:
+        """A term added to the task loss; `features` is the trunk's output for the rows `batch` of the inputs."""
+        return None
 
     def before_step(self) -> None:
         """After backward, before the optimizer's step: add penalty gradients to .grad here."""
 
     def after_step(self) -> None:
         """After the optimizer's step: proximal updates go here."""
+
+    def task_importance(
+        self, net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, options: dict | None = None
+    ) -> ImportanceSum:
+        """Ω that this task contributes for later ones: MAS's estimate unless the method has its own."""
+        return estimate_importance(net, task, inputs, **(options or {}))
 
     def penalty_value(self) -> float:
         return 0.0
