@@ -7,7 +7,10 @@ task learned so far, so the result is the accuracy matrix that the service repor
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+
+from torch import Tensor
 
 from app.mas.accumulation import ImportanceState
 from app.mas.data import TaskData
@@ -17,10 +20,17 @@ from app.mas.networks import build_network, network_state
 from app.mas.training import TrainConfig, train_task
 
 
+def _nbytes(tensors: dict[str, Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 @dataclass
 class SequenceResult:
     tasks: list[str]
     matrix: list[dict[str, float]] = field(default_factory=list)
+    state_bytes: int = 0  # kept between tasks besides θ: the importance state (Ω_frozen and Ω_open)
+    training_state_bytes: int = 0  # the most a method held while training (θ*, Ω, SI's path, LwF's targets)
+    seconds: float = 0.0
 
     @property
     def summary(self) -> dict[str, float | None]:
@@ -36,17 +46,34 @@ def run_sequence(
     config: TrainConfig | None = None,
     seed: int = 0,
     importance_options: dict | None = None,
+    importance_on: str = "train",
 ) -> SequenceResult:
+    """Train `tasks` in order with one method; `importance_on` picks Ω's inputs (MAS.md §4, Table 3 of
+    the paper): "train" (the task's training inputs), "test" (its held-out inputs, unlabelled as in
+    deployment), or "both"."""
+    if importance_on not in ("train", "test", "both"):
+        raise ValueError("importance_on is 'train', 'test' or 'both'")
     architecture = architecture or {"kind": "mlp", "input_shape": [tasks[0].x_train.shape[1]], "hidden": [128, 128]}
     config = config or TrainConfig(seed=seed)
     net = build_network(architecture, seed)
     importance = ImportanceState.empty()
     result = SequenceResult(tasks=[t.name for t in tasks])
+    started = time.perf_counter()
     for index, data in enumerate(tasks):
         learner = make_method(method, lam=lam, theta_star=network_state(net), omega=importance.total())
         num_classes = int(data.y_train.max()) + 1
         train_task(net, data.name, num_classes, data.x_train, data.y_train, learner, config)
-        measured = learner.task_importance(net, data.name, data.x_train, data.y_train, importance_options)
-        importance = importance.close_task().accumulate(measured)
+        importance = importance.close_task()
+        sources = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
+        sources["both"] = sources["train"] + sources["test"]
+        # Fine-tune and LwF never read Ω: measuring it for them would only cost time here.
+        for inputs, labels in sources[importance_on] if learner.uses_importance else []:
+            measured = learner.task_importance(net, data.name, inputs, labels, importance_options)
+            importance = importance.accumulate(measured)
+        result.training_state_bytes = max(result.training_state_bytes, _nbytes(learner.extra_state()))
+        result.state_bytes = max(
+            result.state_bytes, _nbytes(importance.frozen_tensors()) + _nbytes(importance.open_tensors())
+        )
         result.matrix.append({t.name: accuracy(net, t.name, t.x_test, t.y_test) for t in tasks[: index + 1]})
+    result.seconds = time.perf_counter() - started
     return result

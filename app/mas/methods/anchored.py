@@ -16,6 +16,7 @@ PENALTY_FORMS = ("proximal", "gradient")
 
 
 class Anchored(Method):
+    uses_importance = True
     def __init__(self, lam: float, theta_star: dict[str, Tensor], omega: dict[str, Tensor], form: str = "proximal"):
         if form not in PENALTY_FORMS:
             raise ValueError(f"penalty form must be one of {PENALTY_FORMS}")

@@ -15,6 +15,7 @@ from app.mas.networks import MultiHeadNet
 
 class Method:
     name = "base"
+    uses_importance = False  # whether the method's training reads Ω (the anchored ones do)
 
     def begin_task(
         self, net: MultiHeadNet, task: str, trainable: dict[str, nn.Parameter], lr: float, inputs: Tensor

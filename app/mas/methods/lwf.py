@@ -41,6 +41,11 @@ class LwF(Method):
             ]
         net.train(was_training)
 
+    def extra_state(self) -> dict[str, Tensor]:
+        heads = {f"old_head.{i}.weight": w for i, (w, _) in enumerate(self.old_heads)}
+        heads |= {f"old_head.{i}.bias": b for i, (_, b) in enumerate(self.old_heads)}
+        return heads | {f"targets.{i}": t for i, t in enumerate(self.targets)}
+
     def extra_loss(self, features: Tensor, batch: Tensor) -> Tensor | None:
         if not self.old_heads or self.lam == 0:
             return None

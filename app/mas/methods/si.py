@@ -24,6 +24,10 @@ class SI(Anchored):
         self.damping = damping
         self.names: list[str] = []
         self.params: list[nn.Parameter] = []
+        self.start: list[Tensor] = []
+        self.previous: list[Tensor] = []
+        self.path: list[Tensor] = []
+        self.task_grads: list[Tensor] = []
 
     def begin_task(
         self, net: MultiHeadNet, task: str, trainable: dict[str, nn.Parameter], lr: float, inputs: Tensor
@@ -47,6 +51,11 @@ class SI(Anchored):
             step = torch._foreach_sub(self.params, self.previous)
             torch._foreach_sub_(self.path, torch._foreach_mul(self.task_grads, step))
             torch._foreach_copy_(self.previous, self.params)
+
+    def extra_state(self) -> dict[str, Tensor]:
+        held = {"path": self.path, "start": self.start, "previous": self.previous, "task_grads": self.task_grads}
+        tensors = {f"{kind}.{name}": t for kind, ts in held.items() for name, t in zip(self.names, ts, strict=False)}
+        return super().extra_state() | tensors
 
     def task_importance(
         self, net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, options: dict | None = None
