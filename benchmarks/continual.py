@@ -156,8 +156,12 @@ def plot(results: dict, out: Path) -> list[str]:
     files = []
     for sequence, variants in results["sequences"].items():
         tasks = variants["finetune"]["tasks"]
-        fig, axes = plt.subplots(1, len(tasks), figsize=(2.6 * len(tasks), 2.8), sharey=True, squeeze=False)
-        for j, (task, ax) in enumerate(zip(tasks, axes[0], strict=True)):
+        columns = min(4, len(tasks))
+        rows = -(-len(tasks) // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 2.6 * rows), sharey=True, squeeze=False)
+        for ax in axes.flat[len(tasks):]:
+            ax.axis("off")
+        for j, (task, ax) in enumerate(zip(tasks, axes.flat, strict=False)):
             for variant in shown:
                 runs = variants[variant]["runs"]
                 steps = list(range(j, len(tasks)))
@@ -166,8 +170,9 @@ def plot(results: dict, out: Path) -> list[str]:
             ax.set_title(task, fontsize=8)
             ax.set_xlabel("after task", fontsize=8)
             ax.set_xticks(range(1, len(tasks) + 1))
-        axes[0][0].set_ylabel("accuracy")
-        axes[0][-1].legend(fontsize=7)
+        for row in axes:
+            row[0].set_ylabel("accuracy")
+        axes.flat[len(tasks) - 1].legend(fontsize=7)
         fig.suptitle(f"{sequence}: accuracy on each task after each step", fontsize=9)
         fig.tight_layout()
         name = f"continual_{sequence}_accuracy.png"
@@ -196,7 +201,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true", help="redraw table and plots from the JSON in --out")
     args = parser.parse_args()
+    if args.replot:
+        results = json.loads((args.out / "continual.json").read_text())
+        (args.out / "continual.md").write_text(markdown(results))
+        print(plot(results, args.out))
+        return
     profile = PROFILES[args.profile]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
