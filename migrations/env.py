@@ -31,7 +31,10 @@ def run_migrations_online() -> None:
     # once then migrate one after the other instead of both creating the tables.
     engine = make_engine(_settings())
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+        # SQLite does run DDL in a transaction (the engine begins them itself), which makes a migration
+        # all-or-nothing and, with BEGIN IMMEDIATE, one process's at a time.
+        context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
+                          transactional_ddl=True)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -98,19 +97,22 @@ def parse_csv(data: bytes) -> Arrays:
 def parse_inline(inputs: list[Any], labels: list[int] | None) -> Arrays:
     try:
         x = np.asarray(inputs, dtype=np.float64)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError) as error:
         raise Invalid(f"inputs must be a list of rows of numbers, all of one shape: {error}") from error
-    y = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    try:
+        y = np.asarray(labels, dtype=np.int64) if labels is not None else None
+    except OverflowError as error:
+        raise Invalid(f"labels must be class indices, and {max(labels)} is far too large") from error
     return check_arrays(x, y, source="inputs")
 
 
 def check_arrays(x: np.ndarray, y: np.ndarray | None, *, source: str) -> Arrays:
     if x.dtype.kind not in "fiu":
         raise Invalid(f"{source} must be a numeric (float or integer) array, got dtype {x.dtype}")
+    if x.size == 0:
+        raise Invalid(f"{source} is empty (shape {list(x.shape)}): at least one row of values is needed")
     if x.ndim < 2:
         raise Invalid(f"{source} must have shape [n, *input_shape] (a list of rows), got shape {list(x.shape)}")
-    if x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
-        raise Invalid(f"{source} is empty (shape {list(x.shape)})")
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])

@@ -11,10 +11,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
 from app.settings import Settings
 
-MIGRATIONS = Path(migrations.__file__).resolve().parent
+# Beside the `app` package both in a checkout and in site-packages (pyproject ships `migrations`).
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -1,0 +1,42 @@
+"""Liveness and readiness: /healthz says the process is up, /readyz that the database and broker answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> JSONResponse:
+    checks = {"database": _check_database(request), "broker": _check_broker(request)}
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
+
+
+def _check_database(request: Request) -> str:
+    try:
+        with request.app.state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as error:  # noqa: BLE001 - any failure means not ready, and says why
+        return f"error: {error}"
+    return "ok"
+
+
+def _check_broker(request: Request) -> str:
+    settings = request.app.state.settings
+    if settings.embedded_broker and not (settings.broker_dir / "queue").is_dir():
+        return f"error: the broker folder {settings.broker_dir / 'queue'} is missing"
+    try:
+        with request.app.state.celery.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1, timeout=2)
+    except Exception as error:  # noqa: BLE001
+        return f"error: {error}"
+    return "ok"

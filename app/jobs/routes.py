@@ -1,0 +1,48 @@
+"""HTTP routes of jobs: get one, list (newest first), cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.tables import Job, Model
+from app.deps import SessionDep
+from app.jobs import service
+from app.jobs.schemas import JobOut
+from app.models.service import get_model
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def shape_job(session: Session, job: Job) -> JobOut:
+    return JobOut.of(job, session.scalar(select(Model.name).where(Model.id == job.model_id)) or "")
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(
+    session: SessionDep,
+    model: str | None = None,
+    state: State | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[JobOut]:
+    owner = get_model(session, model) if model is not None else None
+    jobs = service.list_jobs(session, model=owner, state=state, limit=limit)
+    names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
+    return [JobOut.of(job, names.get(job.model_id, "")) for job in jobs]
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, session: SessionDep) -> JobOut:
+    return shape_job(session, service.get_job(session, job_id))
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def cancel_job(job_id: str, session: SessionDep) -> JobOut:
+    job = service.cancel_job(session, job_id)
+    session.commit()
+    return shape_job(session, job)

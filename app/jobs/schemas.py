@@ -1,0 +1,56 @@
+"""Response shape of a job."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from app.db.tables import Job
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    unit: str
+    loss: float | None
+
+
+class JobResult(BaseModel):
+    version: int
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    model: str
+    state: str
+    task: str | None
+    base_version: int
+    attempts: int
+    cancel_requested: bool
+    progress: Progress | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: JobResult | None
+    error: JobError | None
+
+    @classmethod
+    def of(cls, job: Job, model_name: str) -> JobOut:
+        progress = None
+        if job.progress_total is not None:
+            progress = Progress(done=job.progress_done or 0, total=job.progress_total,
+                                unit=job.progress_unit or "steps", loss=job.progress_loss)
+        return cls(
+            id=job.id, kind=job.kind, model=model_name, state=job.state, task=job.task,
+            base_version=job.base_version, attempts=job.attempts, cancel_requested=job.cancel_requested,
+            progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+            result=JobResult(version=job.result_version) if job.result_version is not None else None,
+            error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
+        )

@@ -1,0 +1,112 @@
+"""The life of a job row: created by the API, claimed and reported on by a worker, cancelled by a client.
+
+States: queued → running → succeeded | failed | cancelled (queued → cancelled directly too). The
+worker claims a job before running it and counts the attempt in the row, so a job whose message
+is delivered again after its worker died runs again, but only `max_attempts` times in all.
+Cancellation is a flag in the row that the running job reads between steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.tables import Job, Model, utcnow
+from app.errors import Conflict, NotFound
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
+               request: dict[str, Any]) -> Job:
+    job = Job(id=uuid4().hex, kind=kind, model_id=model.id, state="queued", task=task,
+              base_version=base_version, request=request, attempts=0, cancel_requested=False)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
+    return job
+
+
+def list_jobs(session: Session, *, model: Model | None, state: str | None, limit: int) -> list[Job]:
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if model is not None:
+        query = query.where(Job.model_id == model.id)
+    if state is not None:
+        query = query.where(Job.state == state)
+    return list(session.scalars(query))
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    """A queued job is cancelled at once; a running one is flagged and stops at its next step."""
+    job = get_job(session, job_id)
+    if job.state in FINISHED:
+        raise Conflict(f"job {job_id} has already {job.state}")
+    if job.state == "queued":
+        job.state, job.finished_at = "cancelled", utcnow()
+    job.cancel_requested = True
+    return job
+
+
+@dataclass(frozen=True)
+class Claim:
+    job: Job | None
+    reason: str  # why there is nothing to run, when job is None
+
+
+def claim_job(session: Session, job_id: str, max_attempts: int) -> Claim:
+    """Mark the job running and count the attempt, or say why it must not run (idempotent delivery)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return Claim(None, "the job no longer exists")
+    if job.state in FINISHED:
+        return Claim(None, f"the job has already {job.state}")
+    if job.cancel_requested:
+        job.state, job.finished_at = "cancelled", utcnow()
+        return Claim(None, "the job was cancelled")
+    if job.attempts >= max_attempts:
+        fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times; giving up")
+        return Claim(None, "too many attempts")
+    job.state, job.attempts = "running", job.attempts + 1
+    job.started_at = job.started_at or utcnow()
+    return Claim(job, "")
+
+
+def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None) -> None:
+    job = session.get(Job, job_id)
+    if job is not None and job.state == "running":
+        job.progress_done, job.progress_total, job.progress_unit, job.progress_loss = done, total, unit, loss
+
+
+def is_cancel_requested(session: Session, job_id: str) -> bool:
+    flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+    return flag is None or bool(flag)  # a deleted job counts as cancelled
+
+
+def succeed_job(job: Job, version: int) -> None:
+    job.state, job.result_version, job.finished_at = "succeeded", version, utcnow()
+    job.error_type = job.error_message = None
+
+
+def fail_job(job: Job, error_type: str, message: str) -> None:
+    job.state, job.error_type, job.error_message, job.finished_at = "failed", error_type, message[:2000], utcnow()
+
+
+def cancel_running_job(job: Job) -> None:
+    job.state, job.finished_at = "cancelled", utcnow()
+
+
+def requeue_job(job: Job) -> None:
+    """Back to the queue after the worker stopped it for a shutdown; that attempt does not count."""
+    job.state, job.attempts = "queued", max(job.attempts - 1, 0)
+    job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None

@@ -1,0 +1,1 @@
+"""Learning: requests to learn a task or refresh importance, and the jobs that carry them out."""

@@ -1,0 +1,24 @@
+"""Jobs a worker left behind: with the embedded broker, the one worker that starts takes them over.
+
+A worker killed mid-job (SIGKILL, a power cut) leaves its job `running` and, on the file broker,
+its message gone with it. When the embedded worker starts, no other worker can be running that job,
+so it is put back to `queued` (the attempt it had still counts, so a job that kills its worker
+cannot loop forever) and every queued job is sent again: a duplicate message is harmless, since a
+job is claimed from its row and a finished job is never run twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.tables import Job
+
+
+def recover_jobs(sessions: sessionmaker[Session]) -> list[str]:
+    """Ids of the jobs to send again, oldest first, after resetting abandoned running jobs."""
+    with sessions.begin() as session:
+        for job in session.scalars(select(Job).where(Job.state == "running")):
+            job.state = "queued"
+            job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
+        return list(session.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.created_at)))

@@ -1,0 +1,67 @@
+"""An importance job: measure Ω at the base's θ on new (unlabeled) inputs and update the open estimate.
+
+`accumulate` adds the samples to the open running sum and count, `replace` restarts it from them
+(MAS.md §4). The data is measured in chunks so that progress and cancellation are honoured between
+them; since the open estimate is a sum with a count, chunking changes nothing but float rounding.
+The new version shares θ with its base: same blob, same accuracy, same tasks.
+"""
+
+from __future__ import annotations
+
+from app.datasets.service import load_arrays
+from app.db.tables import Dataset, Job, Model
+from app.jobs.service import succeed_job
+from app.learning.context import JobContext
+from app.learning.spec import JobSpec, shaped
+from app.learning.watch import JobWatch
+from app.mas.importance import estimate_importance
+from app.mas.networks import load_network
+from app.mas.training import TrainingCancelled
+from app.versions.service import (
+    get_version,
+    importance_stats,
+    load_importance,
+    load_theta,
+    record_version,
+    store_tensors,
+)
+
+CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduction matches one call
+
+
+def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
+    request = job.request
+    with ctx.sessions() as session:
+        model = session.get(Model, job.model_id)
+        base = get_version(session, model, job.base_version)
+        dataset = session.get(Dataset, request["dataset"])
+    theta, state = load_theta(ctx.store, base), load_importance(ctx.store, base)
+    inputs, _ = load_arrays(ctx.store, dataset)  # labels, if any, play no part in Ω
+    inputs = shaped(inputs, model.architecture["input_shape"])
+    net = load_network(model.architecture, theta)
+
+    n = inputs.shape[0]
+    for start in range(0, n, CHUNK_ROWS):
+        if watch.should_stop():
+            raise TrainingCancelled(f"stopped after {start} of {n} samples")
+        measured = estimate_importance(
+            net, job.task, inputs[start : start + CHUNK_ROWS],
+            variant=request["variant"], output=request["output"], reduction=request["reduction"],
+        )
+        fresh = start == 0 and request["mode"] == "replace"
+        state = state.replace(measured) if fresh else state.accumulate(measured)
+        watch.progress(min(start + CHUNK_ROWS, n), n, None, unit="samples")
+
+    frozen_blob = store_tensors(ctx.store, state.frozen_tensors())
+    open_blob = store_tensors(ctx.store, state.open_tensors())
+    with ctx.sessions.begin() as session:
+        if watch.cancelled_now(session):
+            raise TrainingCancelled("cancelled before the version was written")
+        version = record_version(
+            session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
+            task=job.task, theta_blob=base.theta_blob, omega_frozen_blob=frozen_blob, omega_open_blob=open_blob,
+            n_open=state.n_open, tasks=list(base.tasks), accuracy=dict(base.accuracy),
+            importance=importance_stats(theta, state.total()),
+        )
+        succeed_job(session.get(Job, job.id), version.number)
+        return version.number

@@ -1,0 +1,44 @@
+"""HTTP routes that start jobs: learn a task, refresh importance (202 with the job and its Location)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.orm import Session
+
+from app.db.tables import Job
+from app.deps import CeleryDep, SessionDep, StoreDep
+from app.errors import Unavailable
+from app.jobs.dispatch import enqueue_job
+from app.jobs.routes import shape_job
+from app.jobs.schemas import JobOut
+from app.jobs.service import fail_job
+from app.learning import service
+from app.learning.schemas import ImportanceRequest, TaskRequest
+
+router = APIRouter(prefix="/v1/models/{name}", tags=["learning"])
+
+
+def _queue(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
+    session.commit()
+    try:
+        enqueue_job(celery, job)
+    except Unavailable as error:
+        fail_job(job, "broker", error.detail)
+        session.commit()
+        raise
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return shape_job(session, job)
+
+
+@router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def learn_task(
+    name: str, body: TaskRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep
+) -> JobOut:
+    return _queue(session, celery, service.submit_task(session, store, name, body), response)
+
+
+@router.post("/importance", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def refresh_importance(
+    name: str, body: ImportanceRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep
+) -> JobOut:
+    return _queue(session, celery, service.submit_importance(session, store, name, body), response)

@@ -1,0 +1,84 @@
+"""Run one job by id, from claim to a final state: the whole of what a worker task does.
+
+Whatever happens, the job row ends in a state that says it: succeeded with its version, failed
+with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid`, `error`), or cancelled;
+only a worker shutdown puts it back to `queued` (and raises WorkerStopping so the message is
+delivered again). Nothing here knows Celery: tests call `run_job` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from app.db.tables import Job
+from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
+from app.learning.context import JobContext
+from app.learning.refresh import refresh_version
+from app.learning.spec import JobSpec
+from app.learning.train import train_version
+from app.learning.watch import JobWatch
+from app.mas.training import NonFiniteLoss, TrainingCancelled
+from app.store import BlobNotFound
+from app.versions.service import VersionConflict
+
+log = logging.getLogger(__name__)
+
+RUNNERS = {"train": train_version, "importance": refresh_version}
+
+
+class WorkerStopping(Exception):
+    """The worker is shutting down: the job was put back in the queue, to run again from the start."""
+
+
+def run_job(ctx: JobContext, job_id: str) -> str:
+    """Claim and run the job; returns its final state (or why it did not run)."""
+    with ctx.sessions.begin() as session:
+        claim = claim_job(session, job_id, ctx.settings.job_max_attempts)
+        spec = JobSpec.of(claim.job) if claim.job is not None else None
+    if spec is None:
+        log.info("job %s not run: %s", job_id, claim.reason)
+        return claim.reason
+    watch = JobWatch(ctx.sessions, job_id, progress_interval_s=ctx.settings.progress_interval_s,
+                     cancel_poll_s=ctx.settings.cancel_poll_s, shutting_down=ctx.shutting_down)
+    try:
+        version = RUNNERS[spec.kind](ctx, spec, watch)
+    except TrainingCancelled as stop:
+        if ctx.shutting_down():
+            _finish(ctx, job_id, requeue_job)
+            raise WorkerStopping(f"job {job_id} goes back to the queue") from stop
+        return _finish(ctx, job_id, cancel_running_job)
+    except VersionConflict as error:
+        return _fail(ctx, job_id, "conflict", str(error))
+    except NonFiniteLoss as error:
+        return _fail(ctx, job_id, "non_finite_loss", str(error))
+    except ValueError as error:  # the core refused the request's combination of options
+        return _fail(ctx, job_id, "invalid", str(error))
+    except BlobNotFound as error:
+        return _fail(ctx, job_id, "missing_blob", str(error))
+    except Exception as error:
+        if isinstance(error, ctx.timeouts):
+            return _fail(ctx, job_id, "timeout", f"the job ran past {ctx.settings.job_soft_time_limit_s} s")
+        log.exception("job %s failed", job_id)
+        return _fail(ctx, job_id, "error", f"{type(error).__name__}: {error}")
+    log.info("job %s succeeded: version %s", job_id, version)
+    return "succeeded"
+
+
+def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:
+    return _finish(ctx, job_id, lambda job: fail_job(job, error_type, message))
+
+
+def _finish(ctx: JobContext, job_id: str, finish: Callable[[Job], None]) -> str:
+    with ctx.sessions.begin() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return "gone"
+        if job.state == "running":
+            finish(job)
+        return job.state
+
+
+def fail_if_running(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:
+    """Mark a job failed from outside it (its process was killed); a finished job is left as it is."""
+    return _fail(ctx, job_id, error_type, message)

@@ -1,0 +1,62 @@
+"""The FastAPI application: routers per domain over one engine, blob store, prediction cache and Celery client.
+
+`create_app(settings)` builds everything for one process; the schema is migrated when it starts.
+Service errors become `{"detail": ...}` with their status; an integrity error (two writers racing
+for one name) is a 409, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+
+from app.datasets.routes import router as datasets_router
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import upgrade_database
+from app.errors import ServiceError
+from app.health import router as health_router
+from app.jobs.routes import router as jobs_router
+from app.learning.routes import router as learning_router
+from app.models.routes import router as models_router
+from app.predictions.cache import NetworkCache
+from app.predictions.routes import router as predictions_router
+from app.settings import Settings, get_settings
+from app.store import BlobStore
+from app.versions.routes import router as versions_router
+from workers.celery_app import make_celery
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade_database(settings)
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(title="lifelong", version="1", lifespan=lifespan,
+                  description="Keeps a PyTorch model learning new tasks without forgetting (Memory Aware Synapses).")
+    app.state.settings = settings
+    app.state.engine = make_engine(settings)
+    app.state.sessions = make_session_factory(app.state.engine)
+    app.state.store = BlobStore(settings.resolved_blob_dir)
+    app.state.cache = NetworkCache(settings.predict_cache_bytes)
+    app.state.celery = make_celery(settings)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity_error(_: Request, error: IntegrityError) -> JSONResponse:
+        return JSONResponse({"detail": f"conflicts with stored data: {error.orig}"}, status_code=409)
+
+    for router in (health_router, models_router, datasets_router, learning_router, jobs_router,
+                   versions_router, predictions_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""Models: a named architecture with a seed, its versions, and a head."""

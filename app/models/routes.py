@@ -1,0 +1,44 @@
+"""HTTP routes of models: create, list, get, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.orm import Session
+
+from app.db.tables import Model
+from app.deps import SessionDep, StoreDep
+from app.models import service
+from app.models.schemas import ModelIn, ModelOut
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def shape_model(session: Session, model: Model) -> ModelOut:
+    return ModelOut(
+        name=model.name, architecture=model.architecture, seed=model.seed, head=model.head,
+        tasks=service.head_tasks(session, model), created_at=model.created_at,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut)
+def create_model(body: ModelIn, session: SessionDep, store: StoreDep) -> ModelOut:
+    model = service.create_model(session, store, body.name, body.architecture, body.seed)
+    session.commit()
+    return shape_model(session, model)
+
+
+@router.get("", response_model=list[ModelOut])
+def list_models(session: SessionDep) -> list[ModelOut]:
+    return [shape_model(session, m) for m in service.list_models(session)]
+
+
+@router.get("/{name}", response_model=ModelOut)
+def get_model(name: str, session: SessionDep) -> ModelOut:
+    return shape_model(session, service.get_model(session, name))
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_model(name: str, session: SessionDep) -> Response:
+    service.delete_model(session, name)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

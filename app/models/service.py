@@ -1,0 +1,64 @@
+"""Models: create one (its version 0 is the initial network with Ω = 0), look up, list, delete."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.db.tables import Job, Model, Task, Version
+from app.errors import Conflict, Invalid, NotFound
+from app.mas.networks import build_network, network_state, validate_architecture
+from app.store import BlobStore
+from app.versions.service import importance_stats, store_tensors
+
+ACTIVE_STATES = ("queued", "running")
+
+
+def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int) -> Model:
+    try:
+        architecture = validate_architecture(architecture)
+    except ValueError as error:
+        raise Invalid(f"architecture: {error}") from error
+    if session.scalar(select(Model.id).where(Model.name == name)) is not None:
+        raise Conflict(f"a model named {name!r} exists")
+    theta = network_state(build_network(architecture, seed))
+    empty = store_tensors(store, {})
+    model = Model(name=name, architecture=architecture, seed=seed, head=0)
+    session.add(model)
+    session.flush()
+    session.add(
+        Version(
+            model_id=model.id, number=0, parent=None, kind="init", task=None, job_id=None,
+            theta_blob=store_tensors(store, theta), omega_frozen_blob=empty, omega_open_blob=empty, n_open=0,
+            tasks=[], accuracy={}, importance=importance_stats(theta, {}),
+        )
+    )
+    return model
+
+
+def get_model(session: Session, name: str) -> Model:
+    model = session.scalar(select(Model).where(Model.name == name))
+    if model is None:
+        raise NotFound(f"no model {name!r}")
+    return model
+
+
+def list_models(session: Session) -> list[Model]:
+    return list(session.scalars(select(Model).order_by(Model.name)))
+
+
+def head_tasks(session: Session, model: Model) -> list[str]:
+    tasks = session.scalar(select(Version.tasks).where(Version.model_id == model.id, Version.number == model.head))
+    return [t["name"] for t in tasks or []]
+
+
+def delete_model(session: Session, name: str) -> None:
+    """Delete a model with its versions, tasks and jobs; refused while a job of it may still write."""
+    model = get_model(session, name)
+    active = session.scalar(select(func.count()).where(Job.model_id == model.id, Job.state.in_(ACTIVE_STATES)))
+    if active:
+        raise Conflict(f"model {name!r} has {active} queued or running job(s): cancel them first")
+    # Blobs are left in place: they are content-addressed and may be shared with other models.
+    for table in (Task, Job, Version):
+        session.execute(delete(table).where(table.model_id == model.id))
+    session.delete(model)

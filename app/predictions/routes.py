@@ -1,0 +1,94 @@
+"""HTTP routes of predictions: POST with a JSON body or a raw .npy body, and GET for a quick look."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from app.deps import CacheDep, SessionDep, SettingsDep, StoreDep
+from app.errors import Invalid, TooLarge
+from app.models.schemas import NAME_PATTERN
+from app.predictions import service
+from app.predictions.schemas import PredictOut, PredictRequest
+from app.versions.schemas import MAX_VERSION
+
+router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"])
+
+NPY = "application/x-npy"
+
+_BODIES = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": PredictRequest.model_json_schema()},
+            NPY: {"schema": {"type": "string", "format": "binary"}},
+        },
+        "required": True,
+    }
+}
+
+
+@router.get("", response_model=PredictOut, response_model_exclude_none=True)
+def predict_from_query(
+    name: str,
+    session: SessionDep,
+    store: StoreDep,
+    cache: CacheDep,
+    task: Annotated[str, Query(pattern=NAME_PATTERN)],
+    inputs: Annotated[str, Query(description="JSON list of rows, at most 100")],
+    version: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
+    probabilities: bool = False,
+) -> PredictOut:
+    return service.predict(session, store, cache, model_name=name, task=task, version=version,
+                           inputs=service.inputs_from_query(inputs), probabilities=probabilities)
+
+
+@router.post("", response_model=PredictOut, response_model_exclude_none=True, openapi_extra=_BODIES)
+async def predict_from_body(
+    name: str,
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    cache: CacheDep,
+    settings: SettingsDep,
+    task: Annotated[str | None, Query(pattern=NAME_PATTERN, description="with an .npy body")] = None,
+    version: Annotated[int | None, Query(ge=0, le=MAX_VERSION, description="with an .npy body")] = None,
+    probabilities: Annotated[bool, Query(description="with an .npy body")] = False,
+) -> PredictOut:
+    body = await _read_body(request, settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def parse_and_predict() -> PredictOut:
+        chosen_task, chosen_version, with_probabilities = task, version, probabilities
+        if content_type == NPY:
+            if chosen_task is None:
+                raise Invalid("with an application/x-npy body, give the task as a query parameter (?task=…)")
+            inputs = service.inputs_from_npy(body, settings.max_predict_rows)
+        else:
+            try:
+                parsed = PredictRequest.model_validate_json(body)
+            except ValidationError as error:
+                raise Invalid(_describe(error)) from error
+            chosen_task, chosen_version, with_probabilities = parsed.task, parsed.version, parsed.probabilities
+            inputs = service.inputs_from_json(parsed.inputs, settings.max_predict_rows)
+        return service.predict(session, store, cache, model_name=name, task=chosen_task, version=chosen_version,
+                               inputs=inputs, probabilities=with_probabilities)
+
+    # Parsing and the forward pass are CPU work: off the event loop, as in the sync routes.
+    return await run_in_threadpool(parse_and_predict)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors())

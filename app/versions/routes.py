@@ -1,0 +1,68 @@
+"""HTTP routes of versions: list, detail, checkpoint and importance downloads, head, evaluation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse, Response
+
+from app.deps import SessionDep, StoreDep
+from app.mas.tensors_io import tensors_to_bytes
+from app.models.routes import shape_model
+from app.models.schemas import ModelOut
+from app.models.service import get_model
+from app.versions import service
+from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
+
+router = APIRouter(prefix="/v1/models/{name}", tags=["versions"])
+
+SAFETENSORS = "application/octet-stream"
+VersionNumber = Annotated[int, Path(ge=0, le=MAX_VERSION)]
+
+
+@router.get("/versions", response_model=list[VersionOut])
+def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
+    return [VersionOut.of(v) for v in service.list_versions(session, get_model(session, name))]
+
+
+@router.get("/versions/{number}", response_model=VersionDetail)
+def get_version(name: str, number: VersionNumber, session: SessionDep) -> VersionDetail:
+    return VersionDetail.of(service.get_version(session, get_model(session, name), number))
+
+
+@router.get("/versions/{number}/checkpoint", response_class=FileResponse)
+def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> FileResponse:
+    """θ of the version as a safetensors file."""
+    version = service.get_version(session, get_model(session, name), number)
+    return FileResponse(
+        store.path(version.theta_blob), media_type=SAFETENSORS, filename=f"{name}-v{number}.safetensors"
+    )
+
+
+@router.get("/versions/{number}/importance")
+def download_importance(
+    name: str, number: VersionNumber, session: SessionDep, store: StoreDep,
+    part: Literal["total", "frozen", "open"] = "total",
+) -> Response:
+    """Ω of the version as safetensors: the total used by the next task's penalty, or one of its parts."""
+    version = service.get_version(session, get_model(session, name), number)
+    if part == "frozen":
+        return FileResponse(store.path(version.omega_frozen_blob), media_type=SAFETENSORS)
+    if part == "open":
+        return FileResponse(store.path(version.omega_open_blob), media_type=SAFETENSORS,
+                            headers={"X-Lifelong-N-Open": str(version.n_open)})
+    total = tensors_to_bytes(service.load_importance(store, version).total())
+    return Response(total, media_type=SAFETENSORS)
+
+
+@router.put("/head", response_model=ModelOut)
+def set_head(name: str, body: HeadIn, session: SessionDep) -> ModelOut:
+    model = service.set_head(session, get_model(session, name), body.version)
+    session.commit()
+    return shape_model(session, model)
+
+
+@router.get("/evaluation", response_model=EvaluationOut)
+def get_evaluation(name: str, session: SessionDep) -> EvaluationOut:
+    return EvaluationOut.model_validate(service.evaluation(session, get_model(session, name)))

@@ -1,0 +1,138 @@
+"""Versions of a model: reading them, writing a new one, moving the head, the accuracy matrix.
+
+A version is written once and never changed; its tensors live in the blob store, its row names
+them. The head moves only by compare-and-set (`advance_head`) in the same transaction that inserts
+the version, so a job whose base is no longer the head creates nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from torch import Tensor
+
+from app.db.tables import Model, Version
+from app.errors import NotFound
+from app.mas.accumulation import ImportanceState
+from app.mas.evaluation import continual_metrics
+from app.mas.tensors_io import tensors_from_bytes, tensors_to_bytes
+from app.store import BlobStore
+
+
+def get_version(session: Session, model: Model, number: int) -> Version:
+    version = session.scalar(select(Version).where(Version.model_id == model.id, Version.number == number))
+    if version is None:
+        raise NotFound(f"model {model.name!r} has no version {number}")
+    return version
+
+
+def list_versions(session: Session, model: Model) -> list[Version]:
+    return list(session.scalars(select(Version).where(Version.model_id == model.id).order_by(Version.number)))
+
+
+def lineage(session: Session, model: Model, number: int) -> list[Version]:
+    """The versions from version 0 to `number`, following parents."""
+    by_number = {v.number: v for v in list_versions(session, model)}
+    chain: list[Version] = []
+    current: int | None = number
+    while current is not None:
+        chain.append(by_number[current])
+        current = by_number[current].parent
+    return chain[::-1]
+
+
+def set_head(session: Session, model: Model, number: int) -> Model:
+    get_version(session, model, number)
+    model.head = number
+    return model
+
+
+def advance_head(session: Session, model_id: int, expected: int, new: int) -> bool:
+    """Compare-and-set: move the head to `new` only if it still is `expected`."""
+    result = session.execute(
+        update(Model).where(Model.id == model_id, Model.head == expected).values(head=new)
+    )
+    return result.rowcount == 1
+
+
+def next_version_number(session: Session, model_id: int) -> int:
+    latest = session.scalar(select(func.max(Version.number)).where(Version.model_id == model_id))
+    return 0 if latest is None else latest + 1
+
+
+def store_tensors(store: BlobStore, tensors: dict[str, Tensor]) -> str:
+    return store.put(tensors_to_bytes(tensors))
+
+
+def load_theta(store: BlobStore, version: Version) -> dict[str, Tensor]:
+    return tensors_from_bytes(store.get(version.theta_blob))
+
+
+def load_importance(store: BlobStore, version: Version) -> ImportanceState:
+    return ImportanceState.from_tensors(
+        tensors_from_bytes(store.get(version.omega_frozen_blob)),
+        tensors_from_bytes(store.get(version.omega_open_blob)),
+        version.n_open,
+    )
+
+
+def importance_stats(theta: dict[str, Tensor], omega: dict[str, Tensor]) -> dict[str, dict[str, float]]:
+    """Mean and max of the total Ω per parameter tensor; a parameter without Ω has Ω = 0."""
+    stats = {}
+    for name in sorted(theta):
+        if not torch.is_floating_point(theta[name]):
+            continue
+        value = omega.get(name)
+        if value is None or value.numel() == 0:
+            stats[name] = {"mean": 0.0, "max": 0.0}
+        else:
+            stats[name] = {"mean": float(value.double().mean()), "max": float(value.max())}
+    return stats
+
+
+def evaluation(session: Session, model: Model) -> dict[str, Any]:
+    """The accuracy matrix along the head's lineage (one row per train version) and its summary."""
+    rows = [
+        {"version": v.number, "task": v.task, "accuracy": dict(v.accuracy)}
+        for v in lineage(session, model, model.head)
+        if v.kind == "train"
+    ]
+    tasks = [row["task"] for row in rows]
+    summary = continual_metrics([row["accuracy"] for row in rows], tasks)
+    return {"model": model.name, "head": model.head, "tasks": tasks, "rows": rows, **summary}
+
+
+class VersionConflict(Exception):
+    """The job's base version is no longer the head: the job must create nothing."""
+
+
+def record_version(
+    session: Session, *, model_id: int, job_id: str, base: int, kind: str, task: str,
+    theta_blob: str, omega_frozen_blob: str, omega_open_blob: str, n_open: int,
+    tasks: list[dict[str, Any]], accuracy: dict[str, float], importance: dict[str, Any],
+) -> Version:
+    """Insert the job's version and move the head onto it, or raise VersionConflict; one transaction.
+
+    A job that already wrote its version (a repeated delivery) gets that version back unchanged.
+    """
+    existing = session.scalar(select(Version).where(Version.job_id == job_id))
+    if existing is not None:
+        return existing
+    number = next_version_number(session, model_id)
+    if not advance_head(session, model_id, base, number):
+        head = session.scalar(select(Model.head).where(Model.id == model_id))
+        raise VersionConflict(
+            f"the head moved from version {base} to {head} while this job ran, so it created nothing;"
+            " submit it again on the new head"
+        )
+    version = Version(
+        model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,
+        theta_blob=theta_blob, omega_frozen_blob=omega_frozen_blob, omega_open_blob=omega_open_blob,
+        n_open=n_open, tasks=tasks, accuracy=accuracy, importance=importance,
+    )
+    session.add(version)
+    session.flush()
+    return version

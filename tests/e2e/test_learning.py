@@ -1,0 +1,168 @@
+"""End to end through a real worker: learn split-digits tasks, predict, evaluate, refresh Ω, roll back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load as load_safetensors
+
+from app.mas.methods import METHODS
+
+
+def _importance(api, model: str, version: int, part: str) -> dict[str, np.ndarray]:
+    response = api.http.get(f"/v1/models/{model}/versions/{version}/importance", params={"part": part})
+    assert response.status_code == 200, response.text
+    return load_safetensors(response.content)
+
+
+def test_two_tasks_predictions_and_accuracy_matrix(api) -> None:
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("two")
+    v1 = api.learn(model, first)
+    v2 = api.learn(model, second)
+    assert (v1, v2) == (1, 2)
+
+    info = api.get(f"/v1/models/{model}")
+    assert info["head"] == 2 and info["tasks"] == [first.name, second.name]
+    detail = api.get(f"/v1/models/{model}/versions/2")
+    assert detail["parent"] == 1 and detail["kind"] == "train" and detail["task"] == second.name
+    assert detail["tasks"] == [first.name, second.name]
+    assert set(detail["accuracy"]) == {first.name, second.name}
+    assert detail["importance"]["n_open"] == len(second.x_train)
+    assert any(layer["max"] > 0 for layer in detail["importance"]["layers"].values())
+
+    for task in (first, second):
+        result = api.predict(model, task.name, task.x_test, probabilities=True)
+        assert result["model"] == model and result["version"] == 2 and result["task"] == task.name
+        predictions = np.array(result["predictions"])
+        assert (predictions == task.y_test).mean() > 0.9
+        assert np.allclose(np.array(result["probabilities"]).sum(axis=1), 1.0, atol=1e-5)
+        assert np.array_equal(np.array(result["probabilities"]).argmax(axis=1), predictions)
+
+    evaluation = api.get(f"/v1/models/{model}/evaluation")
+    assert evaluation["tasks"] == [first.name, second.name]
+    assert [(row["version"], row["task"]) for row in evaluation["rows"]] == [(1, first.name), (2, second.name)]
+    assert list(evaluation["rows"][0]["accuracy"]) == [first.name]
+    last = evaluation["rows"][1]["accuracy"]
+    assert evaluation["average_accuracy"] == (last[first.name] + last[second.name]) / 2
+    assert evaluation["bwt"] == last[first.name] - evaluation["rows"][0]["accuracy"][first.name]
+    assert evaluation["forgetting"] is not None and evaluation["average_accuracy"] > 0.9
+
+    job = api.get("/v1/jobs", model=model)[0]
+    assert job["state"] == "succeeded" and job["progress"]["done"] == job["progress"]["total"] > 0
+    assert job["progress"]["unit"] == "steps" and job["attempts"] == 1
+
+
+def test_three_ways_to_predict_agree(api) -> None:
+    task = api.digits[0]
+    model = api.create_model("ways")
+    api.learn(model, task)
+    # The most rows a GET takes, with values short enough for httpx's 64 KiB URLs.
+    rows = np.round(task.x_test[:100].astype(np.float64), 2)
+    compact = json.dumps(rows.tolist(), separators=(",", ":"))
+    posted = api.predict(model, task.name, rows, probabilities=True)
+    queried = api.get(f"/v1/models/{model}/predict", task=task.name, inputs=compact, probabilities="true")
+    raw = api.http.post(f"/v1/models/{model}/predict", params={"task": task.name, "probabilities": "true"},
+                        content=api.npy_bytes(rows.astype(np.float32)), headers={"content-type": "application/x-npy"})
+    assert raw.status_code == 200, raw.text
+    assert posted == queried == raw.json()
+    without = api.predict(model, task.name, rows)
+    assert "probabilities" not in without and without["predictions"] == posted["predictions"]
+
+
+def test_inline_data_and_importance_off(api) -> None:
+    task = api.digits[2]
+    model = api.create_model("inline")
+    response = api.http.post(f"/v1/models/{model}/tasks", json={
+        "task": task.name, "epochs": 3, "method": "finetune", "num_classes": 2, "importance": {"on": "none"},
+        "train": {"inputs": task.x_train[:60].tolist(), "labels": task.y_train[:60].tolist()},
+        "eval": {"inputs": task.x_test[:30].tolist(), "labels": task.y_test[:30].tolist()},
+    })
+    assert response.status_code == 202, response.text
+    job = api.wait_job(response.json()["id"])
+    assert job["state"] == "succeeded", job
+    detail = api.get(f"/v1/models/{model}/versions/1")
+    assert detail["importance"]["n_open"] == 0 and list(detail["accuracy"]) == [task.name]
+
+
+def test_refresh_accumulate_in_two_requests_equals_one_request(api) -> None:
+    task = api.digits[0]
+    model = api.create_model("accumulate")
+    trained = api.learn(model, task)
+    part_a, part_b = task.x_test[:40], task.x_test[40:]
+    first = api.refresh(model, data={"inputs": part_a.tolist()}, mode="accumulate")
+    second = api.refresh(model, data={"inputs": part_b.tolist()}, mode="accumulate")
+    assert first["state"] == second["state"] == "succeeded"
+    two_requests = second["result"]["version"]
+
+    assert api.http.put(f"/v1/models/{model}/head", json={"version": trained}).status_code == 200
+    whole = api.refresh(model, data={"dataset": api.upload(api.npz_bytes(x=task.x_test))["id"]}, mode="accumulate")
+    one_request = whole["result"]["version"]
+
+    split, joined = (api.get(f"/v1/models/{model}/versions/{v}") for v in (two_requests, one_request))
+    assert split["importance"]["n_open"] == joined["importance"]["n_open"] == len(task.x_train) + len(task.x_test)
+    split_open = _importance(api, model, two_requests, "open")
+    joined_open = _importance(api, model, one_request, "open")
+    assert split_open.keys() == joined_open.keys()
+    for name in split_open:
+        np.testing.assert_allclose(split_open[name], joined_open[name], rtol=1e-5, atol=1e-7)
+    # A refresh shares θ with its parent: same blob, same predictions, same accuracy.
+    parent = api.get(f"/v1/models/{model}/versions/{trained}")
+    assert split["theta_sha256"] == joined["theta_sha256"] == parent["theta_sha256"]
+    assert split["accuracy"] == parent["accuracy"] and split["kind"] == "importance" and split["task"] == task.name
+    assert [v["parent"] for v in api.get(f"/v1/models/{model}/versions")] == [None, 0, 1, 2, 1]
+
+
+def test_refresh_replace_restarts_the_open_estimate(api) -> None:
+    task = api.digits[1]
+    model = api.create_model("replace")
+    trained = api.learn(model, task)
+    added = api.refresh(model, data={"inputs": task.x_test.tolist()})["result"]["version"]
+    replaced = api.refresh(model, data={"inputs": task.x_test.tolist(), "labels": task.y_test.tolist()},
+                           mode="replace", task=task.name)["result"]["version"]
+    assert api.get(f"/v1/models/{model}/versions/{replaced}")["importance"]["n_open"] == len(task.x_test)
+    # accumulate added exactly what replace now holds alone: Ω_open(added) − Ω_open(trained) = Ω_open(replaced).
+    before, after, alone = (_importance(api, model, v, "open") for v in (trained, added, replaced))
+    for name in alone:
+        np.testing.assert_allclose(after[name] - before[name], alone[name], rtol=1e-4, atol=1e-6)
+    frozen = {v: api.get(f"/v1/models/{model}/versions/{v}")["omega_frozen_sha256"] for v in (trained, replaced)}
+    assert frozen[trained] == frozen[replaced]
+
+
+def test_rollback_gives_identical_predictions(api) -> None:
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("rollback")
+    v1 = api.learn(model, first)
+    before = api.predict(model, first.name, first.x_test, probabilities=True)
+    checkpoint_v1 = api.http.get(f"/v1/models/{model}/versions/{v1}/checkpoint")
+    api.learn(model, second)
+    moved = api.predict(model, first.name, first.x_test, probabilities=True)
+    assert moved["version"] == 2 and moved["probabilities"] != before["probabilities"]
+
+    response = api.http.put(f"/v1/models/{model}/head", json={"version": v1})
+    assert response.status_code == 200 and response.json()["head"] == v1 and response.json()["tasks"] == [first.name]
+    assert api.predict(model, first.name, first.x_test, probabilities=True) == before
+    assert api.predict(model, first.name, first.x_test, probabilities=True, version=v1) == before
+    # The rolled-back head no longer knows the second task, but its version can still be asked by number.
+    assert api.http.post(f"/v1/models/{model}/predict",
+                         json={"task": second.name, "inputs": second.x_test[:2].tolist()}).status_code == 404
+    assert api.predict(model, second.name, second.x_test[:2], version=2)["version"] == 2
+    assert api.get(f"/v1/models/{model}/evaluation")["tasks"] == [first.name]
+
+    assert checkpoint_v1.status_code == 200
+    theta = load_safetensors(checkpoint_v1.content)
+    assert f"heads.{first.name}.weight" in theta and f"heads.{second.name}.weight" not in theta
+    # Roll forward again.
+    assert api.http.put(f"/v1/models/{model}/head", json={"version": 2}).json()["head"] == 2
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_learns_a_second_task(api, method: str) -> None:
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model(method)
+    api.learn(model, first, epochs=2)
+    version = api.learn(model, second, epochs=2, method=method)
+    detail = api.get(f"/v1/models/{model}/versions/{version}")
+    assert detail["tasks"] == [first.name, second.name] and detail["importance"]["n_open"] > 0
