@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from app.mas.data import TaskData, split_digits
+from app.mas.data import TaskData, digits_arrays, split_digits
 
 
 def _split(x: np.ndarray, y: np.ndarray, name: str, rng: np.random.Generator, test_fraction: float) -> TaskData:
@@ -25,11 +25,7 @@ def _split(x: np.ndarray, y: np.ndarray, name: str, rng: np.random.Generator, te
 
 
 def permuted_digits(n_tasks: int = 5, seed: int = 0, prefix: str = "perm") -> list[TaskData]:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
+    x, y = digits_arrays()
     rng = np.random.default_rng(seed)
     tasks = []
     for i in range(n_tasks):

@@ -22,15 +22,19 @@ class TaskData:
     y_test: Tensor
 
 
-def split_digits(n_tasks: int = 5, seed: int = 0, test_fraction: float = 0.3) -> list[TaskData]:
-    """Up to 5 two-class tasks of 8×8 digits, pixels scaled to [0, 1], flattened to 64 features."""
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """All 1,797 digits: pixels scaled to [0, 1] as float32 [n, 64], labels 0–9 as int64."""
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
+    digits = load_digits()
+    return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+
+
+def split_digits(n_tasks: int = 5, seed: int = 0, test_fraction: float = 0.3) -> list[TaskData]:
+    """Up to 5 two-class tasks of 8×8 digits, pixels scaled to [0, 1], flattened to 64 features."""
     if not 1 <= n_tasks <= 5:
         raise ValueError("split digits has 1 to 5 tasks")
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)
-    y = digits.target.astype(np.int64)
+    x, y = digits_arrays()
     rng = np.random.default_rng(seed)
     tasks = []
     for i in range(n_tasks):
