@@ -18,9 +18,11 @@ from typing import Annotated
 
 import typer
 
+from app.auth.cli import keys_cli, refuse_open_bind
 from app.settings import Settings, get_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+cli.add_typer(keys_cli, name="keys")
 
 HostOption = Annotated[str | None, typer.Option(help="interface to listen on [default: LIFELONG_HOST or 127.0.0.1]")]
 PortOption = Annotated[int | None, typer.Option(help="port to listen on [default: LIFELONG_PORT or 8000]")]
@@ -43,11 +45,15 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
     """Run the HTTP API alone (migrates first)."""
     import uvicorn
 
+    from app.logging_setup import configure_logging
     from app.main import create_app
 
+    configure_logging()
     settings = get_settings()
+    refuse_open_bind(host or settings.host)
     uvicorn.run(
         create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info",
+        log_config=None,  # our handler (app/logging_setup.py): JSON lines off a terminal
         # A GET prediction carries up to 100 rows in its query string, far past h11's 16 KiB default.
         h11_max_incomplete_event_size=GET_REQUEST_BYTES,
     )
@@ -60,9 +66,11 @@ def worker() -> None:
 
     settings = get_settings()
     upgrade_database(settings)
+    from app.logging_setup import configure_worker_logging
     from workers.celery_app import QUEUE
     from workers.tasks import celery
 
+    configure_worker_logging()
     concurrency = celery.conf.worker_concurrency
     celery.worker_main([
         "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}",
@@ -75,6 +83,7 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
     """Run the API and one worker; Ctrl-C stops both."""
     settings = get_settings()
     migrate()
+    refuse_open_bind(host or settings.host)
     command = [sys.executable, "-m", "app.cli"]
     listen = ["--host", host or settings.host, "--port", str(port or settings.port)]
     children = {
@@ -140,6 +149,12 @@ def _redact(url: str) -> str:
         user = rest.split("@", 1)[0].split(":", 1)[0]
         return f"{scheme}{sep}{user}:***@{rest.split('@', 1)[1]}"
     return url
+
+
+# The client commands (models, tasks, jobs, …) that drive a running server over HTTP.
+from app.commands import register as register_client_commands  # noqa: E402
+
+register_client_commands(cli)
 
 
 def main() -> None:

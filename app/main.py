@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from app.auth.routes import router as keys_router
+from app.dashboard import router as dashboard_router
 from app.datasets.routes import router as datasets_router
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
@@ -21,6 +23,8 @@ from app.errors import ServiceError
 from app.health import router as health_router
 from app.jobs.routes import router as jobs_router
 from app.learning.routes import router as learning_router
+from app.limits import MULTIPART_SLACK_BYTES, BodyLimit
+from app.metrics import install_metrics
 from app.models.routes import router as models_router
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
@@ -47,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = BlobStore(settings.resolved_blob_dir)
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
     app.state.celery = make_celery(settings)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
@@ -56,7 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _integrity_error(_: Request, error: IntegrityError) -> JSONResponse:
         return JSONResponse({"detail": f"conflicts with stored data: {error.orig}"}, status_code=409)
 
+    @app.exception_handler(OSError)
+    async def _storage_error(_: Request, error: OSError) -> JSONResponse:
+        # A full disk or a read-only blob directory is the server's trouble, not the client's: 503, not 500.
+        return JSONResponse({"detail": f"storage unavailable: {error.strerror or error}"}, status_code=503)
+
     for router in (health_router, models_router, datasets_router, learning_router, jobs_router,
-                   versions_router, predictions_router):
+                   versions_router, predictions_router, keys_router):
         app.include_router(router)
+    install_metrics(app)
+    app.include_router(dashboard_router)
     return app

@@ -55,6 +55,26 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1)
     sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
 
+    # With no API key created the server runs open and refuses any non-loopback interface; this
+    # lets it listen openly anyway (behind a proxy that authenticates, say). Prefer creating a key.
+    allow_open_network: bool = False
+    # Limits of one request or job; each refusal says which limit and its value.
+    # Rows of inline data (`inputs`) in one task or importance request (413 beyond).
+    max_inline_rows: int = Field(10_000, ge=1)
+    # Values per input row: the product of a model's input_shape (422 beyond).
+    max_input_values: int = Field(1 << 20, ge=1)
+    # Training rows seen by one job, epochs × rows (422 beyond).
+    max_job_samples: int = Field(50_000_000, ge=1)
+    # Queued or running jobs of one model at once (429 beyond).
+    max_active_jobs_per_model: int = Field(8, ge=1)
+    # A running job's process writes its heartbeat this often; a job whose heartbeat is older than
+    # `job_stale_after_s` lost its worker, and the sweeper (in every worker) re-queues or fails it.
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    job_stale_after_s: float = Field(120.0, gt=0)
+    sweep_interval_s: float = Field(30.0, gt=0)
+    # Faults to inject, for the fault tests only: "store_write" makes a worker's blob writes fail.
+    inject_faults: str = ""
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.var_dir / 'lifelong.sqlite3').resolve()}"

@@ -3,8 +3,9 @@
 Around that call sit the worker's concerns: one database engine per pool process (never shared
 across fork), torch threads, a stop flag shared with the pool and raised when the worker is asked
 to stop (a running job stops at its next step and goes back to the queue), the hard time limit
-(the process is killed, so the job row is marked from the main process), and, with the embedded
-broker, recovering jobs that a killed worker left behind.
+(the process is killed, so the job row is marked from the main process), with the embedded
+broker, recovering jobs that a killed worker left behind, and in every worker a sweeper thread that
+re-queues or fails jobs whose heartbeat went stale (workers/sweeper.py).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
+from app.faults import worker_store
 from app.jobs.dispatch import RUN_JOB
 from app.learning.context import JobContext
 from app.learning.recovery import recover_jobs
 from app.learning.runner import WorkerStopping, fail_if_running, run_job
 from app.settings import get_settings
-from app.store import BlobStore
 from workers.celery_app import make_celery
+from workers.sweeper import start_sweeper
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def job_context() -> JobContext:
     if _context is None:
         settings = get_settings()
         _context = JobContext(
-            sessions=make_session_factory(make_engine(settings)), store=BlobStore(settings.resolved_blob_dir),
+            sessions=make_session_factory(make_engine(settings)), store=worker_store(settings),
             settings=settings, shutting_down=_shutting_down, timeouts=(SoftTimeLimitExceeded,),
         )
     return _context
@@ -97,3 +99,6 @@ def _on_ready(**_: Any) -> None:
         # machine stopped) and a message may have gone with it, so send every unfinished job again.
         for job_id in recover_jobs(job_context().sessions):
             celery.send_task(RUN_JOB, args=[job_id])
+    # Its own engine: the pool's processes fork from this one and must not share its connections.
+    start_sweeper(make_session_factory(make_engine(settings)), settings,
+                  lambda job_id: celery.send_task(RUN_JOB, args=[job_id]))

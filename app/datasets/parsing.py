@@ -64,7 +64,10 @@ def parse_csv(data: bytes) -> Arrays:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise Invalid("a .csv upload must be UTF-8 text (or an .npz archive)") from error
-    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
+    except csv.Error as error:  # a stray carriage return, a NUL byte: not a CSV file we can read
+        raise Invalid(f"not a readable .csv file: {error}") from error
     if not rows:
         raise Invalid("the .csv file has no rows")
     header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip().lower() for cell in rows[0]]

@@ -63,6 +63,10 @@ class PreparedData:
         return list(self.dataset.input_shape) if self.dataset is not None else list(self.arrays.x.shape[1:])
 
     @property
+    def n(self) -> int:
+        return self.dataset.n if self.dataset is not None else int(self.arrays.x.shape[0])
+
+    @property
     def max_label(self) -> int | None:
         return self.dataset.max_label if self.dataset is not None else self.arrays.max_label
 

@@ -1,4 +1,4 @@
-"""The ORM tables: models, versions, tasks, datasets and jobs (SQLAlchemy 2, typed).
+"""The ORM tables: models, versions, tasks, datasets, jobs and API keys (SQLAlchemy 2, typed).
 
 Versions are immutable rows that name their θ/Ω blobs; a model's `head` is the number of the
 version that predictions and new tasks start from, moved only by compare-and-set. A version is
@@ -124,3 +124,19 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Written every few seconds by the process running the job: a stale one means the worker is gone.
+    heartbeat_at: Mapped[datetime | None]
+
+
+class ApiKey(Base):
+    """An API key: only the sha256 of the secret is stored; `prefix` names the key in lists and tokens."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth.deps import ReadScope, WriteScope
 from app.db.tables import Job, Model
 from app.deps import SessionDep
 from app.jobs import service
 from app.jobs.schemas import JobOut
 from app.models.service import get_model
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReadScope])
 
 State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -41,7 +42,8 @@ def get_job(job_id: str, session: SessionDep) -> JobOut:
     return shape_job(session, service.get_job(session, job_id))
 
 
-@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,
+             dependencies=[WriteScope])
 def cancel_job(job_id: str, session: SessionDep) -> JobOut:
     job = service.cancel_job(session, job_id)
     session.commit()

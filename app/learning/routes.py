@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
+from app.auth.deps import WriteScope
 from app.db.tables import Job
-from app.deps import CeleryDep, SessionDep, StoreDep
+from app.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.errors import Unavailable
 from app.jobs.dispatch import enqueue_job
 from app.jobs.routes import shape_job
@@ -15,7 +16,7 @@ from app.jobs.service import fail_job
 from app.learning import service
 from app.learning.schemas import ImportanceRequest, TaskRequest
 
-router = APIRouter(prefix="/v1/models/{name}", tags=["learning"])
+router = APIRouter(prefix="/v1/models/{name}", tags=["learning"], dependencies=[WriteScope])
 
 
 def _queue(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
@@ -32,13 +33,15 @@ def _queue(session: Session, celery: CeleryDep, job: Job, response: Response) ->
 
 @router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def learn_task(
-    name: str, body: TaskRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep
+    name: str, body: TaskRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
+    settings: SettingsDep,
 ) -> JobOut:
-    return _queue(session, celery, service.submit_task(session, store, name, body), response)
+    return _queue(session, celery, service.submit_task(session, store, name, body, settings), response)
 
 
 @router.post("/importance", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
 def refresh_importance(
-    name: str, body: ImportanceRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep
+    name: str, body: ImportanceRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
+    settings: SettingsDep,
 ) -> JobOut:
-    return _queue(session, celery, service.submit_importance(session, store, name, body), response)
+    return _queue(session, celery, service.submit_importance(session, store, name, body, settings), response)

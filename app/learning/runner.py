@@ -1,7 +1,7 @@
 """Run one job by id, from claim to a final state: the whole of what a worker task does.
 
 Whatever happens, the job row ends in a state that says it: succeeded with its version, failed
-with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid`, `error`), or cancelled;
+with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid`, `storage`, `error`), or cancelled;
 only a worker shutdown puts it back to `queued` (and raises WorkerStopping so the message is
 delivered again). Nothing here knows Celery: tests call `run_job` directly.
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
-from app.db.tables import Job
+from app.db.tables import Job, utcnow
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.learning.context import JobContext
+from app.learning.heartbeat import heartbeat
 from app.learning.refresh import refresh_version
 from app.learning.spec import JobSpec
 from app.learning.train import train_version
@@ -34,7 +36,12 @@ class WorkerStopping(Exception):
 def run_job(ctx: JobContext, job_id: str) -> str:
     """Claim and run the job; returns its final state (or why it did not run)."""
     with ctx.sessions.begin() as session:
+        if _alive_elsewhere(session.get(Job, job_id), ctx.settings.job_stale_after_s):
+            log.info("job %s not run: it is running in another process (fresh heartbeat)", job_id)
+            return "running elsewhere"
         claim = claim_job(session, job_id, ctx.settings.job_max_attempts)
+        if claim.job is not None:
+            claim.job.heartbeat_at = utcnow()
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
         log.info("job %s not run: %s", job_id, claim.reason)
@@ -42,7 +49,8 @@ def run_job(ctx: JobContext, job_id: str) -> str:
     watch = JobWatch(ctx.sessions, job_id, progress_interval_s=ctx.settings.progress_interval_s,
                      cancel_poll_s=ctx.settings.cancel_poll_s, shutting_down=ctx.shutting_down)
     try:
-        version = RUNNERS[spec.kind](ctx, spec, watch)
+        with heartbeat(ctx.sessions, job_id, ctx.settings.heartbeat_interval_s):
+            version = RUNNERS[spec.kind](ctx, spec, watch)
     except TrainingCancelled as stop:
         if ctx.shutting_down():
             _finish(ctx, job_id, requeue_job)
@@ -56,6 +64,9 @@ def run_job(ctx: JobContext, job_id: str) -> str:
         return _fail(ctx, job_id, "invalid", str(error))
     except BlobNotFound as error:
         return _fail(ctx, job_id, "missing_blob", str(error))
+    except OSError as error:  # a full disk, a read-only or vanished blob directory
+        log.exception("job %s: storage failed", job_id)
+        return _fail(ctx, job_id, "storage", f"the job's results could not be stored: {error}")
     except Exception as error:
         if isinstance(error, ctx.timeouts):
             return _fail(ctx, job_id, "timeout", f"the job ran past {ctx.settings.job_soft_time_limit_s} s")
@@ -63,6 +74,14 @@ def run_job(ctx: JobContext, job_id: str) -> str:
         return _fail(ctx, job_id, "error", f"{type(error).__name__}: {error}")
     log.info("job %s succeeded: version %s", job_id, version)
     return "succeeded"
+
+
+def _alive_elsewhere(job: Job | None, stale_after_s: float) -> bool:
+    """A second message for a job whose process still beats (the sweeper and the broker both sent it
+    again): running it too would only waste a worker. Once the beat is stale, the job is claimed."""
+    if job is None or job.state != "running" or job.heartbeat_at is None:
+        return False
+    return utcnow() - job.heartbeat_at < timedelta(seconds=stale_after_s)
 
 
 def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:

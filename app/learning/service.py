@@ -15,18 +15,26 @@ from app.db.tables import Job, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
 from app.learning.schemas import ImportanceRequest, TaskRequest
+from app.limits import check_active_jobs, check_inline_rows, check_job_samples
 from app.models.service import get_model
+from app.settings import Settings, get_settings
 from app.store import BlobStore
 from app.versions.service import get_version
 
 
-def submit_task(session: Session, store: BlobStore, model_name: str, request: TaskRequest) -> Job:
+def submit_task(session: Session, store: BlobStore, model_name: str, request: TaskRequest,
+                settings: Settings | None = None) -> Job:
+    settings = settings or get_settings()
     model = get_model(session, model_name)
+    check_active_jobs(session, model, settings.max_active_jobs_per_model)
     base = get_version(session, model, model.head if request.base_version is None else request.base_version)
     if request.task in _task_names(base):
         raise Conflict(f"version {base.number} of model {model.name!r} already has a task {request.task!r}")
     input_shape = model.architecture["input_shape"]
+    check_inline_rows(request.train.inputs, settings.max_inline_rows, "train")
+    check_inline_rows(request.eval.inputs if request.eval else None, settings.max_inline_rows, "eval")
     train = prepare_data(session, request.train, "train")
+    check_job_samples(request.epochs, train.n, settings.max_job_samples)
     check_fits(train, input_shape, labels=True, num_classes=request.num_classes)
     evaluation = prepare_data(session, request.eval, "eval") if request.eval is not None else None
     if evaluation is not None:
@@ -45,8 +53,12 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
                       request=normalised)
 
 
-def submit_importance(session: Session, store: BlobStore, model_name: str, request: ImportanceRequest) -> Job:
+def submit_importance(session: Session, store: BlobStore, model_name: str, request: ImportanceRequest,
+                      settings: Settings | None = None) -> Job:
+    settings = settings or get_settings()
     model = get_model(session, model_name)
+    check_active_jobs(session, model, settings.max_active_jobs_per_model)
+    check_inline_rows(request.data.inputs, settings.max_inline_rows, "data")
     base = get_version(session, model, model.head if request.base_version is None else request.base_version)
     names = _task_names(base)
     if not names:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
+from app.auth.deps import AdminScope, ReadScope, WriteScope
 from app.db.tables import Model
-from app.deps import SessionDep, StoreDep
+from app.deps import SessionDep, SettingsDep, StoreDep
 from app.models import service
 from app.models.schemas import ModelIn, ModelOut
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope])
 
 
 def shape_model(session: Session, model: Model) -> ModelOut:
@@ -20,9 +21,10 @@ def shape_model(session: Session, model: Model) -> ModelOut:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut)
-def create_model(body: ModelIn, session: SessionDep, store: StoreDep) -> ModelOut:
-    model = service.create_model(session, store, body.name, body.architecture, body.seed)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])
+def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep) -> ModelOut:
+    model = service.create_model(session, store, body.name, body.architecture, body.seed,
+                                 max_input_values=settings.max_input_values)
     session.commit()
     return shape_model(session, model)
 
@@ -37,7 +39,7 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
     return shape_model(session, service.get_model(session, name))
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[AdminScope])
 def delete_model(name: str, session: SessionDep) -> Response:
     service.delete_model(session, name)
     session.commit()

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
+from app.limits import check_input_values
 from app.mas.networks import build_network, network_state, validate_architecture
 from app.store import BlobStore
 from app.versions.service import importance_stats, store_tensors
@@ -14,11 +15,14 @@ from app.versions.service import importance_stats, store_tensors
 ACTIVE_STATES = ("queued", "running")
 
 
-def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int) -> Model:
+def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
+                 max_input_values: int | None = None) -> Model:
     try:
         architecture = validate_architecture(architecture)
     except ValueError as error:
         raise Invalid(f"architecture: {error}") from error
+    if max_input_values is not None:
+        check_input_values(architecture["input_shape"], max_input_values)
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} exists")
     theta = network_state(build_network(architecture, seed))

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
 from app.mas.networks import MultiHeadNet
+from app.metrics import count_cache_lookup
 
 
 def network_bytes(net: MultiHeadNet) -> int:
@@ -30,7 +31,9 @@ class NetworkCache:
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
+                count_cache_lookup(hit=True)
                 return self._entries[key][0]
+        count_cache_lookup(hit=False)
         net = load().eval()
         size = network_bytes(net)
         with self._lock:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.deps import ReadScope
 from app.deps import CacheDep, SessionDep, SettingsDep, StoreDep
 from app.errors import Invalid, TooLarge
 from app.models.schemas import NAME_PATTERN
@@ -15,7 +16,7 @@ from app.predictions import service
 from app.predictions.schemas import PredictOut, PredictRequest
 from app.versions.schemas import MAX_VERSION
 
-router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"])
+router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"], dependencies=[ReadScope])
 
 NPY = "application/x-npy"
 

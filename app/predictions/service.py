@@ -18,6 +18,7 @@ from app.datasets.service import fit_inputs
 from app.errors import Invalid, NotFound, TooLarge
 from app.mas import evaluation
 from app.mas.networks import load_network
+from app.metrics import count_prediction
 from app.models.service import get_model
 from app.predictions.cache import NetworkCache
 from app.predictions.schemas import PredictOut
@@ -40,6 +41,7 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_na
     key = (json.dumps(architecture, sort_keys=True), stored.theta_blob)
     net = cache.get(key, lambda: load_network(architecture, load_theta(store, stored)))
     classes, probs = evaluation.predict(net, task, torch.from_numpy(x))
+    count_prediction(model.name, len(x))
     return PredictOut(model=model.name, version=number, task=task, predictions=classes.tolist(),
                       probabilities=probs.tolist() if probabilities else None)
 

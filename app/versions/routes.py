@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse, Response
 
+from app.auth.deps import ReadScope, WriteScope
 from app.deps import SessionDep, StoreDep
 from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
@@ -15,7 +16,7 @@ from app.models.service import get_model
 from app.versions import service
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
 
-router = APIRouter(prefix="/v1/models/{name}", tags=["versions"])
+router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
 
 SAFETENSORS = "application/octet-stream"
 VersionNumber = Annotated[int, Path(ge=0, le=MAX_VERSION)]
@@ -56,7 +57,7 @@ def download_importance(
     return Response(total, media_type=SAFETENSORS)
 
 
-@router.put("/head", response_model=ModelOut)
+@router.put("/head", response_model=ModelOut, dependencies=[WriteScope])
 def set_head(name: str, body: HeadIn, session: SessionDep) -> ModelOut:
     model = service.set_head(session, get_model(session, name), body.version)
     session.commit()

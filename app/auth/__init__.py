@@ -1,0 +1,6 @@
+"""API keys and scopes: who may call what (API.md, Auth).
+
+`keys` creates, lists, revokes and checks keys (the secret is shown once, only its sha256 is
+stored); `deps` turns a request's `Authorization: Bearer` header into an allowed scope or a 401/403;
+`routes` and `cli` expose key management over HTTP (admin) and as `lifelong keys …`.
+"""

@@ -1,0 +1,102 @@
+"""API keys as stored things: create (the token is returned once), list, revoke, and check a token.
+
+A token is `ll_<prefix>_<secret>`: the prefix finds the row (and names the key in lists), the
+secret is 32 random bytes of which only the sha256 is stored, compared with `hmac.compare_digest`.
+A high-entropy secret needs no slow password hash: nothing can be guessed from its sha256.
+With no key ever created the service runs open (loopback only, see `check_bind`); once one exists,
+even revoked, every request needs a valid key, so revoking the last key never reopens the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.tables import ApiKey, utcnow
+from app.errors import Conflict, NotFound
+from app.models.schemas import NAME_PATTERN
+
+SCOPES = ("read", "write", "admin")
+TOKEN_PREFIX = "ll"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    token: str  # shown once, never stored
+
+
+def create_key(session: Session, scope: str, name: str | None = None) -> NewKey:
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {list(SCOPES)}")
+    if name is not None and not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError("a key's name is lower-case letters, digits, '_' and '-', up to 64")
+    prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
+    key = ApiKey(prefix=prefix, name=name, scope=scope, secret_sha256=_digest(secret))
+    session.add(key)
+    session.flush()
+    return NewKey(key, f"{TOKEN_PREFIX}_{prefix}_{secret}")
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is not None:
+        raise Conflict(f"API key {key_id} was already revoked")
+    key.revoked_at = utcnow()
+    return key
+
+
+def any_key_exists(session: Session) -> bool:
+    return session.scalar(select(ApiKey.id).limit(1)) is not None
+
+
+def find_key(session: Session, token: str) -> ApiKey | None:
+    """The live key a token belongs to, or None (unknown, malformed, wrong secret or revoked)."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    if key is None or not hmac.compare_digest(key.secret_sha256, _digest(parts[2])):
+        return None
+    return key if key.revoked_at is None else None
+
+
+def allows(granted: str, needed: str) -> bool:
+    return SCOPES.index(granted) >= SCOPES.index(needed)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(session: Session, host: str, allow_open_network: bool) -> str | None:
+    """Why the API must not listen on `host`, or None: an open server stays on loopback."""
+    if is_loopback(host) or allow_open_network or any_key_exists(session):
+        return None
+    return (
+        f"refusing to listen on {host!r}: no API key exists, so the API would be open to anyone who can"
+        " reach it. Create a key first (`lifelong keys create --scope admin`), listen on 127.0.0.1, or set"
+        " LIFELONG_ALLOW_OPEN_NETWORK=true if something in front of the API authenticates."
+    )
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

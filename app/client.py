@@ -1,0 +1,466 @@
+"""The Python client of the lifelong HTTP API (../shared/API.md), on httpx: numpy in, numpy out.
+
+ML engineers drive the service from notebooks and scripts, so every endpoint is one typed method,
+data goes in as arrays or files (uploaded once, content-addressed by the server), predictions use
+the raw .npy body, and every refusal is raised as a `LifelongError` subclass that carries the HTTP
+status and the server's own `detail`. A job is a `Job` object whose `wait()` polls its row, the
+truth about it, optionally drawing a progress bar. The CLI (`app/commands/`) is built on this.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import httpx
+import numpy as np
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+FINISHED = ("succeeded", "failed", "cancelled")
+NPY = "application/x-npy"
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+class LifelongError(Exception):
+    """Anything the service refused or that kept a request from reaching it; `detail` is for people."""
+
+    status_code: int | None = None
+
+    def __init__(self, detail: Any, status_code: int | None = None):
+        self.detail = detail
+        if status_code is not None:
+            self.status_code = status_code
+        super().__init__(_describe(detail) if self.status_code is None else f"{self.status_code}: {_describe(detail)}")
+
+    @property
+    def message(self) -> str:
+        return _describe(self.detail)
+
+
+class BadRequest(LifelongError):
+    status_code = 400
+
+
+class Unauthorized(LifelongError):
+    status_code = 401
+
+
+class Forbidden(LifelongError):
+    status_code = 403
+
+
+class NotFound(LifelongError):
+    status_code = 404
+
+
+class Conflict(LifelongError):
+    status_code = 409
+
+
+class TooLarge(LifelongError):
+    status_code = 413
+
+
+class Invalid(LifelongError):
+    status_code = 422
+
+
+class ServerError(LifelongError):
+    status_code = 500
+
+
+class Unavailable(ServerError):
+    status_code = 503
+
+
+class ConnectionFailed(LifelongError):
+    """The server could not be reached (or did not answer in time): no status code."""
+
+
+class WaitTimeout(LifelongError, TimeoutError):
+    """`Job.wait` ran out of time; the job itself goes on."""
+
+
+_BY_STATUS: dict[int, type[LifelongError]] = {
+    400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge,
+    422: Invalid, 503: Unavailable,
+}
+
+
+def _describe(detail: Any) -> str:
+    """FastAPI's validation details are lists of {loc, msg}; everything else is said as it is."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def error_for(response: httpx.Response) -> LifelongError:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text or response.reason_phrase
+    kind = _BY_STATUS.get(response.status_code) or (ServerError if response.status_code >= 500 else LifelongError)
+    return kind(detail, response.status_code)
+
+
+# --- response shapes (the server may send more fields) ---------------------------------------------
+
+
+class ModelInfo(TypedDict):
+    name: str
+    architecture: dict[str, Any]
+    seed: int
+    head: int
+    tasks: list[str]
+    created_at: str
+
+
+class DatasetInfo(TypedDict):
+    id: str
+    n: int
+    input_shape: list[int]
+    has_labels: bool
+    sha256: str
+    bytes: int
+
+
+class VersionInfo(TypedDict):
+    version: int
+    parent: int | None
+    kind: str
+    task: str | None
+    job: str | None
+    created_at: str
+
+
+class VersionDetail(VersionInfo):
+    tasks: list[str]
+    accuracy: dict[str, float]
+    importance: dict[str, Any]
+
+
+class Evaluation(TypedDict):
+    tasks: list[str]
+    rows: list[dict[str, Any]]
+    average_accuracy: float | None
+    forgetting: float | None
+    bwt: float | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    version: int
+    task: str
+    predictions: np.ndarray  # int64 class per row
+    probabilities: np.ndarray | None  # float32 [n, classes] when asked for
+
+
+# Wherever a request takes data: a dataset id, a dataset returned by `upload_dataset`, a .npz/.csv
+# path, an array of inputs, or an (inputs, labels) pair. Arrays and files are uploaded first.
+Data = str | os.PathLike | DatasetInfo | np.ndarray | tuple[np.ndarray, np.ndarray | None]
+Progress = bool | Callable[["Job"], None]
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+
+
+class Job:
+    """A job as last read from the server; `refresh`, `wait` and `cancel` read it again."""
+
+    def __init__(self, client: Client, data: Mapping[str, Any]):
+        self._client = client
+        self.data: dict[str, Any] = dict(data)
+
+    id = property(lambda self: self.data["id"])
+    kind = property(lambda self: self.data["kind"])
+    model = property(lambda self: self.data["model"])
+    state = property(lambda self: self.data["state"])
+    progress = property(lambda self: self.data.get("progress"))
+    error = property(lambda self: self.data.get("error"))
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "succeeded"
+
+    @property
+    def version(self) -> int | None:
+        """The version the job created, once it succeeded."""
+        return (self.data.get("result") or {}).get("version")
+
+    def refresh(self) -> Job:
+        self.data = self._client._json("GET", f"/v1/jobs/{self.id}")
+        return self
+
+    def cancel(self) -> Job:
+        self.data = self._client._json("POST", f"/v1/jobs/{self.id}/cancel")
+        return self
+
+    def wait(self, *, progress: Progress = False, timeout: float | None = None, poll_s: float = 0.25) -> Job:
+        """Poll until the job ends (in any state: check `succeeded`); `progress=True` draws a bar on
+        stderr, a callable is called with the job after every poll. Raises WaitTimeout past `timeout`."""
+        if progress is True:
+            with ProgressBar() as bar:
+                return self.wait(progress=bar, timeout=timeout, poll_s=poll_s)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if callable(progress):
+                progress(self)
+            if self.finished:
+                return self
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"job {self.id} still {self.state} after {timeout} s")
+            time.sleep(poll_s)
+            self.refresh()
+
+    def __repr__(self) -> str:
+        return f"Job(id={self.id!r}, kind={self.kind!r}, model={self.model!r}, state={self.state!r})"
+
+
+class ProgressBar:
+    """A rich progress bar of one job on stderr: steps (or samples) done of total, epoch when the
+    number of epochs is known, and the last loss. Use as `with ProgressBar() as bar: job.wait(progress=bar)`."""
+
+    def __init__(self, epochs: int | None = None):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as RichProgress
+
+        self.epochs = epochs
+        self._progress = RichProgress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=Console(stderr=True),
+        )
+        self._task = self._progress.add_task("job", total=None, unit="", status="")
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, job: Job) -> None:
+        progress = job.progress or {}
+        done, total = progress.get("done", 0), progress.get("total")
+        status = job.state
+        if self.epochs and total and progress.get("unit") == "steps":
+            epoch = min(self.epochs, done * self.epochs // total + (done < total))
+            status += f"  epoch {epoch}/{self.epochs}"
+        if progress.get("loss") is not None:
+            status += f"  loss {progress['loss']:.4f}"
+        description = f"{job.kind} {job.data.get('task') or ''}".strip()
+        self._progress.update(self._task, description=description, completed=done, total=total,
+                              unit=progress.get("unit", ""), status=status)
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+
+class Client:
+    """One connection pool to one server: `Client("http://host:8000", api_key=...)`, or a context manager."""
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0,
+                 *, transport: httpx.BaseTransport | None = None):
+        self.base_url = (base_url or os.environ.get("LIFELONG_URL") or DEFAULT_URL).rstrip("/")
+        api_key = api_key if api_key is not None else os.environ.get("LIFELONG_API_KEY")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing --
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise ConnectionFailed(f"{self.base_url} did not answer in time ({type(error).__name__})") from error
+        except httpx.TransportError as error:
+            raise ConnectionFailed(f"cannot reach {self.base_url}: {error}") from error
+        if response.status_code >= 400:
+            raise error_for(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    # -- health --
+
+    def healthz(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+    def readyz(self) -> dict[str, Any]:
+        """The readiness checks; not ready (503) is an answer here, not an error."""
+        try:
+            return self._json("GET", "/readyz")
+        except Unavailable as error:
+            try:
+                return json.loads(str(error.detail))
+            except ValueError:
+                return {"status": "not ready", "detail": error.detail}
+
+    # -- models --
+
+    def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0) -> ModelInfo:
+        return self._json("POST", "/v1/models", json={"name": name, "architecture": dict(architecture), "seed": seed})
+
+    def list_models(self) -> list[ModelInfo]:
+        return self._json("GET", "/v1/models")
+
+    def get_model(self, name: str) -> ModelInfo:
+        return self._json("GET", f"/v1/models/{name}")
+
+    def delete_model(self, name: str) -> None:
+        self._request("DELETE", f"/v1/models/{name}")
+
+    # -- datasets --
+
+    def upload_dataset(self, source: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None) -> DatasetInfo:
+        """Upload a .npz/.csv file, or arrays (sent as .npz with `x` and `y`). Same bytes, same dataset."""
+        if isinstance(source, np.ndarray):
+            arrays = {"x": source} if labels is None else {"x": source, "y": np.asarray(labels)}
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            files = {"file": ("arrays.npz", buffer.getvalue(), "application/octet-stream")}
+        else:
+            path = Path(source)
+            files = {"file": (path.name, path.read_bytes(), "application/octet-stream")}
+        return self._json("POST", "/v1/datasets", files=files)
+
+    def get_dataset(self, dataset_id: str) -> DatasetInfo:
+        return self._json("GET", f"/v1/datasets/{dataset_id}")
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        return self._json("GET", "/v1/datasets")
+
+    def data_ref(self, data: Data) -> dict[str, str]:
+        """`{"dataset": id}` for any `Data`, uploading files and arrays first."""
+        if isinstance(data, Mapping):
+            return {"dataset": data["id"]}
+        if isinstance(data, tuple):
+            return {"dataset": self.upload_dataset(data[0], data[1])["id"]}
+        if isinstance(data, np.ndarray) or isinstance(data, os.PathLike):
+            return {"dataset": self.upload_dataset(data)["id"]}
+        if isinstance(data, str) and os.path.isfile(data):
+            return {"dataset": self.upload_dataset(data)["id"]}
+        return {"dataset": str(data)}
+
+    # -- learning --
+
+    def add_task(self, model: str, task: str, train: Data, eval: Data | None = None, *,  # noqa: A002 - API name
+                 num_classes: int | None = None, base_version: int | None = None, method: str | None = None,
+                 lambda_: float | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
+                 momentum: float | None = None, seed: int | None = None,
+                 importance: Mapping[str, str] | None = None, **extra: Any) -> Job:
+        """Start learning `task` (202): returns the queued job; `.wait()` on it."""
+        body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
+        if eval is not None:
+            body["eval"] = self.data_ref(eval)
+        options = {"num_classes": num_classes, "base_version": base_version, "method": method, "lambda": lambda_,
+                   "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
+                   "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None}
+        body.update({k: v for k, v in options.items() if v is not None}, **extra)
+        return Job(self, self._json("POST", f"/v1/models/{model}/tasks", json=body))
+
+    def refresh_importance(self, model: str, data: Data, *, task: str | None = None,
+                           mode: Literal["accumulate", "replace"] | None = None, variant: str | None = None,
+                           output: str | None = None, reduction: str | None = None,
+                           base_version: int | None = None) -> Job:
+        """Start re-measuring Ω on unlabeled inputs (202): returns the queued job."""
+        options = {"task": task, "mode": mode, "variant": variant, "output": output, "reduction": reduction,
+                   "base_version": base_version}
+        body = {"data": self.data_ref(data), **{k: v for k, v in options.items() if v is not None}}
+        return Job(self, self._json("POST", f"/v1/models/{model}/importance", json=body))
+
+    # -- predictions --
+
+    def predict(self, model: str, inputs: np.ndarray, *, task: str, version: int | None = None,
+                probabilities: bool = False) -> Prediction:
+        """Classes (and probabilities) for `inputs` [n, *input_shape], sent as a raw float32 .npy body."""
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(inputs, dtype=np.float32), allow_pickle=False)
+        params: dict[str, Any] = {"task": task, "probabilities": str(probabilities).lower()}
+        if version is not None:
+            params["version"] = version
+        answer = self._json("POST", f"/v1/models/{model}/predict", params=params, content=buffer.getvalue(),
+                            headers={"Content-Type": NPY})
+        probs = answer.get("probabilities")
+        return Prediction(model=answer["model"], version=answer["version"], task=answer["task"],
+                          predictions=np.asarray(answer["predictions"], dtype=np.int64),
+                          probabilities=None if probs is None else np.asarray(probs, dtype=np.float32))
+
+    # -- jobs --
+
+    def get_job(self, job_id: str) -> Job:
+        return Job(self, self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def list_jobs(self, *, model: str | None = None, state: str | None = None, limit: int | None = None) -> list[Job]:
+        params = {k: v for k, v in {"model": model, "state": state, "limit": limit}.items() if v is not None}
+        return [Job(self, data) for data in self._json("GET", "/v1/jobs", params=params)]
+
+    def cancel_job(self, job_id: str) -> Job:
+        return Job(self, self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    # -- versions --
+
+    def list_versions(self, model: str) -> list[VersionInfo]:
+        return self._json("GET", f"/v1/models/{model}/versions")
+
+    def get_version(self, model: str, version: int) -> VersionDetail:
+        return self._json("GET", f"/v1/models/{model}/versions/{version}")
+
+    def download_checkpoint(self, model: str, version: int, path: str | os.PathLike | None = None) -> bytes:
+        """θ of a version as safetensors bytes, also written to `path` when given."""
+        content = self._request("GET", f"/v1/models/{model}/versions/{version}/checkpoint").content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
+
+    def checkpoint(self, model: str, version: int) -> dict[str, np.ndarray]:
+        """θ of a version as numpy arrays by parameter name."""
+        from safetensors.numpy import load
+
+        return load(self.download_checkpoint(model, version))
+
+    def importance(self, model: str, version: int,
+                   part: Literal["total", "frozen", "open"] = "total") -> dict[str, np.ndarray]:
+        """Ω of a version as numpy arrays by parameter name."""
+        from safetensors.numpy import load
+
+        response = self._request("GET", f"/v1/models/{model}/versions/{version}/importance", params={"part": part})
+        return load(response.content)
+
+    def evaluation(self, model: str) -> Evaluation:
+        return self._json("GET", f"/v1/models/{model}/evaluation")
+
+    def set_head(self, model: str, version: int) -> ModelInfo:
+        return self._json("PUT", f"/v1/models/{model}/head", json={"version": version})

@@ -1,0 +1,26 @@
+"""The client half of the `lifelong` command: subcommands that drive a running server over HTTP.
+
+`register(cli)` adds them to the server's own typer app (serve/api/worker/migrate stay as they
+are), with the global `--url` and `--api-key` options. Each command is a thin shell over
+`app.client.Client`; exit codes are listed in `app.commands.common.ExitCode`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from app.commands.common import connect, handles_errors
+from app.commands.datasets import datasets
+from app.commands.jobs import jobs
+from app.commands.learning import importance, predict, tasks
+from app.commands.models import models
+from app.commands.versions import evaluation, head, versions
+
+
+def register(cli: typer.Typer) -> None:
+    cli.callback()(connect)
+    for name, group in (("models", models), ("datasets", datasets), ("tasks", tasks), ("importance", importance),
+                        ("jobs", jobs), ("versions", versions), ("head", head)):
+        cli.add_typer(group, name=name)
+    cli.command("predict")(handles_errors(predict))
+    cli.command("evaluation")(handles_errors(evaluation))

@@ -1,0 +1,146 @@
+"""What every client command shares: the connection options, exit codes, error mapping and output.
+
+Scripts rely on two things: `--json` prints the server's answer as JSON on stdout (progress and
+messages go to stderr), and the exit code says what happened (see `ExitCode`). A refusal from the
+server is printed with the server's own `detail`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable
+from enum import IntEnum
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from app.client import DEFAULT_URL, Client, ConnectionFailed, Job, LifelongError, NotFound, ProgressBar, WaitTimeout
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    JOB_FAILED = 1  # the job ended failed or cancelled
+    USAGE = 2  # bad arguments (click's own code)
+    HTTP_ERROR = 3  # the server refused the request (4xx other than 404, or 5xx)
+    NOT_FOUND = 4  # no such model, version, task, job or dataset
+    UNREACHABLE = 5  # the server could not be reached
+    TIMEOUT = 6  # --timeout passed while waiting for a job (the job goes on)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="print the server's answer as JSON (for scripts)")]
+TimeoutOption = Annotated[float | None, typer.Option(help="stop waiting after this many seconds (exit 6)")]
+DetachOption = Annotated[bool, typer.Option("--detach", help="print the queued job and return at once")]
+
+
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(envvar="LIFELONG_URL", help="the server of the client commands")] = DEFAULT_URL,
+    api_key: Annotated[str | None, typer.Option(envvar="LIFELONG_API_KEY", help="Bearer key for the server")] = None,
+) -> None:
+    """Global options: where the server is, and the key to it."""
+    ctx.obj = {"url": url, "api_key": api_key}
+
+
+def client_of(ctx: typer.Context) -> Client:
+    settings = ctx.obj or {}
+    client = Client(settings.get("url"), api_key=settings.get("api_key"))
+    ctx.call_on_close(client.close)
+    return client
+
+
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the client's exceptions into a message on stderr and a documented exit code."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except NotFound as error:
+            fail(f"not found: {error.message}", ExitCode.NOT_FOUND)
+        except ConnectionFailed as error:
+            fail(error.message, ExitCode.UNREACHABLE)
+        except WaitTimeout as error:
+            fail(error.message, ExitCode.TIMEOUT)
+        except LifelongError as error:
+            fail(f"the server refused ({error.status_code}): {error.message}", ExitCode.HTTP_ERROR)
+        raise AssertionError("unreachable")
+
+    return run
+
+
+def fail(message: str, code: ExitCode) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def console() -> Console:
+    # Off a terminal (pipes, CI) rich would wrap tables at 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def print_table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    console().print(table)
+
+
+def print_fields(fields: dict[str, Any]) -> None:
+    width = max(len(k) for k in fields)
+    for key, value in fields.items():
+        typer.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
+def describe_progress(job: Job) -> str:
+    progress = job.progress
+    if not progress:
+        return ""
+    text = f"{progress['done']}/{progress['total']} {progress['unit']}"
+    return text if progress.get("loss") is None else f"{text}, loss {progress['loss']:.4f}"
+
+
+def follow(job: Job, *, as_json: bool, timeout: float | None, epochs: int | None = None) -> None:
+    """Wait for the job with a live bar (on a terminal) or a line per change, then report and exit."""
+    if sys.stderr.isatty():
+        with ProgressBar(epochs=epochs) as bar:
+            job.wait(progress=bar, timeout=timeout)
+    else:
+        job.wait(progress=_LineReporter(), timeout=timeout)
+    report_finished(job, as_json=as_json)
+
+
+class _LineReporter:
+    """Off a terminal: one line on stderr each time the state changes."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+
+    def __call__(self, job: Job) -> None:
+        if job.state != self.state:
+            self.state = job.state
+            typer.echo(f"job {job.id} {job.state} {describe_progress(job)}".rstrip(), err=True)
+
+
+def report_finished(job: Job, *, as_json: bool) -> None:
+    if as_json:
+        print_json(job.data)
+    elif job.succeeded:
+        typer.echo(f"job {job.id} succeeded: {job.model} version {job.version}")
+    if not job.succeeded:
+        error = job.error or {}
+        reason = f" ({error.get('type')}: {error.get('message')})" if error else ""
+        typer.echo(f"error: job {job.id} {job.state}{reason}", err=True)
+        raise typer.Exit(int(ExitCode.JOB_FAILED))

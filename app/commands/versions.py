@@ -1,0 +1,74 @@
+"""`lifelong versions list|show`, `lifelong head set`, `lifelong evaluation`: a model's history.
+
+Every train or importance job writes a new version; the head is the one predictions use and the
+next task starts from. `evaluation` prints the accuracy matrix (row: after learning a task; column:
+accuracy on each task's eval set) with average accuracy, forgetting and backward transfer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
+
+versions = typer.Typer(no_args_is_help=True, help="List and show a model's versions.")
+head = typer.Typer(no_args_is_help=True, help="Move a model's head (roll back or forward).")
+
+
+@versions.command("list")
+@handles_errors
+def list_(ctx: typer.Context, model: str, as_json: JsonOption = False) -> None:
+    """The versions of MODEL, oldest first; * marks the head."""
+    client = client_of(ctx)
+    found = client.list_versions(model)
+    if as_json:
+        return print_json(found)
+    current = client.get_model(model)["head"]
+    print_table(f"{model} (head: {current})", ["", "version", "parent", "kind", "task", "job", "created"],
+                [("*" if v["version"] == current else "", v["version"], v["parent"], v["kind"], v["task"], v["job"],
+                  v["created_at"]) for v in found])
+
+
+@versions.command("show")
+@handles_errors
+def show(ctx: typer.Context, model: str, version: int, as_json: JsonOption = False) -> None:
+    """One version: its tasks, their accuracy, and Ω per layer."""
+    detail = client_of(ctx).get_version(model, version)
+    if as_json:
+        return print_json(detail)
+    print_fields({"version": detail["version"], "parent": detail["parent"], "kind": detail["kind"],
+                  "task": detail["task"], "job": detail["job"], "created": detail["created_at"],
+                  "tasks": ", ".join(detail["tasks"]) or "-"})
+    if detail["accuracy"]:
+        print_table("accuracy", ["task", "accuracy"], [(t, f"{a:.4f}") for t, a in detail["accuracy"].items()])
+    layers = detail["importance"].get("layers") or {}
+    if layers:
+        print_table(f"importance (n_open {detail['importance'].get('n_open')})", ["layer", "mean Ω", "max Ω"],
+                    [(name, f"{s['mean']:.3g}", f"{s['max']:.3g}") for name, s in layers.items()])
+
+
+@head.command("set")
+@handles_errors
+def set_(ctx: typer.Context, model: str, version: int, as_json: JsonOption = False) -> None:
+    """Make VERSION the head of MODEL."""
+    moved = client_of(ctx).set_head(model, version)
+    print_json(moved) if as_json else typer.echo(f"{model}: head is version {moved['head']}")
+
+
+def evaluation(ctx: typer.Context, model: str,
+               as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
+               ) -> None:
+    """The accuracy matrix along the head's lineage, with average accuracy, forgetting and BWT."""
+    matrix = client_of(ctx).evaluation(model)
+    if as_json:
+        return print_json(matrix)
+    tasks = matrix["tasks"]
+    print_table(f"{model}: accuracy after each task (head: {matrix.get('head')})", ["version", "learned", *tasks],
+                [(row["version"], row["task"],
+                  *(f"{row['accuracy'][t]:.4f}" if t in row["accuracy"] else "" for t in tasks))
+                 for row in matrix["rows"]])
+    for key in ("average_accuracy", "forgetting", "bwt"):
+        value = matrix.get(key)
+        typer.echo(f"{key.replace('_', ' ')}: {'-' if value is None else f'{value:.4f}'}")

@@ -1,0 +1,27 @@
+"""Faults injected on purpose, for the fault tests only, named in `LIFELONG_INJECT_FAULTS` (comma-separated).
+
+`store_write`: every blob write of a worker fails as a full disk would (ENOSPC), which must fail the
+job cleanly (`error.type` "storage") and leave the API answering. Nothing here is active by default.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from app.settings import Settings
+from app.store import BlobStore
+
+
+class FullDiskBlobStore(BlobStore):
+    def put(self, data: bytes) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
+
+
+def injected(settings: Settings) -> set[str]:
+    return {name.strip() for name in settings.inject_faults.split(",") if name.strip()}
+
+
+def worker_store(settings: Settings) -> BlobStore:
+    store_class = FullDiskBlobStore if "store_write" in injected(settings) else BlobStore
+    return store_class(settings.resolved_blob_dir)

@@ -1,0 +1,97 @@
+"""The service's limits, each a setting: request body bytes, inline rows, input values, job size, active jobs.
+
+Each check refuses with the limit's name and value, so a client knows what to change. The body
+limit is an ASGI middleware that counts bytes as they arrive: an upload over the limit is refused
+from its Content-Length before a byte is read, or, when streamed without one, as soon as the count
+passes the limit, never after the whole body was spooled to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db.tables import Job, Model
+from app.errors import Invalid, ServiceError, TooLarge
+
+# Multipart framing around an uploaded file: boundaries, part headers, a file name.
+MULTIPART_SLACK_BYTES = 64 << 10
+ACTIVE_STATES = ("queued", "running")
+
+
+class TooManyRequests(ServiceError):
+    status_code = 429
+
+
+class BodyLimit:
+    """413 for a request body over `max_bytes`, decided while it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"the request body is larger than the limit of {self.max_bytes} bytes (LIFELONG_MAX_UPLOAD_BYTES)"
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _send_413(send, detail)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, detail)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _send_413(send: Send, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def check_inline_rows(inputs: list | None, max_rows: int, purpose: str) -> None:
+    if inputs is not None and len(inputs) > max_rows:
+        raise TooLarge(f"{purpose}: {len(inputs)} inline rows, more than the limit of {max_rows}"
+                       " (LIFELONG_MAX_INLINE_ROWS); upload them as a dataset")
+
+
+def check_input_values(input_shape: list[int], max_values: int) -> None:
+    values = math.prod(input_shape)
+    if values > max_values:
+        raise Invalid(f"architecture: input_shape {list(input_shape)} has {values} values per row, more than the"
+                      f" limit of {max_values} (LIFELONG_MAX_INPUT_VALUES)")
+
+
+def check_job_samples(epochs: int, rows: int, max_samples: int) -> None:
+    if epochs * rows > max_samples:
+        raise Invalid(f"{epochs} epochs × {rows} rows = {epochs * rows} training samples, more than the limit of"
+                      f" {max_samples} per job (LIFELONG_MAX_JOB_SAMPLES)")
+
+
+def check_active_jobs(session: Session, model: Model, max_active: int) -> None:
+    """429 when the model already has `max_active` queued or running jobs.
+
+    The model row is locked first (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    serialises writers), so two requests racing cannot both take the last slot.
+    """
+    session.scalar(select(Model.id).where(Model.id == model.id).with_for_update())
+    active = session.scalar(select(func.count()).where(Job.model_id == model.id, Job.state.in_(ACTIVE_STATES)))
+    if active >= max_active:
+        raise TooManyRequests(f"model {model.name!r} has {active} queued or running jobs, the limit"
+                              f" (LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL); wait for one to finish")

@@ -1,0 +1,97 @@
+"""Logging of the API and worker processes: JSON lines off a terminal, with the job id on a job's lines.
+
+Logs of a deployed service go to a collector (Docker, journald, Loki) that wants one JSON object a
+line; a person at a terminal wants plain text, so the choice follows whether stderr is a terminal
+(`LIFELONG_LOG_JSON=1|0` forces it). A worker runs one job at a time per pool process: Celery's
+task_prerun/postrun signals set the job id in a context variable that a filter adds to every
+record, so each line written while a job runs (ours, Celery's, torch warnings) says which job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+CURRENT_JOB: ContextVar[str | None] = ContextVar("lifelong_job_id", default=None)
+PLAIN = "%(asctime)s %(levelname)s %(name)s%(job_suffix)s: %(message)s"
+
+
+# A pool process runs one job at a time, so the job it runs is also the job of its other threads (the
+# heartbeat), which start with an empty context: the signals set this too.
+_process_job: str | None = None
+
+
+class JobIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = CURRENT_JOB.get() or _process_job
+        record.job_suffix = f" [job {record.job_id}]" if record.job_id else ""
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "process": record.process,
+        }
+        if getattr(record, "job_id", None):
+            line["job_id"] = record.job_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def wants_json(stream: TextIO) -> bool:
+    forced = os.environ.get("LIFELONG_LOG_JSON")
+    if forced is not None:
+        return forced.strip().lower() in ("1", "true", "yes")
+    return not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """One handler on the root logger; every library's logger propagates to it."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(JobIdFilter())
+    handler.setFormatter(JsonFormatter() if wants_json(stream) else logging.Formatter(PLAIN))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn (Celery's, torch's) as records too, not bare stderr text
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def configure_worker_logging() -> None:
+    """Our logging in a Celery worker, and the job id bound around each task run."""
+    from celery.signals import celeryd_init, setup_logging, task_postrun, task_prerun
+
+    def keep_ours(**_: Any) -> None:  # a receiver here stops Celery from configuring logging itself
+        configure_logging()
+
+    def bind(args: tuple | None = None, **_: Any) -> None:
+        global _process_job
+        _process_job = str(args[0]) if args else None
+        CURRENT_JOB.set(_process_job)
+
+    def unbind(**_: Any) -> None:
+        global _process_job
+        _process_job = None
+        CURRENT_JOB.set(None)
+
+    def no_banner_in_json(instance: Any = None, **_: Any) -> None:  # the ASCII-art banner is not a log line
+        if instance is not None and wants_json(sys.stderr):
+            instance.quiet = True
+
+    setup_logging.connect(keep_ours, weak=False)
+    celeryd_init.connect(no_banner_in_json, weak=False)
+    task_prerun.connect(bind, weak=False)
+    task_postrun.connect(unbind, weak=False)
+    configure_logging()

@@ -1,0 +1,143 @@
+"""`/metrics` in the Prometheus text format: what the API process counts, plus what the database knows.
+
+Request counts and latencies are counted by route template (`/v1/models/{name}`, never the raw path,
+so a scrape stays small however many models there are), by a pure ASGI middleware that sees every
+response, errors included. Prediction rows and cache hits are counted where they happen (two hooks
+in `app/predictions/`). Jobs run in worker processes, but the job row is the truth about a job, so
+jobs by state, the queue depth, job durations and the version count are read from the database at
+each scrape rather than counted in workers (no multiprocess bookkeeping, right after any restart).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from app.auth.deps import ReadScope
+from app.db.tables import Job, Model, Version
+
+# Process-wide: one API process counts once, however many apps a test builds in it.
+REGISTRY = CollectorRegistry()
+REQUESTS = Counter("lifelong_http_requests", "HTTP requests answered, by method, route template and status",
+                   ["method", "route", "status"], registry=REGISTRY)
+LATENCY = Histogram("lifelong_http_request_duration_seconds", "Time to answer an HTTP request",
+                    ["method", "route"], registry=REGISTRY,
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PREDICTION_ROWS = Counter("lifelong_prediction_rows", "Input rows predicted", ["model"], registry=REGISTRY)
+PREDICTION_CACHE = Counter("lifelong_prediction_cache", "Loaded-network cache lookups of predictions, hit or miss",
+                           ["result"], registry=REGISTRY)
+
+JOB_DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600)
+UNMATCHED = "unmatched"  # a path no route serves: one label, so scanners cannot blow up the series
+
+
+def count_prediction(model: str, rows: int) -> None:
+    PREDICTION_ROWS.labels(model=model).inc(rows)
+
+
+def count_cache_lookup(hit: bool) -> None:
+    PREDICTION_CACHE.labels(result="hit" if hit else "miss").inc()
+
+
+class RequestMetrics:
+    """ASGI middleware: count and time each HTTP request by the template of the route that served it."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), [500]
+
+        async def send_and_note(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            # The router writes the matched route into this same scope dict.
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            method = scope.get("method", "")
+            REQUESTS.labels(method=method, route=route, status=str(status[0])).inc()
+            LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+
+
+class DatabaseCollector(Collector):
+    """Jobs by kind and state, queue depth, durations of finished jobs, models and versions: from the rows."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def collect(self) -> Iterator[Any]:
+        with self.engine.connect() as connection:
+            by_state = connection.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+            jobs = GaugeMetricFamily("lifelong_jobs", "Jobs by kind and state", labels=["kind", "state"])
+            queued = 0
+            for kind, state, count in by_state:
+                jobs.add_metric([kind, state], count)
+                queued += count if state == "queued" else 0
+            yield jobs
+            yield GaugeMetricFamily("lifelong_job_queue_depth", "Jobs waiting for a worker", value=queued)
+            durations = connection.execute(
+                select(Job.kind, Job.state, Job.started_at, Job.finished_at)
+                .where(Job.started_at.is_not(None), Job.finished_at.is_not(None)))
+            yield _duration_histogram(durations)
+            yield GaugeMetricFamily("lifelong_models", "Models",
+                                    value=connection.scalar(select(func.count()).select_from(Model)))
+            yield GaugeMetricFamily("lifelong_versions", "Stored versions, all models",
+                                    value=connection.scalar(select(func.count()).select_from(Version)))
+
+
+def _duration_histogram(rows: Any) -> HistogramMetricFamily:
+    series: dict[tuple[str, str], list[float]] = {}
+    for kind, state, started, finished in rows:
+        series.setdefault((kind, state), []).append(max(0.0, (finished - started).total_seconds()))
+    family = HistogramMetricFamily("lifelong_job_duration_seconds", "Run time of finished jobs (start to end)",
+                                   labels=["kind", "state"])
+    for labels, seconds in sorted(series.items()):
+        buckets = [(str(bound), sum(s <= bound for s in seconds)) for bound in JOB_DURATION_BUCKETS]
+        family.add_metric(list(labels), [*buckets, ("+Inf", len(seconds))], sum(seconds))
+    return family
+
+
+# With keys configured, a scrape needs a read key (Prometheus: `authorization: {credentials: …}`):
+# the series name models.
+router = APIRouter(tags=["metrics"], dependencies=[ReadScope])
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    state = request.app.state
+    cache = GaugeMetricFamily("lifelong_prediction_cache_bytes", "Parameter bytes of networks held for predictions",
+                              value=state.cache.bytes)
+    body = generate_latest(REGISTRY) + generate_latest(state.metrics_registry)
+    body += generate_latest(_Fixed([cache]))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class _Fixed(CollectorRegistry):
+    def __init__(self, families: list[Any]):
+        super().__init__(auto_describe=False)
+        self._families = families
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._families
+
+
+def install_metrics(app: FastAPI) -> None:
+    """Count every request of `app` and serve `/metrics`."""
+    app.state.metrics_registry = CollectorRegistry(auto_describe=False)
+    app.state.metrics_registry.register(DatabaseCollector(app.state.engine))
+    app.add_middleware(RequestMetrics)
+    app.include_router(router)
