@@ -23,6 +23,12 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """A session for requests that only read: it never queues behind a worker's write."""
+    with request.app.state.read_sessions() as session:
+        yield session
+
+
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -40,6 +46,7 @@ def get_celery(request: Request) -> Celery:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 CacheDep = Annotated[NetworkCache, Depends(get_cache)]

@@ -42,12 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade_database(settings)
         yield
         app.state.engine.dispose()
+        app.state.reader_engine.dispose()
 
     app = FastAPI(title="lifelong", version="1", lifespan=lifespan,
                   description="Keeps a PyTorch model learning new tasks without forgetting (Memory Aware Synapses).")
     app.state.settings = settings
     app.state.engine = make_engine(settings)
     app.state.sessions = make_session_factory(app.state.engine)
+    app.state.reader_engine = make_engine(settings, reader=True)
+    app.state.read_sessions = make_session_factory(app.state.reader_engine)
     app.state.store = BlobStore(settings.resolved_blob_dir)
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
     app.state.celery = make_celery(settings)

@@ -30,7 +30,7 @@ def require_scope(needed: str) -> object:
 def _authenticate(request: Request) -> str:
     """The caller's scope, or "open" when no key was ever created; raises 401 otherwise."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    with request.app.state.sessions() as session:
+    with request.app.state.read_sessions() as session:
         if scheme.lower() == "bearer" and token.strip():
             key = find_key(session, token.strip())
             if key is not None:

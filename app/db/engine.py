@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.settings import Settings
 
 
-def make_engine(settings: Settings) -> Engine:
+def make_engine(settings: Settings, *, reader: bool = False) -> Engine:
+    """The engine; `reader=True` gives one for read-only work (predictions, key checks): its SQLite
+    transactions begin deferred, so under WAL they never wait for a worker's write lock."""
     url = settings.resolved_database_url
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
@@ -37,8 +39,8 @@ def make_engine(settings: Settings) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import ReadScope
-from app.deps import CacheDep, SessionDep, SettingsDep, StoreDep
+from app.deps import CacheDep, ReadSessionDep, SettingsDep, StoreDep
 from app.errors import Invalid, TooLarge
 from app.models.schemas import NAME_PATTERN
 from app.predictions import service
@@ -34,7 +34,7 @@ _BODIES = {
 @router.get("", response_model=PredictOut, response_model_exclude_none=True)
 def predict_from_query(
     name: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     store: StoreDep,
     cache: CacheDep,
     task: Annotated[str, Query(pattern=NAME_PATTERN)],
@@ -50,7 +50,7 @@ def predict_from_query(
 async def predict_from_body(
     name: str,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     store: StoreDep,
     cache: CacheDep,
     settings: SettingsDep,
