@@ -199,20 +199,39 @@ def _per_sample_weight_grads(module: nn.Module, a: Tensor, delta: Tensor) -> tup
     return g_weight, d_pos.sum(1)
 
 
+_BLOCK = 128  # samples per block of per-sample gradients: small enough to stay in cache
+
+
+def _blockwise_sums(
+    module: nn.Module, a: Tensor, delta: Tensor, elementwise: Callable[[Tensor], Tensor]
+) -> tuple[Tensor, Tensor]:
+    """Σ_k f(g(x_k)) for layers whose positions sum before f: per-sample gradients, a block at a time.
+
+    One [N, out, in] tensor for the whole chunk is memory-bound to build and reduce; blocks of 128
+    samples stay in cache, which made the CNN's exact Ω about 3× faster on a 2-core CPU.
+    """
+    weight_sum = torch.zeros_like(module.weight)
+    bias_sum = torch.zeros(module.weight.shape[0], dtype=module.weight.dtype)
+    for start in range(0, a.shape[0], _BLOCK):
+        rows = slice(start, start + _BLOCK)
+        g_weight, g_bias = _per_sample_weight_grads(module, a[rows], delta[rows])
+        weight_sum += elementwise(g_weight).sum(0)
+        bias_sum += elementwise(g_bias).sum(0)
+    return weight_sum, bias_sum
+
+
 def _abs_sums(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
     """Σ_k |g_W(x_k)| and Σ_k |g_b(x_k)| for one layer, from its inputs A and output gradients Δ."""
     if isinstance(module, nn.Linear) and a.dim() == 2:
         return delta.abs().T @ a.abs(), delta.abs().sum(0)
-    g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
-    return g_weight.abs().sum(0), g_bias.abs().sum(0)
+    return _blockwise_sums(module, a, delta, Tensor.abs_)
 
 
 def _square_sums(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
     """Σ_k g_W(x_k)² and Σ_k g_b(x_k)² for one layer."""
     if isinstance(module, nn.Linear) and a.dim() == 2:
         return delta.square().T @ a.square(), delta.square().sum(0)
-    g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
-    return g_weight.square().sum(0), g_bias.square().sum(0)
+    return _blockwise_sums(module, a, delta, Tensor.square_)
 
 
 def _norm_sums(module: nn.Module, a: Tensor, deltas: list[Tensor]) -> tuple[Tensor, Tensor]:

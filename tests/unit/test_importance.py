@@ -138,3 +138,8 @@ def test_bad_options_are_refused(mlp) -> None:
         estimate_importance(mlp, "a", x, reduction="mean")
     with pytest.raises(ValueError):
         estimate_importance(mlp, "a", torch.zeros(2, 3))
+
+
+def test_convolutions_summed_over_several_blocks_stay_exact(cnn) -> None:
+    x = sample_inputs(cnn, 300)  # more than one block of per-sample gradients in one chunk
+    assert_close(estimate_importance(cnn, "a", x, chunk_size=300).sums, slow_loop_l2(cnn, "a", x), rtol=1e-4)
