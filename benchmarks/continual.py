@@ -209,7 +209,6 @@ def main() -> None:
         print(plot(results, args.out))
         return
     profile = PROFILES[args.profile]
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     args.out.mkdir(parents=True, exist_ok=True)
     results = {
         "profile": args.profile,

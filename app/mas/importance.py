@@ -140,18 +140,17 @@ def _eval_mode(net: nn.Module) -> Iterator[None]:
 
 # --- the factorised exact path ------------------------------------------------------------------
 
-_FACTORED = (nn.Linear, nn.Conv2d)
+def _is_factored(module: nn.Module) -> bool:
+    """Linear and plain Conv2d layers: their per-sample |g| needs no per-sample autograd."""
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+    )
 
 
 def _factored_modules(net: MultiHeadNet, task: str) -> dict[str, nn.Module]:
-    """Linear and plain Conv2d layers (prefix → module), whose per-sample |g| needs no per-sample grads."""
-    modules = {}
-    for prefix, module in [*net.trunk.named_modules(prefix="trunk"), (f"heads.{task}", net.heads[task])]:
-        if isinstance(module, nn.Linear) or (
-            isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
-        ):
-            modules[prefix] = module
-    return modules
+    """The factored layers of the trunk and this task's head, by parameter prefix."""
+    candidates = [*net.trunk.named_modules(prefix="trunk"), (f"heads.{task}", net.heads[task])]
+    return {prefix: module for prefix, module in candidates if _is_factored(module)}
 
 
 LayerRecord = tuple[nn.Module, Tensor, Tensor]  # (layer, its input A, its output Y)
@@ -321,7 +320,7 @@ def _activations_after(net: MultiHeadNet, task: str) -> dict[str, bool]:
     followed = {}
     children = list(net.trunk.named_children())
     for i, (name, module) in enumerate(children):
-        if isinstance(module, _FACTORED):
+        if _is_factored(module):
             followed[f"trunk.{name}"] = i + 1 < len(children) and isinstance(children[i + 1][1], nn.ReLU)
     followed[f"heads.{task}"] = False
     return followed

@@ -42,9 +42,6 @@ class Anchored(Method):
         if self.form == "proximal" and self.anchor is not None:
             self.anchor.proximal_step(self.lr)
 
-    def penalty_value(self) -> float:
-        return self.anchor.value() if self.anchor is not None else 0.0
-
     def extra_state(self) -> dict[str, Tensor]:
         omega = {f"omega.{k}": v for k, v in self.omega.items()}
         return omega | {f"theta_star.{k}": v for k, v in self.theta_star.items()}

@@ -38,9 +38,6 @@ class Method:
         """Ω that this task contributes for later ones: MAS's estimate unless the method has its own."""
         return estimate_importance(net, task, inputs, **(options or {}))
 
-    def penalty_value(self) -> float:
-        return 0.0
-
     def extra_state(self) -> dict[str, Tensor]:
         """Tensors this method keeps between tasks besides θ (for memory accounting)."""
         return {}
