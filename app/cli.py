@@ -59,22 +59,41 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
     )
 
 
+QueuesOption = Annotated[str | None, typer.Option(
+    help="comma-separated queues to take jobs from, of cpu and gpu [default: LIFELONG_WORKER_QUEUES or cpu,gpu]")]
+NameOption = Annotated[str, typer.Option(
+    help="Celery node name, recorded in each job this worker runs (%h is the host name)")]
+
+
 @cli.command()
-def worker() -> None:
-    """Run one job worker alone (migrates first)."""
+def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> None:
+    """Run one job worker alone (migrates first); it trains on cuda when torch sees a GPU."""
     from app.db.migrate import upgrade_database
+    from app.jobs.dispatch import QUEUES
+    from app.mas.devices import pick_device
 
     settings = get_settings()
+    chosen = [q.strip() for q in (queues or settings.worker_queues).split(",") if q.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if not chosen or unknown:
+        raise typer.BadParameter(f"queues must be some of {', '.join(QUEUES)}; got {unknown or 'none'}",
+                                 param_hint="--queues")
+    try:
+        device = pick_device(settings.worker_device)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="LIFELONG_WORKER_DEVICE") from error
+    typer.echo(f"lifelong worker: queues {','.join(chosen)}, device {device}")
+    if chosen == ["gpu"] and device.type == "cpu":
+        typer.echo("lifelong worker: warning: a gpu-queue worker with no GPU; its jobs will run on the CPU", err=True)
     upgrade_database(settings)
     from app.logging_setup import configure_worker_logging
-    from workers.celery_app import QUEUE
     from workers.tasks import celery
 
     configure_worker_logging()
     concurrency = celery.conf.worker_concurrency
     celery.worker_main([
-        "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={QUEUE}",
-        "--hostname=lifelong@%h", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={','.join(chosen)}",
+        f"--hostname={name}", "--without-gossip", "--without-mingle", "--without-heartbeat",
     ])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,18 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     # Content-addressed θ/Ω/dataset files; default <var_dir>/blobs.
     blob_dir: Path | None = None
+    # Any fsspec URL for the blobs instead (s3://bucket/prefix, gs://…, file:///shared/dir), so that
+    # workers on other hosts share them; takes precedence over blob_dir.
+    blob_url: str | None = None
+    # fsspec storage options of blob_url, as JSON: {"endpoint_url": "http://minio:9000", "key": …}.
+    blob_options: dict[str, Any] = Field(default_factory=dict)
+
+    # Queues a worker takes jobs from; a new model's jobs go to `default_queue` unless the model or
+    # the request names another. The embedded worker takes both.
+    worker_queues: str = "cpu,gpu"
+    default_queue: Literal["cpu", "gpu"] = "cpu"
+    # Device a worker trains on: "auto" is cuda when torch sees a GPU, else cpu.
+    worker_device: str = "auto"
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -19,8 +19,6 @@ from celery import Celery
 
 from app.settings import Settings
 
-QUEUE = "lifelong"
-
 
 def broker_config(settings: Settings) -> tuple[str, dict[str, Any]]:
     if settings.embedded_broker:
@@ -49,7 +47,7 @@ def make_celery(settings: Settings) -> Celery:
     celery.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.default_queue,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,

@@ -14,22 +14,27 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.jobs.dispatch import QueuedJob
 from app.learning.sweeper import sweep_stale_jobs
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def sweep_once(sessions: sessionmaker[Session], settings: Settings, send: Callable[[str], None]) -> list[str]:
+def sweep_once(
+    sessions: sessionmaker[Session], settings: Settings, send: Callable[[QueuedJob], None]
+) -> list[QueuedJob]:
     requeued = sweep_stale_jobs(sessions, stale_after_s=settings.job_stale_after_s,
                                 max_attempts=settings.job_max_attempts)
-    for job_id in requeued:
-        log.warning("job %s lost its worker (stale heartbeat): queued again", job_id)
-        send(job_id)
+    for job in requeued:
+        log.warning("job %s lost its worker (stale heartbeat): queued again on %s", job.id, job.queue)
+        send(job)
     return requeued
 
 
-def start_sweeper(sessions: sessionmaker[Session], settings: Settings, send: Callable[[str], None]) -> threading.Event:
+def start_sweeper(
+    sessions: sessionmaker[Session], settings: Settings, send: Callable[[QueuedJob], None]
+) -> threading.Event:
     """Start sweeping in a daemon thread; set the returned event to stop it."""
     stop = threading.Event()
 

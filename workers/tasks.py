@@ -21,10 +21,11 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.faults import worker_store
-from app.jobs.dispatch import RUN_JOB
+from app.jobs.dispatch import RUN_JOB, send_job
 from app.learning.context import JobContext
 from app.learning.recovery import recover_jobs
 from app.learning.runner import WorkerStopping, fail_if_running, run_job
+from app.mas.devices import pick_device
 from app.settings import get_settings
 from workers.celery_app import make_celery
 from workers.sweeper import start_sweeper
@@ -51,6 +52,7 @@ def job_context() -> JobContext:
         _context = JobContext(
             sessions=make_session_factory(make_engine(settings)), store=worker_store(settings),
             settings=settings, shutting_down=_shutting_down, timeouts=(SoftTimeLimitExceeded,),
+            device=pick_device(settings.worker_device),
         )
     return _context
 
@@ -60,7 +62,7 @@ def run_job_task(self: Any, job_id: str) -> str:
     if _shutting_down():  # delivered again while this worker stops: hand it straight back
         raise Reject(f"worker stopping; job {job_id} stays queued", requeue=True)
     try:
-        return run_job(job_context(), job_id)
+        return run_job(job_context(), job_id, worker=self.request.hostname)
     except WorkerStopping as stopping:
         raise Reject(str(stopping), requeue=True) from None
 
@@ -97,8 +99,7 @@ def _on_ready(**_: Any) -> None:
     if settings.embedded_broker:
         # One embedded worker at a time: any job still "running" lost its worker (killed, or the
         # machine stopped) and a message may have gone with it, so send every unfinished job again.
-        for job_id in recover_jobs(job_context().sessions):
-            celery.send_task(RUN_JOB, args=[job_id])
+        for job in recover_jobs(job_context().sessions):
+            send_job(celery, job)
     # Its own engine: the pool's processes fork from this one and must not share its connections.
-    start_sweeper(make_session_factory(make_engine(settings)), settings,
-                  lambda job_id: celery.send_task(RUN_JOB, args=[job_id]))
+    start_sweeper(make_session_factory(make_engine(settings)), settings, lambda job: send_job(celery, job))

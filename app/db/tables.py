@@ -48,6 +48,8 @@ class Model(Base):
     architecture: Mapped[dict[str, Any]]
     seed: Mapped[int]
     head: Mapped[int]
+    # Where this model's jobs go unless a request says otherwise: "cpu" or "gpu".
+    queue: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -126,6 +128,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     # Written every few seconds by the process running the job: a stale one means the worker is gone.
     heartbeat_at: Mapped[datetime | None]
+    # The queue the job was sent to, and the worker (Celery node name) and torch device of its last run.
+    queue: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
+    worker: Mapped[str | None] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(32))
 
 
 class ApiKey(Base):

@@ -34,6 +34,10 @@ class JobOut(BaseModel):
     base_version: int
     attempts: int
     cancel_requested: bool
+    queue: str
+    # The Celery node and torch device of the job's latest run (None until a worker claims it).
+    worker: str | None
+    device: str | None
     progress: Progress | None
     created_at: datetime
     started_at: datetime | None
@@ -50,6 +54,7 @@ class JobOut(BaseModel):
         return cls(
             id=job.id, kind=job.kind, model=model_name, state=job.state, task=job.task,
             base_version=job.base_version, attempts=job.attempts, cancel_requested=job.cancel_requested,
+            queue=job.queue, worker=job.worker, device=job.device,
             progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             result=JobResult(version=job.result_version) if job.result_version is not None else None,
             error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,

@@ -23,8 +23,9 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
-               request: dict[str, Any]) -> Job:
-    job = Job(id=uuid4().hex, kind=kind, model_id=model.id, state="queued", task=task,
+               request: dict[str, Any], queue: str | None = None) -> Job:
+    """A queued job, on the named queue or else its model's."""
+    job = Job(id=uuid4().hex, kind=kind, model_id=model.id, state="queued", task=task, queue=queue or model.queue,
               base_version=base_version, request=request, attempts=0, cancel_requested=False)
     session.add(job)
     session.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import Settings
@@ -24,3 +25,5 @@ class JobContext:
     shutting_down: Callable[[], bool] = _never
     # Exceptions that mean the job ran out of time (Celery's soft time limit, raised inside the job).
     timeouts: tuple[type[BaseException], ...] = field(default_factory=tuple)
+    # Where the job's tensors live while it runs; what it stores is always on the CPU.
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))

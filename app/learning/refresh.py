@@ -14,7 +14,8 @@ from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.spec import JobSpec, shaped
 from app.learning.watch import JobWatch
-from app.mas.importance import estimate_importance
+from app.mas.devices import to_cpu
+from app.mas.importance import ImportanceSum, estimate_importance
 from app.mas.networks import load_network
 from app.mas.training import TrainingCancelled
 from app.versions.service import (
@@ -37,8 +38,8 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         dataset = session.get(Dataset, request["dataset"])
     theta, state = load_theta(ctx.store, base), load_importance(ctx.store, base)
     inputs, _ = load_arrays(ctx.store, dataset)  # labels, if any, play no part in Ω
-    inputs = shaped(inputs, model.architecture["input_shape"])
-    net = load_network(model.architecture, theta)
+    inputs = shaped(inputs, model.architecture["input_shape"]).to(ctx.device)
+    net = load_network(model.architecture, theta).to(ctx.device)
 
     n = inputs.shape[0]
     for start in range(0, n, CHUNK_ROWS):
@@ -48,6 +49,7 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             net, job.task, inputs[start : start + CHUNK_ROWS],
             variant=request["variant"], output=request["output"], reduction=request["reduction"],
         )
+        measured = ImportanceSum(to_cpu(measured.sums), measured.n)
         fresh = start == 0 and request["mode"] == "replace"
         state = state.replace(measured) if fresh else state.accumulate(measured)
         watch.progress(min(start + CHUNK_ROWS, n), n, None, unit="samples")

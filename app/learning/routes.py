@@ -9,7 +9,7 @@ from app.auth.deps import WriteScope
 from app.db.tables import Job
 from app.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.errors import Unavailable
-from app.jobs.dispatch import enqueue_job
+from app.jobs.dispatch import QueuedJob, enqueue_job
 from app.jobs.routes import shape_job
 from app.jobs.schemas import JobOut
 from app.jobs.service import fail_job
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["learning"], dependencies=[
 def _queue(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
     session.commit()
     try:
-        enqueue_job(celery, job)
+        enqueue_job(celery, QueuedJob(job.id, job.queue))
     except Unavailable as error:
         fail_job(job, "broker", error.detail)
         session.commit()

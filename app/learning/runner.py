@@ -33,8 +33,9 @@ class WorkerStopping(Exception):
     """The worker is shutting down: the job was put back in the queue, to run again from the start."""
 
 
-def run_job(ctx: JobContext, job_id: str) -> str:
-    """Claim and run the job; returns its final state (or why it did not run)."""
+def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
+    """Claim and run the job, recording `worker` (the Celery node name) and the device in its row;
+    returns the job's final state (or why it did not run)."""
     with ctx.sessions.begin() as session:
         if _alive_elsewhere(session.get(Job, job_id), ctx.settings.job_stale_after_s):
             log.info("job %s not run: it is running in another process (fresh heartbeat)", job_id)
@@ -42,6 +43,7 @@ def run_job(ctx: JobContext, job_id: str) -> str:
         claim = claim_job(session, job_id, ctx.settings.job_max_attempts)
         if claim.job is not None:
             claim.job.heartbeat_at = utcnow()
+            claim.job.worker, claim.job.device = worker, str(ctx.device)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
         log.info("job %s not run: %s", job_id, claim.reason)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.datasets.schemas import DataRef
+from app.jobs.dispatch import Queue
 from app.mas.methods import METHODS
 from app.models.schemas import NAME_PATTERN
 from app.versions.schemas import MAX_VERSION
@@ -53,6 +54,7 @@ class TaskRequest(BaseModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     seed: int | None = Field(None, ge=0, lt=2**63)
     importance: ImportanceOptions = ImportanceOptions()
+    queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")
 
     @field_validator("method")
     @classmethod
@@ -72,6 +74,7 @@ class ImportanceRequest(BaseModel):
     output: Output = "l2"
     reduction: Reduction = "per_sample"
     base_version: int | None = Field(None, ge=0, le=MAX_VERSION)
+    queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")
 
     @model_validator(mode="after")
     def _compatible(self) -> ImportanceRequest:

@@ -42,7 +42,7 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
     num_classes = request.num_classes or max(
         2, 1 + max(train.max_label or 0, (evaluation.max_label or 0) if evaluation is not None else 0)
     )
-    normalised = request.model_dump(by_alias=True, exclude={"train", "eval", "base_version"})
+    normalised = request.model_dump(by_alias=True, exclude={"train", "eval", "base_version", "queue"})
     normalised |= {
         "num_classes": num_classes,
         "seed": model.seed if request.seed is None else request.seed,
@@ -50,7 +50,7 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
     }
     return create_job(session, kind="train", model=model, task=request.task, base_version=base.number,
-                      request=normalised)
+                      request=normalised, queue=request.queue)
 
 
 def submit_importance(session: Session, store: BlobStore, model_name: str, request: ImportanceRequest,
@@ -68,10 +68,10 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
         raise NotFound(f"version {base.number} of model {model.name!r} has no task {task!r} (it has {names})")
     data = prepare_data(session, request.data, "data")
     check_fits(data, model.architecture["input_shape"], labels=False)
-    normalised = request.model_dump(exclude={"data", "base_version", "task"})
+    normalised = request.model_dump(exclude={"data", "base_version", "task", "queue"})
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
-                      request=normalised)
+                      request=normalised, queue=request.queue)
 
 
 def _task_names(version: Version) -> list[str]:

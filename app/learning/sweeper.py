@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.tables import Job, utcnow
+from app.jobs.dispatch import QueuedJob
 from app.jobs.service import fail_job
 
 
-def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, max_attempts: int) -> list[str]:
-    """Ids of the jobs re-queued (to be sent again), after failing those out of attempts."""
+def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, max_attempts: int) -> list[QueuedJob]:
+    """The jobs re-queued (to be sent again), after failing those out of attempts."""
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     requeued = []
     with sessions.begin() as session:
@@ -33,5 +34,5 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, m
                 continue
             job.state = "queued"
             job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
-            requeued.append(job.id)
+            requeued.append(QueuedJob(job.id, job.queue))
     return requeued

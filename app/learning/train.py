@@ -20,6 +20,7 @@ from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.spec import JobSpec, shaped
 from app.learning.watch import JobWatch
+from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
@@ -48,11 +49,11 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     input_shape = model.architecture["input_shape"]
     theta, state = load_theta(ctx.store, base), load_importance(ctx.store, base)
     x, y = load_arrays(ctx.store, train_set)
-    x = shaped(x, input_shape)
+    x, y = shaped(x, input_shape).to(ctx.device), y.to(ctx.device)
 
-    net = load_network(model.architecture, theta)
-    method = make_method(request["method"], lam=request["lambda"], theta_star=theta, omega=state.total(),
-                         form=request["penalty"])
+    net = load_network(model.architecture, theta).to(ctx.device)
+    method = make_method(request["method"], lam=request["lambda"], theta_star=to_device(theta, ctx.device),
+                         omega=to_device(state.total(), ctx.device), form=request["penalty"])
     config = TrainConfig(epochs=request["epochs"], batch_size=request["batch_size"], optimizer=request["optimizer"],
                          lr=request["lr"], momentum=request["momentum"], seed=request["seed"])
     train_task(net, job.task, request["num_classes"], x, y, method, config,
@@ -67,9 +68,9 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     scores = {}
     for task, dataset in eval_sets.items():
         inputs, labels = load_arrays(ctx.store, dataset)
-        scores[task] = accuracy(net, task, shaped(inputs, input_shape), labels)
+        scores[task] = accuracy(net, task, shaped(inputs, input_shape).to(ctx.device), labels.to(ctx.device))
 
-    new_theta = network_state(net)
+    new_theta = to_cpu(network_state(net))
     blobs = {
         "theta_blob": store_tensors(ctx.store, new_theta),
         "omega_frozen_blob": store_tensors(ctx.store, state.frozen_tensors()),
@@ -95,7 +96,8 @@ def _measure_importance(method: Method, net: MultiHeadNet, task: str, x: Tensor,
                         options: dict[str, str]) -> ImportanceSum:
     """Ω of the task just learned: the method's own measure where it has one (EWC's Fisher, SI's path),
     else MAS's (MAS.md §1), so that a later task trained with MAS has an Ω to protect this one."""
-    return method.task_importance(net, task, x, y, {k: options[k] for k in ("variant", "output", "reduction")})
+    measured = method.task_importance(net, task, x, y, {k: options[k] for k in ("variant", "output", "reduction")})
+    return ImportanceSum(to_cpu(measured.sums), measured.n)
 
 
 def _known_eval_sets(session: Session, model: Model, base: Version) -> dict[str, Any]:

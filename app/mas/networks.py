@@ -102,7 +102,7 @@ class MultiHeadNet(nn.Module):
         with torch.no_grad():
             head.weight.uniform_(-bound, bound, generator=generator)
             head.bias.uniform_(-bound, bound, generator=generator)
-        self.heads[task] = head
+        self.heads[task] = head.to(next(self.trunk.parameters()).device)
 
     def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
         """The trunk and this task's head: all that F(x) of `task` depends on, and all that training it moves."""

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope
 
 def shape_model(session: Session, model: Model) -> ModelOut:
     return ModelOut(
-        name=model.name, architecture=model.architecture, seed=model.seed, head=model.head,
+        name=model.name, architecture=model.architecture, seed=model.seed, head=model.head, queue=model.queue,
         tasks=service.head_tasks(session, model), created_at=model.created_at,
     )
 
@@ -24,7 +24,7 @@ def shape_model(session: Session, model: Model) -> ModelOut:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])
 def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep) -> ModelOut:
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
-                                 max_input_values=settings.max_input_values)
+                                 max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue)
     session.commit()
     return shape_model(session, model)
 

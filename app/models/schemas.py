@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.jobs.dispatch import Queue
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -16,6 +18,7 @@ class ModelIn(BaseModel):
     name: str = Field(pattern=NAME_PATTERN, description="lower-case letters, digits, '_' and '-', up to 64")
     architecture: dict[str, Any]
     seed: int = Field(0, ge=0, lt=2**63)
+    queue: Queue | None = Field(None, description="where this model's jobs go: cpu or gpu workers (default: cpu)")
 
 
 class ModelOut(BaseModel):
@@ -23,5 +26,6 @@ class ModelOut(BaseModel):
     architecture: dict[str, Any]
     seed: int
     head: int
+    queue: str
     tasks: list[str]
     created_at: datetime

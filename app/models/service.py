@@ -16,7 +16,7 @@ ACTIVE_STATES = ("queued", "running")
 
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
-                 max_input_values: int | None = None) -> Model:
+                 max_input_values: int | None = None, queue: str = "cpu") -> Model:
     try:
         architecture = validate_architecture(architecture)
     except ValueError as error:
@@ -27,7 +27,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
         raise Conflict(f"a model named {name!r} exists")
     theta = network_state(build_network(architecture, seed))
     empty = store_tensors(store, {})
-    model = Model(name=name, architecture=architecture, seed=seed, head=0)
+    model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue)
     session.add(model)
     session.flush()
     session.add(

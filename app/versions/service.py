@@ -2,7 +2,8 @@
 
 A version is written once and never changed; its tensors live in the blob store, its row names
 them. The head moves only by compare-and-set (`advance_head`) in the same transaction that inserts
-the version, so a job whose base is no longer the head creates nothing.
+the version, with the model's row locked (`lock_model`), so a job whose base is no longer the head
+creates nothing, however many workers finish at once.
 """
 
 from __future__ import annotations
@@ -44,7 +45,18 @@ def lineage(session: Session, model: Model, number: int) -> list[Version]:
     return chain[::-1]
 
 
+def lock_model(session: Session, model_id: int) -> None:
+    """Hold the model's row until the transaction ends, so that its head moves one at a time.
+
+    On PostgreSQL this is SELECT … FOR UPDATE: workers on different hosts that finish jobs of one
+    model at once queue here, and each then sees the head and the version numbers the one before it
+    committed. SQLite has no row locks; there the writer's BEGIN IMMEDIATE serialises all writes.
+    """
+    session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
+
+
 def set_head(session: Session, model: Model, number: int) -> Model:
+    lock_model(session, model.id)
     get_version(session, model, number)
     model.head = number
     return model
@@ -118,6 +130,7 @@ def record_version(
 
     A job that already wrote its version (a repeated delivery) gets that version back unchanged.
     """
+    lock_model(session, model_id)
     existing = session.scalar(select(Version).where(Version.job_id == job_id))
     if existing is not None:
         return existing

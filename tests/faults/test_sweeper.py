@@ -33,7 +33,7 @@ def test_sweep_requeues_or_fails_only_stale_running_jobs(tmp_path) -> None:
             session.add(Job(id=job_id, kind="train", model_id=model.id, task="t", base_version=0, request={},
                             cancel_requested=False, progress_done=5, **fields))
     requeued = sweep_stale_jobs(sessions, stale_after_s=60, max_attempts=3)
-    assert sorted(requeued) == ["no-beat-old-start", "stale"]
+    assert sorted(requeued) == [("no-beat-old-start", "cpu"), ("stale", "cpu")]
     with sessions() as session:
         states = {job.id: (job.state, job.error_type, job.progress_done) for job in session.query(Job)}
     assert states["stale"] == ("queued", None, None)

@@ -1,0 +1,41 @@
+"""Which torch device a worker trains on, and moving a job's tensors there and back.
+
+A worker picks its device once, at start: "auto" takes the GPU when torch sees one, so the same
+image runs on a GPU host and a CPU host. Everything a job stores (θ, Ω) comes back to the CPU first,
+so blobs never depend on the device that wrote them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The device named ("cpu", "cuda", "cuda:1", "mps"), or for "auto" cuda when present, else cpu.
+
+    Naming a device that this machine lacks is an error at worker start, not a silent CPU run.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"not a torch device: {name!r}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA GPU on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but torch sees no Apple GPU")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {name!r}: a worker trains on cpu, cuda or mps")
+    return device
+
+
+def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {name: tensor.to(device) for name, tensor in tensors.items()}
+
+
+def to_cpu(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {name: tensor.detach().cpu() for name, tensor in tensors.items()}
