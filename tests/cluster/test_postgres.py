@@ -1,0 +1,140 @@
+"""PostgreSQL: the migrations run on it (up and down), and a model's head moves one job at a time.
+
+Workers on different hosts can finish jobs of the same model at the same moment; each records its
+version in its own transaction. These tests run those transactions from threads, each with its own
+connection, against a real PostgreSQL server (scripts/cluster.py starts one from the Debian package).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from alembic import command
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import alembic_config, upgrade_database
+from app.db.tables import Model, Version
+from app.settings import Settings
+from app.versions.service import VersionConflict, lock_model, record_version
+from scripts.cluster import Server, start_postgres
+
+BLOB = "0" * 64
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Server]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sessions(postgres: Server) -> Iterator[sessionmaker[Session]]:
+    settings = Settings(database_url=postgres.url)
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _new_model(sessions: sessionmaker[Session], name: str) -> int:
+    with sessions.begin() as session:
+        model = Model(name=name, architecture={}, seed=0, head=0)
+        session.add(model)
+        session.flush()
+        session.add(_version(model.id, 0, None, None))
+        return model.id
+
+
+def _version(model_id: int, number: int, parent: int | None, job_id: str | None) -> Version:
+    return Version(model_id=model_id, number=number, parent=parent, kind="init", task=None, job_id=job_id,
+                   theta_blob=BLOB, omega_frozen_blob=BLOB, omega_open_blob=BLOB, n_open=0, tasks=[], accuracy={},
+                   importance={})
+
+
+def _record(sessions: sessionmaker[Session], model_id: int, job_id: str, base: int) -> int:
+    with sessions.begin() as session:
+        return record_version(session, model_id=model_id, job_id=job_id, base=base, kind="train", task="t",
+                              theta_blob=BLOB, omega_frozen_blob=BLOB, omega_open_blob=BLOB, n_open=0,
+                              tasks=[], accuracy={}, importance={}).number
+
+
+def test_migrations_go_down_and_up_again(postgres: Server, sessions: sessionmaker[Session]) -> None:
+    config = alembic_config(Settings(database_url=postgres.url))
+    command.downgrade(config, "0002")
+    command.upgrade(config, "head")
+    with sessions() as session:
+        assert session.scalar(select(Model.queue).limit(1)) in (None, "cpu")
+
+
+def test_jobs_finishing_at_once_on_one_base_create_one_version(sessions: sessionmaker[Session]) -> None:
+    model_id = _new_model(sessions, "race")
+    start = threading.Barrier(8)
+
+    def finish(index: int) -> int | str:
+        start.wait()
+        try:
+            return _record(sessions, model_id, f"race-{index}", base=0)
+        except VersionConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(finish, range(8)))
+    assert sorted(outcomes, key=str) == [1, *["conflict"] * 7]
+    with sessions() as session:
+        assert session.get(Model, model_id).head == 1
+        numbers = session.scalars(select(Version.number).where(Version.model_id == model_id)).all()
+        assert sorted(numbers) == [0, 1]
+
+
+def test_one_job_finishing_twice_at_once_gets_its_one_version_both_times(sessions: sessionmaker[Session]) -> None:
+    """A job delivered again while its first run was only slow: both runs must end with the same
+    version, neither with a conflict; the row lock makes the second wait and then find it."""
+    model_id = _new_model(sessions, "twice")
+    start = threading.Barrier(4)
+
+    def finish(_: int) -> int | str:
+        start.wait()
+        try:
+            return _record(sessions, model_id, "twice-job", base=0)
+        except VersionConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(finish, range(4))) == [1, 1, 1, 1]
+
+
+def test_a_chain_of_jobs_each_on_the_last_head_numbers_versions_in_order(sessions: sessionmaker[Session]) -> None:
+    model_id = _new_model(sessions, "chain")
+    for expected in range(1, 6):
+        assert _record(sessions, model_id, f"chain-{expected}", base=expected - 1) == expected
+
+
+def test_a_locked_model_makes_the_next_job_wait_then_see_the_new_head(sessions: sessionmaker[Session]) -> None:
+    model_id = _new_model(sessions, "locked")
+    outcome: list[int | str] = []
+    with sessions.begin() as holder:
+        lock_model(holder, model_id)
+        holder.get(Model, model_id).head = 0  # the holder will write version 1 and move the head there
+        holder.add(_version(model_id, 1, 0, "holder"))
+        holder.flush()
+
+        def second() -> None:
+            try:
+                outcome.append(_record(sessions, model_id, "waiter", base=0))
+            except VersionConflict:
+                outcome.append("conflict")
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        time.sleep(1.0)
+        assert waiter.is_alive() and outcome == []  # it waits on the row lock
+        holder.get(Model, model_id).head = 1
+    waiter.join(timeout=30)
+    assert outcome == ["conflict"]  # it then saw the head the holder committed, and created nothing
