@@ -10,10 +10,10 @@ import errno
 import os
 
 from app.settings import Settings
-from app.store import BlobStore
+from app.store import BlobStore, LocalBlobStore, open_blob_store
 
 
-class FullDiskBlobStore(BlobStore):
+class FullDiskBlobStore(LocalBlobStore):
     def put(self, data: bytes) -> str:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.root))
 
@@ -23,5 +23,6 @@ def injected(settings: Settings) -> set[str]:
 
 
 def worker_store(settings: Settings) -> BlobStore:
-    store_class = FullDiskBlobStore if "store_write" in injected(settings) else BlobStore
-    return store_class(settings.resolved_blob_dir)
+    if "store_write" in injected(settings):
+        return FullDiskBlobStore(settings.resolved_blob_dir)
+    return open_blob_store(settings)

@@ -29,7 +29,7 @@ from app.models.routes import router as models_router
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
 from app.settings import Settings, get_settings
-from app.store import BlobStore
+from app.store import open_blob_store
 from app.versions.routes import router as versions_router
 from workers.celery_app import make_celery
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = make_session_factory(app.state.engine)
     app.state.reader_engine = make_engine(settings, reader=True)
     app.state.read_sessions = make_session_factory(app.state.reader_engine)
-    app.state.store = BlobStore(settings.resolved_blob_dir)
+    app.state.store = open_blob_store(settings)
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
     app.state.celery = make_celery(settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)

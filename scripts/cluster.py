@@ -42,7 +42,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(ready: Callable[[], bool], *, deadline_s: float, what: str, process: subprocess.Popen | None = None) -> None:
+def wait_until(
+    ready: Callable[[], bool], *, deadline_s: float, what: str, process: subprocess.Popen | None = None
+) -> None:
     end = time.monotonic() + deadline_s
     while not ready():
         if process is not None and process.poll() is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse, Response
@@ -13,6 +14,7 @@ from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
 from app.models.schemas import ModelOut
 from app.models.service import get_model
+from app.store import BlobStore
 from app.versions import service
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
 
@@ -32,13 +34,27 @@ def get_version(name: str, number: VersionNumber, session: SessionDep) -> Versio
     return VersionDetail.of(service.get_version(session, get_model(session, name), number))
 
 
+def blob_download(store: BlobStore, blob: str, *, filename: str | None = None,
+                  headers: dict[str, str] | None = None) -> Response:
+    """A blob as a download: streamed from its file when the store is local, else its bytes (S3…)."""
+    path = store.local_path(blob)
+    if path is not None:
+        return FileResponse(path, media_type=SAFETENSORS, filename=filename, headers=headers)
+    download = Response(store.get(blob), media_type=SAFETENSORS, headers=headers)
+    if filename is not None:
+        # The same header FileResponse writes, so a client cannot tell the stores apart.
+        quoted = quote(filename)
+        download.headers["content-disposition"] = (
+            f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
+        )
+    return download
+
+
 @router.get("/versions/{number}/checkpoint", response_class=FileResponse)
-def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> FileResponse:
+def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
     """θ of the version as a safetensors file."""
     version = service.get_version(session, get_model(session, name), number)
-    return FileResponse(
-        store.path(version.theta_blob), media_type=SAFETENSORS, filename=f"{name}-v{number}.safetensors"
-    )
+    return blob_download(store, version.theta_blob, filename=f"{name}-v{number}.safetensors")
 
 
 @router.get("/versions/{number}/importance")
@@ -49,10 +65,9 @@ def download_importance(
     """Ω of the version as safetensors: the total used by the next task's penalty, or one of its parts."""
     version = service.get_version(session, get_model(session, name), number)
     if part == "frozen":
-        return FileResponse(store.path(version.omega_frozen_blob), media_type=SAFETENSORS)
+        return blob_download(store, version.omega_frozen_blob)
     if part == "open":
-        return FileResponse(store.path(version.omega_open_blob), media_type=SAFETENSORS,
-                            headers={"X-Lifelong-N-Open": str(version.n_open)})
+        return blob_download(store, version.omega_open_blob, headers={"X-Lifelong-N-Open": str(version.n_open)})
     total = tensors_to_bytes(service.load_importance(store, version).total())
     return Response(total, media_type=SAFETENSORS)
 

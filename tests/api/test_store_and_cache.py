@@ -8,11 +8,11 @@ import pytest
 
 from app.mas.networks import build_network
 from app.predictions.cache import NetworkCache, network_bytes
-from app.store import BlobNotFound, BlobStore
+from app.store import BlobNotFound, LocalBlobStore
 
 
 def test_blobs_are_named_by_content_and_stored_once(tmp_path) -> None:
-    store = BlobStore(tmp_path / "blobs")
+    store = LocalBlobStore(tmp_path / "blobs")
     name = store.put(b"theta")
     assert name == hashlib.sha256(b"theta").hexdigest()
     assert store.put(b"theta") == name and store.get(name) == b"theta"
@@ -24,7 +24,7 @@ def test_blobs_are_named_by_content_and_stored_once(tmp_path) -> None:
 @pytest.mark.parametrize("name", ["../../etc/passwd", "a" * 63, "A" * 64, "/" + "a" * 63, "a" * 64 + "/.."])
 def test_blob_names_cannot_leave_the_directory(tmp_path, name: str) -> None:
     with pytest.raises(ValueError):
-        BlobStore(tmp_path).path(name)
+        LocalBlobStore(tmp_path).path(name)
 
 
 def test_prediction_cache_is_lru_bounded_in_bytes() -> None:

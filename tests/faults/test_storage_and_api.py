@@ -65,7 +65,7 @@ def test_full_disk_in_the_api_is_503(tmp_path, digits) -> None:
     from app.faults import FullDiskBlobStore
     from app.main import create_app
     from app.settings import Settings
-    from app.store import BlobStore
+    from app.store import LocalBlobStore
     from tests.conftest import npz_bytes
 
     app = create_app(Settings(var_dir=tmp_path / "var"))
@@ -76,5 +76,5 @@ def test_full_disk_in_the_api_is_503(tmp_path, digits) -> None:
         refused = http.post("/v1/datasets", files={"file": ("d.npz", data)})
         assert refused.status_code == 503 and "No space left" in refused.json()["detail"]
         assert http.get("/v1/datasets").json() == []
-        app.state.store = BlobStore(healthy_store.root)
+        app.state.store = LocalBlobStore(healthy_store.root)
         assert http.post("/v1/datasets", files={"file": ("d.npz", data)}).status_code == 201

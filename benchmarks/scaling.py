@@ -1,0 +1,155 @@
+"""Jobs per minute of the scaled deployment with 1 and 2 workers, and what the database sees per job.
+
+Each configuration is a fresh native cluster (scripts/cluster.py: PostgreSQL, Redis, the API and
+N worker processes on this machine, blobs in a local directory). The workload is the same each
+time: `--jobs` independent models, one train job each (split-digits task 1, an MLP 64-256-256,
+`--epochs` epochs, Ω measured after), all submitted at once over HTTP; the clock runs from the
+first submission to the last job's finish. PostgreSQL's own counters (pg_stat_database) give the
+transactions and rows written during the run; they include the client's polls (counted and listed).
+
+    .venv/bin/python -m benchmarks.scaling            # writes benchmarks/results/scaling.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psycopg
+
+from app.mas.data import split_digits
+from scripts.cluster import Cluster, start_cluster
+
+RESULTS = Path(__file__).parent / "results"
+CONFIGS = [  # (workers, torch threads per worker)
+    (1, 1),
+    (1, 2),
+    (2, 1),
+]
+POLL_S = 0.5
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _database_counters(cluster: Cluster) -> dict[str, int]:
+    url = cluster.env["LIFELONG_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_clear_snapshot()")
+        row = connection.execute(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_fetched FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+    return dict(zip(("commits", "rows_inserted", "rows_updated", "rows_fetched"), row, strict=True))
+
+
+def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
+    task = split_digits(n_tasks=5, seed=0)[0]
+    with httpx.Client(base_url=cluster.api_url, timeout=60.0) as http:
+        train = http.post("/v1/datasets", files={"file": ("train.npz", _npz(x=task.x_train.numpy(),
+                                                                             y=task.y_train.numpy()))}).json()
+        evaluation = http.post("/v1/datasets", files={"file": ("eval.npz", _npz(x=task.x_test.numpy(),
+                                                                               y=task.y_test.numpy()))}).json()
+        names = [f"scale-{i}" for i in range(jobs)]
+        for name in names:
+            architecture = {"kind": "mlp", "input_shape": [64], "hidden": [256, 256]}
+            assert http.post("/v1/models", json={"name": name, "architecture": architecture}).status_code == 201
+        time.sleep(2.0)  # let the stats collector settle before reading the counters
+        before = _database_counters(cluster)
+        body = {"task": task.name, "train": {"dataset": train["id"]}, "eval": {"dataset": evaluation["id"]},
+                "epochs": epochs, "batch_size": 32, "lr": 0.05}
+        start = time.perf_counter()
+        ids = [http.post(f"/v1/models/{name}/tasks", json=body).json()["id"] for name in names]
+        polls = 0
+        while True:
+            time.sleep(POLL_S)
+            polls += 1
+            listed = http.get("/v1/jobs", params={"limit": jobs}).json()
+            if all(job["state"] in ("succeeded", "failed", "cancelled") for job in listed):
+                break
+        elapsed = time.perf_counter() - start
+        finished = [http.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+    time.sleep(2.0)
+    after = _database_counters(cluster)
+    assert all(job["state"] == "succeeded" for job in finished), finished
+    run_seconds = [
+        (np.datetime64(job["finished_at"][:26]) - np.datetime64(job["started_at"][:26])) / np.timedelta64(1, "ms") / 1e3
+        for job in finished
+    ]
+    per_worker: dict[str, int] = {}
+    for job in finished:
+        per_worker[job["worker"]] = per_worker.get(job["worker"], 0) + 1
+    delta = {key: (after[key] - before[key]) / jobs for key in after}
+    return {
+        "jobs": jobs, "seconds": elapsed, "jobs_per_minute": 60.0 * jobs / elapsed,
+        "job_run_seconds_median": float(np.median(run_seconds)), "jobs_per_worker": per_worker,
+        "database_per_job": delta, "client_polls": polls,
+    }
+
+
+def measure(jobs: int, epochs: int) -> list[dict[str, Any]]:
+    rows = []
+    for workers, threads in CONFIGS:
+        with tempfile.TemporaryDirectory(prefix="lifelong-scaling-") as root:
+            cluster = start_cluster(Path(root), workers=workers, s3=False,
+                                    extra_env={"LIFELONG_TORCH_THREADS": str(threads)})
+            try:
+                result = _run_workload(cluster, jobs, epochs)
+            finally:
+                cluster.stop()
+        rows.append({"workers": workers, "torch_threads": threads, **result})
+        print(f"{workers} worker(s) x {threads} thread(s): {result['jobs_per_minute']:.1f} jobs/min", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], jobs: int, epochs: int) -> str:
+    lines = [
+        f"Scaling on this machine ({os.cpu_count()} cores, {platform.machine()}): {jobs} independent train jobs"
+        f" (split-digits task 1, MLP 64-256-256, {epochs} epochs + Ω), PostgreSQL + Redis, native processes.",
+        "",
+        "| workers × torch threads | jobs/min | median job run (s) | jobs per worker | DB commits/job |"
+        " rows written/job |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        db = row["database_per_job"]
+        spread = ", ".join(f"{name.split('@')[0]}: {count}" for name, count in sorted(row["jobs_per_worker"].items()))
+        lines.append(
+            f"| {row['workers']} × {row['torch_threads']} | {row['jobs_per_minute']:.1f} |"
+            f" {row['job_run_seconds_median']:.2f} | {spread} | {db['commits']:.0f} |"
+            f" {db['rows_inserted'] + db['rows_updated']:.0f} |"
+        )
+    lines += ["", f"DB commits include the benchmark's own polls of the job list every {POLL_S} s"
+              f" ({', '.join(str(row['client_polls']) for row in rows)} polls in the three runs)."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    rows = measure(args.jobs, args.epochs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scaling.json").write_text(json.dumps({"jobs": args.jobs, "epochs": args.epochs, "rows": rows},
+                                                      indent=1))
+    table = markdown(rows, args.jobs, args.epochs)
+    (args.out / "scaling.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
