@@ -8,6 +8,7 @@ queue, to run again at the next start). It ends by saying where the data lives.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -82,14 +83,16 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
         device = pick_device(settings.worker_device)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="LIFELONG_WORKER_DEVICE") from error
-    typer.echo(f"lifelong worker: queues {','.join(chosen)}, device {device}")
-    if chosen == ["gpu"] and device.type == "cpu":
-        typer.echo("lifelong worker: warning: a gpu-queue worker with no GPU; its jobs will run on the CPU", err=True)
-    upgrade_database(settings)
     from app.logging_setup import configure_worker_logging
-    from workers.tasks import celery
 
     configure_worker_logging()
+    log = logging.getLogger("app.cli")
+    log.info("worker: queues %s, device %s", ",".join(chosen), device)
+    if chosen == ["gpu"] and device.type == "cpu":
+        log.warning("worker: a gpu-queue worker with no GPU; its jobs will run on the CPU")
+    upgrade_database(settings)
+    from workers.tasks import celery
+
     concurrency = celery.conf.worker_concurrency
     celery.worker_main([
         "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={','.join(chosen)}",
