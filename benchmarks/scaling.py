@@ -4,7 +4,7 @@ Each configuration is a fresh native cluster (scripts/cluster.py: PostgreSQL, Re
 N worker processes on this machine, blobs in a local directory). The workload is the same each
 time: `--jobs` independent models, one train job each (split-digits task 1, an MLP 64-256-256,
 `--epochs` epochs, Ω measured after), all submitted at once over HTTP; the clock runs from the
-first submission to the last job's finish. PostgreSQL's own counters (pg_stat_database) give the
+first submission to the last job's finish (its `finished_at`). PostgreSQL's own counters (pg_stat_database) give the
 transactions and rows written during the run; they include the client's polls (counted and listed).
 
     .venv/bin/python -m benchmarks.scaling            # writes benchmarks/results/scaling.{json,md}
@@ -19,6 +19,7 @@ import os
 import platform
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
         before = _database_counters(cluster)
         body = {"task": task.name, "train": {"dataset": train["id"]}, "eval": {"dataset": evaluation["id"]},
                 "epochs": epochs, "batch_size": 32, "lr": 0.05}
-        start = time.perf_counter()
+        start = time.time()
         ids = [http.post(f"/v1/models/{name}/tasks", json=body).json()["id"] for name in names]
         polls = 0
         while True:
@@ -79,13 +80,14 @@ def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
             listed = http.get("/v1/jobs", params={"limit": jobs}).json()
             if all(job["state"] in ("succeeded", "failed", "cancelled") for job in listed):
                 break
-        elapsed = time.perf_counter() - start
         finished = [http.get(f"/v1/jobs/{job_id}").json() for job_id in ids]
+    # The clock stops at the last job's own finish time, not at the poll that saw it (same host, same clock).
+    elapsed = max(datetime.fromisoformat(job["finished_at"]).timestamp() for job in finished) - start
     time.sleep(2.0)
     after = _database_counters(cluster)
     assert all(job["state"] == "succeeded" for job in finished), finished
     run_seconds = [
-        (np.datetime64(job["finished_at"][:26]) - np.datetime64(job["started_at"][:26])) / np.timedelta64(1, "ms") / 1e3
+        (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
         for job in finished
     ]
     per_worker: dict[str, int] = {}
@@ -99,18 +101,24 @@ def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
     }
 
 
-def measure(jobs: int, epochs: int) -> list[dict[str, Any]]:
+def measure(jobs: int, epochs: int, repeats: int) -> list[dict[str, Any]]:
+    """Each configuration `repeats` times, each on a fresh cluster; jobs/min as median and range."""
     rows = []
     for workers, threads in CONFIGS:
-        with tempfile.TemporaryDirectory(prefix="lifelong-scaling-") as root:
-            cluster = start_cluster(Path(root), workers=workers, s3=False,
-                                    extra_env={"LIFELONG_TORCH_THREADS": str(threads)})
-            try:
-                result = _run_workload(cluster, jobs, epochs)
-            finally:
-                cluster.stop()
-        rows.append({"workers": workers, "torch_threads": threads, **result})
-        print(f"{workers} worker(s) x {threads} thread(s): {result['jobs_per_minute']:.1f} jobs/min", flush=True)
+        runs = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="lifelong-scaling-") as root:
+                cluster = start_cluster(Path(root), workers=workers, s3=False,
+                                        extra_env={"LIFELONG_TORCH_THREADS": str(threads)})
+                try:
+                    runs.append(_run_workload(cluster, jobs, epochs))
+                finally:
+                    cluster.stop()
+        rates = sorted(run["jobs_per_minute"] for run in runs)
+        middle = runs[[run["jobs_per_minute"] for run in runs].index(rates[len(rates) // 2])]
+        rows.append({"workers": workers, "torch_threads": threads, **middle,
+                     "jobs_per_minute_min": rates[0], "jobs_per_minute_max": rates[-1], "runs": runs})
+        print(f"{workers} worker(s) x {threads} thread(s): {rates} jobs/min", flush=True)
     return rows
 
 
@@ -119,33 +127,36 @@ def markdown(rows: list[dict[str, Any]], jobs: int, epochs: int) -> str:
         f"Scaling on this machine ({os.cpu_count()} cores, {platform.machine()}): {jobs} independent train jobs"
         f" (split-digits task 1, MLP 64-256-256, {epochs} epochs + Ω), PostgreSQL + Redis, native processes.",
         "",
-        "| workers × torch threads | jobs/min | median job run (s) | jobs per worker | DB commits/job |"
-        " rows written/job |",
+        "| workers × torch threads | jobs/min, median (min–max) | median job run (s) | jobs per worker |"
+        " DB commits/job | rows written/job |",
         "|---|---:|---:|---|---:|---:|",
     ]
     for row in rows:
         db = row["database_per_job"]
         spread = ", ".join(f"{name.split('@')[0]}: {count}" for name, count in sorted(row["jobs_per_worker"].items()))
         lines.append(
-            f"| {row['workers']} × {row['torch_threads']} | {row['jobs_per_minute']:.1f} |"
+            f"| {row['workers']} × {row['torch_threads']} | {row['jobs_per_minute']:.1f}"
+            f" ({row['jobs_per_minute_min']:.1f}–{row['jobs_per_minute_max']:.1f}) |"
             f" {row['job_run_seconds_median']:.2f} | {spread} | {db['commits']:.0f} |"
             f" {db['rows_inserted'] + db['rows_updated']:.0f} |"
         )
-    lines += ["", f"DB commits include the benchmark's own polls of the job list every {POLL_S} s"
-              f" ({', '.join(str(row['client_polls']) for row in rows)} polls in the three runs)."]
+    lines += ["", "Jobs per worker, DB figures and job run time are those of the median run. DB commits include"
+              f" the benchmark's own polls of the job list every {POLL_S} s"
+              f" ({', '.join(str(row['client_polls']) for row in rows)} polls in those runs)."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=12)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    rows = measure(args.jobs, args.epochs)
+    rows = measure(args.jobs, args.epochs, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps({"jobs": args.jobs, "epochs": args.epochs, "rows": rows},
-                                                      indent=1))
+    (args.out / "scaling.json").write_text(json.dumps(
+        {"jobs": args.jobs, "epochs": args.epochs, "repeats": args.repeats, "rows": rows}, indent=1))
     table = markdown(rows, args.jobs, args.epochs)
     (args.out / "scaling.md").write_text(table)
     print(table)
