@@ -65,6 +65,17 @@ def test_every_operation_needs_its_scope(secured, tokens) -> None:
             assert http.get(path).status_code in (200, 503)
 
 
+def test_the_openapi_document_declares_the_bearer_scheme_on_every_guarded_operation(secured) -> None:
+    with secured.client() as http:
+        spec = http.get("/openapi.json").json()
+    scheme = spec["components"]["securitySchemes"]["HTTPBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            guarded = path.startswith("/v1/")
+            assert (operation.get("security") == [{"HTTPBearer": []}]) == guarded, (method, path)
+
+
 def test_scopes_do_their_work(secured, tokens) -> None:
     with secured.client() as http:
         def as_(scope: str) -> dict[str, str]:
