@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import text
 
 from app.db.engine import make_engine
 from app.db.tables import Base
 from app.settings import Settings
 
 config = context.config
+MIGRATION_LOCK_KEY = 0x6C69_6665_6C6F_6E67 >> 1  # "lifelong", as a positive bigint
 
 
 def _settings() -> Settings:
@@ -36,6 +38,10 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
                           transactional_ddl=True)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Workers on several hosts start at once after a deploy: the first takes this lock
+                # and migrates; the others wait for its commit, then find nothing left to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 

@@ -9,6 +9,7 @@ Cancellation is a flag in the row that the running job reads between steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -65,13 +66,21 @@ class Claim:
     reason: str  # why there is nothing to run, when job is None
 
 
-def claim_job(session: Session, job_id: str, max_attempts: int) -> Claim:
-    """Mark the job running and count the attempt, or say why it must not run (idempotent delivery)."""
-    job = session.get(Job, job_id)
+def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: float) -> Claim:
+    """Mark the job running and count the attempt, or say why it must not run (idempotent delivery).
+
+    The row is locked while it is read and claimed (SELECT … FOR UPDATE on PostgreSQL; SQLite's
+    BEGIN IMMEDIATE serialises writers anyway), so when two workers get a message for one job (the
+    sweepers of two workers re-sent it, or the broker redelivered it) one claims it and the other
+    finds it running with a fresh heartbeat and leaves it.
+    """
+    job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         return Claim(None, "the job no longer exists")
     if job.state in FINISHED:
         return Claim(None, f"the job has already {job.state}")
+    if _alive_elsewhere(job, stale_after_s):
+        return Claim(None, "running elsewhere")
     if job.cancel_requested:
         job.state, job.finished_at = "cancelled", utcnow()
         return Claim(None, "the job was cancelled")
@@ -80,7 +89,16 @@ def claim_job(session: Session, job_id: str, max_attempts: int) -> Claim:
         return Claim(None, "too many attempts")
     job.state, job.attempts = "running", job.attempts + 1
     job.started_at = job.started_at or utcnow()
+    job.heartbeat_at = utcnow()
     return Claim(job, "")
+
+
+def _alive_elsewhere(job: Job, stale_after_s: float) -> bool:
+    """A job running in a process that still beats: running it again would only waste a worker.
+    Once its beat is stale, the job is claimed again (its worker is gone)."""
+    if job.state != "running" or job.heartbeat_at is None:
+        return False
+    return utcnow() - job.heartbeat_at < timedelta(seconds=stale_after_s)
 
 
 def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None) -> None:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
-from app.db.tables import Job, utcnow
+from app.db.tables import Job
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.learning.context import JobContext
 from app.learning.heartbeat import heartbeat
@@ -37,12 +36,8 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     """Claim and run the job, recording `worker` (the Celery node name) and the device in its row;
     returns the job's final state (or why it did not run)."""
     with ctx.sessions.begin() as session:
-        if _alive_elsewhere(session.get(Job, job_id), ctx.settings.job_stale_after_s):
-            log.info("job %s not run: it is running in another process (fresh heartbeat)", job_id)
-            return "running elsewhere"
-        claim = claim_job(session, job_id, ctx.settings.job_max_attempts)
+        claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s)
         if claim.job is not None:
-            claim.job.heartbeat_at = utcnow()
             claim.job.worker, claim.job.device = worker, str(ctx.device)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
@@ -76,14 +71,6 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         return _fail(ctx, job_id, "error", f"{type(error).__name__}: {error}")
     log.info("job %s succeeded: version %s", job_id, version)
     return "succeeded"
-
-
-def _alive_elsewhere(job: Job | None, stale_after_s: float) -> bool:
-    """A second message for a job whose process still beats (the sweeper and the broker both sent it
-    again): running it too would only waste a worker. Once the beat is stale, the job is claimed."""
-    if job is None or job.state != "running" or job.heartbeat_at is None:
-        return False
-    return utcnow() - job.heartbeat_at < timedelta(seconds=stale_after_s)
 
 
 def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:

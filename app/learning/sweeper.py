@@ -26,7 +26,10 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, m
     requeued = []
     with sessions.begin() as session:
         last_sign = func.coalesce(Job.heartbeat_at, Job.started_at, Job.created_at)
-        stale = session.scalars(select(Job).where(Job.state == "running", last_sign <= cutoff).order_by(Job.created_at))
+        # Locked, skipping rows another transaction holds (a worker claiming the job right now, or
+        # the sweeper of another worker): each stale job is handled by one sweeper, once.
+        stale = session.scalars(select(Job).where(Job.state == "running", last_sign <= cutoff)
+                                .order_by(Job.created_at).with_for_update(skip_locked=True))
         for job in stale:
             if job.attempts >= max_attempts:
                 fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times (no heartbeat for"

@@ -7,6 +7,8 @@ so blobs never depend on the device that wrote them.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -14,8 +16,11 @@ from torch import Tensor
 def pick_device(name: str = "auto") -> torch.device:
     """The device named ("cpu", "cuda", "cuda:1", "mps"), or for "auto" cuda when present, else cpu.
 
-    Naming a device that this machine lacks is an error at worker start, not a silent CPU run.
+    Naming a device that this machine lacks is an error at worker start, not a silent CPU run. The
+    question is asked through NVML, not the CUDA runtime: the worker's main process asks it, and a
+    process that has initialised CUDA cannot fork pool processes that use it.
     """
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -102,12 +102,7 @@ class MultiHeadNet(nn.Module):
         with torch.no_grad():
             head.weight.uniform_(-bound, bound, generator=generator)
             head.bias.uniform_(-bound, bound, generator=generator)
-        self.heads[task] = head.to(self._device())
-
-    def _device(self) -> torch.device:
-        """Where the network lives (a worker may have moved it to a GPU); a trunk may have no parameters."""
-        first = next(self.parameters(), None)
-        return first.device if first is not None else torch.device("cpu")
+        self.heads[task] = head
 
     def task_parameters(self, task: str) -> dict[str, nn.Parameter]:
         """The trunk and this task's head: all that F(x) of `task` depends on, and all that training it moves."""

@@ -76,6 +76,7 @@ def train_task(
         raise ValueError(f"labels must lie in [0, {num_classes})")
     if task not in net.heads:
         net.add_head(task, num_classes, seed=config.seed)
+        net.heads[task].to(inputs.device)  # initialised on the CPU from its seed, trained where the data is
     trainable = net.task_parameters(task)
     optimizer = _make_optimizer(list(trainable.values()), config)
     method.begin_task(net, task, trainable, config.lr, inputs)

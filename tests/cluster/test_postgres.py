@@ -7,22 +7,29 @@ connection, against a real PostgreSQL server (scripts/cluster.py starts one from
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import alembic_config, upgrade_database
-from app.db.tables import Model, Version
+from app.db.tables import Job, Model, Version, utcnow
+from app.jobs.service import claim_job
+from app.learning.sweeper import sweep_stale_jobs
 from app.settings import Settings
 from app.versions.service import VersionConflict, lock_model, record_version
 from scripts.cluster import Server, start_postgres
+from tests.conftest import service_env
 
 BLOB = "0" * 64
 
@@ -138,3 +145,59 @@ def test_a_locked_model_makes_the_next_job_wait_then_see_the_new_head(sessions: 
         holder.get(Model, model_id).head = 1
     waiter.join(timeout=30)
     assert outcome == ["conflict"]  # it then saw the head the holder committed, and created nothing
+
+
+def _at_once(count: int, work: Callable[[int], object]) -> list[object]:
+    """`work(i)` in `count` threads released together, each with its own connection."""
+    start = threading.Barrier(count)
+
+    def run(index: int) -> object:
+        start.wait()
+        return work(index)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def _new_job(sessions: sessionmaker[Session], job_id: str, **fields: object) -> None:
+    model_id = _new_model(sessions, f"model-of-{job_id}")
+    with sessions.begin() as session:
+        session.add(Job(id=job_id, kind="train", model_id=model_id, task="t", base_version=0, request={},
+                        cancel_requested=False, **{"state": "queued", "attempts": 0, **fields}))
+
+
+def test_one_job_delivered_to_several_workers_at_once_is_claimed_once(sessions: sessionmaker[Session]) -> None:
+    _new_job(sessions, "claimed")
+
+    def claim(_: int) -> bool:
+        with sessions.begin() as session:
+            return claim_job(session, "claimed", max_attempts=3, stale_after_s=120).job is not None
+
+    assert sorted(_at_once(6, claim)) == [False] * 5 + [True]
+    with sessions() as session:
+        assert session.get(Job, "claimed").attempts == 1
+
+
+def test_the_sweepers_of_several_workers_requeue_a_stale_job_once(sessions: sessionmaker[Session]) -> None:
+    old = utcnow() - timedelta(hours=1)
+    _new_job(sessions, "stale", state="running", attempts=1, started_at=old, heartbeat_at=old)
+    requeued = _at_once(4, lambda _: sweep_stale_jobs(sessions, stale_after_s=60, max_attempts=3))
+    assert sum(len(found) for found in requeued) == 1, requeued
+
+
+def test_workers_starting_at_once_on_a_new_database_migrate_it_once(postgres: Server, tmp_path: Path) -> None:
+    """Separate processes (Alembic keeps global state, so not threads), as workers on several hosts."""
+    server = postgres.url.rsplit("/", 1)[0]
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("CREATE DATABASE fresh"))
+    admin.dispose()
+    env = service_env(tmp_path / "var", LIFELONG_DATABASE_URL=f"{server}/fresh")
+    migrations = [subprocess.Popen([sys.executable, "-m", "app.cli", "migrate"], env=env, cwd=tmp_path,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)]
+    outputs = [process.communicate(timeout=120)[0].decode(errors="replace") for process in migrations]
+    assert [process.returncode for process in migrations] == [0] * 4, outputs
+    engine = make_engine(Settings(database_url=f"{server}/fresh"))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+    engine.dispose()
