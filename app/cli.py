@@ -61,7 +61,8 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
 
 
 QueuesOption = Annotated[str | None, typer.Option(
-    help="comma-separated queues to take jobs from, of cpu and gpu [default: LIFELONG_WORKER_QUEUES or cpu,gpu]")]
+    help="comma-separated queues to take jobs from, of cpu and gpu [default: LIFELONG_WORKER_QUEUES, else both"
+         " on the embedded broker, else the queue of the worker's device]")]
 NameOption = Annotated[str, typer.Option(
     help="Celery node name, recorded in each job this worker runs (%h is the host name)")]
 
@@ -74,15 +75,19 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
     from app.mas.devices import pick_device
 
     settings = get_settings()
-    chosen = [q.strip() for q in (queues or settings.worker_queues).split(",") if q.strip()]
-    unknown = sorted(set(chosen) - set(QUEUES))
-    if not chosen or unknown:
-        raise typer.BadParameter(f"queues must be some of {', '.join(QUEUES)}; got {unknown or 'none'}",
-                                 param_hint="--queues")
     try:
         device = pick_device(settings.worker_device)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="LIFELONG_WORKER_DEVICE") from error
+    if queues is None:
+        # The one embedded worker runs everything; in a cluster a worker takes its device's queue.
+        queues = settings.worker_queues or (
+            ",".join(QUEUES) if settings.embedded_broker else ("gpu" if device.type == "cuda" else "cpu"))
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = sorted(set(chosen) - set(QUEUES))
+    if not chosen or unknown:
+        raise typer.BadParameter(f"queues must be some of {', '.join(QUEUES)}; got {unknown or 'none'}",
+                                 param_hint="--queues")
     from app.logging_setup import configure_worker_logging
 
     configure_worker_logging()
@@ -94,9 +99,12 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
     from workers.tasks import celery
 
     concurrency = celery.conf.worker_concurrency
+    # On a real broker, workers send heartbeats and task events, which is what Flower shows; the
+    # file broker has no fan-out for them, so there they are off.
+    quiet = ["--without-gossip", "--without-mingle", "--without-heartbeat"] if settings.embedded_broker else ["-E"]
     celery.worker_main([
         "worker", "--loglevel=INFO", "--pool=prefork", f"--concurrency={concurrency}", f"--queues={','.join(chosen)}",
-        f"--hostname={name}", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        f"--hostname={name}", *quiet,
     ])
 
 
@@ -158,7 +166,7 @@ def _where_the_data_lives(settings: Settings) -> None:
     typer.echo(
         "lifelong stopped. Your data lives in:\n"
         f"  database: {_redact(settings.resolved_database_url)}\n"
-        f"  blobs:    {settings.resolved_blob_dir}\n"
+        f"  blobs:    {_redact(settings.blob_url) if settings.blob_url else settings.resolved_blob_dir}\n"
         f"  broker:   {_redact(settings.broker_url) if settings.broker_url else settings.broker_dir}\n"
         "Start again with `lifelong serve` in this directory to pick up where you left off."
     )

@@ -34,9 +34,10 @@ class Settings(BaseSettings):
     # fsspec storage options of blob_url, as JSON: {"endpoint_url": "http://minio:9000", "key": …}.
     blob_options: dict[str, Any] = Field(default_factory=dict)
 
-    # Queues a worker takes jobs from; a new model's jobs go to `default_queue` unless the model or
-    # the request names another. The embedded worker takes both.
-    worker_queues: str = "cpu,gpu"
+    # Queues a worker takes jobs from (comma-separated); unset: both on the embedded broker (its one
+    # worker runs everything), else the queue of the worker's device. A new model's jobs go to
+    # `default_queue` unless the model or the request names another.
+    worker_queues: str | None = None
     default_queue: Literal["cpu", "gpu"] = "cpu"
     # Device a worker trains on: "auto" is cuda when torch sees a GPU, else cpu.
     worker_device: str = "auto"

@@ -22,5 +22,9 @@ COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
 RUN pip install ".[postgres,s3]"
-RUN useradd --create-home --uid 1000 lifelong && mkdir -p /var/lib/lifelong && chown lifelong /var/lib/lifelong
+# Ubuntu's images (the CUDA runtime) already have a user 1000, `ubuntu`: it makes way for ours. The
+# blob directory exists in the image and is ours, so a fresh named volume mounted on it is writable.
+RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \
+    && useradd --create-home --uid 1000 lifelong \
+    && mkdir -p /var/lib/lifelong/blobs && chown -R lifelong /var/lib/lifelong
 USER lifelong

@@ -4,6 +4,7 @@
 ARG BASE=lifelong-base-cuda
 FROM ${BASE}
 ENV LIFELONG_WORKER_DEVICE=cuda
-HEALTHCHECK --interval=30s --timeout=10s --retries=3 \
+# The check imports the project (torch): slow the first time, hence the start period and timeout.
+HEALTHCHECK --interval=30s --timeout=30s --start-period=60s --retries=3 \
   CMD celery -A workers.tasks inspect ping -d "lifelong@$HOSTNAME" --timeout 5 || exit 1
 CMD ["lifelong", "worker", "--queues", "gpu"]

@@ -207,7 +207,7 @@ class Cluster:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, deadline_s=60, what="the API to be ready", process=process)
+        wait_until(healthy, deadline_s=120, what="the API to be ready", process=process)
 
     def start_worker(self, name: str, queues: str = "cpu,gpu") -> None:
         """A worker process named `name@<host>`, taking jobs from `queues`; returns once it consumes."""
@@ -217,7 +217,7 @@ class Cluster:
             lines = self.log_path(name).read_text(errors="replace").splitlines()
             return any(f"{name}@" in line and " ready." in line for line in lines)
 
-        wait_until(ready, deadline_s=90, what=f"worker {name} to be ready", process=process)
+        wait_until(ready, deadline_s=180, what=f"worker {name} to be ready", process=process)
 
     def stop(self) -> None:
         for process in self.processes.values():

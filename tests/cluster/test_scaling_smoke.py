@@ -11,7 +11,7 @@ from pathlib import Path
 def test_scaling_benchmark_writes_json_and_table(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "benchmarks.scaling", "--jobs", "3", "--epochs", "2", "--repeats", "1",
                "--out", str(tmp_path)]
-    subprocess.run(command, check=True, timeout=300, capture_output=True)
+    subprocess.run(command, check=True, timeout=600, capture_output=True)
     results = json.loads((tmp_path / "scaling.json").read_text())
     assert [(row["workers"], row["torch_threads"]) for row in results["rows"]] == [(1, 1), (1, 2), (2, 1)]
     for row in results["rows"]:
