@@ -20,10 +20,12 @@ from typing import Annotated
 import typer
 
 from app.auth.cli import keys_cli, refuse_open_bind
+from app.blobs.cli import blobs_cli
 from app.settings import Settings, get_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(blobs_cli, name="blobs")
 
 HostOption = Annotated[str | None, typer.Option(help="interface to listen on [default: LIFELONG_HOST or 127.0.0.1]")]
 PortOption = Annotated[int | None, typer.Option(help="port to listen on [default: LIFELONG_PORT or 8000]")]

@@ -1,0 +1,171 @@
+"""Blob garbage collection: unreferenced blobs go to the trash, then away; nothing a row names is lost.
+
+Real parts: a SQLite database migrated by Alembic, models created by the service code (so their
+blobs are referenced by real rows), and each store: a local directory, an fsspec file:// URL and
+moto's S3 server. The races with a job in flight are played out step by step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.blobs.collect import collect_blobs
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import upgrade_database
+from app.db.tables import Version
+from app.models.service import create_model
+from app.settings import Settings
+from app.store import BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
+from scripts.cluster import Server, s3_settings, start_s3
+from tests.conftest import service_env
+
+NOW = timedelta(0)
+ARCHITECTURE = {"kind": "mlp", "input_shape": [4], "hidden": [3]}
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Server]:
+    server = start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["local", "file-url", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "local":
+        return LocalBlobStore(tmp_path / "blobs")
+    if request.param == "file-url":
+        return FsspecBlobStore((tmp_path / "shared").as_uri())
+    settings = s3_settings(request.getfixturevalue("s3"), prefix=f"gc-{tmp_path.name}")
+    return FsspecBlobStore(settings["LIFELONG_BLOB_URL"], json.loads(settings["LIFELONG_BLOB_OPTIONS"]))
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    settings = Settings(var_dir=tmp_path / "var")
+    upgrade_database(settings)
+    return make_session_factory(make_engine(settings))
+
+
+def _model(sessions: sessionmaker[Session], store: BlobStore, name: str) -> set[str]:
+    """A model made by the service; the blobs its version 0 names."""
+    with sessions.begin() as session:
+        model = create_model(session, store, name, ARCHITECTURE, seed=0)
+        session.flush()
+        version = session.query(Version).filter_by(model_id=model.id).one()
+        return {version.theta_blob, version.omega_frozen_blob, version.omega_open_blob}
+
+
+def _name_in_a_version(sessions: sessionmaker[Session], blob: str) -> None:
+    """A job committing a version whose θ is `blob` (its other blobs are those of version 0)."""
+    with sessions.begin() as session:
+        first = session.query(Version).first()
+        session.add(Version(model_id=first.model_id, number=99, parent=0, kind="train", task="t", job_id="late",
+                            theta_blob=blob, omega_frozen_blob=first.omega_frozen_blob,
+                            omega_open_blob=first.omega_open_blob, n_open=0, tasks=[], accuracy={}, importance={}))
+
+
+def _names(store: BlobStore, *, trash: bool = False) -> set[str]:
+    return {blob.name for blob in store.listing(trash=trash)}
+
+
+def test_unreferenced_blobs_go_to_the_trash_then_away(sessions, store: BlobStore) -> None:
+    kept = _model(sessions, store, "kept")
+    orphan = store.put(b"left by a cancelled job")
+    first = collect_blobs(sessions, store, min_age=NOW)
+    assert (first.trashed, first.deleted, first.referenced) == (1, 0, len(_names(store)))
+    assert _names(store) == kept and _names(store, trash=True) == {orphan}
+    second = collect_blobs(sessions, store, min_age=NOW)
+    assert (second.trashed, second.deleted) == (0, 1)
+    assert _names(store, trash=True) == set() and _names(store) == kept
+    for name in kept:  # what rows name is all there, readable
+        assert store.get(name)
+
+
+def test_a_dry_run_changes_nothing(sessions, store: BlobStore) -> None:
+    _model(sessions, store, "dry")
+    store.put(b"orphan")
+    before = _names(store)
+    report = collect_blobs(sessions, store, min_age=NOW, dry_run=True)
+    assert report.trashed == 1 and _names(store) == before and _names(store, trash=True) == set()
+
+
+def test_a_version_committed_after_its_blob_went_to_the_trash_still_reads_it(sessions, store: BlobStore) -> None:
+    """The race: a job puts bytes that exist, unreferenced (a put then only refreshes them); the
+    collector, which read the references a moment before, moves them to the trash; the job commits."""
+    _model(sessions, store, "race")
+    theta = store.put(b"theta of a job in flight")
+    collect_blobs(sessions, store, min_age=NOW)
+    assert theta in _names(store, trash=True)
+    _name_in_a_version(sessions, theta)
+    assert store.get(theta) == b"theta of a job in flight"  # brought back by the read
+    assert theta in _names(store) and theta not in _names(store, trash=True)
+    collect_blobs(sessions, store, min_age=NOW)
+    collect_blobs(sessions, store, min_age=NOW)
+    assert store.get(theta) == b"theta of a job in flight"
+
+
+def test_a_trashed_blob_named_again_comes_back_at_the_next_collection(sessions, store: BlobStore) -> None:
+    _model(sessions, store, "back")
+    theta = store.put(b"named later")
+    collect_blobs(sessions, store, min_age=NOW)
+    _name_in_a_version(sessions, theta)
+    report = collect_blobs(sessions, store, min_age=NOW)
+    assert report.restored == 1 and theta in _names(store) and _names(store, trash=True) == set()
+
+
+def test_a_blob_put_again_while_in_the_trash_survives_the_purge(sessions, store: BlobStore) -> None:
+    _model(sessions, store, "again")
+    blob = store.put(b"the same bytes twice")
+    collect_blobs(sessions, store, min_age=NOW)
+    assert store.put(b"the same bytes twice") == blob  # written afresh beside the trash copy
+    _name_in_a_version(sessions, blob)
+    collect_blobs(sessions, store, min_age=NOW)
+    assert store.get(blob) == b"the same bytes twice" and _names(store, trash=True) == set()
+
+
+def test_recent_blobs_are_kept_whatever_they_are(sessions, tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "aged")
+    _model(sessions, store, "aged")
+    old, recent = store.put(b"old orphan"), store.put(b"recent orphan")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(store.path(old), (two_days_ago, two_days_ago))
+    report = collect_blobs(sessions, store, min_age=timedelta(hours=24))
+    assert (report.trashed, report.too_recent) == (1, 1) and recent in _names(store)
+    # In the trash for less than a day: not deleted yet; once it has been there long enough, it is.
+    assert collect_blobs(sessions, store, min_age=timedelta(hours=24)).deleted == 0
+    os.utime(store.trash_path(old), (two_days_ago, two_days_ago))
+    assert collect_blobs(sessions, store, min_age=timedelta(hours=24)).deleted == 1
+    assert old not in _names(store, trash=True)
+
+
+def test_the_command_collects_the_store_the_settings_name(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    settings = Settings(var_dir=var)
+    upgrade_database(settings)
+    store = open_blob_store(settings)
+    sessions = make_session_factory(make_engine(settings))
+    _model(sessions, store, "cli")
+    store.put(b"orphan")
+
+    def gc(*args: str) -> dict:
+        done = subprocess.run([sys.executable, "-m", "app.cli", "blobs", "gc", "--json", *args],
+                              env=service_env(var), capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert gc("--dry-run") == gc("--dry-run", "--min-age-hours", "0") | {"trashed": 0, "trashed_bytes": 0,
+                                                                         "too_recent": 1}
+    assert gc("--min-age-hours", "0")["trashed"] == 1
+    assert gc("--min-age-hours", "0")["deleted"] == 1
+    assert _names(store, trash=True) == set()
