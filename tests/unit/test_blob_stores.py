@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from safetensors.numpy import load as load_safetensors
 
 from app.settings import Settings
 from app.store import BlobNotFound, BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
-from tests.conftest import REPO, free_port, wait_for
+from scripts.cluster import start_s3
+from tests.conftest import REPO
 
 BUCKET = "lifelong-blobs"
 BLOB = b"theta" * 1000
@@ -60,26 +60,11 @@ class S3Server:
         return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def _answers(endpoint: str) -> bool:
-    try:
-        return httpx.get(endpoint, timeout=1).status_code < 500
-    except httpx.TransportError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        running = S3Server(f"http://127.0.0.1:{port}")
-        wait_for(lambda: _answers(running.endpoint), deadline_s=30, what="moto_server to answer")
-        running.client().create_bucket(Bucket=BUCKET)
-        yield running
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    server = start_s3(bucket=BUCKET)  # moto's server mode, in its own process, with the bucket made
+    yield S3Server(server.url)
+    server.stop()
 
 
 @dataclass
