@@ -88,8 +88,8 @@ def importance_throughput(profile: dict) -> dict:
             "batch": _throughput(
                 n, partial(estimate_importance, net, "t", x, reduction="batch", chunk_size=n), repeats
             ),
-            "vmap_over_grad": _throughput(len(small), partial(estimate_importance_vmap, net, "t", small), 1),
-            "python_loop": _throughput(len(small), partial(naive_loop, net, small), 1),
+            "vmap_over_grad": _throughput(len(small), partial(estimate_importance_vmap, net, "t", small), 3),
+            "python_loop": _throughput(len(small), partial(naive_loop, net, small), 3),
         }
         speed = {k: v["samples_per_s"] for k, v in entry.items()}
         entry["ratios"] = {
@@ -183,7 +183,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-PROFILES = {"full": {"shrink": 1, "repeats": 7, "steps": 50}, "smoke": {"shrink": 16, "repeats": 1, "steps": 2}}
+PROFILES = {"full": {"shrink": 1, "repeats": 15, "steps": 50}, "smoke": {"shrink": 16, "repeats": 1, "steps": 2}}
 
 
 def main() -> None:
