@@ -126,6 +126,7 @@ class ModelInfo(TypedDict):
     architecture: dict[str, Any]
     seed: int
     head: int
+    queue: str
     tasks: list[str]
     created_at: str
 
@@ -174,6 +175,7 @@ class Prediction:
 # Wherever a request takes data: a dataset id, a dataset returned by `upload_dataset`, a .npz/.csv
 # path, an array of inputs, or an (inputs, labels) pair. Arrays and files are uploaded first.
 Data = str | os.PathLike | DatasetInfo | np.ndarray | tuple[np.ndarray, np.ndarray | None]
+QueueName = Literal["cpu", "gpu"]
 Progress = bool | Callable[["Job"], None]
 
 
@@ -329,8 +331,13 @@ class Client:
 
     # -- models --
 
-    def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0) -> ModelInfo:
-        return self._json("POST", "/v1/models", json={"name": name, "architecture": dict(architecture), "seed": seed})
+    def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0,
+                     queue: QueueName | None = None) -> ModelInfo:
+        """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise)."""
+        body: dict[str, Any] = {"name": name, "architecture": dict(architecture), "seed": seed}
+        if queue is not None:
+            body["queue"] = queue
+        return self._json("POST", "/v1/models", json=body)
 
     def list_models(self) -> list[ModelInfo]:
         return self._json("GET", "/v1/models")
@@ -380,24 +387,26 @@ class Client:
                  lambda_: float | None = None, epochs: int | None = None, batch_size: int | None = None,
                  optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
                  momentum: float | None = None, seed: int | None = None,
-                 importance: Mapping[str, str] | None = None, **extra: Any) -> Job:
+                 importance: Mapping[str, str] | None = None, queue: QueueName | None = None,
+                 **extra: Any) -> Job:
         """Start learning `task` (202): returns the queued job; `.wait()` on it."""
         body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
         if eval is not None:
             body["eval"] = self.data_ref(eval)
         options = {"num_classes": num_classes, "base_version": base_version, "method": method, "lambda": lambda_,
                    "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-                   "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None}
+                   "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None,
+                   "queue": queue}
         body.update({k: v for k, v in options.items() if v is not None}, **extra)
         return Job(self, self._json("POST", f"/v1/models/{model}/tasks", json=body))
 
     def refresh_importance(self, model: str, data: Data, *, task: str | None = None,
                            mode: Literal["accumulate", "replace"] | None = None, variant: str | None = None,
                            output: str | None = None, reduction: str | None = None,
-                           base_version: int | None = None) -> Job:
+                           base_version: int | None = None, queue: QueueName | None = None) -> Job:
         """Start re-measuring Ω on unlabeled inputs (202): returns the queued job."""
         options = {"task": task, "mode": mode, "variant": variant, "output": output, "reduction": reduction,
-                   "base_version": base_version}
+                   "base_version": base_version, "queue": queue}
         body = {"data": self.data_ref(data), **{k: v for k, v in options.items() if v is not None}}
         return Job(self, self._json("POST", f"/v1/models/{model}/importance", json=body))
 

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 import typer
 
+from app.client import QueueName
 from app.commands.common import (
     DetachOption,
     ExitCode,
@@ -48,6 +49,7 @@ def add(
     optimizer: Annotated[Literal["sgd", "adam"] | None, typer.Option()] = None,
     base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
     seed: int | None = None,
+    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers [default: the model's]")] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
@@ -56,7 +58,7 @@ def add(
     client = client_of(ctx)
     job = client.add_task(model, task, _data(train), None if eval_ is None else _data(eval_), lambda_=lambda_,
                           epochs=epochs, method=method, num_classes=num_classes, batch_size=batch_size, lr=lr,
-                          optimizer=optimizer, base_version=base_version, seed=seed)
+                          optimizer=optimizer, base_version=base_version, seed=seed, queue=queue)
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
     typer.echo(f"job {job.id}: learning {task} on {model}", err=True)
@@ -72,12 +74,14 @@ def refresh(
     mode: Annotated[Literal["accumulate", "replace"], typer.Option()] = "accumulate",
     task: Annotated[str | None, typer.Option(help="whose head F(x) is [default: the last learned]")] = None,
     base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
+    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers [default: the model's]")] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure Ω again on --data; the result is a new version sharing θ with its parent."""
-    job = client_of(ctx).refresh_importance(model, _data(data), mode=mode, task=task, base_version=base_version)
+    job = client_of(ctx).refresh_importance(model, _data(data), mode=mode, task=task, base_version=base_version,
+                                            queue=queue)
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
     follow(job, as_json=as_json, timeout=timeout)

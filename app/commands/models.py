@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from app.client import QueueName
 from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
 
 models = typer.Typer(no_args_is_help=True, help="Create, list, show and delete models.")
@@ -27,6 +28,7 @@ def create(
     channels: Annotated[str | None, typer.Option(help="cnn channels, comma-separated")] = None,
     architecture: Annotated[str | None, typer.Option(help="the whole architecture as JSON (overrides all)")] = None,
     seed: int = 0,
+    queue: Annotated[QueueName | None, typer.Option(help="where its jobs go [default: the server's]")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a model; its version 0 (initial weights) is the head."""
@@ -36,7 +38,7 @@ def create(
         spec = {"kind": kind, "input_shape": _ints(input_shape), "hidden": _ints(hidden)}
         if channels is not None:
             spec["channels"] = _ints(channels)
-    model = client_of(ctx).create_model(name, spec, seed=seed)
+    model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue)
     print_json(model) if as_json else typer.echo(f"created model {model['name']} (head: version {model['head']})")
 
 

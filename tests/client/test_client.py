@@ -144,3 +144,17 @@ def test_progress_bar_shows_epoch_and_loss(capsys: pytest.CaptureFixture[str]) -
         bar(job)
     drawn = capsys.readouterr().err
     assert "25/40" in drawn and "epoch 3/4" in drawn and "loss 0.5000" in drawn
+
+
+def test_queues_from_the_client(lifelong: Client, digits: list[DigitsTask]) -> None:
+    name = unique("queued")
+    assert lifelong.create_model(name, MLP, queue="gpu")["queue"] == "gpu"
+    task = digits[0]
+    on_model_queue = lifelong.add_task(name, task.name, (task.x_train, task.y_train), **FAST).wait(timeout=120)
+    # The embedded worker takes both queues, so a gpu-queue model still learns here; on the CPU.
+    assert on_model_queue.succeeded and on_model_queue.data["queue"] == "gpu"
+    assert on_model_queue.data["device"] == "cpu"
+    refresh = lifelong.refresh_importance(name, task.x_test, queue="cpu").wait(timeout=120)
+    assert refresh.succeeded and refresh.data["queue"] == "cpu"
+    with pytest.raises(lc.Invalid):
+        lifelong.add_task(name, digits[1].name, (digits[1].x_train, digits[1].y_train), queue="tpu")  # type: ignore[arg-type]
