@@ -29,7 +29,7 @@ from app.models.routes import router as models_router
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
 from app.settings import Settings, get_settings
-from app.store import open_blob_store
+from app.store import BlobNotFound, open_blob_store
 from app.versions.routes import router as versions_router
 from workers.celery_app import make_celery
 
@@ -68,6 +68,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _storage_error(_: Request, error: OSError) -> JSONResponse:
         # A full disk or a read-only blob directory is the server's trouble, not the client's: 503, not 500.
         return JSONResponse({"detail": f"storage unavailable: {error.strerror or error}"}, status_code=503)
+
+    @app.exception_handler(BlobNotFound)
+    async def _missing_blob(_: Request, error: BlobNotFound) -> JSONResponse:
+        # A row names a blob the store lacks (deleted by hand, or another blob_dir): the server's
+        # data is damaged, which a client cannot fix; said plainly rather than as a bare 500.
+        return JSONResponse({"detail": f"stored data is missing: {error}"}, status_code=500)
 
     for router in (health_router, models_router, datasets_router, learning_router, jobs_router,
                    versions_router, predictions_router, keys_router):

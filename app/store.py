@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -37,6 +38,9 @@ from fsspec.implementations.local import LocalFileSystem
 from app.settings import Settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A trash entry: <blob name>.<when it was trashed, Unix ms>.<random>; every move to the trash makes a
+# new entry, so a purge deletes exactly the entry it listed and never a copy trashed after it.
+_TRASH_ENTRY = re.compile(r"^([0-9a-f]{64})\.(\d+)\.([0-9a-f]{8})$")
 # Protocols whose single PUT is atomic: readers see the whole object or none, so no temporary name.
 _ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "oci", "oss"}
 
@@ -48,6 +52,16 @@ class BlobInfo:
     name: str
     size: int
     modified: datetime
+
+
+@dataclass(frozen=True)
+class TrashEntry:
+    """One blob moved to the trash, at `trashed_at`; `entry` is its own file name there."""
+
+    name: str
+    entry: str
+    size: int
+    trashed_at: datetime
 
 
 class BlobNotFound(LookupError):
@@ -64,8 +78,10 @@ class BlobStore(ABC):
     """The store the services see; `path()` is not part of it, since an S3 blob has no local path.
 
     Besides its blobs a store has a trash, where the garbage collector (app/blobs/collect.py) moves
-    a blob that nothing names before deleting it in a later collection. Reading a blob that is in the
-    trash brings it back: a row committed while its blob was being moved away still reads it.
+    a blob that nothing names, to delete it in a later collection. Reading a blob that is in the
+    trash brings it back, so a row committed while its blob was being moved away still reads it.
+    The trash is written once here, over four primitives each store has: move, delete, exists and
+    list, on paths relative to the store's root.
     """
 
     def get(self, name: str) -> bytes:
@@ -89,21 +105,63 @@ class BlobStore(ABC):
     def delete(self, name: str) -> None: ...
 
     @abstractmethod
-    def listing(self, *, trash: bool = False) -> Iterator[BlobInfo]:
-        """Every blob in the store, or in its trash (temporary files of writes in progress are neither)."""
+    def listing(self) -> Iterator[BlobInfo]:
+        """Every blob in the store (not the trash, not temporary files of writes in progress)."""
 
     @abstractmethod
+    def remove_stale_temporaries(self, older_than: datetime) -> int:
+        """Delete temporary files that writers left (crashed mid-write) before `older_than`; how many."""
+
+    @abstractmethod
+    def _move(self, source: str, target: str) -> None:
+        """Move one relative path onto another (replacing it); FileNotFoundError if the source is gone."""
+
+    @abstractmethod
+    def _remove(self, relative: str) -> None:
+        """Delete one relative path; nothing if it is gone already."""
+
+    @abstractmethod
+    def _has(self, relative: str) -> bool: ...
+
+    @abstractmethod
+    def _files(self, folder: str, pattern: str) -> list[tuple[str, int]]:
+        """(file name, size) of the files in a relative folder whose names match a glob pattern."""
+
+    @staticmethod
+    def _relative(name: str) -> str:
+        # Two-level fan-out keeps folders small when there are many versions.
+        return f"{check_name(name)[:2]}/{name}"
+
     def to_trash(self, name: str) -> None:
-        """Move the blob to the trash; its modification time there is the time it was moved."""
+        """Move the blob into a new trash entry (nothing if it is gone)."""
+        entry = f"{name}.{int(time.time() * 1000)}.{uuid.uuid4().hex[:8]}"
+        with contextlib.suppress(FileNotFoundError):
+            self._move(self._relative(name), f"trash/{entry}")
 
-    @abstractmethod
+    def trash(self) -> Iterator[TrashEntry]:
+        for entry, size in self._files("trash", "*"):
+            match = _TRASH_ENTRY.match(entry)
+            if match:
+                trashed_at = datetime.fromtimestamp(int(match[2]) / 1000, UTC)
+                yield TrashEntry(match[1], entry, size, trashed_at)
+
     def restore(self, name: str) -> bool:
-        """Bring the blob back from the trash (or drop the trash copy if the blob was put again);
-        False when the trash does not have it."""
+        """Make sure the blob is in place: if it is not, move one of its trash entries back.
+        False when it is neither in place nor in the trash. Trash entries are only ever deleted by
+        `purge`, never here: two processes restoring at once each move their own entry, or find
+        the blob back in place."""
+        relative = self._relative(name)
+        if self._has(relative):
+            return True
+        for entry, _ in self._files("trash", f"{name}.*"):
+            with contextlib.suppress(FileNotFoundError):  # another process took this entry first
+                self._move(f"trash/{entry}", relative)
+                return True
+        return self._has(relative)
 
-    @abstractmethod
-    def purge(self, name: str) -> None:
-        """Delete the blob's copy in the trash."""
+    def purge(self, entry: TrashEntry) -> None:
+        """Delete that one trash entry."""
+        self._remove(f"trash/{entry.entry}")
 
     def local_path(self, name: str) -> Path | None:
         """The blob's file on this host, for serving it without reading it into memory; None if remote."""
@@ -117,26 +175,23 @@ class LocalBlobStore(BlobStore):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:
-        # Two-level fan-out keeps directories small when there are many versions.
-        return self.root / check_name(name)[:2] / name
-
-    def trash_path(self, name: str) -> Path:
-        return self.root / "trash" / check_name(name)
+        return self.root / self._relative(name)
 
     def local_path(self, name: str) -> Path:
-        path = self.path(name)
-        if not path.exists():
-            self.restore(name)
-        return path
+        if not self.restore(name):
+            raise BlobNotFound(f"blob {name} is missing from {self.root}")
+        return self.path(name)
 
     def put(self, data: bytes) -> str:
         name = hashlib.sha256(data).hexdigest()
         target = self.path(name)
-        if target.exists():
-            # Written again, as far as the garbage collector is concerned: a row about to name this
-            # blob must not lose it to a collection that found it unreferenced a moment ago.
+        try:
+            # Written again, as far as the garbage collector is concerned: a fresh time keeps a blob
+            # that a row is about to name out of the next collection.
             os.utime(target)
             return name
+        except FileNotFoundError:  # not there (or just moved to the trash): write it
+            pass
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
         try:
@@ -163,34 +218,40 @@ class LocalBlobStore(BlobStore):
     def delete(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
 
-    def listing(self, *, trash: bool = False) -> Iterator[BlobInfo]:
-        for path in (self.root / "trash").glob("*") if trash else self.root.glob("??/*"):
+    def listing(self) -> Iterator[BlobInfo]:
+        for path in self.root.glob("??/*"):
             if _SHA256.match(path.name):
-                with contextlib.suppress(FileNotFoundError):  # gone since the glob (collected, restored)
+                with contextlib.suppress(FileNotFoundError):  # gone since the glob
                     stat = path.stat()
                     yield BlobInfo(path.name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
-    def to_trash(self, name: str) -> None:
-        trashed = self.trash_path(name)
-        trashed.parent.mkdir(exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(self.path(name), trashed)
-            os.utime(trashed)
+    def remove_stale_temporaries(self, older_than: datetime) -> int:
+        removed = 0
+        for path in self.root.glob("??/.incoming-*"):
+            with contextlib.suppress(FileNotFoundError):
+                if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
+                    path.unlink()
+                    removed += 1
+        return removed
 
-    def restore(self, name: str) -> bool:
-        trashed = self.trash_path(name)
-        try:
-            if self.path(name).exists():  # put again meanwhile: the trash copy is redundant
-                trashed.unlink()
-            else:
-                self.path(name).parent.mkdir(parents=True, exist_ok=True)
-                os.replace(trashed, self.path(name))
-        except FileNotFoundError:  # not in the trash (or another process restored it first)
-            return self.path(name).exists()
-        return True
+    def _move(self, source: str, target: str) -> None:
+        destination = self.root / target
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / source, destination)
+        fsync_directory(destination.parent)
 
-    def purge(self, name: str) -> None:
-        self.trash_path(name).unlink(missing_ok=True)
+    def _remove(self, relative: str) -> None:
+        (self.root / relative).unlink(missing_ok=True)
+
+    def _has(self, relative: str) -> bool:
+        return (self.root / relative).exists()
+
+    def _files(self, folder: str, pattern: str) -> list[tuple[str, int]]:
+        found = []
+        for path in (self.root / folder).glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                found.append((path.name, path.stat().st_size))
+        return found
 
 
 class FsspecBlobStore(BlobStore):
@@ -207,27 +268,19 @@ class FsspecBlobStore(BlobStore):
             self.fs.makedirs(self.root, exist_ok=True)
 
     def key(self, name: str) -> str:
-        return f"{self.root}/{check_name(name)[:2]}/{name}"
+        return f"{self.root}/{self._relative(name)}"
 
     def put(self, data: bytes) -> str:
-        """On object stores the blob is PUT even when it exists: same bytes, and a fresh modification
-        time, which the garbage collector reads (see LocalBlobStore.put)."""
+        """Written even when it exists: same bytes, and a fresh modification time for the garbage
+        collector (see LocalBlobStore.put), with no window in which the blob could be half there."""
         name = hashlib.sha256(data).hexdigest()
         key = self.key(name)
         with self._storage_errors("writing to"):
             if self.atomic_put:
                 self.fs.pipe_file(key, data)
-            elif self.exists(name):
-                self._touch(key, data)
             else:
                 self._put_by_move(key, data)
         return name
-
-    def _touch(self, key: str, data: bytes) -> None:
-        try:
-            self.fs.touch(key, truncate=False)
-        except NotImplementedError:  # a filesystem that cannot touch: the same bytes moved into place again
-            self._put_by_move(key, data)
 
     def _put_by_move(self, key: str, data: bytes) -> None:
         parent = key.rsplit("/", 1)[0]
@@ -248,9 +301,6 @@ class FsspecBlobStore(BlobStore):
         if local:
             fsync_directory(Path(parent))
 
-    def trash_key(self, name: str) -> str:
-        return f"{self.root}/trash/{check_name(name)}"
-
     def _read(self, name: str) -> bytes:
         key = self.key(name)
         with self._storage_errors("reading from"):
@@ -260,57 +310,53 @@ class FsspecBlobStore(BlobStore):
                 raise BlobNotFound(f"blob {name} is missing from {self.url}") from missing
 
     def exists(self, name: str) -> bool:
-        key = self.key(name)
-        with self._storage_errors("reading from"):
-            # A listing cached in this process may predate another process's put.
-            self.fs.invalidate_cache(key.rsplit("/", 1)[0])
-            return self.fs.exists(key)
+        return self._has(self._relative(name))
 
     def delete(self, name: str) -> None:
-        key = self.key(name)
-        with self._storage_errors("deleting from"), contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(key)
+        self._remove(self._relative(name))
 
-    def listing(self, *, trash: bool = False) -> Iterator[BlobInfo]:
-        with self._storage_errors("listing"):
-            self.fs.invalidate_cache(self.root)
-            found = self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
-        for key, info in found.items():
+    def listing(self) -> Iterator[BlobInfo]:
+        for key, info in self._find().items():
             folder, _, name = key.rpartition("/")
-            in_trash = folder.endswith("/trash")
-            if _SHA256.match(name) and in_trash == trash:
+            if _SHA256.match(name) and len(folder.rpartition("/")[2]) == 2:
                 yield BlobInfo(name, int(info.get("size") or 0), _modified(info))
 
-    def to_trash(self, name: str) -> None:
-        # On object stores a move is a copy then a delete: a copy exists at every moment, and the
-        # copy's modification time is the time of the move.
-        with self._storage_errors("moving to the trash of"):
+    def remove_stale_temporaries(self, older_than: datetime) -> int:
+        stale = [key for key, info in self._find().items()
+                 if key.rpartition("/")[2].startswith(".incoming-") and _modified(info) < older_than]
+        for key in stale:
+            with self._storage_errors("deleting from"), contextlib.suppress(FileNotFoundError):
+                self.fs.rm_file(key)
+        return len(stale)
+
+    def _find(self) -> dict[str, dict[str, Any]]:
+        with self._storage_errors("listing"):
+            self.fs.invalidate_cache(self.root)
+            return self.fs.find(self.root, detail=True) if self.fs.exists(self.root) else {}
+
+    def _move(self, source: str, target: str) -> None:
+        # On object stores a move is a copy then a delete: a copy exists at every moment.
+        with self._storage_errors("moving within"):
             if not self.atomic_put:  # object stores have no folders to make
-                self.fs.makedirs(f"{self.root}/trash", exist_ok=True)
-            if not self.exists(name):
-                return
-            self.fs.mv(self.key(name), self.trash_key(name))
-            if not self.atomic_put:
-                with contextlib.suppress(NotImplementedError):  # then it keeps its old time
-                    self.fs.touch(self.trash_key(name), truncate=False)
+                self.fs.makedirs(f"{self.root}/{target.rpartition('/')[0]}", exist_ok=True)
+            self.fs.mv(f"{self.root}/{source}", f"{self.root}/{target}")
 
-    def restore(self, name: str) -> bool:
-        with self._storage_errors("restoring from the trash of"):
-            self.fs.invalidate_cache(f"{self.root}/trash")
-            if not self.fs.exists(self.trash_key(name)):
-                return self.exists(name)
-            try:
-                if self.exists(name):
-                    self.fs.rm_file(self.trash_key(name))
-                else:
-                    self.fs.mv(self.trash_key(name), self.key(name))
-            except FileNotFoundError:  # another process restored it first
-                return self.exists(name)
-        return True
-
-    def purge(self, name: str) -> None:
+    def _remove(self, relative: str) -> None:
         with self._storage_errors("deleting from"), contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.trash_key(name))
+            self.fs.rm_file(f"{self.root}/{relative}")
+
+    def _has(self, relative: str) -> bool:
+        key = f"{self.root}/{relative}"
+        with self._storage_errors("reading from"):
+            # A listing cached in this process may predate another process's write.
+            self.fs.invalidate_cache(key.rpartition("/")[0])
+            return self.fs.exists(key)
+
+    def _files(self, folder: str, pattern: str) -> list[tuple[str, int]]:
+        with self._storage_errors("listing"):
+            self.fs.invalidate_cache(f"{self.root}/{folder}")
+            found = self.fs.glob(f"{self.root}/{folder}/{pattern}", detail=True)
+        return [(key.rpartition("/")[2], int(info.get("size") or 0)) for key, info in found.items()]
 
     @contextlib.contextmanager
     def _storage_errors(self, action: str) -> Iterator[None]:

@@ -23,20 +23,27 @@ blobs_cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Look a
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be deleted, delete nothing")] = False,
     min_age_hours: Annotated[float, typer.Option(
-        min=0.0, help="keep any blob written more recently than this: a job or upload may be about to name it")] = 24.0,
+        min=1.0, help="keep any blob written, or in the trash, more recently than this: a job or upload may be"
+        " about to name it")] = 24.0,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Collect the blobs no version or dataset names (left by cancelled or conflicting jobs, deleted models):
     to the trash first, deleted for good by a later run once still unreferenced after --min-age-hours."""
-    from app.blobs.collect import collect_blobs
+    from app.blobs.collect import CollectorBusy, collect_blobs, exclusive_collection
     from app.db.engine import make_engine, make_session_factory
     from app.db.migrate import upgrade_database
     from app.store import open_blob_store
 
     settings = get_settings()
     upgrade_database(settings)
-    result = collect_blobs(make_session_factory(make_engine(settings)), open_blob_store(settings),
-                           min_age=timedelta(hours=min_age_hours), dry_run=dry_run)
+    engine = make_engine(settings)
+    try:
+        with exclusive_collection(settings, engine):
+            result = collect_blobs(make_session_factory(engine), open_blob_store(settings),
+                                   min_age=timedelta(hours=min_age_hours), dry_run=dry_run)
+    except CollectorBusy as busy:
+        typer.echo(f"lifelong blobs gc: {busy}; nothing done", err=True)
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps({"dry_run": dry_run, **asdict(result)}))
         return

@@ -50,8 +50,12 @@ def list_jobs(session: Session, *, model: Model | None, state: str | None, limit
 
 
 def cancel_job(session: Session, job_id: str) -> Job:
-    """A queued job is cancelled at once; a running one is flagged and stops at its next step."""
-    job = get_job(session, job_id)
+    """A queued job is cancelled at once; a running one is flagged and stops at its next step.
+    The row is locked, so a worker claiming the job at this moment sees either the flag or a
+    cancelled job, and never has its claim overwritten."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound(f"no job {job_id!r}")
     if job.state in FINISHED:
         raise Conflict(f"job {job_id} has already {job.state}")
     if job.state == "queued":

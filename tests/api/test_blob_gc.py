@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.blobs.collect import collect_blobs
+from app.blobs.collect import CollectorBusy, collect_blobs, exclusive_collection
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.db.tables import Version
@@ -76,7 +76,15 @@ def _name_in_a_version(sessions: sessionmaker[Session], blob: str) -> None:
 
 
 def _names(store: BlobStore, *, trash: bool = False) -> set[str]:
-    return {blob.name for blob in store.listing(trash=trash)}
+    return {entry.name for entry in store.trash()} if trash else {blob.name for blob in store.listing()}
+
+
+def _age_trash(store: LocalBlobStore, seconds: float) -> None:
+    """Make every trash entry look `seconds` older (the time of a move is in the entry's name)."""
+    for entry in store.trash():
+        name, millis, tag = entry.entry.split(".")
+        older = f"{name}.{int(millis) - int(seconds * 1000)}.{tag}"
+        (store.root / "trash" / entry.entry).rename(store.root / "trash" / older)
 
 
 def test_unreferenced_blobs_go_to_the_trash_then_away(sessions, store: BlobStore) -> None:
@@ -144,9 +152,58 @@ def test_recent_blobs_are_kept_whatever_they_are(sessions, tmp_path: Path) -> No
     assert (report.trashed, report.too_recent) == (1, 1) and recent in _names(store)
     # In the trash for less than a day: not deleted yet; once it has been there long enough, it is.
     assert collect_blobs(sessions, store, min_age=timedelta(hours=24)).deleted == 0
-    os.utime(store.trash_path(old), (two_days_ago, two_days_ago))
+    _age_trash(store, 2 * 86400)
     assert collect_blobs(sessions, store, min_age=timedelta(hours=24)).deleted == 1
     assert old not in _names(store, trash=True)
+
+
+def test_a_put_while_the_collector_moves_the_blob_writes_it_again(sessions, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The put finds the blob in place, and the collector moves it to the trash right then."""
+    store = LocalBlobStore(tmp_path / "racing")
+    blob = store.put(b"raced")
+    real_utime = os.utime
+
+    def collector_moves_it_first(path: object, *args: object) -> None:
+        store.to_trash(blob)
+        real_utime(path, *args)
+
+    monkeypatch.setattr("app.store.os.utime", collector_moves_it_first)
+    assert store.put(b"raced") == blob
+    assert store.path(blob).read_bytes() == b"raced"
+
+
+def test_a_blob_in_place_and_in_the_trash_loses_only_the_trash_copy(sessions, store: BlobStore) -> None:
+    _model(sessions, store, "twice")
+    blob = store.put(b"in both")
+    collect_blobs(sessions, store, min_age=NOW)  # to the trash
+    store.put(b"in both")  # and written again
+    _name_in_a_version(sessions, blob)
+    report = collect_blobs(sessions, store, min_age=NOW)
+    assert report.restored == 1 and _names(store, trash=True) == set()
+    assert store.get(blob) == b"in both"
+
+
+def test_a_second_collector_is_refused_while_one_runs(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var")
+    engine = make_engine(settings)
+    with exclusive_collection(settings, engine):
+        with pytest.raises(CollectorBusy), exclusive_collection(settings, engine):
+            pass
+    with exclusive_collection(settings, engine):  # free again
+        pass
+
+
+def test_temporaries_of_crashed_writes_are_removed_once_old(sessions, tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "crashed")
+    (store.root / "ab").mkdir()
+    left = store.root / "ab" / ".incoming-crashed"
+    left.write_bytes(b"half a blob")
+    assert collect_blobs(sessions, store, min_age=timedelta(hours=1)).temporaries_removed == 0
+    two_hours_ago = time.time() - 7200
+    os.utime(left, (two_hours_ago, two_hours_ago))
+    assert collect_blobs(sessions, store, min_age=timedelta(hours=1)).temporaries_removed == 1
+    assert not left.exists()
 
 
 def test_the_command_collects_the_store_the_settings_name(tmp_path: Path) -> None:
@@ -154,18 +211,22 @@ def test_the_command_collects_the_store_the_settings_name(tmp_path: Path) -> Non
     settings = Settings(var_dir=var)
     upgrade_database(settings)
     store = open_blob_store(settings)
+    assert isinstance(store, LocalBlobStore)
     sessions = make_session_factory(make_engine(settings))
     _model(sessions, store, "cli")
-    store.put(b"orphan")
+    orphan = store.put(b"orphan")
 
-    def gc(*args: str) -> dict:
+    def gc(*args: str, code: int = 0) -> dict:
         done = subprocess.run([sys.executable, "-m", "app.cli", "blobs", "gc", "--json", *args],
                               env=service_env(var), capture_output=True, text=True, timeout=120, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        assert done.returncode == code, done.stderr
+        return json.loads(done.stdout) if code == 0 else {}
 
-    assert gc("--dry-run") == gc("--dry-run", "--min-age-hours", "0") | {"trashed": 0, "trashed_bytes": 0,
-                                                                         "too_recent": 1}
-    assert gc("--min-age-hours", "0")["trashed"] == 1
-    assert gc("--min-age-hours", "0")["deleted"] == 1
-    assert _names(store, trash=True) == set()
+    gc("--min-age-hours", "0", code=2)  # less than an hour could race a job's put and commit
+    assert gc()["too_recent"] == 1  # written just now: kept
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(store.path(orphan), (two_days_ago, two_days_ago))
+    assert gc("--dry-run")["trashed"] == 1 and orphan in _names(store)
+    assert gc()["trashed"] == 1 and orphan in _names(store, trash=True)
+    _age_trash(store, 2 * 86400)
+    assert gc()["deleted"] == 1 and _names(store, trash=True) == set()

@@ -21,6 +21,7 @@ from alembic import command
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.blobs.collect import CollectorBusy, exclusive_collection
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import alembic_config, upgrade_database
 from app.db.tables import Job, Model, Version, utcnow
@@ -201,3 +202,16 @@ def test_workers_starting_at_once_on_a_new_database_migrate_it_once(postgres: Se
     with engine.connect() as connection:
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     engine.dispose()
+
+
+def test_one_blob_collector_at_a_time_across_hosts(postgres: Server, tmp_path: Path) -> None:
+    """Two hosts sharing the database: the advisory lock is the database's, not a file's."""
+    first, second = (Settings(database_url=postgres.url, var_dir=tmp_path / host) for host in ("a", "b"))
+    engines = [make_engine(first), make_engine(second)]
+    with exclusive_collection(first, engines[0]):
+        with pytest.raises(CollectorBusy), exclusive_collection(second, engines[1]):
+            pass
+    with exclusive_collection(second, engines[1]):
+        pass
+    for engine in engines:
+        engine.dispose()
