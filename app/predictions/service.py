@@ -48,7 +48,7 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_na
 
 def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
     if len(inputs) > max_rows:
-        raise TooLarge(f"{len(inputs)} rows in one request, more than the limit of {max_rows}")
+        raise TooLarge(f"{len(inputs)} rows in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
     return parse_inline(inputs, None).x
 
 
@@ -74,5 +74,5 @@ def inputs_from_npy(body: bytes, max_rows: int) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise Invalid("the body must be a single .npy array, not an .npz archive")
     if array.ndim >= 1 and array.shape[0] > max_rows:
-        raise TooLarge(f"{array.shape[0]} rows in one request, more than the limit of {max_rows}")
+        raise TooLarge(f"{array.shape[0]} rows in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
     return check_arrays(array, None, source="inputs").x

@@ -25,6 +25,7 @@ LIMITS = {
     "LIFELONG_MAX_INPUT_VALUES": "1000",
     "LIFELONG_MAX_JOB_SAMPLES": "100000",
     "LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL": "2",
+    "LIFELONG_MAX_PREDICT_ROWS": "30",
 }
 
 
@@ -165,3 +166,15 @@ def test_dataset_ids_never_reach_a_path(lapi: Api, ref: str) -> None:
     model = lapi.create_model("paths")
     response = lapi.http.post(f"/v1/models/{model}/tasks", json={"task": "t", "train": {"dataset": ref}})
     assert response.status_code in (404, 422), response.text
+
+
+def test_a_prediction_over_the_row_limit_is_413_in_every_body(lapi: Api) -> None:
+    model = lapi.create_model("rows")
+    rows = np.zeros((31, 64), dtype=np.float32)
+    as_json = lapi.http.post(f"/v1/models/{model}/predict", json={"task": "t", "inputs": rows.tolist()})
+    as_npy = lapi.http.post(f"/v1/models/{model}/predict", params={"task": "t"}, content=lapi.npy_bytes(rows),
+                            headers={"content-type": "application/x-npy"})
+    for response in (as_json, as_npy):
+        assert response.status_code == 413 and "LIFELONG_MAX_PREDICT_ROWS" in response.json()["detail"], response.text
+    within = lapi.http.post(f"/v1/models/{model}/predict", json={"task": "t", "inputs": rows[:30].tolist()})
+    assert within.status_code == 404  # past the limit check: the model has no task "t"
