@@ -1,6 +1,7 @@
 """The Celery app, configured for long jobs, on the embedded file broker unless a broker URL is set.
 
-Embedded default: kombu's filesystem transport with its message, processed and control folders
+Embedded default: kombu's filesystem transport (with atomic message writes, workers/file_transport.py)
+with its message, processed and control folders
 under `<var_dir>/broker/` (the control folder makes broadcast, hence `celery inspect`, work), so a
 real worker process consumes real messages with nothing else installed. `LIFELONG_BROKER_URL`
 (`redis://…`) switches broker with no code change; Redis then gets a visibility timeout longer than
@@ -18,6 +19,7 @@ from typing import Any
 from celery import Celery
 
 from app.settings import Settings
+from workers.file_transport import ALIAS as FILE_TRANSPORT
 
 
 def broker_config(settings: Settings) -> tuple[str, dict[str, Any]]:
@@ -26,7 +28,7 @@ def broker_config(settings: Settings) -> tuple[str, dict[str, Any]]:
         folders = {name: root / name for name in ("queue", "processed", "control")}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
-        return "filesystem://", {
+        return f"{FILE_TRANSPORT}://", {
             # One folder both ways: producer (API) and consumer (worker) share it.
             "data_folder_in": str(folders["queue"]),
             "data_folder_out": str(folders["queue"]),
