@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,11 +98,11 @@ class BlobStore(ABC):
     @abstractmethod
     def _read(self, name: str) -> bytes: ...
 
-    @abstractmethod
-    def exists(self, name: str) -> bool: ...
+    def exists(self, name: str) -> bool:
+        return self._has(self._relative(name))
 
-    @abstractmethod
-    def delete(self, name: str) -> None: ...
+    def delete(self, name: str) -> None:
+        self._remove(self._relative(name))
 
     @abstractmethod
     def listing(self) -> Iterator[BlobInfo]:
@@ -193,17 +193,7 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:  # not there (or just moved to the trash): write it
             pass
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        fsync_directory(target.parent)
+        write_atomically(target, data)
         return name
 
     def _read(self, name: str) -> bytes:
@@ -211,12 +201,6 @@ class LocalBlobStore(BlobStore):
             return self.path(name).read_bytes()
         except FileNotFoundError as missing:
             raise BlobNotFound(f"blob {name} is missing from {self.root}") from missing
-
-    def exists(self, name: str) -> bool:
-        return self.path(name).exists()
-
-    def delete(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
 
     def listing(self) -> Iterator[BlobInfo]:
         for path in self.root.glob("??/*"):
@@ -309,12 +293,6 @@ class FsspecBlobStore(BlobStore):
             except FileNotFoundError as missing:
                 raise BlobNotFound(f"blob {name} is missing from {self.url}") from missing
 
-    def exists(self, name: str) -> bool:
-        return self._has(self._relative(name))
-
-    def delete(self, name: str) -> None:
-        self._remove(self._relative(name))
-
     def listing(self) -> Iterator[BlobInfo]:
         for key, info in self._find().items():
             folder, _, name = key.rpartition("/")
@@ -388,6 +366,23 @@ def open_blob_store(settings: Settings) -> BlobStore:
     if settings.blob_url:
         return FsspecBlobStore(settings.blob_url, settings.blob_options)
     return LocalBlobStore(settings.resolved_blob_dir)
+
+
+def write_atomically(target: Path, data: bytes, publish: Callable[[str, str], None] = os.replace) -> None:
+    """Write `data` under a temporary `.incoming-` name beside `target`, fsync it, then `publish` it
+    under the real name (a rename): a reader of that name sees the whole file or none, even after a
+    crash, which removes the temporary file or leaves it for `remove_stale_temporaries`."""
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        publish(temporary, str(target))
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_directory(target.parent)
 
 
 def fsync_directory(directory: Path) -> None:

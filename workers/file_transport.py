@@ -12,16 +12,17 @@ embedded worker sends every queued job again when it starts.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.json import dumps
+
+from app.store import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +33,7 @@ class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         # The same name scheme as kombu's (time first, so the folder sorts oldest first).
         name = f"{round(time.monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
-        folder = self.data_folder_out
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(dumps(payload).encode())
-                handle.flush()
-                os.fsync(handle.fileno())
-            self._publish(temporary, os.path.join(folder, name))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_atomically(Path(self.data_folder_out) / name, dumps(payload).encode(), publish=self._publish)
 
     def _publish(self, temporary: str, final: str) -> None:
         """The one step that makes a message visible: a rename within the folder, atomic."""
