@@ -13,7 +13,6 @@ transactions and rows written during the run; they include the client's polls (c
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ import psycopg
 
 from app.mas.data import split_digits
 from scripts.cluster import Cluster, start_cluster
+from tests.conftest import npz_bytes
 
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = [  # (workers, torch threads per worker)
@@ -37,12 +37,6 @@ CONFIGS = [  # (workers, torch threads per worker)
     (2, 1),
 ]
 POLL_S = 0.5
-
-
-def _npz(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
 
 
 def _database_counters(cluster: Cluster) -> dict[str, int]:
@@ -59,9 +53,9 @@ def _database_counters(cluster: Cluster) -> dict[str, int]:
 def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
     task = split_digits(n_tasks=5, seed=0)[0]
     with httpx.Client(base_url=cluster.api_url, timeout=60.0) as http:
-        train = http.post("/v1/datasets", files={"file": ("train.npz", _npz(x=task.x_train.numpy(),
+        train = http.post("/v1/datasets", files={"file": ("train.npz", npz_bytes(x=task.x_train.numpy(),
                                                                              y=task.y_train.numpy()))}).json()
-        evaluation = http.post("/v1/datasets", files={"file": ("eval.npz", _npz(x=task.x_test.numpy(),
+        evaluation = http.post("/v1/datasets", files={"file": ("eval.npz", npz_bytes(x=task.x_test.numpy(),
                                                                                y=task.y_test.numpy()))}).json()
         names = [f"scale-{i}" for i in range(jobs)]
         for name in names:

@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 import torch
 
-from tests.conftest import free_port, start_service, wait_for
+from tests.conftest import free_port, npz_bytes, start_service, wait_for
 
 ARCH = {"kind": "mlp", "input_shape": [64], "hidden": [256, 256]}
 # The service's own defaults, not the fast polling the tests use.
@@ -38,12 +38,6 @@ TARGETS = {"p50_vs_bare": 1.2, "json_rows_per_s": 10_000, "npy_rows_per_s": 50_0
 def _npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array.astype(np.float32))
-    return buffer.getvalue()
-
-
-def _npz(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -107,7 +101,7 @@ def _service_figures(var_dir: Path, env: dict[str, str], profile: str, with_pred
             task = split_digits(1, seed=0)[0]
             x, y = task.x_train.numpy(), task.y_train.numpy()
             http.post("/v1/models", json={"name": "bench", "architecture": ARCH, "seed": 0}).raise_for_status()
-            dataset = http.post("/v1/datasets", files={"file": ("t.npz", _npz(x=x, y=y))}).json()["id"]
+            dataset = http.post("/v1/datasets", files={"file": ("t.npz", npz_bytes(x=x, y=y))}).json()["id"]
             before = _blob_bytes(var_dir)
             job = http.post("/v1/models/bench/tasks", json={"task": "digits", "train": {"dataset": dataset},
                                                              "epochs": 2}).json()

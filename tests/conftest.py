@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+
+from scripts.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_DEADLINE_S = 120.0
@@ -50,12 +51,6 @@ def wait_for(condition: Callable[[], Any], *, deadline_s: float, what: str, ever
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
         time.sleep(every_s)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def service_env(var_dir: Path, **extra: str) -> dict[str, str]:
