@@ -17,7 +17,7 @@ def predict(net: MultiHeadNet, task: str, inputs: Tensor) -> tuple[Tensor, Tenso
     try:
         with torch.inference_mode():
             logits = torch.cat(
-                [net(inputs[i : i + _CHUNK].to(torch.float32), task) for i in range(0, inputs.shape[0], _CHUNK)]
+                [net(net.input_spec.cast(inputs[i : i + _CHUNK]), task) for i in range(0, inputs.shape[0], _CHUNK)]
             ) if inputs.shape[0] else torch.zeros(0, net.tasks[task], device=inputs.device)
             return logits.argmax(1), logits.softmax(1)
     finally:

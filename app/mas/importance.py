@@ -116,7 +116,7 @@ def _measured_parameters(net: MultiHeadNet, task: str) -> list[tuple[str, nn.Par
 def _over_chunks(
     net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor, slice], dict[str, Tensor]]
 ) -> ImportanceSum:
-    inputs = inputs.to(torch.float32)
+    inputs = net.input_spec.cast(inputs)
     if inputs.shape[1:] != net.input_shape:
         raise ValueError(f"inputs have shape {tuple(inputs.shape[1:])}, the network takes {net.input_shape}")
     totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}

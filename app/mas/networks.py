@@ -8,6 +8,7 @@ recovered from the state's keys (`heads.<task>.weight`), so θ alone rebuilds th
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -69,20 +70,77 @@ def _cnn_trunk(shape: list[int], channels: list[int], hidden: list[int]) -> tupl
     return nn.Sequential(*layers, *mlp), width
 
 
-class MultiHeadNet(nn.Module):
-    """A shared trunk and a ModuleDict of heads; `forward(x, task)` uses only that task's head."""
+@dataclass(frozen=True)
+class InputSpec:
+    """What one sample looks like once preprocessed: float arrays and images, or token ids (int64)."""
 
-    def __init__(self, architecture: dict):
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+    def cast(self, inputs: Tensor) -> Tensor:
+        """Inputs in the dtype the trunk takes (float arrays arrive as float64 or float16 too)."""
+        return inputs.to(self.dtype)
+
+
+def builtin_trunk(architecture: dict) -> tuple[nn.Module, int, InputSpec]:
+    """The trunk of an `mlp` or `cnn` architecture (already validated), its feature size and input."""
+    shape = tuple(architecture["input_shape"])
+    if architecture["kind"] == "mlp":
+        trunk, width = _mlp_trunk(shape[0], architecture["hidden"])
+    else:
+        trunk, width = _cnn_trunk(list(shape), architecture["channels"], architecture["hidden"])
+    return trunk, width, InputSpec(shape)
+
+
+class MultiHeadNet(nn.Module):
+    """A shared trunk and a ModuleDict of heads; `forward(x, task)` uses only that task's head.
+
+    The trunk is any module mapping a batch of preprocessed inputs to [n, feature_dim] features: the
+    built-in MLP and CNN, or a pretrained encoder from an architecture plugin. Parameters named in
+    `frozen` (a pretrained trunk's untrained blocks) are left out of `task_parameters`, so they are
+    not optimised, carry no Ω and no penalty.
+    """
+
+    def __init__(self, trunk: nn.Module, feature_dim: int, input_spec: InputSpec):
         super().__init__()
-        self.architecture = validate_architecture(architecture)
-        self.input_shape = tuple(self.architecture["input_shape"])
-        if self.architecture["kind"] == "mlp":
-            self.trunk, self.feature_dim = _mlp_trunk(self.input_shape[0], self.architecture["hidden"])
-        else:
-            self.trunk, self.feature_dim = _cnn_trunk(
-                self.architecture["input_shape"], self.architecture["channels"], self.architecture["hidden"]
-            )
+        self.trunk = trunk
+        self.feature_dim = feature_dim
+        self.input_spec = input_spec
         self.heads = nn.ModuleDict()
+        self.frozen: frozenset[str] = frozenset()
+        self.architecture: dict = {}  # the spec it was built from, where the builder records one
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input_spec.shape
+
+    def freeze(self, names: set[str] | frozenset[str]) -> None:
+        """Hold these trunk parameters fixed: no gradient, no optimiser, no importance."""
+        unknown = set(names) - {name for name, _ in self.trunk.named_parameters(prefix="trunk")}
+        if unknown:
+            raise ValueError(f"not trunk parameters: {sorted(unknown)[:5]}")
+        self.frozen = frozenset(names)
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name not in self.frozen)
+
+    def train(self, mode: bool = True) -> MultiHeadNet:
+        """Train mode everywhere but in frozen layers: their batch-norm statistics and dropout stay as
+        in eval mode, so a frozen block computes the same function, and holds the same buffers, as before."""
+        super().train(mode)
+        if mode and self.frozen:
+            for prefix, module in self.trunk.named_modules(prefix="trunk"):
+                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+                if own and all(name in self.frozen for name in own):
+                    module.eval()
+                elif not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
+                    module.eval()
+        return self
+
+    def _inside_frozen(self, prefix: str) -> bool:
+        """A parameterless module (dropout) counts as frozen when every parameter of its parent block is."""
+        parent = prefix.rsplit(".", 1)[0]
+        names = [n for n, _ in self.named_parameters() if n.startswith(parent + ".")]
+        return bool(names) and all(n in self.frozen for n in names)
 
     @property
     def tasks(self) -> dict[str, int]:
@@ -108,7 +166,7 @@ class MultiHeadNet(nn.Module):
         """The trunk and this task's head: all that F(x) of `task` depends on, and all that training it moves."""
         return {
             name: p for name, p in self.named_parameters()
-            if name.startswith("trunk.") or name.startswith(f"heads.{task}.")
+            if (name.startswith("trunk.") and name not in self.frozen) or name.startswith(f"heads.{task}.")
         }
 
     def forward(self, x: Tensor, task: str) -> Tensor:
@@ -116,10 +174,12 @@ class MultiHeadNet(nn.Module):
 
 
 def build_network(architecture: dict, seed: int) -> MultiHeadNet:
-    """Version 0 of a model: a freshly initialised trunk and no heads."""
+    """Version 0 of an `mlp` or `cnn` model: a freshly initialised trunk and no heads."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MultiHeadNet(architecture)
+        net = MultiHeadNet(*builtin_trunk(validate_architecture(architecture)))
+    net.architecture = validate_architecture(architecture)
+    return net
 
 
 def network_state(net: MultiHeadNet) -> dict[str, Tensor]:
@@ -128,15 +188,23 @@ def network_state(net: MultiHeadNet) -> dict[str, Tensor]:
 
 
 def load_network(architecture: dict, state: dict[str, Tensor]) -> MultiHeadNet:
-    """Rebuild a network from θ; each `heads.<task>.weight` in the state re-creates that head.
+    """Rebuild an `mlp` or `cnn` network from θ (see `load_state`)."""
+    with torch.random.fork_rng(devices=[]):  # the initial values are overwritten; keep the caller's RNG as it was
+        net = MultiHeadNet(*builtin_trunk(validate_architecture(architecture)))
+    net.architecture = validate_architecture(architecture)
+    return load_state(net, state)
+
+
+def load_state(net: MultiHeadNet, state: dict[str, Tensor]) -> MultiHeadNet:
+    """Put θ into a network; each `heads.<task>.weight` in the state re-creates that head.
 
     Heads come back in key order (safetensors sorts names): task order lives with the caller.
     """
-    with torch.random.fork_rng(devices=[]):  # the initial values are overwritten; keep the caller's RNG as it was
-        net = MultiHeadNet(architecture)
-        for key, tensor in state.items():
-            parts = key.split(".")
-            if parts[0] == "heads" and parts[-1] == "weight" and len(parts) == 3:
-                net.heads[parts[1]] = nn.Linear(tensor.shape[1], tensor.shape[0])
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if parts[0] == "heads" and parts[-1] == "weight" and len(parts) == 3 and parts[1] not in net.heads:
+            net.heads[parts[1]] = nn.Linear(tensor.shape[1], tensor.shape[0])
     net.load_state_dict(state, strict=True)
+    for name, parameter in net.named_parameters():
+        parameter.requires_grad_(name not in net.frozen)
     return net

@@ -69,7 +69,7 @@ def train_task(
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Learn `task` on (inputs, labels), adding its head if the network lacks it."""
-    inputs, labels = inputs.to(torch.float32), labels.to(torch.int64)
+    inputs, labels = net.input_spec.cast(inputs), labels.to(torch.int64)
     if inputs.shape[0] == 0 or inputs.shape[0] != labels.shape[0]:
         raise ValueError("training needs as many labels as inputs, and at least one of each")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
