@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.db.tables import Job, Model
 from app.errors import Invalid, ServiceError, TooLarge
+from app.settings import Settings
 
 # Multipart framing around an uploaded file: boundaries, part headers, a file name.
 MULTIPART_SLACK_BYTES = 64 << 10
@@ -95,3 +97,36 @@ def check_active_jobs(session: Session, model: Model, max_active: int) -> None:
     if active >= max_active:
         raise TooManyRequests(f"model {model.name!r} has {active} queued or running jobs, the limit"
                               f" (LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL); wait for one to finish")
+
+
+# An archive expanding more than this many times its packed size is refused as a decompression
+# bomb once it expands past RATIO_FLOOR_BYTES: PNG and JPEG, which is what a raw dataset archives,
+# are compressed already and pack about 1:1, so 100:1 is never a real image dataset. Not applied
+# to .npz, where savez_compressed of sparse arrays can honestly reach such ratios.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How far an uploaded file may expand while it is read, and how big one item of it may be."""
+
+    max_unpacked_bytes: int = 1 << 30
+    max_image_pixels: int = 40_000_000
+    max_text_chars: int = 10_000
+    max_compression_ratio: float = MAX_COMPRESSION_RATIO
+    ratio_floor_bytes: int = RATIO_FLOOR_BYTES
+
+    @classmethod
+    def of(cls, settings: Settings) -> UnpackLimits:
+        return cls(max_unpacked_bytes=settings.max_unpacked_bytes, max_image_pixels=settings.max_image_pixels,
+                   max_text_chars=settings.max_text_chars)
+
+    def check_unpacked(self, unpacked: int, packed: int, what: str) -> None:
+        """413 when `unpacked` bytes (so far) of `packed` ones pass the total or the ratio limit."""
+        if unpacked > self.max_unpacked_bytes:
+            raise TooLarge(f"{what} expands to more than {self.max_unpacked_bytes} bytes, the limit"
+                           " (LIFELONG_MAX_UNPACKED_BYTES)")
+        if unpacked > self.ratio_floor_bytes and unpacked > self.max_compression_ratio * max(packed, 1):
+            raise TooLarge(f"{what} expands to {unpacked} bytes from {packed}, a compression ratio over"
+                           f" {self.max_compression_ratio:g}:1: refused as a decompression bomb")

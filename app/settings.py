@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     job_stale_after_s: float = Field(120.0, gt=0)
     sweep_interval_s: float = Field(30.0, gt=0)
+    # Raw (text and image) datasets and archives, checked at upload; each refusal names its limit.
+    # Bytes an uploaded archive or .npz may expand to: 4× the default upload limit, so that the API,
+    # which holds the parsed data in memory (about 3× it for arrays), stays within a few GiB.
+    max_unpacked_bytes: int = Field(1 << 30, ge=1)
+    # Pixels (width × height) of one uploaded image, read from its header before any decoding.
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    # Characters of one text of a text dataset.
+    max_text_chars: int = Field(10_000, ge=1)
     # Faults to inject, for the fault tests only: "store_write" makes a worker's blob writes fail.
     inject_faults: str = ""
 

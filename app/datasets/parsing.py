@@ -1,22 +1,33 @@
-"""Turn uploaded bytes (.npz or .csv) or inline JSON into checked arrays, or say exactly why not.
+"""Turn uploaded bytes or inline JSON into checked data (arrays, texts or images), or say exactly why not.
 
-Everything a dataset must satisfy whatever it is used for is checked here, once, at the door:
-finite float inputs with at least one row, integer labels ≥ 0, one label per row. What depends on
-the use (the model's input shape, the task's number of classes) is checked where the data is used.
-NumPy files are read with allow_pickle=False: an upload can never execute code.
+`parse_upload` picks the parser by the file's extension: `.npz` and numeric `.csv` are arrays (here),
+`.jsonl` and a `.csv` with a `text` column are texts (text.py), `.zip` and `.tar` archives are
+images (images.py); any other extension is refused by name. Everything a dataset must satisfy
+whatever it is used for is checked at the door, once: finite float inputs with at least one row,
+integer labels ≥ 0, one label per row. What depends on the use (the model's input shape, the
+task's number of classes) is checked where the data is used. NumPy files are read with
+allow_pickle=False (an upload can never execute code), and an .npz's arrays are sized from their
+headers before they are loaded, so a small file that would expand past LIFELONG_MAX_UNPACKED_BYTES
+is refused without being expanded.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from app.errors import Invalid
+from app.datasets.images import Images, parse_image_archive
+from app.datasets.labels import encode_labels
+from app.datasets.text import Texts, has_text_column, parse_jsonl, parse_text_csv
+from app.errors import Invalid, TooLarge
+from app.limits import UnpackLimits
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
@@ -26,36 +37,79 @@ _EMPTY_ZIP_MAGIC = b"PK\x05\x06"
 class Arrays:
     x: np.ndarray  # float32 [n, *input_shape]
     y: np.ndarray | None  # int64 [n]
+    classes: list[str] | None = None  # when the labels were given as class names
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
 
     @property
     def max_label(self) -> int | None:
         return int(self.y.max()) if self.y is not None else None
 
 
-def parse_upload(data: bytes, filename: str | None) -> tuple[Arrays, str]:
-    """The arrays of an uploaded file and its format, `npz` or `csv` (by extension, else by content)."""
+Parsed = Arrays | Texts | Images
+SUPPORTED = ".npz, .csv, .jsonl, .zip or .tar"
+_ARCHIVES = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz"}
+
+
+def parse_upload(data: bytes, filename: str | None, limits: UnpackLimits | None = None) -> tuple[Parsed, str]:
+    """The checked data of an uploaded file and its format (`npz`, `csv`, `jsonl`, `zip`, `tar`, `tar.gz`).
+
+    A file without an extension is read as before raw data existed: a zip is an .npz, anything else a CSV.
+    """
+    limits = limits or UnpackLimits()
     if not data:
         raise Invalid("the uploaded file is empty")
     name = (filename or "").lower()
-    if name.endswith(".npz") or (not name.endswith(".csv") and data[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        return parse_npz(data), "npz"
-    return parse_csv(data), "csv"
+    suffix = PurePosixPath(name).suffix
+    archive = next((kind for ending, kind in _ARCHIVES.items() if name.endswith(ending)), None)
+    if archive is not None:
+        return parse_image_archive(data, "zip" if archive == "zip" else "tar", limits), archive
+    if suffix == ".jsonl":
+        return parse_jsonl(data, limits), "jsonl"
+    if suffix == ".npz" or (not suffix and data[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
+        return parse_npz(data, limits), "npz"
+    if suffix in (".csv", ""):
+        return (parse_text_csv(data, limits) if has_text_column(data) else parse_csv(data)), "csv"
+    raise Invalid(f"unsupported file type {suffix}; send {SUPPORTED}")
 
 
-def parse_npz(data: bytes) -> Arrays:
+def parse_npz(data: bytes, limits: UnpackLimits | None = None) -> Arrays:
+    limits = limits or UnpackLimits()
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             if not hasattr(archive, "files"):
                 raise Invalid("expected an .npz archive (np.savez) with an array 'x', got a single array")
             if "x" not in archive.files:
                 raise Invalid(f"the .npz file has no array 'x' (it has {sorted(archive.files)})")
+            _check_npz_sizes(archive.zip, [n for n in ("x", "y") if n in archive.files], limits)
             x = archive["x"]
             y = archive["y"] if "y" in archive.files else None
-    except Invalid:
+    except (Invalid, TooLarge):
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
         raise Invalid(f"not a readable .npz file (pickled or corrupt arrays are refused): {error}") from error
     return check_arrays(x, y, source="x")
+
+
+def _check_npz_sizes(archive: zipfile.ZipFile, names: list[str], limits: UnpackLimits) -> None:
+    """413 when the arrays would expand past the limit, judged from each .npy header (shape × item size)
+    and the zip's declared member sizes, before any array data is inflated."""
+    total = 0
+    for name in names:
+        info = archive.getinfo(f"{name}.npy")
+        with archive.open(info) as member:
+            version = np.lib.format.read_magic(member)
+            header = np.lib.format
+            read_header = header.read_array_header_1_0 if version == (1, 0) else header.read_array_header_2_0
+            shape, _, dtype = read_header(member)  # the header only, no data
+        declared = math.prod(shape) * dtype.itemsize
+        total += max(declared, info.file_size)
+        if total > limits.max_unpacked_bytes:
+            raise TooLarge(f"the .npz arrays expand to {total} bytes ('{name}' has shape {list(shape)} of"
+                           f" {dtype}), more than the limit of {limits.max_unpacked_bytes}"
+                           " (LIFELONG_MAX_UNPACKED_BYTES)")
 
 
 def parse_csv(data: bytes) -> Arrays:
@@ -97,16 +151,14 @@ def parse_csv(data: bytes) -> Arrays:
     return check_arrays(features, labels.astype(np.int64), source="csv")
 
 
-def parse_inline(inputs: list[Any], labels: list[int] | None) -> Arrays:
+def parse_inline(inputs: list[Any], labels: list[int] | list[str] | None) -> Arrays:
     try:
         x = np.asarray(inputs, dtype=np.float64)
     except (ValueError, TypeError, OverflowError) as error:
         raise Invalid(f"inputs must be a list of rows of numbers, all of one shape: {error}") from error
-    try:
-        y = np.asarray(labels, dtype=np.int64) if labels is not None else None
-    except OverflowError as error:
-        raise Invalid(f"labels must be class indices, and {max(labels)} is far too large") from error
-    return check_arrays(x, y, source="inputs")
+    encoded = encode_labels(labels, source="labels") if labels is not None else None
+    arrays = check_arrays(x, encoded.y if encoded is not None else None, source="inputs")
+    return replace(arrays, classes=encoded.classes) if encoded is not None else arrays
 
 
 def check_arrays(x: np.ndarray, y: np.ndarray | None, *, source: str) -> Arrays:

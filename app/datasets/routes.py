@@ -1,4 +1,4 @@
-"""HTTP routes of datasets: upload (multipart `file`), get, list."""
+"""HTTP routes of datasets: upload (multipart `file`: arrays, texts or an image archive), get, list."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.datasets import service
 from app.datasets.schemas import DatasetOut
 from app.deps import SessionDep, SettingsDep, StoreDep
 from app.errors import TooLarge
+from app.limits import UnpackLimits
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[ReadScope])
 
@@ -23,7 +24,8 @@ def upload_dataset(
     if len(data) > settings.max_upload_bytes:
         raise TooLarge(f"the file is larger than the limit of {settings.max_upload_bytes} bytes"
                        " (LIFELONG_MAX_UPLOAD_BYTES)")
-    dataset = service.upload_dataset(session, store, data, file.filename, settings.max_upload_bytes)
+    dataset = service.upload_dataset(session, store, data, file.filename, settings.max_upload_bytes,
+                                     UnpackLimits.of(settings))
     session.commit()
     return DatasetOut.model_validate(dataset, from_attributes=True)
 

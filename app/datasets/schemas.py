@@ -3,35 +3,47 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+DatasetKind = Literal["array", "text", "image"]
+
 
 class DataRef(BaseModel):
-    """Either `{"dataset": id}` or inline `{"inputs": [[...]], "labels": [...]}`."""
+    """`{"dataset": id}`, inline arrays `{"inputs": [[...]], "labels": [...]}` or inline texts
+    `{"texts": [...], "labels": [...]}`; labels are integers or, with texts, class names."""
 
     model_config = ConfigDict(extra="forbid")
 
     dataset: str | None = Field(None, min_length=1, max_length=64)
     inputs: list[Any] | None = None
-    labels: list[int] | None = None
+    texts: list[Any] | None = None
+    labels: list[int] | list[str] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataRef:
-        if (self.dataset is None) == (self.inputs is None):
-            raise ValueError("give either 'dataset' (an id) or inline 'inputs', not both and not neither")
+        given = [name for name in ("dataset", "inputs", "texts") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give either 'dataset' (an id), inline 'inputs' or inline 'texts': exactly one"
+                             f" (got {', '.join(given) or 'none'})")
         if self.dataset is not None and self.labels is not None:
-            raise ValueError("'labels' go with inline 'inputs'; a dataset carries its own")
+            raise ValueError("'labels' go with inline 'inputs' or 'texts'; a dataset carries its own")
         return self
 
 
 class DatasetOut(BaseModel):
+    """A stored dataset. `input_shape` is the shape of one row of an array dataset, and [] for text
+    and image datasets, whose items (a string, an image file) have no fixed shape. `classes` are the
+    class names when labels were given as names (label i is classes[i]), else None."""
+
     id: str
+    kind: DatasetKind = "array"
     n: int
     input_shape: list[int]
     has_labels: bool
     max_label: int | None
+    classes: list[str] | None = None
     sha256: str
     bytes: int
     format: str

@@ -1,8 +1,12 @@
 """Datasets as stored things: upload, look up, and resolve the data a request refers to.
 
 A dataset's id is derived from the sha256 of its bytes, so the same bytes always give the same
-dataset (uploading twice stores once). Data-taking requests are handled in two steps, `prepare_data`
-(check, write nothing) then `save_data`, so that a request refused for any reason writes nothing.
+dataset (uploading twice stores once). A dataset is of one `kind`: `array` (rows of floats), `text`
+or `image` (raw items a model's own front end turns into tensors); app/datasets/reader.py reads any
+of them back in bounded chunks, `load_arrays` reads an array dataset whole.
+
+Data-taking requests are handled in two steps, `prepare_data` (check, write nothing) then
+`save_data`, so that a request refused for any reason writes nothing.
 """
 
 from __future__ import annotations
@@ -17,17 +21,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.datasets.parsing import Arrays, parse_inline, parse_upload
+from app.datasets.images import Images
+from app.datasets.parsing import Arrays, Parsed, parse_inline, parse_upload
 from app.datasets.schemas import DataRef
+from app.datasets.text import Texts, encode_texts, parse_inline_texts
 from app.db.tables import Dataset
 from app.errors import Invalid, NotFound, TooLarge
+from app.limits import UnpackLimits
 from app.mas.tensors_io import tensors_from_bytes, tensors_to_bytes
 from app.store import BlobStore
 
 _ID_LENGTH = 24  # hex digits of the sha256: 96 bits, collision-free for any realistic number of uploads
 
 
-def upload_dataset(session: Session, store: BlobStore, data: bytes, filename: str | None, max_bytes: int) -> Dataset:
+def upload_dataset(session: Session, store: BlobStore, data: bytes, filename: str | None, max_bytes: int,
+                   limits: UnpackLimits | None = None) -> Dataset:
     if len(data) > max_bytes:
         raise TooLarge(f"the file has {len(data)} bytes, more than the limit of {max_bytes}")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -35,8 +43,8 @@ def upload_dataset(session: Session, store: BlobStore, data: bytes, filename: st
     if existing is not None:
         return existing
     session.rollback()  # parsing a large file can take a while: hold no database lock meanwhile
-    arrays, file_format = parse_upload(data, filename)
-    return _insert(session, store, arrays, sha256=sha256, file_format=file_format, size=len(data))
+    parsed, file_format = parse_upload(data, filename, limits)
+    return _insert(session, store, parsed, _encode(parsed), sha256=sha256, file_format=file_format, size=len(data))
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
@@ -52,40 +60,64 @@ def list_datasets(session: Session) -> list[Dataset]:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Data a request refers to, checked but not yet stored: an existing dataset, or inline arrays."""
+    """Data a request refers to, checked but not yet stored: an existing dataset, inline arrays or texts."""
 
     purpose: str
     dataset: Dataset | None = None
     arrays: Arrays | None = None
+    texts: Texts | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.dataset is not None:
+            return self.dataset.kind
+        return "array" if self.arrays is not None else "text"
 
     @property
     def input_shape(self) -> list[int]:
-        return list(self.dataset.input_shape) if self.dataset is not None else list(self.arrays.x.shape[1:])
+        if self.dataset is not None:
+            return list(self.dataset.input_shape)
+        return list(self.arrays.x.shape[1:]) if self.arrays is not None else []
 
     @property
     def n(self) -> int:
-        return self.dataset.n if self.dataset is not None else int(self.arrays.x.shape[0])
+        return self.dataset.n if self.dataset is not None else _inline(self).n
 
     @property
     def max_label(self) -> int | None:
-        return self.dataset.max_label if self.dataset is not None else self.arrays.max_label
+        return self.dataset.max_label if self.dataset is not None else _inline(self).max_label
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.dataset.classes if self.dataset is not None else _inline(self).classes
 
 
-def prepare_data(session: Session, ref: DataRef, purpose: str) -> PreparedData:
+def _inline(prepared: PreparedData) -> Arrays | Texts:
+    return prepared.arrays if prepared.arrays is not None else prepared.texts
+
+
+def prepare_data(session: Session, ref: DataRef, purpose: str, limits: UnpackLimits | None = None) -> PreparedData:
     if ref.dataset is not None:
         dataset = session.get(Dataset, ref.dataset)
         if dataset is None:
             raise NotFound(f"{purpose}: no dataset {ref.dataset!r}")
         return PreparedData(purpose, dataset=dataset)
     try:
+        if ref.texts is not None:
+            return PreparedData(purpose, texts=parse_inline_texts(ref.texts, ref.labels, limits or UnpackLimits()))
         return PreparedData(purpose, arrays=parse_inline(ref.inputs or [], ref.labels))
-    except Invalid as error:
-        raise Invalid(f"{purpose}: {error.detail}") from error
+    except (Invalid, TooLarge) as error:
+        raise type(error)(f"{purpose}: {error.detail}") from error
 
 
-def check_fits(prepared: PreparedData, input_shape: list[int], *, labels: bool, num_classes: int | None = None) -> None:
-    """422 unless the data fits the model's input shape and, where needed, the task's classes."""
-    check_input_shape(prepared.input_shape, input_shape, prepared.purpose)
+def check_fits(prepared: PreparedData, input_shape: list[int], *, labels: bool, num_classes: int | None = None,
+               kind: str = "array") -> None:
+    """422 unless the data is of the `kind` the model takes and fits its input shape (arrays) and, where
+    needed, the task's classes."""
+    if prepared.kind != kind:
+        raise Invalid(f"{prepared.purpose}: this is {prepared.kind} data, and the model takes {kind} data")
+    if kind == "array":
+        check_input_shape(prepared.input_shape, input_shape, prepared.purpose)
     if not labels:
         return
     if prepared.max_label is None:
@@ -112,34 +144,48 @@ def fit_inputs(x: np.ndarray, input_shape: list[int], purpose: str) -> np.ndarra
 
 
 def save_data(session: Session, store: BlobStore, prepared: PreparedData) -> str:
-    """The dataset id of prepared data, storing inline arrays (deduplicated by content) if needed."""
+    """The dataset id of prepared data, storing inline data (deduplicated by content) if needed."""
     if prepared.dataset is not None:
         return prepared.dataset.id
-    encoded = _encode(prepared.arrays)
+    parsed = _inline(prepared)
+    encoded = _encode(parsed)
     sha256 = hashlib.sha256(encoded).hexdigest()
     existing = session.scalar(select(Dataset).where(Dataset.sha256 == sha256))
     if existing is not None:
         return existing.id
-    return _insert(session, store, prepared.arrays, sha256=sha256, file_format="inline", size=len(encoded)).id
+    return _insert(session, store, parsed, encoded, sha256=sha256, file_format="inline", size=len(encoded)).id
 
 
 def load_arrays(store: BlobStore, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if dataset.kind != "array":
+        # Requests are checked against the model's kind at submission (check_fits): reaching here is a bug.
+        raise ValueError(f"dataset {dataset.id} holds {dataset.kind} data, not arrays; read it with open_dataset")
     tensors = tensors_from_bytes(store.get(dataset.blob))
     return tensors["x"], tensors.get("y")
 
 
-def _encode(arrays: Arrays) -> bytes:
-    tensors = {"x": torch.from_numpy(arrays.x)}
-    if arrays.y is not None:
-        tensors["y"] = torch.from_numpy(arrays.y)
+def _encode(parsed: Parsed) -> bytes:
+    """The blob of parsed data: safetensors for arrays, JSON lines for texts, the re-packed zip for images."""
+    if isinstance(parsed, Texts):
+        return encode_texts(parsed)
+    if isinstance(parsed, Images):
+        return parsed.blob
+    tensors = {"x": torch.from_numpy(parsed.x)}
+    if parsed.y is not None:
+        tensors["y"] = torch.from_numpy(parsed.y)
     return tensors_to_bytes(tensors)
 
 
-def _insert(session: Session, store: BlobStore, arrays: Arrays, *, sha256: str, file_format: str, size: int) -> Dataset:
+def _insert(session: Session, store: BlobStore, parsed: Parsed, encoded: bytes, *, sha256: str, file_format: str,
+            size: int) -> Dataset:
+    if isinstance(parsed, Arrays):
+        kind, n, input_shape = "array", int(parsed.x.shape[0]), list(parsed.x.shape[1:])
+    else:
+        kind, n, input_shape = ("text" if isinstance(parsed, Texts) else "image"), parsed.n, []
     dataset = Dataset(
-        id=sha256[:_ID_LENGTH], sha256=sha256, blob=store.put(_encode(arrays)), format=file_format,
-        n=int(arrays.x.shape[0]), input_shape=list(arrays.x.shape[1:]), has_labels=arrays.y is not None,
-        max_label=arrays.max_label, bytes=size,
+        id=sha256[:_ID_LENGTH], sha256=sha256, blob=store.put(encoded), format=file_format, kind=kind,
+        n=n, input_shape=input_shape, has_labels=parsed.y is not None, max_label=parsed.max_label,
+        classes=parsed.classes, bytes=size,
     )
     try:
         with session.begin_nested():

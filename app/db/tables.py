@@ -94,12 +94,19 @@ class Dataset(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the bytes as uploaded
-    blob: Mapped[str] = mapped_column(String(64))  # the parsed arrays (x float32, y int64) as safetensors
-    format: Mapped[str] = mapped_column(String(8))  # npz | csv | inline
+    # The parsed data, in one blob (the blob collector keeps exactly the blob a row names): arrays as
+    # safetensors (x float32, y int64), texts as JSON lines, images as a re-packed zip with its index
+    # (app/datasets/text.py, images.py; app/datasets/reader.py reads all three).
+    blob: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(8))  # npz | csv | inline | jsonl | zip | tar | tar.gz
+    # array | text | image
+    kind: Mapped[str] = mapped_column(String(8), default="array", server_default="array")
     n: Mapped[int]
-    input_shape: Mapped[list[Any]]
+    input_shape: Mapped[list[Any]]  # [] for text and image datasets, whose items have no fixed shape
     has_labels: Mapped[bool]
     max_label: Mapped[int | None]
+    # Class names, when labels were given as names: label i is classes[i]. None for integer labels.
+    classes: Mapped[list[Any] | None]
     bytes: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

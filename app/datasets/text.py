@@ -1,0 +1,153 @@
+"""Text datasets: `.jsonl` records or a `.csv` with a `text` column, or inline `texts`, checked and stored.
+
+Every record is checked at the door, once: a string `text` no longer than LIFELONG_MAX_TEXT_CHARS,
+and either every record labelled or none (a label is an integer or a class name, see labels.py).
+Other fields and columns are ignored, so an export with ids or metadata uploads as it is.
+
+The stored form (`encode_texts`) is JSON lines, which a worker reads line by line with bounded
+memory: a first line `{"format": "lifelong-texts/1", "n": …, "labels": [...] | null}` (the labels
+are small next to the texts, and a reader wants them all up front), then one JSON string per text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from app.datasets.labels import encode_labels, labels_from_cells
+from app.errors import Invalid, TooLarge
+from app.limits import UnpackLimits
+
+TEXTS_FORMAT = "lifelong-texts/1"
+
+
+@dataclass(frozen=True)
+class Texts:
+    texts: list[str]
+    y: np.ndarray | None  # int64 [n]
+    classes: list[str] | None
+
+    @property
+    def n(self) -> int:
+        return len(self.texts)
+
+    @property
+    def max_label(self) -> int | None:
+        return int(self.y.max()) if self.y is not None else None
+
+
+def parse_jsonl(data: bytes, limits: UnpackLimits) -> Texts:
+    """One JSON object per line with a string `text` and an optional `label`; blank lines are skipped."""
+    lines = _decode(data, ".jsonl").splitlines()
+    texts: list[str] = []
+    labels: list[Any] = []
+    labelled: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise Invalid(f"jsonl line {number} is not JSON: {error}") from error
+        if not isinstance(record, dict):
+            raise Invalid(f"jsonl line {number} is not an object with a 'text' field")
+        texts.append(_checked_text(record.get("text", _MISSING), f"jsonl line {number}", limits))
+        if record.get("label") is not None:
+            labels.append(record["label"])
+            labelled.append(number)
+    return _texts(texts, labels, source="jsonl", labelled_where=labelled)
+
+
+def has_text_column(data: bytes) -> bool:
+    """Whether a CSV upload's first row is a header naming a `text` column (a text, not an array, dataset)."""
+    try:
+        first = next(csv.reader(io.StringIO(data[:65536].decode("utf-8-sig", errors="ignore"), newline="")), [])
+    except csv.Error:
+        return False
+    return "text" in {cell.strip().lower() for cell in first}
+
+
+def parse_text_csv(data: bytes, limits: UnpackLimits) -> Texts:
+    """A header with a `text` column and an optional `label` column; other columns are ignored."""
+    try:
+        reader = csv.reader(io.StringIO(_decode(data, ".csv"), newline=""))
+        rows = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        raise Invalid(f"not a readable .csv file: {error}") from error
+    header = [cell.strip().lower() for cell in rows[0]]
+    text_column = header.index("text")
+    label_column = header.index("label") if "label" in header else None
+    texts, cells = [], []
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise Invalid(f"csv line {line} has {len(row)} columns, expected {len(header)}")
+        texts.append(_checked_text(row[text_column], f"csv line {line}", limits))
+        if label_column is not None:
+            if not row[label_column].strip():
+                raise Invalid(f"csv line {line} has an empty 'label': label every row, or drop the column")
+            cells.append(row[label_column])
+    if not texts:
+        raise Invalid("the text dataset is empty: the .csv file has a header but no rows")
+    labels = labels_from_cells(cells, source="csv column 'label'") if label_column is not None else None
+    return Texts(texts, labels.y if labels else None, labels.classes if labels else None)
+
+
+def parse_inline_texts(texts: Sequence[Any], labels: Sequence[Any] | None, limits: UnpackLimits) -> Texts:
+    checked = [_checked_text(text, f"texts[{i}]", limits) for i, text in enumerate(texts)]
+    if labels is not None and len(labels) != len(checked):
+        raise Invalid(f"labels must be one per text: {len(checked)} texts, {len(labels)} labels")
+    return _texts(checked, list(labels or []), source="texts", labelled_where=list(range(len(labels or []))))
+
+
+def encode_texts(texts: Texts) -> bytes:
+    labels = texts.y.tolist() if texts.y is not None else None
+    lines = [json.dumps({"format": TEXTS_FORMAT, "n": texts.n, "labels": labels})]
+    lines += [json.dumps(text, ensure_ascii=False) for text in texts.texts]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def read_texts_header(lines: Iterator[bytes]) -> dict[str, Any]:
+    """The first line of a stored text blob; the caller reads one text per line after it."""
+    header = json.loads(next(lines))
+    if header.get("format") != TEXTS_FORMAT:
+        raise ValueError(f"not a stored text dataset (format {header.get('format')!r})")
+    return header
+
+
+_MISSING = object()
+
+
+def _checked_text(text: Any, where: str, limits: UnpackLimits) -> str:
+    if text is _MISSING:
+        raise Invalid(f"{where} has no 'text' field")
+    if not isinstance(text, str):
+        raise Invalid(f"{where}: 'text' must be a string, got {type(text).__name__}")
+    if len(text) > limits.max_text_chars:
+        raise TooLarge(f"{where}: the text has {len(text)} characters, more than the limit of"
+                       f" {limits.max_text_chars} (LIFELONG_MAX_TEXT_CHARS)")
+    return text
+
+
+def _texts(texts: list[str], labels: list[Any], *, source: str, labelled_where: list[int]) -> Texts:
+    if not texts:
+        raise Invalid(f"the text dataset is empty: {source} holds no texts")
+    if not labels:
+        return Texts(texts, None, None)
+    if len(labels) != len(texts):
+        raise Invalid(f"{source}: {len(labels)} of {len(texts)} records have a 'label' (first at"
+                      f" {labelled_where[0]}): label every record, or none")
+    encoded = encode_labels(labels, source=f"{source} labels")
+    return Texts(texts, encoded.y, encoded.classes)
+
+
+def _decode(data: bytes, suffix: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise Invalid(f"a {suffix} upload must be UTF-8 text: {error}") from error
