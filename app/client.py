@@ -13,7 +13,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -170,6 +170,7 @@ class Prediction:
     task: str
     predictions: np.ndarray  # int64 class per row
     probabilities: np.ndarray | None  # float32 [n, classes] when asked for
+    labels: list[str] | None = None  # class names, for tasks learned from named labels
 
 
 # Wherever a request takes data: a dataset id, a dataset returned by `upload_dataset`, a .npz/.csv
@@ -177,6 +178,16 @@ class Prediction:
 Data = str | os.PathLike | DatasetInfo | np.ndarray | tuple[np.ndarray, np.ndarray | None]
 QueueName = Literal["cpu", "gpu"]
 Progress = bool | Callable[["Job"], None]
+
+
+def _image_file(item: str | os.PathLike | bytes) -> tuple[str, bytes, str]:
+    """(name, bytes, content type) of one image for a multipart upload."""
+    if isinstance(item, bytes):
+        kind = "image/png" if item.startswith(b"\x89PNG") else "image/jpeg"
+        return ("image.png" if kind == "image/png" else "image.jpg", item, kind)
+    path = Path(item)
+    kind = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return (path.name, path.read_bytes(), kind)
 
 
 # --- jobs ------------------------------------------------------------------------------------------
@@ -351,7 +362,8 @@ class Client:
     # -- datasets --
 
     def upload_dataset(self, source: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None) -> DatasetInfo:
-        """Upload a .npz/.csv file, or arrays (sent as .npz with `x` and `y`). Same bytes, same dataset."""
+        """Upload a file (.npz/.csv arrays, .jsonl/.csv texts, .zip/.tar images), or arrays (sent as .npz
+        with `x` and `y`). Same bytes, same dataset."""
         if isinstance(source, np.ndarray):
             arrays = {"x": source} if labels is None else {"x": source, "y": np.asarray(labels)}
             buffer = io.BytesIO()
@@ -388,7 +400,7 @@ class Client:
                  optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
                  momentum: float | None = None, seed: int | None = None,
                  importance: Mapping[str, str] | None = None, queue: QueueName | None = None,
-                 **extra: Any) -> Job:
+                 trainable: str | Mapping[str, int] | None = None, **extra: Any) -> Job:
         """Start learning `task` (202): returns the queued job; `.wait()` on it."""
         body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
         if eval is not None:
@@ -396,7 +408,7 @@ class Client:
         options = {"num_classes": num_classes, "base_version": base_version, "method": method, "lambda": lambda_,
                    "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                    "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None,
-                   "queue": queue}
+                   "queue": queue, "trainable": dict(trainable) if isinstance(trainable, Mapping) else trainable}
         body.update({k: v for k, v in options.items() if v is not None}, **extra)
         return Job(self, self._json("POST", f"/v1/models/{model}/tasks", json=body))
 
@@ -412,20 +424,30 @@ class Client:
 
     # -- predictions --
 
-    def predict(self, model: str, inputs: np.ndarray, *, task: str, version: int | None = None,
-                probabilities: bool = False) -> Prediction:
-        """Classes (and probabilities) for `inputs` [n, *input_shape], sent as a raw float32 .npy body."""
-        buffer = io.BytesIO()
-        np.save(buffer, np.ascontiguousarray(inputs, dtype=np.float32), allow_pickle=False)
+    def predict(self, model: str, inputs: np.ndarray | Sequence[str] | Sequence[str | os.PathLike | bytes], *,
+                task: str, version: int | None = None, probabilities: bool = False) -> Prediction:
+        """Classes (and probabilities, and class names where the task has them) for `inputs`: an array
+        [n, *input_shape] (sent as a raw float32 .npy body), texts (a list of str, for text models), or
+        image files (paths or bytes, for image models; sent as multipart `files`)."""
         params: dict[str, Any] = {"task": task, "probabilities": str(probabilities).lower()}
         if version is not None:
             params["version"] = version
-        answer = self._json("POST", f"/v1/models/{model}/predict", params=params, content=buffer.getvalue(),
-                            headers={"Content-Type": NPY})
+        path = f"/v1/models/{model}/predict"
+        if isinstance(inputs, np.ndarray):
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(inputs, dtype=np.float32), allow_pickle=False)
+            answer = self._json("POST", path, params=params, content=buffer.getvalue(), headers={"Content-Type": NPY})
+        elif all(isinstance(item, str) and not os.path.isfile(item) for item in inputs):
+            body = {"task": task, "texts": list(inputs), "probabilities": probabilities}
+            answer = self._json("POST", path, json=body if version is None else {**body, "version": version})
+        else:
+            files = [("files", _image_file(item)) for item in inputs]
+            answer = self._json("POST", path, params=params, files=files)
         probs = answer.get("probabilities")
         return Prediction(model=answer["model"], version=answer["version"], task=answer["task"],
                           predictions=np.asarray(answer["predictions"], dtype=np.int64),
-                          probabilities=None if probs is None else np.asarray(probs, dtype=np.float32))
+                          probabilities=None if probs is None else np.asarray(probs, dtype=np.float32),
+                          labels=answer.get("labels"))
 
     # -- jobs --
 

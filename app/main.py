@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from app.architectures.routes import router as architectures_router
 from app.auth.routes import router as keys_router
 from app.dashboard import router as dashboard_router
 from app.datasets.routes import router as datasets_router
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"stored data is missing: {error}"}, status_code=500)
 
     for router in (health_router, models_router, datasets_router, learning_router, jobs_router,
-                   versions_router, predictions_router, keys_router):
+                   versions_router, predictions_router, keys_router, architectures_router):
         app.include_router(router)
     install_metrics(app)
     app.include_router(dashboard_router)

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Device a worker trains on: "auto" is cuda when torch sees a GPU, else cpu.
     worker_device: str = "auto"
 
+    # Local directories a model's architecture may name as `path` (another BERT-style encoder for
+    # text-encoder); anything else is refused, so a client cannot make the server read where it likes.
+    model_dirs: list[Path] = Field(default_factory=list)
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

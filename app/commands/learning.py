@@ -91,15 +91,21 @@ def predict(
     ctx: typer.Context,
     model: str,
     task: Annotated[str, typer.Option(help="which task's head answers")],
-    inputs: Annotated[Path, typer.Option(exists=True, dir_okay=False, help=".npy, or .npz with x")],
+    inputs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=".npy, or .npz with x")] = None,
+    text: Annotated[list[str] | None, typer.Option(help="a text to classify (text models); repeat for more")] = None,
+    image: Annotated[list[Path] | None, typer.Option(exists=True, dir_okay=False,
+                                                     help="a PNG/JPEG file (image models); repeat for more")] = None,
     version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="also the class probabilities")] = False,
     output: Annotated[Path | None, typer.Option(help="write the predicted classes here as .npy")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict classes for the rows of --inputs (sent as a raw .npy body)."""
-    answer = client_of(ctx).predict(model, _load_inputs(inputs), task=task, version=version,
-                                    probabilities=probabilities)
+    """Predict classes for the rows of --inputs (sent as a raw .npy body), for --text strings or --image files."""
+    given = [option for option in (inputs, text, image) if option]
+    if len(given) != 1:
+        fail("give exactly one of --inputs FILE, --text TEXT (repeatable) or --image FILE (repeatable)", ExitCode.USAGE)
+    raw = _load_inputs(inputs) if inputs is not None else list(text) if text else [str(p) for p in image or []]
+    answer = client_of(ctx).predict(model, raw, task=task, version=version, probabilities=probabilities)
     if output is not None:
         np.save(output, answer.predictions)
     if as_json:
@@ -107,12 +113,15 @@ def predict(
                   "predictions": answer.predictions.tolist()}
         if answer.probabilities is not None:
             result["probabilities"] = answer.probabilities.tolist()
+        if answer.labels is not None:
+            result["labels"] = answer.labels
         return print_json(result)
     typer.echo(f"# {answer.model} version {answer.version}, task {answer.task}: {len(answer.predictions)} rows",
                err=True)
-    rows = answer.predictions.tolist() if answer.probabilities is None else [
-        f"{c}\t{' '.join(f'{p:.4f}' for p in probs)}" for c, probs in zip(answer.predictions, answer.probabilities,
-                                                                             strict=True)]
+    named = answer.predictions.tolist() if answer.labels is None else [
+        f"{c}\t{label}" for c, label in zip(answer.predictions.tolist(), answer.labels, strict=True)]
+    rows = named if answer.probabilities is None else [
+        f"{c}\t{' '.join(f'{p:.4f}' for p in probs)}" for c, probs in zip(named, answer.probabilities, strict=True)]
     typer.echo("\n".join(str(row) for row in rows))
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
@@ -24,8 +24,10 @@ def create(
     name: str,
     input_shape: Annotated[str, typer.Option(help="comma-separated, e.g. 64 (mlp) or 1,28,28 (cnn)")] = "64",
     hidden: Annotated[str, typer.Option(help="hidden layer widths, comma-separated")] = "256,256",
-    kind: Annotated[Literal["mlp", "cnn"], typer.Option(help="mlp or cnn")] = "mlp",
+    kind: Annotated[str, typer.Option(help="mlp, cnn, text-encoder, image-backbone, or a plugin's kind")] = "mlp",
     channels: Annotated[str | None, typer.Option(help="cnn channels, comma-separated")] = None,
+    trainable: Annotated[str | None, typer.Option(
+        help="all, none (heads only) or last:N blocks [default: the architecture's]")] = None,
     architecture: Annotated[str | None, typer.Option(help="the whole architecture as JSON (overrides all)")] = None,
     seed: int = 0,
     queue: Annotated[QueueName | None, typer.Option(help="where its jobs go [default: the server's]")] = None,
@@ -35,11 +37,25 @@ def create(
     if architecture is not None:
         spec: dict[str, Any] = json.loads(architecture)
     else:
-        spec = {"kind": kind, "input_shape": _ints(input_shape), "hidden": _ints(hidden)}
+        spec = {"kind": kind}
+        if kind in ("mlp", "cnn"):
+            spec |= {"input_shape": _ints(input_shape), "hidden": _ints(hidden)}
         if channels is not None:
             spec["channels"] = _ints(channels)
+        if trainable is not None:
+            spec["trainable"] = parse_trainable(trainable)
     model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue)
     print_json(model) if as_json else typer.echo(f"created model {model['name']} (head: version {model['head']})")
+
+
+def parse_trainable(text: str) -> str | dict[str, int]:
+    """`all`, `none` or `last:N` as the API's `trainable`."""
+    if text in ("all", "none"):
+        return text
+    prefix, _, count = text.partition(":")
+    if prefix != "last" or not count.isdigit():
+        raise typer.BadParameter("trainable is all, none or last:N (e.g. last:2)", param_hint="--trainable")
+    return {"last": int(count)}
 
 
 @models.command("list")

@@ -65,6 +65,8 @@ class Version(Base):
     task: Mapped[str | None] = mapped_column(String(64))
     job_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     theta_blob: Mapped[str] = mapped_column(String(64))
+    # {group: blob} of θ's parts (app/versions/theta.py); NULL: theta_blob is one file with all of θ.
+    theta_parts: Mapped[dict[str, Any] | None]
     omega_frozen_blob: Mapped[str] = mapped_column(String(64))
     omega_open_blob: Mapped[str] = mapped_column(String(64))
     n_open: Mapped[int]

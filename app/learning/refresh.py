@@ -8,21 +8,21 @@ The new version shares θ with its base: same blob, same accuracy, same tasks.
 
 from __future__ import annotations
 
-from app.datasets.service import load_arrays
 from app.db.tables import Dataset, Job, Model
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
-from app.learning.spec import JobSpec, shaped
+from app.learning.data import load_inputs
+from app.learning.spec import JobSpec
 from app.learning.watch import JobWatch
 from app.mas.devices import to_cpu
 from app.mas.importance import ImportanceSum, estimate_importance
-from app.mas.networks import load_network
+from app.mas.networks import network_state
 from app.mas.training import TrainingCancelled
+from app.models.networks import version_network
 from app.versions.service import (
     get_version,
     importance_stats,
     load_importance,
-    load_theta,
     record_version,
     store_tensors,
 )
@@ -36,10 +36,11 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
         dataset = session.get(Dataset, request["dataset"])
-    theta, state = load_theta(ctx.store, base), load_importance(ctx.store, base)
-    inputs, _ = load_arrays(ctx.store, dataset)  # labels, if any, play no part in Ω
-    inputs = shaped(inputs, model.architecture["input_shape"]).to(ctx.device)
-    net = load_network(model.architecture, theta).to(ctx.device)
+    state = load_importance(ctx.store, base)
+    net = version_network(ctx.store, model.architecture, base).to(ctx.device)
+    theta = network_state(net)
+    inputs, _ = load_inputs(ctx.store, model.architecture, dataset, net.input_spec)  # labels play no part in Ω
+    inputs = inputs.to(ctx.device)
 
     n = inputs.shape[0]
     for start in range(0, n, CHUNK_ROWS):
@@ -61,7 +62,8 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             raise TrainingCancelled("cancelled before the version was written")
         version = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
-            task=job.task, theta_blob=base.theta_blob, omega_frozen_blob=frozen_blob, omega_open_blob=open_blob,
+            task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts,
+            omega_frozen_blob=frozen_blob, omega_open_blob=open_blob,
             n_open=state.n_open, tasks=list(base.tasks), accuracy=dict(base.accuracy),
             importance=importance_stats(theta, state.total()),
         )

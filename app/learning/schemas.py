@@ -36,6 +36,15 @@ class ImportanceOptions(BaseModel):
         return self
 
 
+class LastBlocks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    last: int = Field(ge=0, le=1000, description="train the last N blocks of the trunk")
+
+
+Trainable = Literal["all", "none"] | LastBlocks
+
+
 class TaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -55,6 +64,8 @@ class TaskRequest(BaseModel):
     seed: int | None = Field(None, ge=0, lt=2**63)
     importance: ImportanceOptions = ImportanceOptions()
     queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")
+    trainable: Trainable | None = Field(
+        None, description="'all', 'none' (heads only) or {'last': N} blocks; default the model's own setting")
 
     @field_validator("method")
     @classmethod

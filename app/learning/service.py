@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from app.datasets.service import check_fits, prepare_data, save_data
+from app.architectures import registry
+from app.datasets.schemas import DataRef
+from app.datasets.service import PreparedData, check_fits, prepare_data, save_data
 from app.db.tables import Job, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
 from app.learning.schemas import ImportanceRequest, TaskRequest
-from app.limits import check_active_jobs, check_inline_rows, check_job_samples
+from app.limits import UnpackLimits, check_active_jobs, check_inline_rows, check_job_samples
 from app.models.service import get_model
 from app.settings import Settings, get_settings
 from app.store import BlobStore
@@ -30,21 +32,31 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
     base = get_version(session, model, model.head if request.base_version is None else request.base_version)
     if request.task in _task_names(base):
         raise Conflict(f"version {base.number} of model {model.name!r} already has a task {request.task!r}")
-    input_shape = model.architecture["input_shape"]
-    check_inline_rows(request.train.inputs, settings.max_inline_rows, "train")
-    check_inline_rows(request.eval.inputs if request.eval else None, settings.max_inline_rows, "eval")
-    train = prepare_data(session, request.train, "train")
+    check_inline_rows(_inline_rows(request.train), settings.max_inline_rows, "train")
+    check_inline_rows(_inline_rows(request.eval) if request.eval else None, settings.max_inline_rows, "eval")
+    limits = UnpackLimits.of(settings)
+    train = prepare_data(session, request.train, "train", limits)
     check_job_samples(request.epochs, train.n, settings.max_job_samples)
-    check_fits(train, input_shape, labels=True, num_classes=request.num_classes)
-    evaluation = prepare_data(session, request.eval, "eval") if request.eval is not None else None
-    if evaluation is not None:
-        check_fits(evaluation, input_shape, labels=True, num_classes=request.num_classes)
-    num_classes = request.num_classes or max(
-        2, 1 + max(train.max_label or 0, (evaluation.max_label or 0) if evaluation is not None else 0)
-    )
+    evaluation = prepare_data(session, request.eval, "eval", limits) if request.eval is not None else None
+    classes = train.classes
+    for data in (train, evaluation):
+        if data is not None:
+            check_model_takes(model.architecture, data, labels=True, num_classes=request.num_classes, classes=classes)
+    if classes:
+        num_classes = len(classes)
+        if request.num_classes is not None and request.num_classes != num_classes:
+            raise Invalid(f"num_classes is {request.num_classes}, but the train labels name {num_classes} classes")
+    else:
+        num_classes = request.num_classes or max(
+            2, 1 + max(train.max_label or 0, (evaluation.max_label or 0) if evaluation is not None else 0)
+        )
+    if num_classes < 2:
+        raise Invalid(f"train: a task needs at least 2 classes, the labels name only {classes}")
+    check_trainable(model.architecture, request.trainable)
     normalised = request.model_dump(by_alias=True, exclude={"train", "eval", "base_version", "queue"})
     normalised |= {
         "num_classes": num_classes,
+        "classes": classes,
         "seed": model.seed if request.seed is None else request.seed,
         "train_dataset": save_data(session, store, train),
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
@@ -58,7 +70,7 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     settings = settings or get_settings()
     model = get_model(session, model_name)
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
-    check_inline_rows(request.data.inputs, settings.max_inline_rows, "data")
+    check_inline_rows(_inline_rows(request.data), settings.max_inline_rows, "data")
     base = get_version(session, model, model.head if request.base_version is None else request.base_version)
     names = _task_names(base)
     if not names:
@@ -66,12 +78,42 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     task = request.task or names[-1]
     if task not in names:
         raise NotFound(f"version {base.number} of model {model.name!r} has no task {task!r} (it has {names})")
-    data = prepare_data(session, request.data, "data")
-    check_fits(data, model.architecture["input_shape"], labels=False)
+    data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
+    check_model_takes(model.architecture, data, labels=False)
     normalised = request.model_dump(exclude={"data", "base_version", "task", "queue"})
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
+
+
+def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, num_classes: int | None = None,
+                      classes: list[str] | None = None) -> None:
+    """422 unless the data is of the kind the model takes (arrays of its shape, texts, images) and, where
+    labels are needed, they fit the task: in range, or class names the task knows."""
+    check_fits(data, architecture.get("input_shape", []), labels=labels, num_classes=None if classes else num_classes,
+               kind=registry.get_architecture(architecture["kind"]).input_kind)
+    if not labels or (classes is None and data.classes is None):
+        return
+    if classes is None or data.classes is None:
+        raise Invalid(f"{data.purpose}: the train and eval labels must both be class names or both integers")
+    unknown = sorted(set(data.classes) - set(classes))
+    if unknown:
+        raise Invalid(f"{data.purpose}: classes {unknown[:10]} are not among the train data's classes {classes[:10]}")
+
+
+def check_trainable(architecture: dict, trainable: object) -> None:
+    """422 for a `trainable` the architecture cannot honour (more blocks than it has)."""
+    if trainable is None:
+        return
+    spec = trainable.model_dump() if hasattr(trainable, "model_dump") else trainable
+    try:
+        registry.validate_architecture({**architecture, "trainable": spec})
+    except ValueError as error:
+        raise Invalid(f"trainable: {error}") from error
+
+
+def _inline_rows(ref: DataRef) -> list | None:
+    return ref.inputs if ref.inputs is not None else ref.texts
 
 
 def _task_names(version: Version) -> list[str]:

@@ -14,24 +14,24 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from torch import Tensor
 
-from app.datasets.service import load_arrays
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
-from app.learning.spec import JobSpec, shaped
+from app.learning.data import load_inputs, task_labels
+from app.learning.spec import JobSpec
 from app.learning.watch import JobWatch
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
-from app.mas.networks import MultiHeadNet, load_network, network_state
-from app.mas.training import TrainConfig, TrainingCancelled, train_task
+from app.mas.networks import MultiHeadNet, network_state
+from app.mas.training import TrainConfig, TrainingCancelled, precision_for, train_task
+from app.models.networks import save_network, version_network
 from app.versions.service import (
     get_version,
     importance_stats,
     lineage,
     load_importance,
-    load_theta,
     record_version,
     store_tensors,
 )
@@ -45,17 +45,19 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         train_set = session.get(Dataset, request["train_dataset"])
         eval_sets = _known_eval_sets(session, model, base)
         if request["eval_dataset"] is not None:
-            eval_sets[job.task] = session.get(Dataset, request["eval_dataset"])
-    input_shape = model.architecture["input_shape"]
-    theta, state = load_theta(ctx.store, base), load_importance(ctx.store, base)
-    x, y = load_arrays(ctx.store, train_set)
-    x, y = shaped(x, input_shape).to(ctx.device), y.to(ctx.device)
+            eval_sets[job.task] = (session.get(Dataset, request["eval_dataset"]), request.get("classes"))
+    architecture, classes = model.architecture, request.get("classes")
+    state = load_importance(ctx.store, base)
+    net = version_network(ctx.store, architecture, base, request.get("trainable")).to(ctx.device)
+    theta = network_state(net)
+    x, y = load_inputs(ctx.store, architecture, train_set, net.input_spec)
+    x, y = x.to(ctx.device), task_labels(y, train_set, classes).to(ctx.device)
 
-    net = load_network(model.architecture, theta).to(ctx.device)
     method = make_method(request["method"], lam=request["lambda"], theta_star=to_device(theta, ctx.device),
                          omega=to_device(state.total(), ctx.device), form=request["penalty"])
     config = TrainConfig(epochs=request["epochs"], batch_size=request["batch_size"], optimizer=request["optimizer"],
-                         lr=request["lr"], momentum=request["momentum"], seed=request["seed"])
+                         lr=request["lr"], momentum=request["momentum"], seed=request["seed"],
+                         precision=precision_for(ctx.device))
     train_task(net, job.task, request["num_classes"], x, y, method, config,
                progress=watch.progress, should_stop=watch.should_stop)
 
@@ -66,13 +68,15 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             raise TrainingCancelled("stopped before measuring importance")
         state = state.accumulate(_measure_importance(method, net, job.task, x, y, options))
     scores = {}
-    for task, dataset in eval_sets.items():
-        inputs, labels = load_arrays(ctx.store, dataset)
-        scores[task] = accuracy(net, task, shaped(inputs, input_shape).to(ctx.device), labels.to(ctx.device))
+    for task, (dataset, task_classes) in eval_sets.items():
+        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
+        labels = task_labels(labels, dataset, task_classes)
+        scores[task] = accuracy(net, task, inputs.to(ctx.device), labels.to(ctx.device))
 
     new_theta = to_cpu(network_state(net))
+    stored = save_network(ctx.store, architecture, net, base)
     blobs = {
-        "theta_blob": store_tensors(ctx.store, new_theta),
+        "theta_blob": stored.manifest, "theta_parts": stored.parts,
         "omega_frozen_blob": store_tensors(ctx.store, state.frozen_tensors()),
         "omega_open_blob": store_tensors(ctx.store, state.open_tensors()),
     }
@@ -81,7 +85,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             raise TrainingCancelled("cancelled before the version was written")
         version = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
-            n_open=state.n_open, tasks=[*base.tasks, {"name": job.task, "num_classes": request["num_classes"]}],
+            n_open=state.n_open, tasks=[*base.tasks, _task_entry(job.task, request)],
             accuracy=scores, importance=importance_stats(new_theta, state.total()), **blobs,
         )
         if session.scalar(select(Task.id).where(Task.version_id == version.id)) is None:
@@ -100,8 +104,19 @@ def _measure_importance(method: Method, net: MultiHeadNet, task: str, x: Tensor,
     return ImportanceSum(to_cpu(measured.sums), measured.n)
 
 
-def _known_eval_sets(session: Session, model: Model, base: Version) -> dict[str, Any]:
-    """Eval datasets of the tasks learned along the base's lineage, in the order they were learned."""
+def _task_entry(task: str, request: dict[str, Any]) -> dict[str, Any]:
+    """A task as a version lists it; `classes` (class names, index order) where its labels were names."""
+    entry: dict[str, Any] = {"name": task, "num_classes": request["num_classes"]}
+    if request.get("classes"):
+        entry["classes"] = list(request["classes"])
+    return entry
+
+
+def _known_eval_sets(session: Session, model: Model, base: Version) -> dict[str, tuple[Dataset, list[str] | None]]:
+    """Eval datasets of the tasks learned along the base's lineage, in the order they were learned,
+    with each task's class names (None for integer labels)."""
     train_versions = [v.id for v in lineage(session, model, base.number) if v.kind == "train"]
     tasks = session.scalars(select(Task).where(Task.version_id.in_(train_versions)).order_by(Task.id))
-    return {t.name: session.get(Dataset, t.eval_dataset_id) for t in tasks if t.eval_dataset_id is not None}
+    classes = {t["name"]: t.get("classes") for t in base.tasks}
+    return {t.name: (session.get(Dataset, t.eval_dataset_id), classes.get(t.name))
+            for t in tasks if t.eval_dataset_id is not None}

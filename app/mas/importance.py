@@ -3,12 +3,15 @@
 Everything here returns *sums* of |g| over samples with their count (an `ImportanceSum`), so that
 accumulation across requests is an exact streaming mean (see accumulation.py).
 
-The exact per-sample estimate costs about one batched backward pass: for a linear layer the
-per-sample gradient is the outer product δ_k a_kᵀ, so Σ_k |δ_k a_kᵀ| = |Δ|ᵀ|A| (one matmul, no
-per-sample tensors). Convolutions sum over positions before |·| and do not factor: their per-sample
-gradients come from the unfolded input, one einsum per chunk. Parameters of any other layer type
-fall back to torch.func's vmap over grad, which is exact but materialises N gradient copies; that
-path is also kept callable as the reference (`estimate_importance_vmap`).
+The exact per-sample estimate costs about one batched backward pass (MAS.md §6): one forward pass
+records every layer call on a measured parameter (layer_calls.py), one backward pass of the summed
+objective gives each call's output gradient, which holds every sample's own δ_k, and the per-sample
+gradients of linear (also on sequences), convolution (also grouped and depthwise), embedding, layer
+norm and eval-mode batch norm parameters follow from each call's input and δ alone, a block of samples
+at a time (per_sample_layers.py). Parameters with no such rule (a raw parameter used in forward, a
+weight used by an operation that has none) fall back to torch.func's vmap over grad, which is exact
+but materialises N gradient copies; their names come back in `ImportanceSum.fallback` so that a job
+can log a slow layer. vmap is also kept callable as the reference (`estimate_importance_vmap`).
 
 The network is put in eval mode while measuring (dropout off, batch-norm statistics untouched) and
 only torch.autograd.grad is used, so θ, its buffers and its .grad are left exactly as they were.
@@ -25,7 +28,9 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from app.mas.layer_calls import Recording, record_calls
 from app.mas.networks import MultiHeadNet
+from app.mas.per_sample_layers import Use, parameter_sums
 
 VARIANTS = ("global", "local")
 OUTPUTS = ("l2", "vector")
@@ -34,10 +39,17 @@ REDUCTIONS = ("per_sample", "batch")
 
 @dataclass(frozen=True)
 class ImportanceSum:
-    """Σ_k |g(x_k)| for each parameter, and the number of samples k it sums over."""
+    """Σ_k |g(x_k)| for each parameter, and the number of samples k it sums over.
+
+    `fallback` names the parameters that had no per-sample rule and went through vmap over grad.
+    """
 
     sums: dict[str, Tensor]
     n: int
+    fallback: tuple[str, ...] = ()
+
+
+Measured = tuple[dict[str, Tensor], list[str]]  # one chunk's sums, and the parameters measured by vmap
 
 
 def estimate_importance(
@@ -67,20 +79,20 @@ def squared_gradient_sums(
 ) -> ImportanceSum:
     """Σ_k (∂ log p(y_k | x_k) / ∂θ)²: the diagonal of the empirical Fisher (EWC), exact per sample.
 
-    The same factorisation as |g| holds for squares: (δ aᵀ)² = δ² (a²)ᵀ, so Σ_k g_k² = (Δ²)ᵀ(A²).
+    The same per-sample layer gradients as MAS's Ω, squared instead of |·| (for one position,
+    (δ aᵀ)² = δ² (a²)ᵀ, so Σ_k g_k² = (Δ²)ᵀ(A²)).
     """
     _check_options(net, task, "global", "l2", "per_sample", chunk_size)
     labels = labels.to(torch.int64)
 
-    def measure(x: Tensor, rows: slice) -> dict[str, Tensor]:
+    def measure(x: Tensor, rows: slice) -> Measured:
         y = labels[rows]
-        objective = lambda logits: functional.cross_entropy(logits, y, reduction="sum")  # noqa: E731
-        sums = _factored_sums(net, task, x, objective, _square_sums)
-        others = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+        objective = lambda logits: [functional.cross_entropy(logits, y, reduction="sum")]  # noqa: E731
+        sums, others = _exact_sums(net, task, x, objective, "square")
         if others:
             grads = _vmap_per_sample_grads(net, task, x, others, "cross_entropy", y)
             sums.update({name: g.square().sum(0) for name, g in grads.items()})
-        return sums
+        return sums, others
 
     return _over_chunks(net, task, inputs, chunk_size, measure)
 
@@ -91,11 +103,22 @@ def estimate_importance_vmap(
     """Exact per-sample importance by vmap over grad for every parameter: slow, general, the reference."""
     _check_options(net, task, "global", output, "per_sample", chunk_size)
 
-    def measure(x: Tensor, _: slice) -> dict[str, Tensor]:
+    def measure(x: Tensor, _: slice) -> Measured:
         names = [name for name, _ in _measured_parameters(net, task)]
-        return _reduce_per_sample(_vmap_per_sample_grads(net, task, x, names, output), output)
+        return _reduce_per_sample(_vmap_per_sample_grads(net, task, x, names, output), output), []
 
     return _over_chunks(net, task, inputs, chunk_size, measure)
+
+
+def fallback_parameters(net: MultiHeadNet, task: str, inputs: Tensor | None = None) -> list[str]:
+    """The measured parameters that exact per-sample Ω sends to vmap over grad (slow), for a job's log.
+
+    Found from one forward pass on `inputs` (by default two all-zero samples of the network's input).
+    """
+    if inputs is None:
+        inputs = torch.zeros(2, *net.input_shape, dtype=net.input_spec.dtype)
+    with _eval_mode(net):
+        return _record(net, task, net.input_spec.cast(inputs)).fallback
 
 
 def _check_options(net: MultiHeadNet, task: str, variant: str, output: str, reduction: str, chunk: int) -> None:
@@ -114,18 +137,21 @@ def _measured_parameters(net: MultiHeadNet, task: str) -> list[tuple[str, nn.Par
 
 
 def _over_chunks(
-    net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor, slice], dict[str, Tensor]]
+    net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int, measure: Callable[[Tensor, slice], Measured]
 ) -> ImportanceSum:
     inputs = net.input_spec.cast(inputs)
     if inputs.shape[1:] != net.input_shape:
         raise ValueError(f"inputs have shape {tuple(inputs.shape[1:])}, the network takes {net.input_shape}")
     totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}
+    fallback: dict[str, None] = {}
     with _eval_mode(net):
         for start in range(0, inputs.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
-            for name, value in measure(inputs[rows], rows).items():
+            sums, others = measure(inputs[rows], rows)
+            fallback.update(dict.fromkeys(others))
+            for name, value in sums.items():
                 totals[name] += value
-    return ImportanceSum(sums=totals, n=int(inputs.shape[0]))
+    return ImportanceSum(sums=totals, n=int(inputs.shape[0]), fallback=tuple(fallback))
 
 
 @contextmanager
@@ -138,176 +164,66 @@ def _eval_mode(net: nn.Module) -> Iterator[None]:
         net.train(was_training)
 
 
-# --- the factorised exact path ------------------------------------------------------------------
+# --- the exact per-sample path (MAS.md §6) ---------------------------------------------------------
+
 
 def _is_factored(module: nn.Module) -> bool:
-    """Linear and plain Conv2d layers: their per-sample |g| needs no per-sample autograd."""
-    return isinstance(module, nn.Linear) or (
-        isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
-    )
+    """Linear and convolution layers: where the local variant's Hebbian rule and the ReLU shortcut apply."""
+    return isinstance(module, nn.Linear | nn.Conv2d)
 
 
-def _factored_modules(net: MultiHeadNet, task: str) -> dict[str, nn.Module]:
-    """The factored layers of the trunk and this task's head, by parameter prefix."""
-    candidates = [*net.trunk.named_modules(prefix="trunk"), (f"heads.{task}", net.heads[task])]
-    return {prefix: module for prefix, module in candidates if _is_factored(module)}
+def _record(net: MultiHeadNet, task: str, x: Tensor) -> Recording:
+    return record_calls(lambda: net(x, task), net.task_parameters(task), x.shape[0])
 
 
-LayerRecord = tuple[nn.Module, Tensor, Tensor]  # (layer, its input A, its output Y)
-
-
-def _record_layers(net: MultiHeadNet, task: str, x: Tensor) -> tuple[Tensor, dict[str, LayerRecord]]:
-    """One forward pass that keeps each factored layer's input A and output Y."""
-    records: dict[str, LayerRecord] = {}
-    handles = []
-    for prefix, module in _factored_modules(net, task).items():
-
-        def keep(mod: nn.Module, args: tuple, out: Tensor, prefix: str = prefix) -> None:
-            if prefix in records:
-                raise RuntimeError(f"layer {prefix} runs twice in one forward pass: its gradient does not factor")
-            records[prefix] = (mod, args[0], out)
-
-        handles.append(module.register_forward_hook(keep))
-    try:
-        logits = net(x, task)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return logits, records
-
-
-def _unfolded(module: nn.Conv2d, a: Tensor) -> Tensor:
-    """The conv input as [N, C·kh·kw, positions], so that the weight gradient is Δ · Aᵀ per sample."""
-    return functional.unfold(
-        a, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
-    )
-
-
-def _as_positions(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-    """Input and output gradient as [N, positions, features]; positions is 1 for a plain linear layer."""
-    n = a.shape[0]
-    if isinstance(module, nn.Conv2d):
-        return _unfolded(module, a).transpose(1, 2), delta.reshape(n, delta.shape[1], -1).transpose(1, 2)
-    return a.reshape(n, -1, a.shape[-1]), delta.reshape(n, -1, delta.shape[-1])
-
-
-def _per_sample_weight_grads(module: nn.Module, a: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-sample (weight, bias) gradients [N, *shape] for layers whose positions sum before |·|."""
-    a_pos, d_pos = _as_positions(module, a, delta)
-    g_weight = torch.einsum("npo,npi->noi", d_pos, a_pos).reshape(a.shape[0], *module.weight.shape)
-    return g_weight, d_pos.sum(1)
-
-
-_BLOCK = 128  # samples per block of per-sample gradients: small enough to stay in cache
-
-
-def _blockwise_sums(
-    module: nn.Module, a: Tensor, delta: Tensor, elementwise: Callable[[Tensor], Tensor]
-) -> tuple[Tensor, Tensor]:
-    """Σ_k f(g(x_k)) for layers whose positions sum before f: per-sample gradients, a block at a time.
-
-    One [N, out, in] tensor for the whole chunk is memory-bound to build and reduce; blocks of 128
-    samples stay in cache, which made the CNN's exact Ω about 3× faster on a 2-core CPU.
-    """
-    weight_sum = torch.zeros_like(module.weight)
-    bias_sum = torch.zeros(module.weight.shape[0], dtype=module.weight.dtype, device=module.weight.device)
-    for start in range(0, a.shape[0], _BLOCK):
-        rows = slice(start, start + _BLOCK)
-        g_weight, g_bias = _per_sample_weight_grads(module, a[rows], delta[rows])
-        weight_sum += elementwise(g_weight).sum(0)
-        bias_sum += elementwise(g_bias).sum(0)
-    return weight_sum, bias_sum
-
-
-def _abs_sums(module: nn.Module, a: Tensor, delta: Tensor, a_nonnegative: bool = False) -> tuple[Tensor, Tensor]:
-    """Σ_k |g_W(x_k)| and Σ_k |g_b(x_k)| for one layer, from its inputs A and output gradients Δ.
-
-    An input that comes out of a ReLU is its own |A|: skipping that pass over the activations is a
-    fifth of the exact estimate's time on a small MLP.
-    """
-    if isinstance(module, nn.Linear) and a.dim() == 2:
-        delta_abs = delta.abs_()  # Δ is this call's own (a fresh gradient), so in place
-        return delta_abs.T @ (a if a_nonnegative else a.abs()), delta_abs.sum(0)
-    return _blockwise_sums(module, a, delta, Tensor.abs_)
-
-
-def _square_sums(module: nn.Module, a: Tensor, delta: Tensor, _: bool = False) -> tuple[Tensor, Tensor]:
-    """Σ_k g_W(x_k)² and Σ_k g_b(x_k)² for one layer."""
-    if isinstance(module, nn.Linear) and a.dim() == 2:
-        delta_squared = delta.square()
-        return delta_squared.T @ a.square(), delta_squared.sum(0)
-    return _blockwise_sums(module, a, delta, Tensor.square_)
-
-
-def _norm_sums(
-    module: nn.Module, a: Tensor, deltas: list[Tensor], a_nonnegative: bool = False
-) -> tuple[Tensor, Tensor]:
-    """Σ_k ‖∂F(x_k)/∂θ‖₂ over the outputs c, given one output gradient Δ^c per output."""
-    if isinstance(module, nn.Linear) and a.dim() == 2:
-        row_norm = torch.stack(deltas).square().sum(0).sqrt()  # ‖δ^c_{k,i}‖ over c; |a_kj| factors out
-        return row_norm.T @ (a if a_nonnegative else a.abs()), row_norm.sum(0)
-    sq_weight = sq_bias = None
-    for delta in deltas:
-        g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
-        sq_weight = g_weight.square() if sq_weight is None else sq_weight + g_weight.square()
-        sq_bias = g_bias.square() if sq_bias is None else sq_bias + g_bias.square()
-    return sq_weight.sqrt().sum(0), sq_bias.sqrt().sum(0)
-
-
-def _as_parameter_sums(
-    records: dict[str, LayerRecord], per_layer: dict[str, tuple[Tensor, Tensor]]
-) -> dict[str, Tensor]:
-    sums = {}
-    for prefix, (weight_sum, bias_sum) in per_layer.items():
-        sums[f"{prefix}.weight"] = weight_sum.detach()
-        if records[prefix][0].bias is not None:
-            sums[f"{prefix}.bias"] = bias_sum.detach()
-    return sums
-
-
-def _factored_sums(
-    net: MultiHeadNet, task: str, x: Tensor, objective: Callable[[Tensor], Tensor],
-    layer_sums: Callable[[nn.Module, Tensor, Tensor, bool], tuple[Tensor, Tensor]],
-) -> dict[str, Tensor]:
-    """Per-sample sums for every factored layer from one forward and one backward of Σ_k objective_k.
-
-    Samples do not mix in eval mode, so the gradient of the summed objective at a layer's output holds
-    every sample's own δ_k at once.
-    """
-    logits, records = _record_layers(net, task, x)
-    deltas = torch.autograd.grad(objective(logits), [r[2] for r in records.values()])
-    nonnegative = _nonnegative_inputs(net, task)
-    per_layer = {
-        p: layer_sums(r[0], r[1], d, p in nonnegative) for (p, r), d in zip(records.items(), deltas, strict=True)
+def _layer_uses(recording: Recording, deltas: list[list[Tensor]]) -> dict[str, list[Use]]:
+    """For each exactly measured parameter, its calls with the output gradients there (one per model output)."""
+    return {
+        name: [(recording.calls[i], role, [d[i] for d in deltas]) for i, role in uses]
+        for name, uses in recording.uses.items()
     }
-    return _as_parameter_sums(records, per_layer)
 
 
-def _per_sample_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
+def _output_gradients(objective: Tensor, recording: Recording, retain_graph: bool = False) -> list[Tensor]:
+    """δ at every recorded call's output: samples do not mix in eval mode, so one backward of the summed
+    objective holds every sample's own δ_k, and it stops at the first trainable call (no weight gradients)."""
+    outputs = [call.output for call in recording.calls]
+    if not outputs:
+        return []
+    grads = torch.autograd.grad(objective, outputs, retain_graph=retain_graph, allow_unused=True)
+    return [torch.zeros_like(o) if g is None else g for o, g in zip(outputs, grads, strict=True)]
+
+
+def _exact_sums(
+    net: MultiHeadNet, task: str, x: Tensor, objectives: Callable[[Tensor], list[Tensor]], mode: str
+) -> tuple[dict[str, Tensor], list[str]]:
+    """Σ_k f(g_k) for every parameter with a per-sample rule, and the names of those without one."""
+    recording = _record(net, task, x)
+    targets = objectives(recording.logits)
+    deltas = [_output_gradients(t, recording, retain_graph=i + 1 < len(targets)) for i, t in enumerate(targets)]
+    nonnegative = _nonnegative_inputs(net, task)
+    sums = {
+        name: parameter_sums(uses, mode, name.rsplit(".", 1)[0] in nonnegative).detach()
+        for name, uses in _layer_uses(recording, deltas).items()
+    }
+    return sums, recording.fallback
+
+
+def _per_sample_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> Measured:
     if output == "l2":
-        sums = _factored_sums(net, task, x, lambda logits: logits.square().sum(), _abs_sums)
+        sums, others = _exact_sums(net, task, x, lambda logits: [logits.square().sum()], "abs")
     else:
-        logits, records = _record_layers(net, task, x)
-        layer_outputs = [r[2] for r in records.values()]
-        per_output = [
-            torch.autograd.grad(logits[:, c].sum(), layer_outputs, retain_graph=True) for c in range(logits.shape[1])
-        ]
-        nonnegative = _nonnegative_inputs(net, task)
-        per_layer = {
-            p: _norm_sums(r[0], r[1], [grads[i] for grads in per_output], p in nonnegative)
-            for i, (p, r) in enumerate(records.items())
-        }
-        sums = _as_parameter_sums(records, per_layer)
-    others = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+        columns = lambda logits: [logits[:, c].sum() for c in range(logits.shape[1])]  # noqa: E731
+        sums, others = _exact_sums(net, task, x, columns, "norm")
     if others:
         sums.update(_reduce_per_sample(_vmap_per_sample_grads(net, task, x, others, output), output))
-    return sums
+    return sums, others
 
 
 # --- the reference-library estimate ---------------------------------------------------------------
 
 
-def _batch_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[str, Tensor]:
+def _batch_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> Measured:
     """|∇ of the batch's summed objective|: what the authors' code, Avalanche and FACIL compute (×N)."""
     named = _measured_parameters(net, task)
     params = [p for _, p in named]
@@ -322,7 +238,7 @@ def _batch_chunk(net: MultiHeadNet, task: str, x: Tensor, output: str) -> dict[s
             for square, g in zip(squares, grads, strict=True):
                 square += g.square()
         values = [s.sqrt() for s in squares]
-    return {name: v.detach() for (name, _), v in zip(named, values, strict=True)}
+    return {name: v.detach() for (name, _), v in zip(named, values, strict=True)}, []
 
 
 # --- local (Hebbian) MAS ----------------------------------------------------------------------------
@@ -356,30 +272,27 @@ def _activations_after(net: MultiHeadNet, task: str) -> dict[str, bool]:
     return followed
 
 
-def _local_chunk(net: MultiHeadNet, task: str, x: Tensor, reduction: str) -> dict[str, Tensor]:
+def _local_chunk(net: MultiHeadNet, task: str, x: Tensor, reduction: str) -> Measured:
     """Each layer's |∂‖z‖²/∂θ| with its input held fixed, z its output after its activation.
 
     ∂‖z‖²/∂y = 2 z ⊙ act'(y): for ReLU that is 2·relu(y), for no activation 2y, so the weight's
     importance is the Hebbian product 2 |z|ᵀ|a| of post- and pre-synaptic activity (MAS.md §2).
     """
     with torch.no_grad():
-        _, records = _record_layers(net, task, x)
-        relu_after = _activations_after(net, task)
-        sums = {}
-        for prefix, (module, a, y) in records.items():
-            delta = 2 * (y.clamp_min(0) if relu_after.get(prefix, False) else y)
-            if reduction == "per_sample":
-                weight_sum, bias_sum = _abs_sums(module, a, delta)
-            else:
-                g_weight, g_bias = _per_sample_weight_grads(module, a, delta)
-                weight_sum, bias_sum = g_weight.sum(0).abs(), g_bias.sum(0).abs()
-            sums[f"{prefix}.weight"] = weight_sum
-            if module.bias is not None:
-                sums[f"{prefix}.bias"] = bias_sum
-    missing = [name for name, _ in _measured_parameters(net, task) if name not in sums]
+        recording = _record(net, task, x)
+    kinds = {name: {recording.calls[i].kind for i, _ in uses} for name, uses in recording.uses.items()}
+    missing = [name for name in net.task_parameters(task) if not kinds.get(name, {"none"}) <= {"linear", "conv"}]
     if missing:
         raise ValueError(f"the local variant covers linear and convolution layers only, not {missing}")
-    return sums
+    layer_of = {i: name.rsplit(".", 1)[0] for name, uses in recording.uses.items() for i, r in uses if r == "weight"}
+    relu_after = _activations_after(net, task)
+    deltas = [
+        2 * (call.output.clamp_min(0) if relu_after.get(layer_of.get(i, ""), False) else call.output)
+        for i, call in enumerate(recording.calls)
+    ]
+    mode = "abs" if reduction == "per_sample" else "sum"
+    sums = {name: parameter_sums(uses, mode) for name, uses in _layer_uses(recording, [deltas]).items()}
+    return ({name: v if mode == "abs" else v.abs() for name, v in sums.items()}), []
 
 
 # --- vmap over grad: the general fallback and the reference ---------------------------------------
@@ -401,12 +314,26 @@ def _vmap_per_sample_grads(
         def log_loss(params: dict[str, Tensor], sample: Tensor, label: Tensor) -> Tensor:
             return functional.cross_entropy(logits_of(params, sample).unsqueeze(0), label.unsqueeze(0))
 
-        return vmap(grad(log_loss), in_dims=(None, 0, 0))(chosen, x, labels)
+        with _parameters_restored(net):
+            return vmap(grad(log_loss), in_dims=(None, 0, 0))(chosen, x, labels)
     if output == "l2":
         per_sample = vmap(grad(lambda params, sample: logits_of(params, sample).square().sum()), in_dims=(None, 0))
     else:
         per_sample = vmap(jacrev(logits_of), in_dims=(None, 0))
-    return per_sample(chosen, x)
+    with _parameters_restored(net):
+        return per_sample(chosen, x)
+
+
+@contextmanager
+def _parameters_restored(net: nn.Module) -> Iterator[None]:
+    """functional_call (torch 2.13) leaves a weight shared by two modules as the plain tensor it was given,
+    not the network's Parameter: put every module's own parameters back."""
+    saved = [(module, dict(module._parameters)) for module in net.modules()]
+    try:
+        yield
+    finally:
+        for module, parameters in saved:
+            module._parameters.update(parameters)
 
 
 def _reduce_per_sample(grads: dict[str, Tensor], output: str) -> dict[str, Tensor]:

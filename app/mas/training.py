@@ -19,6 +19,13 @@ from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
 
 OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = ("fp32", "bf16")
+
+
+def precision_for(device: torch.device) -> str:
+    """bf16 autocast on CUDA (tensor cores, fp32 master weights), plain fp32 elsewhere: a CPU run stays
+    bit-for-bit deterministic and as exact as the tests check it."""
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 class TrainingCancelled(Exception):
@@ -37,8 +44,13 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     seed: int = 0
+    # "bf16": the forward pass and the loss under bfloat16 autocast; parameters, optimiser state, Ω and
+    # the penalty stay fp32 (the penalty acts on the parameters after the step, outside autocast).
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.momentum < 1:
@@ -91,11 +103,12 @@ def train_task(
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"stopped after {step} of {total} steps")
             batch = order[start : start + config.batch_size]
-            features = net.trunk(inputs[batch])
-            loss = functional.cross_entropy(net.heads[task](features), labels[batch])
-            extra = method.extra_loss(features, batch)
-            if extra is not None:
-                loss = loss + extra
+            with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                features = net.trunk(inputs[batch])
+                loss = functional.cross_entropy(net.heads[task](features).float(), labels[batch])
+                extra = method.extra_loss(features, batch)
+                if extra is not None:
+                    loss = loss + extra
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise NonFiniteLoss(

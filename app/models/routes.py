@@ -24,7 +24,8 @@ def shape_model(session: Session, model: Model) -> ModelOut:
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])
 def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep) -> ModelOut:
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
-                                 max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue)
+                                 max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
+                                 model_dirs=settings.model_dirs)
     session.commit()
     return shape_model(session, model)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.architectures import registry
 from app.db.tables import Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.limits import check_input_values
-from app.mas.networks import build_network, network_state, validate_architecture
+from app.mas.networks import network_state
+from app.models.networks import initial_network, save_network
 from app.store import BlobStore
 from app.versions.service import importance_stats, store_tensors
 
@@ -16,16 +21,21 @@ ACTIVE_STATES = ("queued", "running")
 
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
-                 max_input_values: int | None = None, queue: str = "cpu") -> Model:
+                 max_input_values: int | None = None, queue: str = "cpu",
+                 model_dirs: Sequence[Path] = ()) -> Model:
+    if isinstance(architecture, dict):
+        check_model_path(architecture, model_dirs)  # before validation, which would read the directory
     try:
-        architecture = validate_architecture(architecture)
+        architecture = registry.validate_architecture(architecture)
     except ValueError as error:
         raise Invalid(f"architecture: {error}") from error
-    if max_input_values is not None:
+    if max_input_values is not None and "input_shape" in architecture:
         check_input_values(architecture["input_shape"], max_input_values)
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} exists")
-    theta = network_state(build_network(architecture, seed))
+    net = initial_network(architecture, seed)
+    theta = network_state(net)
+    stored = save_network(store, architecture, net)
     empty = store_tensors(store, {})
     model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue)
     session.add(model)
@@ -33,11 +43,25 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     session.add(
         Version(
             model_id=model.id, number=0, parent=None, kind="init", task=None, job_id=None,
-            theta_blob=store_tensors(store, theta), omega_frozen_blob=empty, omega_open_blob=empty, n_open=0,
+            theta_blob=stored.manifest, theta_parts=stored.parts,
+            omega_frozen_blob=empty, omega_open_blob=empty, n_open=0,
             tasks=[], accuracy={}, importance=importance_stats(theta, {}),
         )
     )
     return model
+
+
+def check_model_path(architecture: dict, model_dirs: Sequence[Path]) -> None:
+    """422 for an architecture `path` outside the directories LIFELONG_MODEL_DIRS allows."""
+    path = architecture.get("path")
+    if path is None:
+        return
+    if not isinstance(path, str) or not path:
+        raise Invalid("architecture: path must be a directory name (a string)")
+    resolved = Path(path).resolve()
+    if not any(resolved.is_relative_to(Path(allowed).resolve()) for allowed in model_dirs):
+        raise Invalid(f"architecture: path {path!r} is not inside a directory that LIFELONG_MODEL_DIRS allows"
+                      f" ({[str(d) for d in model_dirs] or 'none set'})")
 
 
 def get_model(session: Session, name: str) -> Model:

@@ -19,12 +19,18 @@ from app.versions.schemas import MAX_VERSION
 router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"], dependencies=[ReadScope])
 
 NPY = "application/x-npy"
+MULTIPART = "multipart/form-data"
+IMAGES = ("image/png", "image/jpeg")
 
 _BODIES = {
     "requestBody": {
         "content": {
             "application/json": {"schema": PredictRequest.model_json_schema()},
             NPY: {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            MULTIPART: {"schema": {"type": "object", "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
         },
         "required": True,
     }
@@ -58,22 +64,32 @@ async def predict_from_body(
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION, description="with an .npy body")] = None,
     probabilities: Annotated[bool, Query(description="with an .npy body")] = False,
 ) -> PredictOut:
-    body = await _read_body(request, settings.max_upload_bytes)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == MULTIPART:
+        files = await _read_files(request, settings.max_upload_bytes, settings.max_predict_rows)
+        body = b""
+    else:
+        body = await _read_body(request, settings.max_upload_bytes)
 
     def parse_and_predict() -> PredictOut:
         chosen_task, chosen_version, with_probabilities = task, version, probabilities
-        if content_type == NPY:
+        if content_type in (NPY, MULTIPART, *IMAGES):
             if chosen_task is None:
-                raise Invalid("with an application/x-npy body, give the task as a query parameter (?task=…)")
+                raise Invalid(f"with a {content_type} body, give the task as a query parameter (?task=…)")
+        if content_type == NPY:
             inputs = service.inputs_from_npy(body, settings.max_predict_rows)
+        elif content_type == MULTIPART:
+            inputs = files
+        elif content_type in IMAGES:
+            inputs = [body]
         else:
             try:
                 parsed = PredictRequest.model_validate_json(body)
             except ValidationError as error:
                 raise Invalid(_describe(error)) from error
             chosen_task, chosen_version, with_probabilities = parsed.task, parsed.version, parsed.probabilities
-            inputs = service.inputs_from_json(parsed.inputs, settings.max_predict_rows)
+            inputs = (service.inputs_from_json(parsed.inputs, settings.max_predict_rows) if parsed.texts is None
+                      else service.inputs_from_texts(parsed.texts, settings.max_predict_rows))
         return service.predict(session, store, cache, model_name=name, task=chosen_task, version=chosen_version,
                                inputs=inputs, probabilities=with_probabilities)
 
@@ -89,6 +105,26 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise TooLarge(f"the request body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _read_files(request: Request, limit: int, max_files: int) -> list[bytes]:
+    """The image files of a multipart body (field `files`), at most `limit` bytes in all."""
+    try:
+        form = await request.form(max_files=max_files, max_fields=16, max_part_size=limit)
+    except Exception as error:  # starlette raises its own errors for malformed or oversized forms
+        raise Invalid(f"the multipart body could not be read: {error}") from error
+    files, size = [], 0
+    for item in form.getlist("files"):
+        if isinstance(item, str):
+            raise Invalid("the multipart field 'files' must hold files, not text")
+        data = await item.read()
+        size += len(data)
+        if size > limit:
+            raise TooLarge(f"the files are larger than the limit of {limit} bytes in all")
+        files.append(data)
+    if not files:
+        raise Invalid("a multipart prediction needs one or more image files in the field 'files'")
+    return files
 
 
 def _describe(error: ValidationError) -> str:

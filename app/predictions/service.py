@@ -13,43 +13,76 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
+from app.architectures import registry
 from app.datasets.parsing import check_arrays, parse_inline
 from app.datasets.service import fit_inputs
 from app.errors import Invalid, NotFound, TooLarge
 from app.mas import evaluation
-from app.mas.networks import load_network
 from app.metrics import count_prediction
+from app.models.networks import version_network
 from app.models.service import get_model
 from app.predictions.cache import NetworkCache
 from app.predictions.schemas import PredictOut
 from app.store import BlobStore
-from app.versions.service import get_version, load_theta
+from app.versions.service import get_version
+
+RawInputs = np.ndarray | list[str] | list[bytes]  # array rows, texts, or image files
 
 QUERY_ROWS = 100  # the API's limit for inputs carried in a GET's query string
 
 
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_name: str, task: str,
-            version: int | None, inputs: np.ndarray, probabilities: bool) -> PredictOut:
+            version: int | None, inputs: RawInputs, probabilities: bool) -> PredictOut:
     model = get_model(session, model_name)
     stored = get_version(session, model, model.head if version is None else version)
-    tasks = [t["name"] for t in stored.tasks]
+    tasks = {t["name"]: t for t in stored.tasks}
     if task not in tasks:
-        raise NotFound(f"version {stored.number} of model {model.name!r} has no task {task!r} (it has {tasks})")
-    architecture, number = model.architecture, stored.number
+        raise NotFound(f"version {stored.number} of model {model.name!r} has no task {task!r} (it has {list(tasks)})")
+    architecture, number, classes = model.architecture, stored.number, tasks[task].get("classes")
     session.rollback()
-    x = fit_inputs(inputs, architecture["input_shape"], "inputs")
+    x = model_inputs(architecture, inputs)
     key = (json.dumps(architecture, sort_keys=True), stored.theta_blob)
-    net = cache.get(key, lambda: load_network(architecture, load_theta(store, stored)))
-    classes, probs = evaluation.predict(net, task, torch.from_numpy(x))
+    net = cache.get(key, lambda: version_network(store, architecture, stored))
+    predicted, probs = evaluation.predict(net, task, x)
     count_prediction(model.name, len(x))
-    return PredictOut(model=model.name, version=number, task=task, predictions=classes.tolist(),
+    indices = predicted.tolist()
+    return PredictOut(model=model.name, version=number, task=task, predictions=indices,
+                      labels=[classes[i] for i in indices] if classes else None,
                       probabilities=probs.tolist() if probabilities else None)
+
+
+def model_inputs(architecture: dict, inputs: RawInputs) -> torch.Tensor:
+    """Raw inputs preprocessed by the model's architecture; 422 when they are not what it takes."""
+    plugin = registry.get_architecture(architecture["kind"])
+    given = "arrays" if isinstance(inputs, np.ndarray) else "texts" if all(isinstance(i, str) for i in inputs) \
+        else "images"
+    expected = {"array": "arrays", "text": "texts", "image": "images"}[plugin.input_kind]
+    if isinstance(inputs, np.ndarray) and expected != "arrays" and inputs.size == 0:
+        given = expected  # an empty request is empty in any form
+    if given != expected:
+        hint = {"arrays": "'inputs' (rows of numbers)", "texts": "'texts' (strings)",
+                "images": "image files (multipart 'files', or one image/png or image/jpeg body)"}[expected]
+        raise Invalid(f"a {architecture['kind']} model takes {expected}, not {given}: send {hint}")
+    if isinstance(inputs, np.ndarray):
+        if "input_shape" in architecture:
+            inputs = fit_inputs(inputs, architecture["input_shape"], "inputs")
+        return torch.from_numpy(np.ascontiguousarray(inputs))
+    try:
+        return plugin.preprocess(architecture, inputs)
+    except ValueError as error:
+        raise Invalid(f"inputs: {error}") from error
 
 
 def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
     if len(inputs) > max_rows:
         raise TooLarge(f"{len(inputs)} rows in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
     return parse_inline(inputs, None).x
+
+
+def inputs_from_texts(texts: list[str], max_rows: int) -> list[str]:
+    if len(texts) > max_rows:
+        raise TooLarge(f"{len(texts)} texts in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
+    return texts
 
 
 def inputs_from_query(text: str) -> np.ndarray:

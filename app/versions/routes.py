@@ -40,7 +40,12 @@ def blob_download(store: BlobStore, blob: str, *, filename: str | None = None,
     path = store.local_path(blob)
     if path is not None:
         return FileResponse(path, media_type=SAFETENSORS, filename=filename, headers=headers)
-    download = Response(store.get(blob), media_type=SAFETENSORS, headers=headers)
+    return bytes_download(store.get(blob), filename=filename, headers=headers)
+
+
+def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """Safetensors bytes as a download, with the content-disposition header FileResponse would write."""
+    download = Response(data, media_type=SAFETENSORS, headers=headers)
     if filename is not None:
         # The same header FileResponse writes, so a client cannot tell the stores apart.
         quoted = quote(filename)
@@ -54,7 +59,10 @@ def blob_download(store: BlobStore, blob: str, *, filename: str | None = None,
 def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
     """θ of the version as a safetensors file."""
     version = service.get_version(session, get_model(session, name), number)
-    return blob_download(store, version.theta_blob, filename=f"{name}-v{number}.safetensors")
+    filename = f"{name}-v{number}.safetensors"
+    if version.theta_parts:  # stored in parts: one file put together from them
+        return bytes_download(tensors_to_bytes(service.load_theta(store, version)), filename=filename)
+    return blob_download(store, version.theta_blob, filename=filename)
 
 
 @router.get("/versions/{number}/importance")

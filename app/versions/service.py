@@ -21,6 +21,7 @@ from app.mas.accumulation import ImportanceState
 from app.mas.evaluation import continual_metrics
 from app.mas.tensors_io import tensors_from_bytes, tensors_to_bytes
 from app.store import BlobStore
+from app.versions.theta import load_theta_parts
 
 
 def get_version(session: Session, model: Model, number: int) -> Version:
@@ -80,7 +81,7 @@ def store_tensors(store: BlobStore, tensors: dict[str, Tensor]) -> str:
 
 
 def load_theta(store: BlobStore, version: Version) -> dict[str, Tensor]:
-    return tensors_from_bytes(store.get(version.theta_blob))
+    return load_theta_parts(store, version.theta_blob, version.theta_parts)
 
 
 def load_importance(store: BlobStore, version: Version) -> ImportanceState:
@@ -125,6 +126,7 @@ def record_version(
     session: Session, *, model_id: int, job_id: str, base: int, kind: str, task: str,
     theta_blob: str, omega_frozen_blob: str, omega_open_blob: str, n_open: int,
     tasks: list[dict[str, Any]], accuracy: dict[str, float], importance: dict[str, Any],
+    theta_parts: dict[str, str] | None = None,
 ) -> Version:
     """Insert the job's version and move the head onto it, or raise VersionConflict; one transaction.
 
@@ -143,7 +145,8 @@ def record_version(
         )
     version = Version(
         model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,
-        theta_blob=theta_blob, omega_frozen_blob=omega_frozen_blob, omega_open_blob=omega_open_blob,
+        theta_blob=theta_blob, theta_parts=theta_parts,
+        omega_frozen_blob=omega_frozen_blob, omega_open_blob=omega_open_blob,
         n_open=n_open, tasks=tasks, accuracy=accuracy, importance=importance,
     )
     session.add(version)

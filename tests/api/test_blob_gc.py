@@ -58,12 +58,12 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
 
 
 def _model(sessions: sessionmaker[Session], store: BlobStore, name: str) -> set[str]:
-    """A model made by the service; the blobs its version 0 names."""
+    """A model made by the service; the blobs its version 0 names (θ's manifest and its parts, Ω)."""
     with sessions.begin() as session:
         model = create_model(session, store, name, ARCHITECTURE, seed=0)
         session.flush()
         version = session.query(Version).filter_by(model_id=model.id).one()
-        return {version.theta_blob, version.omega_frozen_blob, version.omega_open_blob}
+        return {version.theta_blob, *version.theta_parts.values(), version.omega_frozen_blob, version.omega_open_blob}
 
 
 def _name_in_a_version(sessions: sessionmaker[Session], blob: str) -> None:

@@ -9,7 +9,7 @@ def test_create_model_starts_at_version_zero(api) -> None:
     name = api.create_model("create")
     model = api.get(f"/v1/models/{name}")
     assert model["head"] == 0 and model["tasks"] == []
-    assert model["architecture"] == {"kind": "mlp", "input_shape": [64], "hidden": [32]}
+    assert model["architecture"] == {"kind": "mlp", "input_shape": [64], "hidden": [32], "trainable": "all"}
     [version] = api.get(f"/v1/models/{name}/versions")
     assert version["version"] == 0 and version["kind"] == "init" and version["parent"] is None
     detail = api.get(f"/v1/models/{name}/versions/0")

@@ -254,9 +254,14 @@ def test_a_service_on_s3_serves_checkpoints_and_importance(service_factory, api_
     checkpoint = api.http.get(f"/v1/models/{model}/versions/{version}/checkpoint")
     assert checkpoint.status_code == 200, checkpoint.text
     assert checkpoint.headers["content-disposition"] == f'attachment; filename="{model}-v{version}.safetensors"'
-    theta = detail["theta_sha256"]
-    assert checkpoint.content == s3.read(f"service/{theta[:2]}/{theta}")
-    assert f"heads.{api.digits[0].name}.weight" in load_safetensors(checkpoint.content)
+    theta = detail["theta_sha256"]  # θ's manifest: its parts (trunk layers, head) are blobs of their own
+    parts = json.loads(s3.read(f"service/{theta[:2]}/{theta}"))["parts"]
+    from_parts = {}
+    for blob in parts.values():
+        from_parts.update(load_safetensors(s3.read(f"service/{blob[:2]}/{blob}")))
+    served = load_safetensors(checkpoint.content)
+    assert f"heads.{api.digits[0].name}.weight" in served and served.keys() == from_parts.keys()
+    assert all((served[name] == from_parts[name]).all() for name in served)
 
     opened = api.http.get(f"/v1/models/{model}/versions/{version}/importance", params={"part": "open"})
     assert opened.status_code == 200 and opened.headers["x-lifelong-n-open"] == str(detail["importance"]["n_open"])

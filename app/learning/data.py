@@ -1,0 +1,50 @@
+"""A dataset as a job's network takes it: raw items read in bounded chunks, preprocessed by the plugin.
+
+Texts become token ids, image files decoded and normalised images, arrays reshaped rows; the dataset
+is read a chunk at a time (an image archive member by member), so decoding never holds more than one
+chunk of raw items. Labels that were class names are mapped to the task's class indices by name, so
+an eval set may list a task's classes in any order or only some of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from app.architectures import registry
+from app.datasets.reader import open_dataset
+from app.db.tables import Dataset
+from app.mas.networks import InputSpec
+from app.store import BlobStore
+
+PREPROCESS_CHUNK = 256  # raw items decoded and preprocessed at a time
+
+
+def load_inputs(store: BlobStore, architecture: dict[str, Any], dataset: Dataset,
+                input_spec: InputSpec) -> tuple[Tensor, Tensor | None]:
+    """(inputs [n, *input_spec.shape] in the trunk's dtype, dataset labels [n] or None)."""
+    plugin = registry.get_architecture(architecture["kind"])
+    reader = open_dataset(store, dataset)
+    inputs: list[Tensor] = []
+    labels: list[np.ndarray] = []
+    for raw, chunk_labels in reader.chunks(PREPROCESS_CHUNK):
+        inputs.append(input_spec.cast(plugin.preprocess(architecture, raw)))
+        if chunk_labels is not None:
+            labels.append(np.asarray(chunk_labels, dtype=np.int64))
+    x = torch.cat(inputs) if inputs else torch.zeros(0, *input_spec.shape, dtype=input_spec.dtype)
+    y = torch.from_numpy(np.concatenate(labels)) if labels else None
+    return x, y
+
+
+def task_labels(labels: Tensor | None, dataset: Dataset, classes: list[str] | None) -> Tensor:
+    """Dataset label indices as the task's class indices: by name where the task has class names."""
+    if labels is None:
+        raise ValueError(f"dataset {dataset.id} has no labels")
+    if not classes or not dataset.classes:
+        return labels
+    position = {name: index for index, name in enumerate(classes)}
+    mapping = torch.tensor([position[name] for name in dataset.classes], dtype=torch.int64)
+    return mapping[labels]
