@@ -51,8 +51,8 @@ def test_texts_sent_to_an_array_model_are_refused_with_the_reason(api) -> None:
 
 def test_eval_classes_must_be_among_the_train_classes(api) -> None:
     name = api.unique("cls")
-    assert api.http.post("/v1/models", json={
-        "name": name, "architecture": {"kind": "text-encoder", "max_length": 8, "trainable": "none"}}).status_code == 201
+    architecture = {"kind": "text-encoder", "max_length": 8, "trainable": "none"}
+    assert api.http.post("/v1/models", json={"name": name, "architecture": architecture}).status_code == 201
     train = {"texts": ["a cat", "a car"], "labels": ["animal", "vehicle"]}
     response = api.http.post(f"/v1/models/{name}/tasks", json={
         "task": "t", "train": train, "eval": {"texts": ["a fig"], "labels": ["fruit"]}})
