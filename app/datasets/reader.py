@@ -110,6 +110,7 @@ class ImageReader(DatasetReader):
 
     def __init__(self, source: Path | bytes, classes: list[str] | None):
         self.source = source
+        self._archive: zipfile.ZipFile | None = None
         with self._open() as archive:
             index = json.loads(archive.read(INDEX_MEMBER))
         if index.get("format") != IMAGES_FORMAT:
@@ -124,6 +125,13 @@ class ImageReader(DatasetReader):
             for start in range(0, self.n, size):
                 items = [archive.read(member) for member in self.members[start:start + size]]
                 yield items, _slice(self.labels, start, size)
+
+    def items(self, indices: list[int]) -> list[bytes]:
+        """The image files at these positions, in that order: random access for batches in shuffled order.
+        The archive stays open between calls; call from one thread at a time (zipfile shares a handle)."""
+        if self._archive is None:
+            self._archive = self._open()
+        return [self._archive.read(self.members[i]) for i in indices]
 
     def _open(self) -> zipfile.ZipFile:
         return zipfile.ZipFile(self.source if isinstance(self.source, Path) else io.BytesIO(self.source))

@@ -1,8 +1,9 @@
 """A dataset as a job's network takes it: raw items read in bounded chunks, preprocessed by the plugin.
 
-Texts become token ids, image files decoded and normalised images, arrays reshaped rows; the dataset
-is read a chunk at a time (an image archive member by member), so decoding never holds more than one
-chunk of raw items. Labels that were class names are mapped to the task's class indices by name, so
+Texts become token ids and arrays reshaped rows, read a chunk at a time and kept (a few bytes per
+token or value). Images are never all decoded at once: a job gets LazySamples that decode the rows it
+asks for from the stored archive, a batch at a time, so its memory does not grow with the dataset
+(benchmarks/memory.py measures it). Labels that were class names are mapped to the task's class indices by name, so
 an eval set may list a task's classes in any order or only some of them.
 """
 
@@ -15,19 +16,24 @@ import torch
 from torch import Tensor
 
 from app.architectures import registry
-from app.datasets.reader import open_dataset
+from app.datasets.reader import ImageReader, open_dataset
 from app.db.tables import Dataset
 from app.mas.networks import InputSpec
+from app.mas.samples import LazySamples
 from app.store import BlobStore
 
 PREPROCESS_CHUNK = 256  # raw items decoded and preprocessed at a time
 
 
 def load_inputs(store: BlobStore, architecture: dict[str, Any], dataset: Dataset,
-                input_spec: InputSpec) -> tuple[Tensor, Tensor | None]:
+                input_spec: InputSpec) -> tuple[Tensor | LazySamples, Tensor | None]:
     """(inputs [n, *input_spec.shape] in the trunk's dtype, dataset labels [n] or None)."""
     plugin = registry.get_architecture(architecture["kind"])
     reader = open_dataset(store, dataset)
+    if isinstance(reader, ImageReader):
+        labels = torch.from_numpy(reader.labels) if reader.labels is not None else None
+        load = lambda rows: plugin.preprocess(architecture, reader.items(rows))  # noqa: E731
+        return LazySamples(reader.n, input_spec.shape, input_spec.dtype, load), labels
     inputs: list[Tensor] = []
     labels: list[np.ndarray] = []
     for raw, chunk_labels in reader.chunks(PREPROCESS_CHUNK):

@@ -8,14 +8,16 @@ The new version shares θ with its base: same blob, same accuracy, same tasks.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from app.db.tables import Dataset, Job, Model
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.data import load_inputs
+from app.learning.measured import kept_measurement
 from app.learning.spec import JobSpec
 from app.learning.watch import JobWatch
-from app.mas.devices import to_cpu
-from app.mas.importance import ImportanceSum, estimate_importance
+from app.mas.importance import estimate_importance
 from app.mas.networks import network_state
 from app.mas.training import TrainingCancelled
 from app.models.networks import version_network
@@ -28,6 +30,7 @@ from app.versions.service import (
 )
 
 CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduction matches one call
+LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importance, bounded memory
 
 
 def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
@@ -43,17 +46,18 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     inputs = inputs.to(ctx.device)
 
     n = inputs.shape[0]
-    for start in range(0, n, CHUNK_ROWS):
+    rows = CHUNK_ROWS if isinstance(inputs, Tensor) else LAZY_CHUNK_ROWS
+    for start in range(0, n, rows):
         if watch.should_stop():
             raise TrainingCancelled(f"stopped after {start} of {n} samples")
         measured = estimate_importance(
-            net, job.task, inputs[start : start + CHUNK_ROWS],
+            net, job.task, inputs[start : start + rows],
             variant=request["variant"], output=request["output"], reduction=request["reduction"],
         )
-        measured = ImportanceSum(to_cpu(measured.sums), measured.n)
+        measured = kept_measurement(measured, job.id)
         fresh = start == 0 and request["mode"] == "replace"
         state = state.replace(measured) if fresh else state.accumulate(measured)
-        watch.progress(min(start + CHUNK_ROWS, n), n, None, unit="samples")
+        watch.progress(min(start + rows, n), n, None, unit="samples")
 
     frozen_blob = store_tensors(ctx.store, state.frozen_tensors())
     open_blob = store_tensors(ctx.store, state.open_tensors())

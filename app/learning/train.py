@@ -18,6 +18,7 @@ from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.data import load_inputs, task_labels
+from app.learning.measured import kept_measurement
 from app.learning.spec import JobSpec
 from app.learning.watch import JobWatch
 from app.mas.devices import to_cpu, to_device
@@ -25,6 +26,7 @@ from app.mas.evaluation import accuracy
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet, network_state
+from app.mas.samples import LazySamples
 from app.mas.training import TrainConfig, TrainingCancelled, precision_for, train_task
 from app.models.networks import save_network, version_network
 from app.versions.service import (
@@ -66,7 +68,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     if options["on"] == "train":
         if watch.should_stop():
             raise TrainingCancelled("stopped before measuring importance")
-        state = state.accumulate(_measure_importance(method, net, job.task, x, y, options))
+        state = state.accumulate(_measure_importance(method, net, job, x, y, options))
     scores = {}
     for task, (dataset, task_classes) in eval_sets.items():
         inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
@@ -96,12 +98,12 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         return version.number
 
 
-def _measure_importance(method: Method, net: MultiHeadNet, task: str, x: Tensor, y: Tensor,
+def _measure_importance(method: Method, net: MultiHeadNet, job: JobSpec, x: Tensor | LazySamples, y: Tensor,
                         options: dict[str, str]) -> ImportanceSum:
     """Ω of the task just learned: the method's own measure where it has one (EWC's Fisher, SI's path),
     else MAS's (MAS.md §1), so that a later task trained with MAS has an Ω to protect this one."""
-    measured = method.task_importance(net, task, x, y, {k: options[k] for k in ("variant", "output", "reduction")})
-    return ImportanceSum(to_cpu(measured.sums), measured.n)
+    measured = method.task_importance(net, job.task, x, y, {k: options[k] for k in ("variant", "output", "reduction")})
+    return kept_measurement(measured, job.id)
 
 
 def _task_entry(task: str, request: dict[str, Any]) -> dict[str, Any]:

@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from app.mas.networks import MultiHeadNet
+from app.mas.samples import LazySamples
 
-_CHUNK = 4096
+_CHUNK = 4096  # rows per forward pass at most
+_CHUNK_BYTES = 1 << 26  # and at most 64 MiB of inputs per pass (about 110 images of 224 px)
 
 
-def predict(net: MultiHeadNet, task: str, inputs: Tensor) -> tuple[Tensor, Tensor]:
+def rows_per_chunk(inputs: Tensor | LazySamples) -> int:
+    """Rows per forward pass: bounded in bytes, so that large inputs (images) never pile up in memory."""
+    row_bytes = max(1, math.prod(inputs.shape[1:]) * 4)
+    return max(1, min(_CHUNK, _CHUNK_BYTES // row_bytes))
+
+
+def predict(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> tuple[Tensor, Tensor]:
     """(predicted classes [n], probabilities [n, classes]) in eval mode, without building a graph."""
+    chunk = rows_per_chunk(inputs)
     was_training = net.training
     net.eval()
     try:
         with torch.inference_mode():
             logits = torch.cat(
-                [net(net.input_spec.cast(inputs[i : i + _CHUNK]), task) for i in range(0, inputs.shape[0], _CHUNK)]
+                [net(net.input_spec.cast(inputs[i : i + chunk]), task) for i in range(0, inputs.shape[0], chunk)]
             ) if inputs.shape[0] else torch.zeros(0, net.tasks[task], device=inputs.device)
             return logits.argmax(1), logits.softmax(1)
     finally:
         net.train(was_training)
 
 
-def accuracy(net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor) -> float:
+def accuracy(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor) -> float:
     predicted, _ = predict(net, task, inputs)
     return float((predicted == labels.to(torch.int64)).float().mean()) if labels.numel() else float("nan")
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
+from app.mas.samples import LazySamples, batches_of
 
 OPTIMIZERS = ("sgd", "adam")
 PRECISIONS = ("fp32", "bf16")
@@ -73,14 +74,17 @@ def train_task(
     net: MultiHeadNet,
     task: str,
     num_classes: int,
-    inputs: Tensor,
+    inputs: Tensor | LazySamples,
     labels: Tensor,
     method: Method,
     config: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Learn `task` on (inputs, labels), adding its head if the network lacks it."""
+    """Learn `task` on (inputs, labels), adding its head if the network lacks it.
+
+    `inputs` may be LazySamples (images decoded a batch at a time): batches are then loaded ahead in a
+    thread, in the same shuffled order, so a run is the same whichever form its inputs take."""
     inputs, labels = net.input_spec.cast(inputs), labels.to(torch.int64)
     if inputs.shape[0] == 0 or inputs.shape[0] != labels.shape[0]:
         raise ValueError("training needs as many labels as inputs, and at least one of each")
@@ -99,12 +103,12 @@ def train_task(
     net.train()
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=generator)
-        for start in range(0, n, config.batch_size):
+        index_batches = [order[start : start + config.batch_size] for start in range(0, n, config.batch_size)]
+        for batch, batch_inputs in zip(index_batches, batches_of(inputs, index_batches), strict=True):
             if should_stop is not None and should_stop():
                 raise TrainingCancelled(f"stopped after {step} of {total} steps")
-            batch = order[start : start + config.batch_size]
             with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                features = net.trunk(inputs[batch])
+                features = net.trunk(batch_inputs)
                 loss = functional.cross_entropy(net.heads[task](features).float(), labels[batch])
                 extra = method.extra_loss(features, batch)
                 if extra is not None:

@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor, nn
 
+from app.mas.evaluation import rows_per_chunk
 from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
-
-_CHUNK = 4096
 
 
 class LwF(Method):
@@ -34,7 +33,8 @@ class LwF(Method):
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            features = torch.cat([net.trunk(inputs[i : i + _CHUNK]) for i in range(0, inputs.shape[0], _CHUNK)])
+            chunk = rows_per_chunk(inputs)
+            features = torch.cat([net.trunk(inputs[i : i + chunk]) for i in range(0, inputs.shape[0], chunk)])
             self.targets = [
                 functional.log_softmax(functional.linear(features, w, b) / self.temperature, dim=1)
                 for w, b in self.old_heads
