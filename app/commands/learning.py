@@ -24,12 +24,12 @@ from app.commands.common import (
     handles_errors,
     print_json,
 )
+from app.commands.models import parse_trainable
 
 tasks = typer.Typer(no_args_is_help=True, help="Teach a model new tasks.")
 importance = typer.Typer(no_args_is_help=True, help="Re-measure a model's importance (Ω).")
 
 DEFAULT_EPOCHS = 10  # the server's default, known here to show the epoch in the bar
-DataOption = Annotated[str, typer.Option(help="a .npz/.csv file (uploaded) or a dataset id")]
 
 
 @tasks.command("add")
@@ -38,7 +38,9 @@ def add(
     ctx: typer.Context,
     model: str,
     task: str,
-    train: Annotated[str, typer.Option("--train", help="labeled training data: .npz/.csv file or dataset id")],
+    train: Annotated[str, typer.Option(
+        "--train", help="labeled training data: a file (.npz/.csv arrays, .jsonl/.csv texts, .zip/.tar images)"
+                        " or a dataset id")],
     eval_: Annotated[str | None, typer.Option("--eval", help="held-out labeled data for the accuracy matrix")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="strength of the MAS penalty")] = None,
     epochs: Annotated[int | None, typer.Option(help=f"[default: {DEFAULT_EPOCHS}]")] = None,
@@ -50,6 +52,8 @@ def add(
     base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
     seed: int | None = None,
     queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers [default: the model's]")] = None,
+    trainable: Annotated[str | None, typer.Option(
+        help="all, none (heads only) or last:N blocks [default: the model's]")] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
@@ -58,7 +62,8 @@ def add(
     client = client_of(ctx)
     job = client.add_task(model, task, _data(train), None if eval_ is None else _data(eval_), lambda_=lambda_,
                           epochs=epochs, method=method, num_classes=num_classes, batch_size=batch_size, lr=lr,
-                          optimizer=optimizer, base_version=base_version, seed=seed, queue=queue)
+                          optimizer=optimizer, base_version=base_version, seed=seed, queue=queue,
+                          trainable=None if trainable is None else parse_trainable(trainable))
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
     typer.echo(f"job {job.id}: learning {task} on {model}", err=True)
@@ -70,7 +75,8 @@ def add(
 def refresh(
     ctx: typer.Context,
     model: str,
-    data: Annotated[str, typer.Option("--data", help="inputs (labels ignored): .npz/.csv file or dataset id")],
+    data: Annotated[str, typer.Option(
+        "--data", help="inputs (labels ignored): a file (arrays, texts or images, as for tasks add) or dataset id")],
     mode: Annotated[Literal["accumulate", "replace"], typer.Option()] = "accumulate",
     task: Annotated[str | None, typer.Option(help="whose head F(x) is [default: the last learned]")] = None,
     base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,

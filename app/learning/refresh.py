@@ -40,7 +40,8 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         base = get_version(session, model, job.base_version)
         dataset = session.get(Dataset, request["dataset"])
     state = load_importance(ctx.store, base)
-    net = version_network(ctx.store, model.architecture, base).to(ctx.device)
+    learned = next((t for t in base.tasks if t["name"] == job.task), {})
+    net = version_network(ctx.store, model.architecture, base, learned.get("trainable")).to(ctx.device)
     theta = network_state(net)
     inputs, _ = load_inputs(ctx.store, model.architecture, dataset, net.input_spec)  # labels play no part in Ω
     inputs = inputs.to(ctx.device)

@@ -111,6 +111,8 @@ def _task_entry(task: str, request: dict[str, Any]) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": task, "num_classes": request["num_classes"]}
     if request.get("classes"):
         entry["classes"] = list(request["classes"])
+    if request.get("trainable") is not None:  # a refresh of this task measures Ω on what it trained
+        entry["trainable"] = request["trainable"]
     return entry
 
 
