@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import torch
 from pydantic import BaseModel
 
 from app.db.tables import Job
+from app.mas.training import precision_for
 
 
 class Progress(BaseModel):
@@ -25,6 +27,13 @@ class JobError(BaseModel):
     message: str
 
 
+def _precision(job: Job) -> str | None:
+    """The precision the job's code chose for its device: training follows `precision_for`, Ω is fp32."""
+    if job.device is None:
+        return None
+    return precision_for(torch.device(job.device)) if job.kind == "train" else "fp32"
+
+
 class JobOut(BaseModel):
     id: str
     kind: str
@@ -38,6 +47,9 @@ class JobOut(BaseModel):
     # The Celery node and torch device of the job's latest run (None until a worker claims it).
     worker: str | None
     device: str | None
+    # How the job computed: "bf16" (training under bfloat16 autocast on CUDA, fp32 master weights; Ω
+    # and the penalty in fp32) or "fp32"; None until a worker claims it.
+    precision: str | None
     progress: Progress | None
     created_at: datetime
     started_at: datetime | None
@@ -54,7 +66,7 @@ class JobOut(BaseModel):
         return cls(
             id=job.id, kind=job.kind, model=model_name, state=job.state, task=job.task,
             base_version=job.base_version, attempts=job.attempts, cancel_requested=job.cancel_requested,
-            queue=job.queue, worker=job.worker, device=job.device,
+            queue=job.queue, worker=job.worker, device=job.device, precision=_precision(job),
             progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             result=JobResult(version=job.result_version) if job.result_version is not None else None,
             error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,

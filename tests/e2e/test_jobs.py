@@ -88,8 +88,9 @@ def test_a_job_says_its_queue_and_which_worker_and_device_ran_it(api) -> None:
     model = api.create_model("where")
     queued = api.submit_task(model, api.digits[0], epochs=1)
     assert queued["queue"] == "cpu" and queued["worker"] is None and queued["device"] is None
+    assert queued["precision"] is None
     job = api.wait_job(queued["id"])
     assert job["state"] == "succeeded", job
-    # The embedded worker is named lifelong@<host>, takes both queues, and has no GPU here.
-    assert job["worker"].startswith("lifelong@") and job["device"] == "cpu"
+    # The embedded worker is named lifelong@<host>, takes both queues, and has no GPU here: fp32.
+    assert job["worker"].startswith("lifelong@") and job["device"] == "cpu" and job["precision"] == "fp32"
     assert api.get(f"/v1/models/{model}")["queue"] == "cpu"
