@@ -8,7 +8,7 @@ Image tasks (for an image-backbone model), ImageFolder zips (one folder per clas
     <out>/images/warm-{train,eval}.zip     red vs yellow noisy squares
     <out>/images/cool-{train,eval}.zip     blue vs green noisy squares
     <out>/images/deployment.zip            unlabeled images
-    <out>/images/query-{green,red}.png     single images to predict
+    <out>/images/query-{green,blue,red}.png  single images to predict
 
 They are made from templates and random pixels here, so nothing is downloaded; the eval sentences
 use sentence frames that the train sentences never use.
@@ -88,6 +88,7 @@ def write_examples(out: Path) -> list[Path]:
         "images/cool-eval.zip": image_folder_zip(["blue", "green"], 6, seed=4),
         "images/deployment.zip": unlabeled_zip(["blue", "green", "blue"], seed=5),
         "images/query-green.png": png(COLOURS["green"], 6),
+        "images/query-blue.png": png(COLOURS["blue"], 8),
         "images/query-red.png": png(COLOURS["red"], 7),
     }
     written = []
