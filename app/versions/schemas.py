@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +39,9 @@ class ImportanceOut(BaseModel):
 class VersionDetail(VersionOut):
     tasks: list[str]
     num_classes: dict[str, int]
+    # Class names per task learned from named labels (index order), and a task's own `trainable`.
+    classes: dict[str, list[str]]
+    trainable: dict[str, Any]
     accuracy: dict[str, float]
     importance: ImportanceOut
     theta_sha256: str
@@ -50,6 +54,8 @@ class VersionDetail(VersionOut):
             **VersionOut.of(v).model_dump(),
             tasks=[t["name"] for t in v.tasks],
             num_classes={t["name"]: t["num_classes"] for t in v.tasks},
+            classes={t["name"]: t["classes"] for t in v.tasks if t.get("classes")},
+            trainable={t["name"]: t["trainable"] for t in v.tasks if t.get("trainable") is not None},
             accuracy=v.accuracy,
             importance=ImportanceOut(n_open=v.n_open, layers=v.importance),
             theta_sha256=v.theta_blob,

@@ -44,6 +44,7 @@ def test_a_text_model_from_the_command_line(service: Service, examples: Path) ->
     plain = run("predict", name, "--task", "living", "--text", "a cat on the sofa")
     assert plain.stdout.strip() == "0\tanimal"
     versions = json.loads(run("versions", "show", name, "1", "--json").stdout)
+    assert versions["trainable"] == {"living": {"last": 1}}
     assert any(stats["max"] > 0 for layer, stats in versions["importance"]["layers"].items() if "layers.5." in layer)
     assert all(stats["max"] == 0 for layer, stats in versions["importance"]["layers"].items() if "layers.4." in layer)
 

@@ -53,6 +53,7 @@ def test_a_minilm_model_learns_two_text_tasks_and_answers_class_names(api, servi
            jsonl(text_records(["fruit", "tool"], EVAL_FRAMES)), "jsonl", **options)
 
     detail = api.get(f"/v1/models/{model}/versions/2")
+    assert detail["classes"] == {"living": ["animal", "vehicle"], "things": ["fruit", "tool"]}
     assert detail["accuracy"]["living"] > 0.8 and detail["accuracy"]["things"] > 0.8, detail["accuracy"]
     answer = api.http.post(f"/v1/models/{model}/predict",
                            json={"task": "living", "texts": ["a dog in the garden", "a red sports car"]}).json()
