@@ -80,6 +80,12 @@ def check_input_values(input_shape: list[int], max_values: int) -> None:
                       f" limit of {max_values} (LIFELONG_MAX_INPUT_VALUES)")
 
 
+def check_model_parameters(count: int, max_parameters: int) -> None:
+    if count > max_parameters:
+        raise Invalid(f"architecture: the trunk would have {count:,} parameters, more than the limit of"
+                      f" {max_parameters:,} (LIFELONG_MAX_MODEL_PARAMETERS)")
+
+
 def check_job_samples(epochs: int, rows: int, max_samples: int) -> None:
     if epochs * rows > max_samples:
         raise Invalid(f"{epochs} epochs × {rows} rows = {epochs * rows} training samples, more than the limit of"

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     max_inline_rows: int = Field(10_000, ge=1)
     # Values per input row: the product of a model's input_shape (422 beyond).
     max_input_values: int = Field(1 << 20, ge=1)
+    # Trunk parameters a model may have (413 above): counted before anything is allocated.
+    max_model_parameters: int = Field(100_000_000, ge=1)
     # Training rows seen by one job, epochs × rows (422 beyond).
     max_job_samples: int = Field(50_000_000, ge=1)
     # Queued or running jobs of one model at once (429 beyond).

@@ -75,6 +75,14 @@ def _network(spec: dict, *, pretrained: bool, seed: int) -> MultiHeadNet:
     return net
 
 
+def trunk_parameter_count(spec: dict) -> int:
+    """Parameters of the trunk a (validated) spec describes, counted on the meta device: nothing is
+    allocated, so a spec asking for 40 GB is measured, and refused, without taking it."""
+    with torch.device("meta"), torch.random.fork_rng(devices=[]):
+        trunk, _, _ = get_architecture(spec["kind"]).build_trunk(spec, pretrained=False, seed=0)
+    return sum(parameter.numel() for parameter in trunk.parameters())
+
+
 def build_network(spec: dict, seed: int) -> MultiHeadNet:
     """Version 0: the kind's pretrained weights where it has them (else initialised from `seed`), no heads,
     trunk parameters frozen as the spec's `trainable` says."""

@@ -25,7 +25,7 @@ def shape_model(session: Session, model: Model) -> ModelOut:
 def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep) -> ModelOut:
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
-                                 model_dirs=settings.model_dirs)
+                                 model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters)
     session.commit()
     return shape_model(session, model)
 

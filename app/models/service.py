@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.architectures import registry
 from app.db.tables import Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
-from app.limits import check_input_values
+from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
 from app.models.networks import initial_network, save_network
 from app.store import BlobStore
@@ -22,7 +22,7 @@ ACTIVE_STATES = ("queued", "running")
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
                  max_input_values: int | None = None, queue: str = "cpu",
-                 model_dirs: Sequence[Path] = ()) -> Model:
+                 model_dirs: Sequence[Path] = (), max_parameters: int | None = None) -> Model:
     if isinstance(architecture, dict):
         check_model_path(architecture, model_dirs)  # before validation, which would read the directory
     try:
@@ -31,6 +31,8 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
         raise Invalid(f"architecture: {error}") from error
     if max_input_values is not None and "input_shape" in architecture:
         check_input_values(architecture["input_shape"], max_input_values)
+    if max_parameters is not None:
+        check_model_parameters(registry.trunk_parameter_count(architecture), max_parameters)
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} exists")
     net = initial_network(architecture, seed)

@@ -62,3 +62,11 @@ def test_eval_classes_must_be_among_the_train_classes(api) -> None:
     response = api.http.post(f"/v1/models/{name}/predict", json={"task": "t", "inputs": [[1.0]]})
     assert response.status_code == 404  # no task t yet: nothing was queued
     assert api.get("/v1/jobs", model=name) == []
+
+
+def test_a_model_too_large_is_refused_before_anything_is_allocated(api) -> None:
+    """[60000, 60000] hidden units would be 3.6 billion parameters (14 GB): measured on the meta device."""
+    response = api.http.post("/v1/models", json={
+        "name": api.unique("huge"), "architecture": {"kind": "mlp", "input_shape": [64], "hidden": [60000, 60000]}})
+    assert response.status_code == 422, response.text
+    assert "LIFELONG_MAX_MODEL_PARAMETERS" in response.json()["detail"] and "3,603,960,000" in response.json()["detail"]
