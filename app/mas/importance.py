@@ -116,7 +116,8 @@ def fallback_parameters(net: MultiHeadNet, task: str, inputs: Tensor | None = No
     Found from one forward pass on `inputs` (by default two all-zero samples of the network's input).
     """
     if inputs is None:
-        inputs = torch.zeros(2, *net.input_shape, dtype=net.input_spec.dtype)
+        device = next(net.parameters()).device
+        inputs = torch.zeros(2, *net.input_shape, dtype=net.input_spec.dtype, device=device)
     with _eval_mode(net):
         return _record(net, task, net.input_spec.cast(inputs)).fallback
 
@@ -144,7 +145,7 @@ def _over_chunks(
         raise ValueError(f"inputs have shape {tuple(inputs.shape[1:])}, the network takes {net.input_shape}")
     totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}
     fallback: dict[str, None] = {}
-    with _eval_mode(net):
+    with _eval_mode(net), _full_float32():
         for start in range(0, inputs.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             sums, others = measure(inputs[rows], rows)
@@ -152,6 +153,18 @@ def _over_chunks(
             for name, value in sums.items():
                 totals[name] += value
     return ImportanceSum(sums=totals, n=int(inputs.shape[0]), fallback=tuple(fallback))
+
+
+@contextmanager
+def _full_float32() -> Iterator[None]:
+    """No TF32 while measuring: on Ampere and later GPUs cuDNN convolutions use it by default, which
+    would make Ω on a GPU differ from the CPU's by about 1e-3 relative. Ω is always exact fp32."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 @contextmanager

@@ -101,31 +101,35 @@ def train_task(
     total = config.epochs * math.ceil(n / config.batch_size)
     step, loss_value = 0, float("nan")
     net.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(n, generator=generator)
-        index_batches = [order[start : start + config.batch_size] for start in range(0, n, config.batch_size)]
-        for batch, batch_inputs in zip(index_batches, batches_of(inputs, index_batches), strict=True):
-            if should_stop is not None and should_stop():
-                raise TrainingCancelled(f"stopped after {step} of {total} steps")
-            with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                features = net.trunk(batch_inputs)
-                loss = functional.cross_entropy(net.heads[task](features).float(), labels[batch])
-                extra = method.extra_loss(features, batch)
-                if extra is not None:
-                    loss = loss + extra
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise NonFiniteLoss(
-                    f"the loss became {loss_value} at step {step + 1} of {total}: lower lr or lambda, "
-                    "or use the proximal penalty form"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            method.before_step()
-            optimizer.step()
-            method.after_step()
-            step += 1
-            if progress is not None:
-                progress(step, total, loss_value)
+    # Dropout and drop-connect in trained blocks draw from torch's global RNG: seeded from the config
+    # (and restored afterwards), so that a job run again makes the same version.
+    with torch.random.fork_rng(devices=[inputs.device] if inputs.device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        for _ in range(config.epochs):
+            order = torch.randperm(n, generator=generator)
+            index_batches = [order[start : start + config.batch_size] for start in range(0, n, config.batch_size)]
+            for batch, batch_inputs in zip(index_batches, batches_of(inputs, index_batches), strict=True):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled(f"stopped after {step} of {total} steps")
+                with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                    features = net.trunk(batch_inputs)
+                    loss = functional.cross_entropy(net.heads[task](features).float(), labels[batch])
+                    extra = method.extra_loss(features, batch)
+                    if extra is not None:
+                        loss = loss + extra
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLoss(
+                        f"the loss became {loss_value} at step {step + 1} of {total}: lower lr or lambda, "
+                        "or use the proximal penalty form"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                method.before_step()
+                optimizer.step()
+                method.after_step()
+                step += 1
+                if progress is not None:
+                    progress(step, total, loss_value)
     net.eval()
     return TrainResult(steps=step, loss=loss_value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import torch
@@ -73,6 +74,22 @@ def model_inputs(architecture: dict, inputs: RawInputs) -> torch.Tensor:
         raise Invalid(f"inputs: {error}") from error
 
 
+def check_npy_size(body: bytes) -> None:
+    """422 unless the .npy header declares exactly the bytes that follow it: a header that promises
+    10¹² rows would otherwise make NumPy try to allocate them before reading a byte."""
+    stream = io.BytesIO(body)
+    try:
+        major, _ = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
+        raise Invalid(f"the body is not a readable .npy array (pickled arrays are refused): {error}") from error
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != len(body) - stream.tell():
+        raise Invalid(f"the .npy header declares shape {list(shape)} of {dtype} ({declared} bytes), but"
+                      f" {len(body) - stream.tell()} bytes follow it")
+
+
 def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
     if len(inputs) > max_rows:
         raise TooLarge(f"{len(inputs)} rows in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
@@ -90,6 +107,8 @@ def inputs_from_query(text: str) -> np.ndarray:
         inputs = json.loads(text)
     except json.JSONDecodeError as error:
         raise Invalid(f"inputs must be a JSON list of rows, e.g. [[0.1, 0.2]]: {error}") from error
+    except RecursionError as error:
+        raise Invalid("inputs are nested too deeply: send a list of rows, e.g. [[0.1, 0.2]]") from error
     if not isinstance(inputs, list):
         raise Invalid("inputs must be a JSON list of rows, e.g. [[0.1, 0.2]]")
     if len(inputs) > QUERY_ROWS:
@@ -100,6 +119,7 @@ def inputs_from_query(text: str) -> np.ndarray:
 def inputs_from_npy(body: bytes, max_rows: int) -> np.ndarray:
     if not body:
         raise Invalid("the request body is empty: send a .npy array (np.save) of shape [n, *input_shape]")
+    check_npy_size(body)
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

@@ -1,0 +1,45 @@
+"""benchmarks.gpu_checks on the CPU in its quick profile: the same code a GPU host runs, so it is known to work
+before a GPU run is spent on it; and `--device cuda` refusing at once where torch sees no GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_checks(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_checks", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(240)
+def test_every_section_passes_on_the_cpu_in_the_quick_profile(tmp_path: Path) -> None:
+    done = run_checks("--device", "cpu", "--quick", "--out", str(tmp_path), timeout=220)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "gpu_checks on cpu (quick): PASS" in done.stdout, done.stdout
+
+    results = json.loads((tmp_path / "gpu_checks.json").read_text())
+    sections = results["sections"]
+    assert results["passed"] and set(sections) == {"core", "omega", "service"}
+    assert all(section["passed"] and section["wall_s"] > 0 for section in sections.values())
+    assert sections["core"]["precision"] == "fp32" and sections["core"]["checks"]["head_a_bit_for_bit"]
+    for case in sections["omega"]["cases"].values():
+        assert case["dtype"] == ["torch.float32"] and case["max_relative_difference"] <= sections["omega"]["rtol"]
+    for job in sections["service"]["jobs"].values():
+        assert job["state"] == "succeeded" and job["device"] == "cpu" and job["predicted"] == job["expected"]
+    assert results["wall_s"] >= sum(section["wall_s"] for section in sections.values()) * 0.99
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_fails_fast_with_a_plain_message(tmp_path: Path) -> None:
+    done = run_checks("--device", "cuda", "--out", str(tmp_path), timeout=60)
+    assert done.returncode == 2
+    assert "sees no CUDA GPU" in done.stderr and "--device cpu" in done.stderr
+    assert not (tmp_path / "gpu_checks.json").exists()
