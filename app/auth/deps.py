@@ -41,6 +41,7 @@ def _authenticate(request: Request) -> str:
         if scheme.lower() == "bearer" and token.strip():
             key = find_key(session, token.strip())
             if key is not None:
+                request.state.key_id = key.id
                 return key.scope
         if not any_key_exists(session):
             return "open"

@@ -49,10 +49,15 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, key_id: int) -> ApiKey:
+def revoke_key(session: Session, key_id: int, by: int | None = None) -> ApiKey:
+    """Revoke a key; an admin key cannot revoke itself (a typo would lock its holder out): another admin
+    key, or `lifelong keys revoke` on the server, can."""
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"no API key {key_id}")
+    if by == key.id:
+        raise Conflict(f"API key {key_id} is the key making this request: revoke it with another admin key"
+                       " or `lifelong keys revoke` on the server")
     if key.revoked_at is not None:
         raise Conflict(f"API key {key_id} was already revoked")
     key.revoked_at = utcnow()

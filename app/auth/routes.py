@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from app.auth import keys
 from app.auth.deps import AdminScope
@@ -25,7 +25,7 @@ def list_keys(session: SessionDep) -> list[KeyOut]:
 
 
 @router.delete("/{key_id}", response_model=KeyOut)
-def revoke_key(key_id: int, session: SessionDep) -> KeyOut:
-    key = keys.revoke_key(session, key_id)
+def revoke_key(key_id: int, session: SessionDep, request: Request) -> KeyOut:
+    key = keys.revoke_key(session, key_id, by=getattr(request.state, "key_id", None))
     session.commit()
     return KeyOut.model_validate(key, from_attributes=True)

@@ -5,6 +5,7 @@ runs open on loopback but refuses to listen anywhere else."""
 from __future__ import annotations
 
 import re
+import shutil
 
 import httpx
 import pytest
@@ -112,6 +113,29 @@ def test_revoked_key_stops_working(secured, make_key) -> None:
         assert "revoked" in run_cli(secured.var_dir, "keys", "list").stdout
         # The right prefix with a wrong secret is refused too.
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {token[:-2]}xx"}).status_code == 401
+
+
+def test_an_admin_key_cannot_revoke_itself_over_http(secured, make_key) -> None:
+    token = make_key("admin", "self-revoker")
+    headers = {"Authorization": f"Bearer {token}"}
+    with secured.client() as http:
+        own = next(k for k in http.get("/v1/keys", headers=headers).json() if k["name"] == "self-revoker")
+        refused = http.delete(f"/v1/keys/{own['id']}", headers=headers)
+        assert refused.status_code == 409 and "another admin key" in refused.json()["detail"]
+        assert http.get("/v1/models", headers=headers).status_code == 200  # still valid
+        other = {"Authorization": f"Bearer {make_key('admin', 'other-admin')}"}
+        assert http.delete(f"/v1/keys/{own['id']}", headers=other).status_code == 200
+        assert http.get("/v1/models", headers=headers).status_code == 401
+
+
+def test_readyz_names_no_internal_paths_when_a_part_fails(service_factory, tmp_path) -> None:
+    """/readyz is open: a missing broker folder is reported by the part's name, not by its path."""
+    service = service_factory(tmp_path / "var")
+    shutil.rmtree(tmp_path / "var" / "broker" / "queue")
+    with service.client() as http:
+        answer = http.get("/readyz")
+    assert answer.status_code == 503 and answer.json()["broker"].startswith("error"), answer.text
+    assert str(tmp_path) not in answer.text and "/broker" not in answer.text
 
 
 def test_open_without_keys_but_only_on_loopback(tmp_path) -> None:
