@@ -9,9 +9,12 @@ delivered again). Nothing here knows Celery: tests call `run_job` directly.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
-from app.db.tables import Job
+from sqlalchemy.orm import Session
+
+from app.db.tables import Dataset, Job
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.learning.context import JobContext
 from app.learning.heartbeat import heartbeat
@@ -39,6 +42,7 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s)
         if claim.job is not None:
             claim.job.worker, claim.job.device = worker, str(ctx.device)
+            _starting_progress(session, claim.job)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
         log.info("job %s not run: %s", job_id, claim.reason)
@@ -71,6 +75,20 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         return _fail(ctx, job_id, "error", f"{type(error).__name__}: {error}")
     log.info("job %s succeeded: version %s", job_id, version)
     return "succeeded"
+
+
+def _starting_progress(session: Session, job: Job) -> None:
+    """Progress 0 of the job's whole work, written with the claim: a running job always shows how much
+    it has to do, even when it stops (a time limit, a crash) before its first step."""
+    request = job.request
+    dataset = session.get(Dataset, request.get("train_dataset") or request.get("dataset"))
+    if dataset is None:
+        return
+    if job.kind == "train":
+        total, unit = request["epochs"] * math.ceil(dataset.n / request["batch_size"]), "steps"
+    else:
+        total, unit = dataset.n, "samples"
+    job.progress_done, job.progress_total, job.progress_unit, job.progress_loss = 0, total, unit, None
 
 
 def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:
