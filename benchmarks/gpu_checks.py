@@ -36,8 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from app.architectures import build_network, get_architecture
 from app.mas.accumulation import ImportanceState
 from app.mas.devices import to_cpu
 from app.mas.evaluation import accuracy
-from app.mas.importance import estimate_importance
+from app.mas.importance import estimate_importance, full_float32
 from app.mas.methods import make_method
 from app.mas.networks import build_network as build_array_network
 from app.mas.networks import network_state
@@ -148,16 +147,6 @@ def check_core(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
 # --- 2. Ω on the device against the CPU, fp32 ----------------------------------------------------
 
 
-@contextmanager
-def tf32_disabled() -> Iterator[None]:
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def relative_differences(measured: dict[str, Tensor], reference: dict[str, Tensor]) -> dict[str, float]:
     """max|a − b| / max|b| per tensor, with max|b| floored at ZERO_FLOOR × the largest Ω of the model."""
     floor = ZERO_FLOOR * max(float(t.abs().max()) for t in reference.values())
@@ -208,7 +197,7 @@ def check_omega(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
         "minilm": {"kind": "text-encoder", "max_length": 32, "trainable": {"last": 2}},
         "efficientnet_lite0": {"kind": "image-backbone", "image_size": 96, "trainable": {"last": 2}},
     }
-    with tf32_disabled():
+    with full_float32():  # Ω never uses TF32: the measurement itself turns it off
         cases = {name: compare_omega(spec, device, sizes) for name, spec in specs.items()}
     return {"tf32": "disabled for this check (matmul and cudnn)", "rtol": RTOL, "cases": cases,
             "passed": all(case["passed"] for case in cases.values())}

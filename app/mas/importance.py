@@ -145,7 +145,7 @@ def _over_chunks(
         raise ValueError(f"inputs have shape {tuple(inputs.shape[1:])}, the network takes {net.input_shape}")
     totals = {name: torch.zeros_like(p) for name, p in _measured_parameters(net, task)}
     fallback: dict[str, None] = {}
-    with _eval_mode(net), _full_float32():
+    with _eval_mode(net), full_float32():
         for start in range(0, inputs.shape[0], chunk_size):
             rows = slice(start, start + chunk_size)
             sums, others = measure(inputs[rows], rows)
@@ -156,7 +156,7 @@ def _over_chunks(
 
 
 @contextmanager
-def _full_float32() -> Iterator[None]:
+def full_float32() -> Iterator[None]:
     """No TF32 while measuring: on Ampere and later GPUs cuDNN convolutions use it by default, which
     would make Ω on a GPU differ from the CPU's by about 1e-3 relative. Ω is always exact fp32."""
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
