@@ -109,6 +109,7 @@ class TextEncoderTrunk(nn.Module):
         self.normalize = normalize
 
     def forward(self, ids: Tensor) -> Tensor:
+        ids = self._without_padding_columns(ids)
         mask = ids != self.pad_id
         hidden = self.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
         additive = (~mask)[:, None, None, :].to(hidden.dtype) * torch.finfo(hidden.dtype).min
@@ -119,6 +120,18 @@ class TextEncoderTrunk(nn.Module):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
         return functional.normalize(pooled, p=2, dim=1) if self.normalize else pooled
+
+    def _without_padding_columns(self, ids: Tensor) -> Tensor:
+        """Texts are tokenised to `max_length`; trailing columns that are padding in every row of the batch
+        change nothing (masked in attention and pooling), so they are cut: sentences of 10 words then cost
+        10 positions, not 128, as sentence-transformers pads only to a batch's longest text. Under
+        torch.func's vmap (one sample at a time) the length cannot be read, and nothing is cut."""
+        try:
+            used = (ids != self.pad_id).any(0).nonzero()
+            keep = int(used.max()) + 1 if used.numel() else 1
+        except RuntimeError:  # data-dependent control flow inside vmap
+            return ids
+        return ids[:, :keep] if keep < ids.shape[1] else ids
 
     @staticmethod
     def _sync_attention_dropout(layer: nn.Module) -> None:

@@ -3,8 +3,8 @@
 Texts become token ids and arrays reshaped rows, read a chunk at a time and kept (a few bytes per
 token or value). Images are never all decoded at once: a job gets LazySamples that decode the rows it
 asks for from the stored archive, a batch at a time, so its memory does not grow with the dataset
-(benchmarks/memory.py measures it). Labels that were class names are mapped to the task's class indices by name, so
-an eval set may list a task's classes in any order or only some of them.
+(benchmarks/service_real.py measures it). Labels that were class names are mapped to the task's class
+indices by name, so an eval set may list a task's classes in any order or only some of them.
 """
 
 from __future__ import annotations

@@ -48,9 +48,9 @@ def test_a_run_on_lazy_samples_equals_the_run_on_the_tensor_and_loads_a_batch_at
     assert all(torch.equal(theta[k], theta_ref[k]) for k in theta_ref)
     assert all(torch.equal(omega[k], omega_ref[k]) for k in omega_ref)
     assert score == score_ref
-    # Two epochs of 10 batches (16 rows, the last 6), then Ω in chunks of 32, then one evaluation pass
-    # (at most 64 MiB of inputs, here all 150 small rows).
-    assert loader.sizes == [16] * 9 + [6] + [16] * 9 + [6] + [32] * 4 + [22] + [min(150, rows_per_chunk(x))]
+    # Two epochs of 10 batches (16 rows, the last 6), then Ω: 2 rows to size its chunks by memory, and
+    # chunks of 32; then one evaluation pass (at most 64 MiB of inputs, here all 150 small rows).
+    assert loader.sizes == ([16] * 9 + [6]) * 2 + [2] + [32] * 4 + [22] + [min(150, rows_per_chunk(x))]
 
 
 def test_slices_index_tensors_dtype_and_empty_rows() -> None:

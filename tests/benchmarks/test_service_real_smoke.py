@@ -1,0 +1,41 @@
+"""benchmarks.service_real in its --quick sizes: every section runs and writes sane figures (not the targets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.timeout(300)
+def test_service_real_quick_writes_every_section(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "benchmarks.service_real", "--quick", "--out", str(tmp_path)],
+                   check=True, timeout=280, cwd=Path(__file__).resolve().parents[2])
+    results = json.loads((tmp_path / "service_real.json").read_text())
+    assert results["quick"] is True
+    assert {"torch", "cpu", "torch_threads", "date"} <= results["environment"].keys()
+
+    storage = results["storage"]
+    assert storage["version0_bytes"] > 10_000_000  # MiniLM's pretrained weights, about 90 MB
+    assert storage["second_model_version0_bytes"] == 0
+    last_2, none = storage["last_2"], storage["none"]
+    assert last_2["trained_groups"] == ["block.5", "block.6"] and none["trained_groups"] == []
+    assert 0 < last_2["trained_blocks_bytes"] < last_2["whole_theta_file_bytes"]
+    assert last_2["written"]["other"] == 0 and none["written"]["other"] == 0
+    assert last_2["written"]["total"] >= last_2["trained_blocks_bytes"]
+    assert 0 < none["written"]["total"] < last_2["written"]["total"]
+
+    memory = results["memory"]
+    for run in (memory["small"], memory["large"]):
+        assert 0 < run["rss_before_job"] <= run["peak"] and run["job_seconds"] > 0
+    assert memory["large"]["images"] == memory["factor"] * memory["small"]["images"]
+
+    predictions = results["predictions"]
+    assert all(rate > 0 for rate in predictions["texts_per_s"].values())
+    assert predictions["service_vs_sentence_transformers"] > 0
+    assert predictions["predictions_agree"] == 1.0
+    assert {v["figure"] for v in results["verdicts"]} and all(isinstance(v["met"], bool) for v in results["verdicts"])
+    assert "Against the targets" in (tmp_path / "service_real.md").read_text()
