@@ -54,9 +54,9 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"train_bytes_vs_blocks": 1.2, "predict_vs_sentence_transformers": 0.7}
 TEXT = {"kind": "text-encoder"}
-IMAGE = {"kind": "image-backbone", "image_size": 96}
+IMAGE = {"kind": "image-backbone", "image_size": 224}  # ImageNet's size: a decoded image is 588 KiB
 SIZES = {  # max_length of every MiniLM model here (both sides of the predictions), images N and k·N
-    "full": {"max_length": 128, "storage_texts": 96, "images": 100, "image_factor": 10, "predict_texts": 320,
+    "full": {"max_length": 128, "storage_texts": 96, "images": 60, "image_factor": 10, "predict_texts": 320,
              "repeats": 5, "service_train_texts": 48},
     "quick": {"max_length": 32, "storage_texts": 8, "images": 8, "image_factor": 2, "predict_texts": 64,
               "repeats": 2, "service_train_texts": 8},
@@ -328,8 +328,10 @@ def measure_memory(root: Path, n: int, factor: int) -> dict[str, Any]:
 def train_served_model(http: Any, texts: int, max_length: int) -> None:
     from tests.conftest import wait_for
 
-    created = http.post("/v1/models", json={"name": "minilm", "architecture": {**TEXT, "max_length": max_length},
-                                             "seed": 0})
+    # A frozen trunk: the served network is then exactly all-MiniLM-L6-v2 plus a head, what the
+    # sentence-transformers side computes, so their probabilities can be compared too.
+    architecture = {**TEXT, "max_length": max_length, "trainable": "none"}
+    created = http.post("/v1/models", json={"name": "minilm", "architecture": architecture, "seed": 0})
     assert created.status_code == 201, created.text
     dataset = http.post("/v1/datasets", files={"file": ("living.jsonl", jsonl(sentences(texts)))}).json()["id"]
     job = http.post("/v1/models/minilm/tasks", json={"task": "living", "train": {"dataset": dataset}, "epochs": 1,
@@ -411,23 +413,32 @@ def measure_predictions(root: Path, sizes: dict[str, int]) -> dict[str, Any]:
             weight, bias = net.heads["living"].weight.detach(), net.heads["living"].bias.detach()
             model = sentence_transformer(architecture["max_length"])
 
+            probabilities: dict[str, torch.Tensor] = {}
+
             def via_service() -> list[int]:
-                predicted = []
+                predicted, rows = [], []
                 for start in range(0, len(texts), BATCH):
-                    response = http.post("/v1/models/minilm/predict",
-                                         json={"task": "living", "texts": texts[start:start + BATCH]})
+                    response = http.post("/v1/models/minilm/predict", json={
+                        "task": "living", "texts": texts[start:start + BATCH], "probabilities": True})
                     response.raise_for_status()
                     predicted += response.json()["predictions"]
+                    rows += response.json()["probabilities"]
+                probabilities["service"] = torch.tensor(rows)
                 return predicted
 
             def in_process() -> list[int]:
                 with torch.inference_mode():
                     features = model.encode(texts, batch_size=BATCH, convert_to_tensor=True)
-                    return (features @ weight.T + bias).argmax(1).tolist()
+                    logits = features @ weight.T + bias
+                    probabilities["sentence_transformers"] = logits.softmax(1)
+                    return logits.argmax(1).tolist()
 
             paths = {"service": via_service, "sentence_transformers": in_process,
                      **network_paths(architecture, net, texts)}
-            return {"max_length": architecture["max_length"], **_alternate(paths, texts, sizes["repeats"])}
+            timed = _alternate(paths, texts, sizes["repeats"])
+            difference = (probabilities["service"] - probabilities["sentence_transformers"]).abs().max()
+            return {"max_length": architecture["max_length"], **timed,
+                    "max_probability_difference": float(difference)}
     finally:
         service.stop()
 
@@ -471,7 +482,7 @@ def environment() -> dict[str, Any]:
 def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
     storage, memory, predictions = results["storage"], results["memory"], results["predictions"]
     last = storage["last_2"]
-    growth_limit = 0.1 * memory["decoded_dataset_bytes_large"]
+    extra_decoded = memory["decoded_dataset_bytes_large"] * (1 - 1 / memory["factor"])
     rows = [
         ("train version bytes / its 2 trained blocks' θ (θ and Ω)", last["written_vs_trained"],
          f"≤ {TARGETS['train_bytes_vs_blocks']}", last["written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
@@ -480,14 +491,14 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
          last["theta_written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
         ("second model's version 0, bytes written", storage["second_model_version0_bytes"], "0",
          storage["second_model_version0_bytes"] == 0),
-        (f"peak RSS, {memory['factor']}·N images − N images (MiB)", memory["peak_difference"] / 2**20,
-         f"< 10 % of the decoded {memory['factor']}·N images ({growth_limit / 2**20:.0f} MiB)",
-         memory["peak_difference"] < growth_limit),
+        (f"peak RSS growth, N → {memory['factor']}·N images / the extra images decoded at once",
+         memory["peak_difference"] / extra_decoded,
+         f"< 1 (less than holding them: {extra_decoded / 2**20:.0f} MiB)", memory["peak_difference"] < extra_decoded),
         ("predict texts/s, service / sentence-transformers", predictions["service_vs_sentence_transformers"],
          f"≥ {TARGETS['predict_vs_sentence_transformers']}",
          predictions["service_vs_sentence_transformers"] >= TARGETS["predict_vs_sentence_transformers"]),
-        ("service predictions equal the in-process ones", predictions["predictions_agree"], "1.0",
-         predictions["predictions_agree"] == 1.0),
+        ("service probabilities − sentence-transformers' + head, max |Δ|", predictions["max_probability_difference"],
+         "≤ 1e-5", predictions["max_probability_difference"] <= 1e-5),
     ]
     return [{"figure": f, "measured": m, "target": t, "met": bool(ok)} for f, m, t, ok in rows]
 

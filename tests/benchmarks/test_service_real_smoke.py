@@ -36,6 +36,6 @@ def test_service_real_quick_writes_every_section(tmp_path: Path) -> None:
     predictions = results["predictions"]
     assert all(rate > 0 for rate in predictions["texts_per_s"].values())
     assert predictions["service_vs_sentence_transformers"] > 0
-    assert predictions["predictions_agree"] == 1.0
+    assert predictions["max_probability_difference"] <= 1e-5  # the same network: only float rounding differs
     assert {v["figure"] for v in results["verdicts"]} and all(isinstance(v["met"], bool) for v in results["verdicts"])
     assert "Against the targets" in (tmp_path / "service_real.md").read_text()
