@@ -84,6 +84,8 @@ def check_npy_size(body: bytes) -> None:
         shape, _, dtype = read_header(stream)
     except (ValueError, OSError, EOFError, SyntaxError) as error:
         raise Invalid(f"the body is not a readable .npy array (pickled arrays are refused): {error}") from error
+    if dtype.hasobject:
+        raise Invalid("the body holds Python objects: pickled arrays are refused; send a numeric .npy array")
     declared = math.prod(shape) * dtype.itemsize
     if declared != len(body) - stream.tell():
         raise Invalid(f"the .npy header declares shape {list(shape)} of {dtype} ({declared} bytes), but"
