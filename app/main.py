@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from app.architectures.routes import router as architectures_router
+from app.auth.middleware import AuthenticateFirst
 from app.auth.routes import router as keys_router
 from app.dashboard import router as dashboard_router
 from app.datasets.routes import router as datasets_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
     app.state.celery = make_celery(settings)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)
+    app.add_middleware(AuthenticateFirst)  # outermost of the two: 401 before any body byte is read
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:

@@ -7,10 +7,12 @@ with the CLI counts at once, with no restart and no cache to go stale. 401 carri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.auth.keys import allows, any_key_exists, find_key
 
@@ -34,19 +36,36 @@ def require_scope(needed: str) -> object:
     return Depends(check)
 
 
-def _authenticate(request: Request) -> str:
-    """The caller's scope, or "open" when no key was ever created; raises 401 otherwise."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    with request.app.state.read_sessions() as session:
+UNAUTHORIZED = "a valid API key is needed: send Authorization: Bearer <key>"
+
+
+@dataclass(frozen=True)
+class Caller:
+    scope: str  # read | write | admin, or "open" when no key was ever created
+    key_id: int | None = None
+
+
+def identify_caller(sessions: sessionmaker[Session], authorization: str) -> Caller | None:
+    """Who sends `authorization`; None when a key is needed and this is none (missing, wrong, revoked)."""
+    scheme, _, token = authorization.partition(" ")
+    with sessions() as session:
         if scheme.lower() == "bearer" and token.strip():
             key = find_key(session, token.strip())
             if key is not None:
-                request.state.key_id = key.id
-                return key.scope
+                return Caller(key.scope, key.id)
         if not any_key_exists(session):
-            return "open"
-    detail = "a valid API key is needed: send Authorization: Bearer <key>"
-    raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=_CHALLENGE)
+            return Caller("open")
+    return None
+
+
+def _authenticate(request: Request) -> str:
+    """The caller's scope, or "open" when no key was ever created; raises 401 otherwise. (The
+    AuthenticateFirst middleware normally did this already, before the body was read.)"""
+    caller = identify_caller(request.app.state.read_sessions, request.headers.get("authorization", ""))
+    if caller is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers=_CHALLENGE)
+    request.state.key_id = caller.key_id
+    return caller.scope
 
 
 ReadScope = require_scope("read")

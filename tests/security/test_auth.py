@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import time
 
 import httpx
 import pytest
@@ -113,6 +115,22 @@ def test_revoked_key_stops_working(secured, make_key) -> None:
         assert "revoked" in run_cli(secured.var_dir, "keys", "list").stdout
         # The right prefix with a wrong secret is refused too.
         assert http.get("/v1/models", headers={"Authorization": f"Bearer {token[:-2]}xx"}).status_code == 401
+
+
+def test_no_key_is_a_401_before_the_body_is_read(secured) -> None:
+    """Issue 13 item 1: the body used to be parsed before the key was checked (a malformed body got a
+    422 with parse details, a large one was read whole). Now the headers decide, at once."""
+    with secured.client() as http:
+        malformed = http.post("/v1/models/x/tasks", content=b'{"task": ', headers={"content-type": "application/json"})
+        assert malformed.status_code == 401 and malformed.headers["www-authenticate"] == "Bearer"
+        assert "parse" not in malformed.text and "JSON" not in malformed.text
+    # A body announced as 200 MB of which a few bytes are sent: the answer comes without waiting for it.
+    with socket.create_connection(("127.0.0.1", secured.port), timeout=10) as raw:
+        raw.sendall(b"POST /v1/models/x/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 200000000\r\n\r\n{\"task\": ")
+        started = time.monotonic()
+        answer = raw.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 401") and time.monotonic() - started < 5, answer
 
 
 def test_an_admin_key_cannot_revoke_itself_over_http(secured, make_key) -> None:
