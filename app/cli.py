@@ -8,6 +8,7 @@ queue, to run again at the next start). It ends by saying where the data lives.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 
@@ -98,6 +99,7 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
     if chosen == ["gpu"] and device.type == "cpu":
         log.warning("worker: a gpu-queue worker with no GPU; its jobs will run on the CPU")
     upgrade_database(settings)
+    lock = _one_embedded_worker(settings) if settings.embedded_broker else None  # noqa: F841 - held while we run
     from workers.tasks import celery
 
     concurrency = celery.conf.worker_concurrency
@@ -110,32 +112,70 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
     ])
 
 
+def _one_embedded_worker(settings: Settings) -> IO[str]:
+    """The embedded broker has exactly one worker, which at start resets the jobs a killed worker left
+    `running`: a second worker on the same folder (a second `lifelong serve`) would reset the first one's
+    running job. An exclusive lock on <var_dir>/embedded-worker.lock, held for the worker's life, makes
+    the second one refuse to start instead."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(settings.var_dir / "embedded-worker.lock", "a+")  # noqa: SIM115 - kept open: the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        typer.echo(f"lifelong: another worker already runs on this folder's embedded broker ({settings.var_dir},"
+                   f" pid {handle.read().strip() or '?'}); it keeps its jobs. Stop it first, or use one"
+                   " `lifelong serve` per folder.", err=True)
+        raise typer.Exit(2) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 @cli.command()
 def serve(host: HostOption = None, port: PortOption = None) -> None:
-    """Run the API and one worker; Ctrl-C stops both."""
+    """Run the API and one worker; Ctrl-C stops both. A child that dies after it started is started
+    again (a killed worker's job goes back to the queue); one that fails while starting (a port in use,
+    a second serve on this folder) stops both."""
     settings = get_settings()
     migrate()
     refuse_open_bind(host or settings.host)
     command = [sys.executable, "-m", "app.cli"]
     listen = ["--host", host or settings.host, "--port", str(port or settings.port)]
-    children = {
-        "api": subprocess.Popen([*command, "api", *listen], start_new_session=True),
-        "worker": subprocess.Popen([*command, "worker"], start_new_session=True),
-    }
+    arguments = {"api": [*command, "api", *listen], "worker": [*command, "worker"]}
+    children = {name: subprocess.Popen(args, start_new_session=True) for name, args in arguments.items()}
+    started = dict.fromkeys(children, time.monotonic())
+    restarts: list[float] = []
     stop = _stop_requested()
     code = 0
-    while not stop():
-        exited = {name: child.returncode for name, child in children.items() if child.poll() is not None}
-        if exited:
-            typer.echo(f"lifelong: {', '.join(f'{n} exited with {c}' for n, c in exited.items())}; stopping", err=True)
-            code = 1
-            break
+    while not stop() and code == 0:
+        for name, child in children.items():
+            if child.poll() is None:
+                continue
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < RESTART_WINDOW_S]
+            failed_to_start = child.returncode == 2 or now - started[name] < STARTUP_S  # 2: it refused to start
+            if failed_to_start or len(restarts) >= MAX_RESTARTS:
+                why = "while starting" if failed_to_start else f"{MAX_RESTARTS} times in a few minutes"
+                typer.echo(f"lifelong: the {name} exited with {child.returncode} {why}; stopping", err=True)
+                code = 1
+                break
+            typer.echo(f"lifelong: the {name} exited with {child.returncode}; starting it again", err=True)
+            children[name] = subprocess.Popen(arguments[name], start_new_session=True)
+            started[name] = now
+            restarts.append(now)
         time.sleep(0.2)
     typer.echo("lifelong: stopping the API, then the worker (a running job goes back to the queue)")
     _stop_child(children["api"], signal.SIGINT, group=False)
     _stop_child(children["worker"], signal.SIGTERM, group=False)
     _where_the_data_lives(settings)
     raise typer.Exit(code)
+
+
+STARTUP_S = 5.0  # a child that exits sooner (or with status 2) failed to start: a restart would fail again
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 300.0
 
 
 def _stop_requested() -> Callable[[], bool]:
