@@ -141,6 +141,8 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
     worker: Mapped[str | None] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(32))
+    # The process that runs it on that worker's host: a redelivery to the same worker checks it is gone.
+    worker_pid: Mapped[int | None]
 
 
 class ApiKey(Base):

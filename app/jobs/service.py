@@ -8,8 +8,10 @@ Cancellation is a flag in the row that the running job reads between steps.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -70,7 +72,8 @@ class Claim:
     reason: str  # why there is nothing to run, when job is None
 
 
-def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: float) -> Claim:
+def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: float,
+              worker: str | None = None) -> Claim:
     """Mark the job running and count the attempt, or say why it must not run (idempotent delivery).
 
     The row is locked while it is read and claimed (SELECT … FOR UPDATE on PostgreSQL; SQLite's
@@ -83,7 +86,7 @@ def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: f
         return Claim(None, "the job no longer exists")
     if job.state in FINISHED:
         return Claim(None, f"the job has already {job.state}")
-    if _alive_elsewhere(job, stale_after_s):
+    if _alive_elsewhere(job, stale_after_s, worker):
         return Claim(None, "running elsewhere")
     if job.cancel_requested:
         job.state, job.finished_at = "cancelled", utcnow()
@@ -97,12 +100,32 @@ def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: f
     return Claim(job, "")
 
 
-def _alive_elsewhere(job: Job, stale_after_s: float) -> bool:
+def _alive_elsewhere(job: Job, stale_after_s: float, worker: str | None = None) -> bool:
     """A job running in a process that still beats: running it again would only waste a worker.
-    Once its beat is stale, the job is claimed again (its worker is gone)."""
+    Once its beat is stale, the job is claimed again (its worker is gone). A job that this same worker
+    ran (same node name, so same host) in a process that no longer exists is claimed at once: its pool
+    process was killed and Celery delivered the job again (WorkerLostError), no need to wait for the beat."""
     if job.state != "running" or job.heartbeat_at is None:
         return False
+    same_worker = worker is not None and job.worker == worker and job.worker_pid is not None
+    if same_worker and not _process_alive(job.worker_pid):
+        return False
     return utcnow() - job.heartbeat_at < timedelta(seconds=stale_after_s)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (a zombie, killed but not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc (macOS): the signal said it exists
+    return state != "Z"
 
 
 def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None) -> None:

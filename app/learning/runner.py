@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
@@ -39,9 +40,9 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     """Claim and run the job, recording `worker` (the Celery node name) and the device in its row;
     returns the job's final state (or why it did not run)."""
     with ctx.sessions.begin() as session:
-        claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s)
+        claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s, worker)
         if claim.job is not None:
-            claim.job.worker, claim.job.device = worker, str(ctx.device)
+            claim.job.worker, claim.job.device, claim.job.worker_pid = worker, str(ctx.device), os.getpid()
             _starting_progress(session, claim.job)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:

@@ -200,7 +200,7 @@ def test_workers_starting_at_once_on_a_new_database_migrate_it_once(postgres: Se
     assert [process.returncode for process in migrations] == [0] * 4, outputs
     engine = make_engine(Settings(database_url=f"{server}/fresh"))
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0006"]
     engine.dispose()
 
 

@@ -56,6 +56,30 @@ def test_sigkill_mid_training_retries_then_fails(service_factory, fault_api, tal
                     " new process, then failed as worker_lost; head and versions untouched; next job succeeds")
 
 
+def test_a_killed_pool_process_is_run_again_at_once_not_after_the_heartbeat(service_factory, fault_api,
+                                                                           tally, tmp_path) -> None:
+    """Issue 13 item 7: Celery delivers the job again as soon as it sees the pool process die, and the
+    same worker claims it because the recorded process is gone, without waiting for the heartbeat to go
+    stale (here 10 minutes, so only that path can rerun it within the deadline)."""
+    var_dir = tmp_path / "var"
+    service = service_factory(var_dir, env={**FAULT_ENV, "LIFELONG_JOB_STALE_AFTER_S": "600"})
+    api = fault_api(service)
+    worker = service.processes["worker"].pid
+    model = api.create_model("relost")
+    job_id = api.submit_task(model, api.digits[0], **LONG)["id"]
+    running_job(api, job_id, 1)
+    [pool] = api.wait_for(lambda: pool_processes(worker), deadline_s=30, what="a pool process")
+    os.kill(pool, signal.SIGKILL)
+    tally["faults injected: SIGKILL of the training process"] += 1
+    again = running_job(api, job_id, 2)  # within 60 s, where the sweeper would wait 600
+    assert again["worker"].startswith("lifelong@")
+    assert api.http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    assert api.wait_job(job_id)["state"] == "cancelled"
+    tally["jobs submitted"] += 1
+    finish_scenario(var_dir, "SIGKILL of the pool process with a 10-minute stale limit: the job ran again at once"
+                    " in a new process (Celery's redelivery, claimed since the old process is gone)")
+
+
 def test_whole_worker_killed_next_worker_finishes_the_job(service_factory, fault_api, tally, tmp_path) -> None:
     var_dir = tmp_path / "var"
     service = service_factory(var_dir, env=FAULT_ENV)

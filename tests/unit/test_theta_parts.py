@@ -72,7 +72,7 @@ def test_a_version_row_from_before_parts_is_read_after_the_migration(tmp_path: P
     command.upgrade(config, "head")
     with sqlite3.connect(tmp_path / "old.db") as db:
         blob, parts = db.execute("SELECT theta_blob, theta_parts FROM versions").fetchone()
-        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0005",)
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone() == ("0006",)
     assert blob == whole and parts is None
     loaded = load_theta_parts(store, blob, parts)
     assert all(torch.equal(loaded[k], theta[k]) for k in theta)
