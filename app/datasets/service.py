@@ -3,7 +3,7 @@
 A dataset's id is derived from the sha256 of its bytes, so the same bytes always give the same
 dataset (uploading twice stores once). A dataset is of one `kind`: `array` (rows of floats), `text`
 or `image` (raw items a model's own front end turns into tensors); app/datasets/reader.py reads any
-of them back in bounded chunks, `load_arrays` reads an array dataset whole.
+of them back in bounded chunks.
 
 Data-taking requests are handled in two steps, `prepare_data` (check, write nothing) then
 `save_data`, so that a request refused for any reason writes nothing.
@@ -28,7 +28,7 @@ from app.datasets.text import Texts, encode_texts, parse_inline_texts
 from app.db.tables import Dataset
 from app.errors import Invalid, NotFound, TooLarge
 from app.limits import UnpackLimits
-from app.mas.tensors_io import tensors_from_bytes, tensors_to_bytes
+from app.mas.tensors_io import tensors_to_bytes
 from app.store import BlobStore
 
 _ID_LENGTH = 24  # hex digits of the sha256: 96 bits, collision-free for any realistic number of uploads
@@ -154,14 +154,6 @@ def save_data(session: Session, store: BlobStore, prepared: PreparedData) -> str
     if existing is not None:
         return existing.id
     return _insert(session, store, parsed, encoded, sha256=sha256, file_format="inline", size=len(encoded)).id
-
-
-def load_arrays(store: BlobStore, dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if dataset.kind != "array":
-        # Requests are checked against the model's kind at submission (check_fits): reaching here is a bug.
-        raise ValueError(f"dataset {dataset.id} holds {dataset.kind} data, not arrays; read it with open_dataset")
-    tensors = tensors_from_bytes(store.get(dataset.blob))
-    return tensors["x"], tensors.get("y")
 
 
 def _encode(parsed: Parsed) -> bytes:

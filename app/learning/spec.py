@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torch import Tensor
-
 from app.db.tables import Job
 
 
@@ -23,7 +21,3 @@ class JobSpec:
     def of(cls, job: Job) -> JobSpec:
         return cls(job.id, job.kind, job.model_id, job.task, job.base_version, dict(job.request))
 
-
-def shaped(inputs: Tensor, input_shape: list[int]) -> Tensor:
-    """Rows as the network takes them: datasets of flat rows were accepted for any shape of that size."""
-    return inputs.reshape(inputs.shape[0], *input_shape)

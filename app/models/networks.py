@@ -18,11 +18,6 @@ from app.versions.service import load_theta
 from app.versions.theta import StoredTheta, assign_groups, store_theta
 
 
-def initial_network(architecture: dict[str, Any], seed: int) -> MultiHeadNet:
-    """Version 0: the plugin's pretrained weights, or a fresh initialisation from the seed."""
-    return registry.build_network(architecture, seed)
-
-
 def version_network(store: BlobStore, architecture: dict[str, Any], version: Version,
                     trainable: Any = None) -> MultiHeadNet:
     """θ of `version` in its architecture, with the frozen parameters that `trainable` (default: the

@@ -13,7 +13,7 @@ from app.db.tables import Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
-from app.models.networks import initial_network, save_network
+from app.models.networks import save_network
 from app.store import BlobStore
 from app.versions.service import importance_stats, store_tensors
 
@@ -35,7 +35,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
         check_model_parameters(registry.trunk_parameter_count(architecture), max_parameters)
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} exists")
-    net = initial_network(architecture, seed)
+    net = registry.build_network(architecture, seed)  # version 0: pretrained weights, or drawn from the seed
     theta = network_state(net)
     stored = save_network(store, architecture, net)
     empty = store_tensors(store, {})
