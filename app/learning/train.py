@@ -76,7 +76,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         scores[task] = accuracy(net, task, inputs.to(ctx.device), labels.to(ctx.device))
 
     new_theta = to_cpu(network_state(net))
-    stored = save_network(ctx.store, architecture, net, base)
+    stored = save_network(ctx.store, architecture, net, new_theta, base)
     blobs = {
         "theta_blob": stored.manifest, "theta_parts": stored.parts,
         "omega_frozen_blob": store_tensors(ctx.store, state.frozen_tensors()),

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 from app.architectures import registry
 from app.db.tables import Version
-from app.mas.devices import to_cpu
-from app.mas.networks import MultiHeadNet, network_state
+from app.mas.networks import MultiHeadNet
 from app.store import BlobStore
 from app.versions.service import load_theta
 from app.versions.theta import StoredTheta, assign_groups, store_theta
@@ -27,11 +28,11 @@ def version_network(store: BlobStore, architecture: dict[str, Any], version: Ver
     return net
 
 
-def save_network(store: BlobStore, architecture: dict[str, Any], net: MultiHeadNet,
+def save_network(store: BlobStore, architecture: dict[str, Any], net: MultiHeadNet, theta: dict[str, Tensor],
                  base: Version | None = None) -> StoredTheta:
-    """θ of `net` in parts; groups whose every tensor is frozen are the base's blobs, named again
-    without being serialised (they cannot have changed: no optimiser, batch-norm in eval mode)."""
-    theta = to_cpu(network_state(net))
+    """`theta` (the state of `net` on the CPU, which the caller already holds) in parts; groups whose
+    every tensor is frozen are the base's blobs, named again without being serialised (they cannot
+    have changed: no optimiser, batch-norm in eval mode)."""
     groups = registry.theta_groups(architecture, net)
     parameters = {name for name, _ in net.named_parameters()}
     unchanged: dict[str, str] = {}

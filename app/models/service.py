@@ -37,7 +37,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
         raise Conflict(f"a model named {name!r} exists")
     net = registry.build_network(architecture, seed)  # version 0: pretrained weights, or drawn from the seed
     theta = network_state(net)
-    stored = save_network(store, architecture, net)
+    stored = save_network(store, architecture, net, theta)
     empty = store_tensors(store, {})
     model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue)
     session.add(model)
