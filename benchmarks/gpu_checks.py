@@ -45,14 +45,14 @@ import torch
 from torch import Tensor
 
 from app.architectures import build_network, get_architecture
-from app.mas.accumulation import ImportanceState
+from app.mas.accumulation import total_importance
 from app.mas.devices import to_cpu
 from app.mas.evaluation import accuracy
 from app.mas.importance import estimate_importance, full_float32
-from app.mas.methods import make_method
+from app.mas.learn import MethodChoice, learn_task
 from app.mas.networks import build_network as build_array_network
 from app.mas.networks import network_state
-from app.mas.training import TrainConfig, precision_for, train_task
+from app.mas.training import TrainConfig, precision_for
 from scripts.cluster import free_port
 from scripts.make_examples import COLOURS, EVAL_FRAMES, TRAIN_FRAMES, image_folder_zip, jsonl, png, text_records
 
@@ -115,14 +115,14 @@ def check_core(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
     net = build_array_network({"kind": "mlp", "input_shape": [32], "hidden": [256, 256]}, seed=0).to(device)
     config = TrainConfig(epochs=sizes["core_epochs"], batch_size=64, lr=0.05, momentum=0.9, seed=0,
                          precision=precision_for(device))
-    train_task(net, "a", 2, x, y_a, make_method("mas"), config)
+    # Both tasks learned as a train job learns them (learn_task): the second anchored with the first's Ω.
+    first = learn_task(net, "a", 2, x, y_a, method=MethodChoice(), theta_star={}, omega={}, config=config)
     accuracy_a_before = accuracy(net, "a", x, y_a)
-    omega = estimate_importance(net, "a", x)
+    omega = first.estimate
     head_a = to_cpu({k: v for k, v in network_state(net).items() if k.startswith("heads.a.")})
-    # Ω for the penalty as a train job forms it: the mean over samples (Ω_open / n_open).
-    total = ImportanceState.empty().accumulate(omega).total()
-    method = make_method("mas", lam=1.0, theta_star=network_state(net), omega=total)
-    result = train_task(net, "b", 2, x, y_b, method, config)
+    second = learn_task(net, "b", 2, x, y_b, method=MethodChoice(), theta_star=network_state(net),
+                        omega=total_importance([omega]), config=config, importance=None)
+    result = second.training
     head_a_after = to_cpu({k: v for k, v in network_state(net).items() if k.startswith("heads.a.")})
     omega_values = torch.cat([v.flatten() for v in omega.sums.values()])
     checks = {

@@ -208,7 +208,7 @@ def written_by(local: Local, version: Any, files: dict[str, int]) -> dict[str, i
             split["theta_parts"] += size
         elif name == version.theta_blob:
             split["theta_manifest"] += size
-        elif name in (version.omega_frozen_blob, version.omega_open_blob):
+        elif name in {part["blob"] for part in version.importance_parts}:
             split["omega"] += size
         else:
             split["other"] += size

@@ -84,9 +84,9 @@ def exclusive_collection(settings: Settings, engine: Engine) -> Iterator[None]:
 def referenced_blobs(sessions: sessionmaker[Session]) -> set[str]:
     with sessions() as session:
         names: set[str] = set()
-        rows = select(Version.theta_blob, Version.omega_frozen_blob, Version.omega_open_blob, Version.theta_parts)
-        for theta, frozen, open_, parts in session.execute(rows):
-            names.update((theta, frozen, open_, *(parts or {}).values()))
+        rows = select(Version.theta_blob, Version.theta_parts, Version.importance_parts)
+        for theta, theta_parts, importance_parts in session.execute(rows):
+            names.update((theta, *(theta_parts or {}).values(), *(p["blob"] for p in importance_parts)))
         names.update(session.scalars(select(Dataset.blob)))
         return names
 

@@ -67,12 +67,16 @@ class Version(Base):
     theta_blob: Mapped[str] = mapped_column(String(64))
     # {group: blob} of θ's parts (app/versions/theta.py); NULL: theta_blob is one file with all of θ.
     theta_parts: Mapped[dict[str, Any] | None]
-    omega_frozen_blob: Mapped[str] = mapped_column(String(64))
-    omega_open_blob: Mapped[str] = mapped_column(String(64))
-    n_open: Mapped[int]
+    # One importance estimate per task, in the order learned (MAS.md §4): [{"task", "blob" (Σ|g| as
+    # safetensors), "n", "measure", "layers" ({name: {"mean", "max"}} of S/n, absent for estimates
+    # carried over by migration 0007)}]. Versions share the blobs of the estimates they did not change.
+    importance_parts: Mapped[list[Any]]
     tasks: Mapped[list[Any]]  # [{"name", "num_classes"}] in the order learned: θ alone does not keep order
     accuracy: Mapped[dict[str, Any]]
     importance: Mapped[dict[str, Any]]  # {name: {"mean", "max"}} of the total Ω
+    # How the version was made: the job's request, lifelong's version, worker, device, precision,
+    # wall time and loss per epoch. NULL for version 0 and for versions made before migration 0007.
+    made_by: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -41,6 +42,8 @@ class JobOut(BaseModel):
     state: str
     task: str | None
     base_version: int
+    # The request as the job runs it: defaults filled in, inline data stored as datasets named by id.
+    request: dict[str, Any]
     attempts: int
     cancel_requested: bool
     queue: str
@@ -65,7 +68,8 @@ class JobOut(BaseModel):
                                 unit=job.progress_unit or "steps", loss=job.progress_loss)
         return cls(
             id=job.id, kind=job.kind, model=model_name, state=job.state, task=job.task,
-            base_version=job.base_version, attempts=job.attempts, cancel_requested=job.cancel_requested,
+            base_version=job.base_version, request=dict(job.request), attempts=job.attempts,
+            cancel_requested=job.cancel_requested,
             queue=job.queue, worker=job.worker, device=job.device, precision=_precision(job),
             progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
             result=JobResult(version=job.result_version) if job.result_version is not None else None,

@@ -1,9 +1,10 @@
-"""An importance job: measure Ω at the base's θ on new (unlabeled) inputs and update the open estimate.
+"""An importance job: measure Ω at the base's θ on new (unlabeled) inputs, for one task's estimate.
 
-`accumulate` adds the samples to the open running sum and count, `replace` restarts it from them
-(MAS.md §4). The data is measured in chunks so that progress and cancellation are honoured between
-them; since the open estimate is a sum with a count, chunking changes nothing but float rounding.
-The new version shares θ with its base: same blob, same accuracy, same tasks.
+The request names a task (default the last learned); `accumulate` adds the samples to that task's
+running sum and count, `replace` restarts its estimate from them (MAS.md §4). Every other task's
+estimate is carried over untouched. The data is measured in chunks so that progress and cancellation
+are honoured between them; since an estimate is a sum with a count, chunking changes nothing but
+float rounding. The new version shares θ with its base: same blob, same accuracy, same tasks.
 """
 
 from __future__ import annotations
@@ -14,20 +15,18 @@ from app.db.tables import Dataset, Job, Model
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.data import load_inputs
-from app.learning.measured import kept_measurement
+from app.learning.measured import log_fallback
+from app.learning.provenance import made_by
 from app.learning.spec import JobSpec
 from app.learning.watch import JobWatch
-from app.mas.importance import estimate_importance
+from app.mas.accumulation import TaskImportance
+from app.mas.devices import to_cpu
+from app.mas.importance import ImportanceSum, estimate_importance
 from app.mas.networks import network_state
 from app.mas.training import TrainingCancelled
 from app.models.networks import version_network
-from app.versions.service import (
-    get_version,
-    importance_stats,
-    load_importance,
-    record_version,
-    store_tensors,
-)
+from app.versions.importance import importance_stats, load_task, load_total, with_task
+from app.versions.service import get_version, record_version
 
 CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduction matches one call
 LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importance, bounded memory
@@ -39,14 +38,15 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
         dataset = session.get(Dataset, request["dataset"])
-    state = load_importance(ctx.store, base)
+    replace = request["mode"] == "replace"
+    estimate = TaskImportance() if replace else load_task(ctx.store, base.importance_parts, job.task)
     learned = next((t for t in base.tasks if t["name"] == job.task), {})
     net = version_network(ctx.store, model.architecture, base, learned.get("trainable")).to(ctx.device)
     theta = network_state(net)
     inputs, _ = load_inputs(ctx.store, model.architecture, dataset, net.input_spec)  # labels play no part in Ω
     inputs = inputs.to(ctx.device)
 
-    n = inputs.shape[0]
+    n, fallback = inputs.shape[0], ()
     rows = CHUNK_ROWS if isinstance(inputs, Tensor) else LAZY_CHUNK_ROWS
     for start in range(0, n, rows):
         if watch.should_stop():
@@ -55,22 +55,22 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             net, job.task, inputs[start : start + rows],
             variant=request["variant"], output=request["output"], reduction=request["reduction"],
         )
-        measured = kept_measurement(measured, job.id)
-        fresh = start == 0 and request["mode"] == "replace"
-        state = state.replace(measured) if fresh else state.accumulate(measured)
+        fallback = (*fallback, *measured.fallback)
+        estimate = estimate.accumulate(ImportanceSum(to_cpu(measured.sums), measured.n))
         watch.progress(min(start + rows, n), n, None, unit="samples")
+    log_fallback(tuple(dict.fromkeys(fallback)), job.id)
 
-    frozen_blob = store_tensors(ctx.store, state.frozen_tensors())
-    open_blob = store_tensors(ctx.store, state.open_tensors())
+    parts = with_task(ctx.store, base.importance_parts, job.task, estimate, "mas")
+    omega = load_total(ctx.store, parts)
     with ctx.sessions.begin() as session:
         if watch.cancelled_now(session):
             raise TrainingCancelled("cancelled before the version was written")
+        row = session.get(Job, job.id)
         version = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
-            task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts,
-            omega_frozen_blob=frozen_blob, omega_open_blob=open_blob,
-            n_open=state.n_open, tasks=list(base.tasks), accuracy=dict(base.accuracy),
-            importance=importance_stats(theta, state.total()),
+            task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts, importance_parts=parts,
+            tasks=list(base.tasks), accuracy=dict(base.accuracy), importance=importance_stats(theta, omega),
+            made_by=made_by(row, precision="fp32", samples=n),
         )
-        succeed_job(session.get(Job, job.id), version.number)
+        succeed_job(row, version.number)
         return version.number

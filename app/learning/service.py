@@ -78,6 +78,7 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     task = request.task or names[-1]
     if task not in names:
         raise NotFound(f"version {base.number} of model {model.name!r} has no task {task!r} (it has {names})")
+    _check_same_measure(base, task, request.mode)
     data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
     check_model_takes(model.architecture, data, labels=False)
     normalised = request.model_dump(exclude={"data", "base_version", "task", "queue"})
@@ -110,6 +111,16 @@ def check_trainable(architecture: dict, trainable: object) -> None:
         registry.validate_architecture({**architecture, "trainable": spec})
     except ValueError as error:
         raise Invalid(f"trainable: {error}") from error
+
+
+def _check_same_measure(base: Version, task: str, mode: str) -> None:
+    """422 for adding MAS samples to an estimate of another unit (EWC's Fisher, SI's path): a refresh
+    measures with MAS, so it may only replace such an estimate (MAS.md §4)."""
+    part = next((p for p in base.importance_parts if p["task"] == task), None)
+    measure = part.get("measure") if part else None
+    if mode == "accumulate" and measure not in (None, "mas"):
+        raise Invalid(f"task {task!r}'s importance at version {base.number} is measured as {measure!r}; a refresh "
+                      "measures MAS importance and cannot add to it: send mode 'replace'")
 
 
 def _inline_rows(ref: DataRef) -> list | None:

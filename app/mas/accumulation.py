@@ -1,14 +1,16 @@
-"""How importance accumulates across versions (MAS.md §4).
+"""How importance accumulates across versions (MAS.md §4): one estimate per task, summed as means.
 
-A version keeps Ω_frozen (the sum of the per-task means of every task before the latest one) and
-the open estimate of the latest task as a running *sum* with its sample count, so that adding data
-in any number of requests gives exactly the streaming mean. The penalty uses
-Ω = Ω_frozen + Ω_open / n_open. States are immutable: every change makes a new one, as every
-change to a model makes a new version.
+Each task t keeps its own estimate as a running *sum* S_t with its sample count n_t, so that adding
+data in any number of requests gives exactly the streaming mean, and a refresh that names t changes
+t's estimate and nothing else. The penalty uses Ω = Σ_t S_t / n_t: every task weighs the same,
+whatever its size. (The first design kept one frozen sum plus one open estimate for the last task; a
+refresh that named an earlier task then added its samples to the *last* task's estimate.)
+Estimates are values: every change makes a new one, as every change to a model makes a new version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -25,41 +27,34 @@ def _add(a: dict[str, Tensor], b: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 @dataclass(frozen=True)
-class ImportanceState:
-    omega_frozen: dict[str, Tensor] = field(default_factory=dict)
-    omega_open: dict[str, Tensor] = field(default_factory=dict)
-    n_open: int = 0
+class TaskImportance:
+    """One task's estimate: S_t = Σ_k |g(x_k)| through its head, over the n_t samples measured."""
+
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    n: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 0 or (self.n == 0 and self.sums):
+            raise ValueError("an importance estimate with tensors needs a positive sample count")
+
+    def accumulate(self, new: ImportanceSum) -> TaskImportance:
+        """Add samples: the running sum and count, not a blend of means."""
+        return TaskImportance(_add(self.sums, new.sums), self.n + new.n)
+
+    def mean(self) -> dict[str, Tensor]:
+        """S_t / n_t: this task's Ω."""
+        return {name: value / self.n for name, value in self.sums.items()} if self.n else {}
 
     @classmethod
-    def empty(cls) -> ImportanceState:
-        return cls()
+    def of(cls, measured: ImportanceSum) -> TaskImportance:
+        """A fresh estimate from these samples alone (`replace`, or a task just learned)."""
+        return cls().accumulate(measured)
 
-    @classmethod
-    def from_tensors(cls, frozen: dict[str, Tensor], open: dict[str, Tensor], n_open: int) -> ImportanceState:
-        if n_open < 0 or (n_open == 0 and open):
-            raise ValueError("an open importance estimate needs a positive sample count")
-        return cls(dict(frozen), dict(open), n_open)
 
-    def accumulate(self, new: ImportanceSum) -> ImportanceState:
-        """Add samples to the open estimate: the running sum and count, not a blend of means."""
-        return ImportanceState(self.omega_frozen, _add(self.omega_open, new.sums), self.n_open + new.n)
-
-    def replace(self, new: ImportanceSum) -> ImportanceState:
-        """Restart the open estimate from these samples alone."""
-        return ImportanceState(self.omega_frozen, {k: v.clone() for k, v in new.sums.items()}, new.n)
-
-    def close_task(self) -> ImportanceState:
-        """Before a new task: what was open becomes part of the frozen sum (the authors' rule)."""
-        return ImportanceState(self.total(), {}, 0)
-
-    def total(self) -> dict[str, Tensor]:
-        """Ω for the penalty: Ω_frozen + Ω_open / n_open."""
-        if self.n_open == 0:
-            return dict(self.omega_frozen)
-        return _add(self.omega_frozen, {k: v / self.n_open for k, v in self.omega_open.items()})
-
-    def frozen_tensors(self) -> dict[str, Tensor]:
-        return dict(self.omega_frozen)
-
-    def open_tensors(self) -> dict[str, Tensor]:
-        return dict(self.omega_open)
+def total_importance(estimates: Iterable[TaskImportance]) -> dict[str, Tensor]:
+    """Ω for the penalty: Σ_t S_t / n_t. Takes an iterable so a caller can load one estimate at a time
+    (an estimate is as large as the trained part of θ)."""
+    total: dict[str, Tensor] = {}
+    for estimate in estimates:
+        total = _add(total, estimate.mean())
+    return total

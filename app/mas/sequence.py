@@ -1,8 +1,8 @@
 """A task sequence run end to end in memory: what the service does across versions, in one loop.
 
-Used by the demo, the learning tests and the benchmarks. After each task it closes the open
-importance estimate, measures Ω on the task's training inputs (MAS.md §4), and evaluates every
-task learned so far, so the result is the accuracy matrix that the service reports.
+Used by the demo, the learning tests and the benchmarks. Each task is learned by `learn_task`, as a
+train job learns it (training, then the task's own Ω estimate, MAS.md §4); then every task learned
+so far is evaluated, so the result is the accuracy matrix that the service reports.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from app.mas.accumulation import ImportanceState
+from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
-from app.mas.methods import make_method
+from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.networks import build_network, network_state
-from app.mas.training import TrainConfig, train_task
+from app.mas.training import TrainConfig
 
 
 def _nbytes(tensors: dict[str, Tensor]) -> int:
@@ -28,7 +28,7 @@ def _nbytes(tensors: dict[str, Tensor]) -> int:
 class SequenceResult:
     tasks: list[str]
     matrix: list[dict[str, float]] = field(default_factory=list)
-    state_bytes: int = 0  # kept between tasks besides θ: the importance state (Ω_frozen and Ω_open)
+    state_bytes: int = 0  # kept between tasks besides θ: every task's importance estimate
     training_state_bytes: int = 0  # the most a method held while training (θ*, Ω, SI's path, LwF's targets)
     seconds: float = 0.0
 
@@ -56,24 +56,23 @@ def run_sequence(
     architecture = architecture or {"kind": "mlp", "input_shape": [tasks[0].x_train.shape[1]], "hidden": [128, 128]}
     config = config or TrainConfig(seed=seed)
     net = build_network(architecture, seed)
-    importance = ImportanceState.empty()
+    choice = ImportanceChoice(**(importance_options or {}))
+    estimates: dict[str, TaskImportance] = {}
     result = SequenceResult(tasks=[t.name for t in tasks])
     started = time.perf_counter()
     for index, data in enumerate(tasks):
-        learner = make_method(method, lam=lam, theta_star=network_state(net), omega=importance.total())
-        num_classes = int(data.y_train.max()) + 1
-        train_task(net, data.name, num_classes, data.x_train, data.y_train, learner, config)
-        importance = importance.close_task()
         sources = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
         sources["both"] = sources["train"] + sources["test"]
-        # Fine-tune and LwF never read Ω: measuring it for them would only cost time here.
-        for inputs, labels in sources[importance_on] if learner.uses_importance else []:
-            measured = learner.task_importance(net, data.name, inputs, labels, importance_options)
-            importance = importance.accumulate(measured)
-        result.training_state_bytes = max(result.training_state_bytes, _nbytes(learner.extra_state()))
-        result.state_bytes = max(
-            result.state_bytes, _nbytes(importance.frozen_tensors()) + _nbytes(importance.open_tensors())
+        learned = learn_task(
+            net, data.name, int(data.y_train.max()) + 1, data.x_train, data.y_train,
+            method=MethodChoice(method, lam), theta_star=network_state(net),
+            omega=total_importance(estimates.values()), config=config,
+            importance=choice, importance_data=sources[importance_on],
         )
+        if learned.estimate is not None:
+            estimates[data.name] = learned.estimate
+        result.training_state_bytes = max(result.training_state_bytes, _nbytes(learned.method.extra_state()))
+        result.state_bytes = max(result.state_bytes, sum(_nbytes(e.sums) for e in estimates.values()))
         result.matrix.append({t.name: accuracy(net, t.name, t.x_test, t.y_test) for t in tasks[: index + 1]})
     result.seconds = time.perf_counter() - started
     return result

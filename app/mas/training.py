@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as functional
@@ -61,7 +61,8 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     steps: int
-    loss: float
+    loss: float  # of the last step
+    loss_per_epoch: list[float] = field(default_factory=list)  # the mean loss of each epoch's steps
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -99,13 +100,14 @@ def train_task(
     generator = torch.Generator().manual_seed(config.seed)
     n = inputs.shape[0]
     total = config.epochs * math.ceil(n / config.batch_size)
-    step, loss_value = 0, float("nan")
+    step, loss_value, loss_per_epoch = 0, float("nan"), []
     net.train()
     # Dropout and drop-connect in trained blocks draw from torch's global RNG: seeded from the config
     # (and restored afterwards), so that a job run again makes the same version.
     with torch.random.fork_rng(devices=[inputs.device] if inputs.device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         for _ in range(config.epochs):
+            epoch_loss, epoch_steps = 0.0, 0
             order = torch.randperm(n, generator=generator)
             index_batches = [order[start : start + config.batch_size] for start in range(0, n, config.batch_size)]
             for batch, batch_inputs in zip(index_batches, batches_of(inputs, index_batches), strict=True):
@@ -127,9 +129,11 @@ def train_task(
                 loss.backward()
                 method.before_step()
                 optimizer.step()
-                method.after_step()
+                method.after_step(optimizer)
                 step += 1
+                epoch_loss, epoch_steps = epoch_loss + loss_value, epoch_steps + 1
                 if progress is not None:
                     progress(step, total, loss_value)
+            loss_per_epoch.append(epoch_loss / epoch_steps)
     net.eval()
-    return TrainResult(steps=step, loss=loss_value)
+    return TrainResult(steps=step, loss=loss_value, loss_per_epoch=loss_per_epoch)

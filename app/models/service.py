@@ -15,7 +15,7 @@ from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
 from app.models.networks import save_network
 from app.store import BlobStore
-from app.versions.service import importance_stats, store_tensors
+from app.versions.importance import importance_stats
 
 ACTIVE_STATES = ("queued", "running")
 
@@ -38,7 +38,6 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     net = registry.build_network(architecture, seed)  # version 0: pretrained weights, or drawn from the seed
     theta = network_state(net)
     stored = save_network(store, architecture, net, theta)
-    empty = store_tensors(store, {})
     model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue)
     session.add(model)
     session.flush()
@@ -46,7 +45,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
         Version(
             model_id=model.id, number=0, parent=None, kind="init", task=None, job_id=None,
             theta_blob=stored.manifest, theta_parts=stored.parts,
-            omega_frozen_blob=empty, omega_open_blob=empty, n_open=0,
+            importance_parts=[],
             tasks=[], accuracy={}, importance=importance_stats(theta, {}),
         )
     )

@@ -5,17 +5,19 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, Response
 
 from app.auth.deps import ReadScope, WriteScope
 from app.deps import SessionDep, StoreDep
+from app.errors import NotFound
 from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
 from app.models.schemas import ModelOut
 from app.models.service import get_model
 from app.store import BlobStore
 from app.versions import service
+from app.versions.importance import importance_download
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
@@ -68,16 +70,18 @@ def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, s
 @router.get("/versions/{number}/importance")
 def download_importance(
     name: str, number: VersionNumber, session: SessionDep, store: StoreDep,
+    task: Annotated[str | None, Query(max_length=64, description="one task's Ω (S_t/n_t) instead of a part")] = None,
     part: Literal["total", "frozen", "open"] = "total",
 ) -> Response:
-    """Ω of the version as safetensors: the total used by the next task's penalty, or one of its parts."""
+    """Ω of the version as safetensors: the total used by the next task's penalty (Σ_t S_t/n_t), or one
+    task's estimate S_t/n_t (`task`, with its sample count in X-Lifelong-N). `frozen` and `open` are the
+    first API's parts: every task's mean but the last, and the last task's running sum S with
+    X-Lifelong-N-Open."""
     version = service.get_version(session, get_model(session, name), number)
-    if part == "frozen":
-        return blob_download(store, version.omega_frozen_blob)
-    if part == "open":
-        return blob_download(store, version.omega_open_blob, headers={"X-Lifelong-N-Open": str(version.n_open)})
-    total = tensors_to_bytes(service.load_importance(store, version).total())
-    return Response(total, media_type=SAFETENSORS)
+    tensors, headers = importance_download(store, version.importance_parts, task, part)
+    if tensors is None:
+        raise NotFound(f"version {number} of model {name!r} has no importance estimate for task {task!r}")
+    return Response(tensors_to_bytes(tensors), media_type=SAFETENSORS, headers=headers)
 
 
 @router.put("/head", response_model=ModelOut, dependencies=[WriteScope])

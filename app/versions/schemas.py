@@ -31,9 +31,28 @@ class LayerImportance(BaseModel):
     max: float
 
 
+class TaskImportanceOut(BaseModel):
+    n: int = Field(description="samples the estimate sums over")
+    measure: str | None = Field(description="mas, fisher (EWC), path-integral (SI), uniform (L2); "
+                                            "None for estimates carried over from before per-task importance")
+    sha256: str = Field(description="the blob of S_t, shared by every version that did not change it")
+    layers: dict[str, LayerImportance] | None = Field(
+        description="mean and max of S_t/n_t per parameter; None for estimates carried over by a migration")
+
+
 class ImportanceOut(BaseModel):
-    n_open: int
-    layers: dict[str, LayerImportance]
+    n_open: int = Field(description="the last task's sample count (the first API's open estimate)")
+    layers: dict[str, LayerImportance] = Field(description="mean and max of the total Ω = Σ_t S_t/n_t")
+    tasks: dict[str, TaskImportanceOut] = Field(description="each task's own estimate, in the order learned")
+
+    @classmethod
+    def of(cls, v: Version) -> ImportanceOut:
+        parts = v.importance_parts
+        return cls(
+            n_open=parts[-1]["n"] if parts else 0, layers=v.importance,
+            tasks={p["task"]: TaskImportanceOut(n=p["n"], measure=p.get("measure"), sha256=p["blob"],
+                                                layers=p.get("layers")) for p in parts},
+        )
 
 
 class VersionDetail(VersionOut):
@@ -45,8 +64,9 @@ class VersionDetail(VersionOut):
     accuracy: dict[str, float]
     importance: ImportanceOut
     theta_sha256: str
-    omega_frozen_sha256: str
-    omega_open_sha256: str
+    made_by: dict[str, Any] | None = Field(
+        description="the job's full request (datasets by id), lifelong version, worker, device, precision, "
+                    "wall time and loss per epoch; None for version 0 and versions made before it was kept")
 
     @classmethod
     def of(cls, v: Version) -> VersionDetail:
@@ -57,10 +77,9 @@ class VersionDetail(VersionOut):
             classes={t["name"]: t["classes"] for t in v.tasks if t.get("classes")},
             trainable={t["name"]: t["trainable"] for t in v.tasks if t.get("trainable") is not None},
             accuracy=v.accuracy,
-            importance=ImportanceOut(n_open=v.n_open, layers=v.importance),
+            importance=ImportanceOut.of(v),
             theta_sha256=v.theta_blob,
-            omega_frozen_sha256=v.omega_frozen_blob,
-            omega_open_sha256=v.omega_open_blob,
+            made_by=v.made_by,
         )
 
 

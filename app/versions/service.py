@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.db.tables import Model, Version
 from app.errors import NotFound
-from app.mas.accumulation import ImportanceState
 from app.mas.evaluation import continual_metrics
-from app.mas.tensors_io import tensors_from_bytes, tensors_to_bytes
 from app.store import BlobStore
 from app.versions.theta import load_theta_parts
 
@@ -76,34 +73,8 @@ def next_version_number(session: Session, model_id: int) -> int:
     return 0 if latest is None else latest + 1
 
 
-def store_tensors(store: BlobStore, tensors: dict[str, Tensor]) -> str:
-    return store.put(tensors_to_bytes(tensors))
-
-
 def load_theta(store: BlobStore, version: Version) -> dict[str, Tensor]:
     return load_theta_parts(store, version.theta_blob, version.theta_parts)
-
-
-def load_importance(store: BlobStore, version: Version) -> ImportanceState:
-    return ImportanceState.from_tensors(
-        tensors_from_bytes(store.get(version.omega_frozen_blob)),
-        tensors_from_bytes(store.get(version.omega_open_blob)),
-        version.n_open,
-    )
-
-
-def importance_stats(theta: dict[str, Tensor], omega: dict[str, Tensor]) -> dict[str, dict[str, float]]:
-    """Mean and max of the total Ω per parameter tensor; a parameter without Ω has Ω = 0."""
-    stats = {}
-    for name in sorted(theta):
-        if not torch.is_floating_point(theta[name]):
-            continue
-        value = omega.get(name)
-        if value is None or value.numel() == 0:
-            stats[name] = {"mean": 0.0, "max": 0.0}
-        else:
-            stats[name] = {"mean": float(value.double().mean()), "max": float(value.max())}
-    return stats
 
 
 def evaluation(session: Session, model: Model) -> dict[str, Any]:
@@ -124,9 +95,9 @@ class VersionConflict(Exception):
 
 def record_version(
     session: Session, *, model_id: int, job_id: str, base: int, kind: str, task: str,
-    theta_blob: str, omega_frozen_blob: str, omega_open_blob: str, n_open: int,
-    tasks: list[dict[str, Any]], accuracy: dict[str, float], importance: dict[str, Any],
-    theta_parts: dict[str, str] | None = None,
+    theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[dict[str, Any]],
+    accuracy: dict[str, float], importance: dict[str, Any], theta_parts: dict[str, str] | None = None,
+    made_by: dict[str, Any] | None = None,
 ) -> Version:
     """Insert the job's version and move the head onto it, or raise VersionConflict; one transaction.
 
@@ -145,9 +116,8 @@ def record_version(
         )
     version = Version(
         model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,
-        theta_blob=theta_blob, theta_parts=theta_parts,
-        omega_frozen_blob=omega_frozen_blob, omega_open_blob=omega_open_blob,
-        n_open=n_open, tasks=tasks, accuracy=accuracy, importance=importance,
+        theta_blob=theta_blob, theta_parts=theta_parts, importance_parts=importance_parts,
+        tasks=tasks, accuracy=accuracy, importance=importance, made_by=made_by,
     )
     session.add(version)
     session.flush()

@@ -127,8 +127,56 @@ def test_refresh_replace_restarts_the_open_estimate(api) -> None:
     before, after, alone = (_importance(api, model, v, "open") for v in (trained, added, replaced))
     for name in alone:
         np.testing.assert_allclose(after[name] - before[name], alone[name], rtol=1e-4, atol=1e-6)
-    frozen = {v: api.get(f"/v1/models/{model}/versions/{v}")["omega_frozen_sha256"] for v in (trained, replaced)}
-    assert frozen[trained] == frozen[replaced]
+    tasks = {v: api.get(f"/v1/models/{model}/versions/{v}")["importance"]["tasks"] for v in (trained, replaced)}
+    assert list(tasks[trained]) == list(tasks[replaced]) == [task.name]
+
+
+def test_a_refresh_naming_an_earlier_task_changes_only_that_tasks_estimate(api) -> None:
+    """MAS.md §4: the old design added such samples to the *last* task's open estimate (halving it)."""
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("pertask")
+    api.learn(model, first)
+    trained = api.learn(model, second)
+    refreshed = api.refresh(model, data={"inputs": first.x_test.tolist()}, task=first.name)["result"]["version"]
+    before, after = (api.get(f"/v1/models/{model}/versions/{v}")["importance"] for v in (trained, refreshed))
+    assert list(after["tasks"]) == [first.name, second.name]
+    assert after["tasks"][second.name] == before["tasks"][second.name]  # same blob, same n: untouched
+    assert after["tasks"][first.name]["n"] == len(first.x_train) + len(first.x_test)
+    assert after["tasks"][first.name]["sha256"] != before["tasks"][first.name]["sha256"]
+    assert after["tasks"][first.name]["measure"] == "mas" and after["n_open"] == len(second.x_train)
+
+    # The total the next task is trained against is the sum of the per-task means (S_t / n_t).
+    response = api.http.get(f"/v1/models/{model}/versions/{refreshed}/importance", params={"task": first.name})
+    assert response.status_code == 200 and response.headers["x-lifelong-n"] == str(after["tasks"][first.name]["n"])
+    first_mean = load_safetensors(response.content)
+    second_mean = load_safetensors(api.http.get(f"/v1/models/{model}/versions/{refreshed}/importance",
+                                                params={"task": second.name}).content)
+    total = _importance(api, model, refreshed, "total")
+    for name, value in total.items():
+        expected = first_mean.get(name, 0) + second_mean.get(name, 0)
+        np.testing.assert_allclose(value, expected, rtol=1e-6, atol=1e-9)
+    assert any(layer["max"] > 0 for layer in after["tasks"][first.name]["layers"].values())
+    missing = api.http.get(f"/v1/models/{model}/versions/{refreshed}/importance", params={"task": "nope"})
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_a_version_says_how_it_was_made(api) -> None:
+    task = api.digits[0]
+    model = api.create_model("provenance")
+    version = api.learn(model, task, epochs=3, lr=0.02, batch_size=16)
+    made_by = api.get(f"/v1/models/{model}/versions/{version}")["made_by"]
+    job = api.get(f"/v1/jobs/{made_by['job']}")
+    assert made_by["request"] == job["request"]
+    request = made_by["request"]
+    assert (request["method"], request["lambda"], request["penalty"], request["optimizer"]) == ("mas", 1.0, "proximal",
+                                                                                                 "sgd")
+    assert (request["lr"], request["momentum"], request["epochs"], request["batch_size"]) == (0.02, 0.9, 3, 16)
+    assert request["train_dataset"] and request["importance"]["on"] == "train" and request["seed"] is not None
+    assert made_by["lifelong"] and made_by["worker"] == job["worker"] and made_by["device"] == "cpu"
+    assert made_by["precision"] == "fp32" and made_by["wall_s"] > 0
+    losses = made_by["loss_per_epoch"]
+    assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert api.get(f"/v1/models/{model}/versions/0")["made_by"] is None
 
 
 def test_rollback_gives_identical_predictions(api) -> None:

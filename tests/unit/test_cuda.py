@@ -12,10 +12,10 @@ import torch
 
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy
-from app.mas.importance import estimate_importance
-from app.mas.methods import METHODS, make_method
+from app.mas.learn import MethodChoice, learn_task
+from app.mas.methods import METHODS
 from app.mas.networks import build_network, network_state
-from app.mas.training import TrainConfig, train_task
+from app.mas.training import TrainConfig
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 
@@ -34,14 +34,11 @@ def _two_tasks(device: torch.device, architecture: dict, method: str) -> tuple[d
     y = (x.flatten(1)[:, 0] > 0).long()
     net = build_network(architecture, seed=0).to(device)
     config = TrainConfig(epochs=2, batch_size=16, lr=0.05, momentum=0.9, seed=0)
-    train_task(net, "a", 2, x, y, make_method("mas"), config)
-    omega = estimate_importance(net, "a", x)
+    first = learn_task(net, "a", 2, x, y, method=MethodChoice(), theta_star={}, omega={}, config=config)
     theta = to_device(to_cpu(network_state(net)), device)
-    anchored = make_method(method, lam=1.0, theta_star=theta, omega=to_device(to_cpu(omega.sums), device))
-    train_task(net, "b", 2, x, 1 - y, anchored, config)
-    measured = anchored.task_importance(net, "b", x, 1 - y, {"variant": "global", "output": "l2",
-                                                             "reduction": "per_sample"})
-    return to_cpu(network_state(net)), to_cpu(measured.sums), accuracy(net, "b", x, 1 - y)
+    second = learn_task(net, "b", 2, x, 1 - y, method=MethodChoice(method), theta_star=theta,
+                        omega=to_device(to_cpu(first.estimate.mean()), device), config=config)
+    return to_cpu(network_state(net)), to_cpu(second.estimate.sums), accuracy(net, "b", x, 1 - y)
 
 
 @pytest.mark.parametrize("method", METHODS)
