@@ -118,7 +118,7 @@ def _steps(net: MultiHeadNet, method_name: str, x: torch.Tensor, y: torch.Tensor
             loss.backward()
             method.before_step()
             optimizer.step()
-            method.after_step()
+            method.after_step(optimizer)
 
     return run
 

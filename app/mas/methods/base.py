@@ -7,7 +7,7 @@ the sequence runner asks `task_importance` for the Ω this task adds for later t
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor, nn, optim
 
 from app.mas.importance import ImportanceSum, estimate_importance
 from app.mas.networks import MultiHeadNet
@@ -29,8 +29,8 @@ class Method:
     def before_step(self) -> None:
         """After backward, before the optimizer's step: add penalty gradients to .grad here."""
 
-    def after_step(self) -> None:
-        """After the optimizer's step: proximal updates go here."""
+    def after_step(self, optimizer: optim.Optimizer) -> None:
+        """After `optimizer`'s step: proximal updates go here, with the step size it took (MAS.md §3)."""
 
     def task_importance(
         self, net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, options: dict | None = None

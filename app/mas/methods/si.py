@@ -45,8 +45,8 @@ class SI(Anchored):
         self.task_grads = torch._foreach_mul(grads, 1.0)  # the task loss's gradient, before the penalty
         super().before_step()
 
-    def after_step(self) -> None:
-        super().after_step()
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        super().after_step(optimizer)
         with torch.no_grad():
             step = torch._foreach_sub(self.params, self.previous)
             torch._foreach_sub_(self.path, torch._foreach_mul(self.task_grads, step))
