@@ -41,6 +41,12 @@ class LazySamples:
             return LazySamples(self.n, self.sample_shape, target, self.load, self.device)
         return LazySamples(self.n, self.sample_shape, self.dtype, self.load, torch.device(target))
 
+    def subset(self, rows: Tensor) -> LazySamples:
+        """These rows only, still loaded on demand (a task's training rows without its validation rows)."""
+        chosen = [int(i) for i in rows.tolist()]
+        return LazySamples(len(chosen), self.sample_shape, self.dtype,
+                           lambda wanted: self.load([chosen[i] for i in wanted]), self.device)
+
     def __getitem__(self, index: slice | Tensor) -> Tensor:
         rows = list(range(self.n)[index]) if isinstance(index, slice) else [int(i) for i in index.tolist()]
         return self._rows(rows)
@@ -86,3 +92,8 @@ def batches_of(inputs: Tensor | LazySamples, index_batches: Sequence[Tensor]) ->
     if isinstance(inputs, LazySamples):
         return inputs.batches(index_batches)
     return (inputs[index] for index in index_batches)
+
+
+def rows_of(inputs: Tensor | LazySamples, rows: Tensor) -> Tensor | LazySamples:
+    """The given rows of `inputs`: a lazy subset of lazy samples (nothing decoded), else an indexed tensor."""
+    return inputs.subset(rows) if isinstance(inputs, LazySamples) else inputs[rows.to(inputs.device)]

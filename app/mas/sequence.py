@@ -18,6 +18,7 @@ from app.mas.evaluation import accuracy, continual_metrics
 from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.networks import build_network, network_state
 from app.mas.training import TrainConfig
+from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 
 
 def _nbytes(tensors: dict[str, Tensor]) -> int:
@@ -31,6 +32,7 @@ class SequenceResult:
     state_bytes: int = 0  # kept between tasks besides θ: every task's importance estimate
     training_state_bytes: int = 0  # the most a method held while training (θ*, Ω, SI's path, LwF's targets)
     seconds: float = 0.0
+    lambdas: list[float] = field(default_factory=list)  # the λ each task trained with (chosen, for "auto")
 
     @property
     def summary(self) -> dict[str, float | None]:
@@ -41,16 +43,20 @@ def run_sequence(
     tasks: list[TaskData],
     *,
     method: str,
-    lam: float = 1.0,
+    lam: float | str = 1.0,
     architecture: dict | None = None,
     config: TrainConfig | None = None,
     seed: int = 0,
     importance_options: dict | None = None,
     importance_on: str = "train",
+    validation_fraction: float = 0.1,
+    lambda_grid: tuple[float, ...] = DEFAULT_GRID,
 ) -> SequenceResult:
     """Train `tasks` in order with one method; `importance_on` picks Ω's inputs (MAS.md §4, Table 3 of
     the paper): "train" (the task's training inputs), "test" (its held-out inputs, unlabelled as in
-    deployment), or "both"."""
+    deployment), or "both". `lam="auto"` holds back `validation_fraction` of each task's training data
+    and chooses λ from `lambda_grid` on every task's held-back rows, as a train job does; the chosen λ
+    per task is in `SequenceResult.lambdas`."""
     if importance_on not in ("train", "test", "both"):
         raise ValueError("importance_on is 'train', 'test' or 'both'")
     architecture = architecture or {"kind": "mlp", "input_shape": [tasks[0].x_train.shape[1]], "hidden": [128, 128]}
@@ -60,15 +66,25 @@ def run_sequence(
     estimates: dict[str, TaskImportance] = {}
     result = SequenceResult(tasks=[t.name for t in tasks])
     started = time.perf_counter()
+    auto = lam == "auto"
+    validation: list[ValidationSet] = []
     for index, data in enumerate(tasks):
-        sources = {"train": [(data.x_train, data.y_train)], "test": [(data.x_test, data.y_test)]}
+        x_train, y_train = data.x_train, data.y_train
+        if auto:
+            kept, held = split_validation(len(y_train), validation_fraction, config.seed)
+            validation.append(ValidationSet(data.name, x_train[held], y_train[held]))
+            x_train, y_train = x_train[kept], y_train[kept]
+        sources = {"train": [(x_train, y_train)], "test": [(data.x_test, data.y_test)]}
         sources["both"] = sources["train"] + sources["test"]
         learned = learn_task(
-            net, data.name, int(data.y_train.max()) + 1, data.x_train, data.y_train,
-            method=MethodChoice(method, lam), theta_star=network_state(net),
+            net, data.name, int(data.y_train.max()) + 1, x_train, y_train,
+            method=MethodChoice(method, 1.0 if auto else float(lam)), theta_star=network_state(net),
             omega=total_importance(estimates.values()), config=config,
             importance=choice, importance_data=sources[importance_on],
+            lambda_grid=lambda_grid if auto else None, validation=validation,
         )
+        net = learned.net
+        result.lambdas.append(learned.lam)
         if learned.estimate is not None:
             estimates[data.name] = learned.estimate
         result.training_state_bytes = max(result.training_state_bytes, _nbytes(learned.method.extra_state()))
