@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 
 from torch import Tensor
 
@@ -22,7 +23,16 @@ from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples
-from app.mas.training import TrainConfig, TrainingCancelled, TrainResult, train_task
+from app.mas.training import (
+    Snapshot,
+    TrainConfig,
+    TrainingCancelled,
+    TrainResult,
+    begin_training,
+    network_snapshot,
+    restore_network,
+    train_task,
+)
 from app.mas.validation import Trial, ValidationSet, best_trial
 
 Inputs = Tensor | LazySamples
@@ -84,6 +94,8 @@ def learn_task(
     validation: Sequence[ValidationSet] = (),
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Snapshot | None = None,
+    checkpoint: Callable[[Callable[[], Snapshot]], None] | None = None,
 ) -> LearnedTask:
     """Train `task` on (inputs, labels), anchored at θ* with Ω, then measure its estimate.
 
@@ -92,22 +104,34 @@ def learn_task(
     searched when λ can change anything (an anchored method with Ω, or LwF with earlier heads) and an
     earlier task has validation data to say what it forgets; otherwise `method.lam` is used.
     `importance=None` measures nothing (the request's `importance.on = "none"`); `importance_data`
-    measures on other inputs than the training ones (the benchmarks' Ω from held-out data)."""
+    measures on other inputs than the training ones (the benchmarks' Ω from held-out data).
+
+    `checkpoint` and `resume` work as `train_task`'s, for the whole search: a snapshot also holds the
+    trials already done and the best one's network and method state; resumed on the network as it
+    began, the result is the uninterrupted one, bit for bit on the CPU."""
     searchable = _lambda_matters(method.name, omega, net, task) and any(v.task != task for v in validation)
     grid = list(lambda_grid) if lambda_grid and searchable else [method.lam]
     if task not in net.heads:  # every trial starts from the same new head
         net.add_head(task, num_classes, seed=config.seed)
-    trials: list[tuple[Trial, MultiHeadNet, Method, TrainResult]] = []
-    for index, lam in enumerate(grid):
+        net.heads[task].to(inputs.device)
+    resume = resume or {"trial": 0, "done": [], "best": None, "run": None}
+    done = [Trial(t["lambda"], dict(t["validation"])) for t in resume["done"]]
+    best = _restored_best(net, task, num_classes, inputs, method, theta_star, omega, config, resume["best"], done)
+    for index in range(resume["trial"], len(grid)):
+        lam = grid[index]
         candidate = copy.deepcopy(net) if len(grid) > 1 else net
         learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty)
+        keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), best, task)
         training = train_task(candidate, task, num_classes, inputs, labels, learner, config,
-                              progress=_offset(progress, index, len(grid)), should_stop=should_stop)
+                              progress=_offset(progress, index, len(grid)), should_stop=should_stop,
+                              resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
         scores = {v.task: accuracy(candidate, v.task, v.inputs, v.labels) for v in validation if len(v.labels)}
-        trials.append((Trial(lam, scores), candidate, learner, training))
-    chosen = best_trial([trial for trial, *_ in trials]) if len(trials) > 1 else trials[0][0]
-    _, net, learner, training = next(entry for entry in trials if entry[0] is chosen)
-    searched = [trial for trial, *_ in trials] if len(trials) > 1 else []
+        done.append(Trial(lam, scores))
+        if best is None or best_trial([best.trial, done[-1]]) is done[-1]:
+            best = _Best(done[-1], candidate, learner, training)
+    assert best is not None
+    net, learner, training, chosen = best.net, best.learner, best.training, best.trial
+    searched = done if len(grid) > 1 else []
     learned = LearnedTask(net, training, learner, chosen.lam, None, trials=searched)
     if importance is None:
         return learned
@@ -119,6 +143,42 @@ def learn_task(
         estimate, fallback = estimate.accumulate(measured), (*fallback, *measured.fallback)
     learned.estimate, learned.fallback = estimate, tuple(dict.fromkeys(fallback))
     return learned
+
+
+@dataclass
+class _Best:
+    trial: Trial
+    net: MultiHeadNet
+    learner: Method
+    training: TrainResult
+
+
+def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index: int, done: list[Trial],
+                     best: _Best | None, task: str, run: Callable[[], Snapshot]) -> None:
+    """Hand `checkpoint` a snapshot of the whole search: the run in progress is one trial of it."""
+    def snapshot() -> Snapshot:
+        kept = None if best is None else {
+            "lambda": best.trial.lam, "network": network_snapshot(best.net, best.net.task_parameters(task)),
+            "method": best.learner.state(), "training": asdict(best.training),
+        }
+        return {"trial": index, "done": [t.as_dict() for t in done], "best": kept, "run": run()}
+    checkpoint(snapshot)
+
+
+def _restored_best(net: MultiHeadNet, task: str, num_classes: int, inputs: Inputs, method: MethodChoice,
+                   theta_star: dict[str, Tensor], omega: dict[str, Tensor], config: TrainConfig,
+                   kept: Snapshot | None, done: list[Trial]) -> _Best | None:
+    """The best finished trial of an interrupted search, rebuilt from its snapshot on a copy of the start."""
+    if kept is None:
+        return None
+    candidate = copy.deepcopy(net)
+    learner = make_method(method.name, lam=kept["lambda"], theta_star=theta_star, omega=omega, form=method.penalty)
+    begin_training(candidate, task, num_classes, inputs, learner, config)
+    restore_network(candidate, kept["network"])
+    learner.load_state(kept["method"])
+    candidate.eval()
+    trial = next(t for t in done if t.lam == kept["lambda"])
+    return _Best(trial, candidate, learner, TrainResult(**kept["training"]))
 
 
 def _lambda_matters(method: str, omega: dict[str, Tensor], net: MultiHeadNet, task: str) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as functional
@@ -71,6 +73,41 @@ def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> to
     return torch.optim.Adam(params, lr=config.lr, foreach=True)
 
 
+Snapshot = dict[str, Any]  # where a run stands, enough to continue it bit for bit (torch.save-able)
+
+
+def begin_training(net: MultiHeadNet, task: str, num_classes: int, inputs: Tensor | LazySamples, method: Method,
+                   config: TrainConfig) -> tuple[dict[str, torch.nn.Parameter], torch.optim.Optimizer]:
+    """Everything before the first step: the task's head (added if missing, from its seed), the
+    optimizer over what trains, and the method's `begin_task` on the network as it starts."""
+    if task not in net.heads:
+        net.add_head(task, num_classes, seed=config.seed)
+        net.heads[task].to(inputs.device)  # initialised on the CPU from its seed, trained where the data is
+    trainable = net.task_parameters(task)
+    optimizer = _make_optimizer(list(trainable.values()), config)
+    method.begin_task(net, task, trainable, config.lr, inputs)
+    return trainable, optimizer
+
+
+def network_snapshot(net: MultiHeadNet, trainable: dict[str, torch.nn.Parameter]) -> dict[str, Tensor]:
+    """What training can change: the trained parameters and every buffer (batch-norm statistics)."""
+    return {name: p.detach() for name, p in trainable.items()} | {name: b for name, b in net.named_buffers()}
+
+
+def restore_network(net: MultiHeadNet, state: dict[str, Tensor]) -> None:
+    unexpected = net.load_state_dict(state, strict=False).unexpected_keys
+    if unexpected:
+        raise ValueError(f"the checkpoint names parameters this network lacks: {unexpected[:5]}")
+
+
+def _snapshot(net: MultiHeadNet, trainable: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
+              method: Method, cuda: torch.device | None, position: Snapshot) -> Snapshot:
+    return position | {
+        "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(cuda) if cuda is not None else None,
+        "network": network_snapshot(net, trainable), "optimizer": optimizer.state_dict(), "method": method.state(),
+    }
+
+
 def train_task(
     net: MultiHeadNet,
     task: str,
@@ -81,36 +118,58 @@ def train_task(
     config: TrainConfig,
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    resume: Snapshot | None = None,
+    checkpoint: Callable[[Callable[[], Snapshot]], None] | None = None,
 ) -> TrainResult:
     """Learn `task` on (inputs, labels), adding its head if the network lacks it.
 
     `inputs` may be LazySamples (images decoded a batch at a time): batches are then loaded ahead in a
-    thread, in the same shuffled order, so a run is the same whichever form its inputs take."""
+    thread, in the same shuffled order, so a run is the same whichever form its inputs take.
+
+    After every step `checkpoint` (if given) is handed a function that makes a snapshot of the run; it
+    decides whether to take one (it is called often: the caller keeps to its own interval). A run
+    given such a snapshot as `resume`, on the network as it was when the run began, continues from
+    that step and ends bit for bit where the uninterrupted run ends (on the CPU): the optimizer's and
+    the method's state, the epoch's shuffle and the dropout RNG are all part of the snapshot."""
     inputs, labels = net.input_spec.cast(inputs), labels.to(torch.int64)
     if inputs.shape[0] == 0 or inputs.shape[0] != labels.shape[0]:
         raise ValueError("training needs as many labels as inputs, and at least one of each")
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes})")
-    if task not in net.heads:
-        net.add_head(task, num_classes, seed=config.seed)
-        net.heads[task].to(inputs.device)  # initialised on the CPU from its seed, trained where the data is
-    trainable = net.task_parameters(task)
-    optimizer = _make_optimizer(list(trainable.values()), config)
-    method.begin_task(net, task, trainable, config.lr, inputs)
+    trainable, optimizer = begin_training(net, task, num_classes, inputs, method, config)
     generator = torch.Generator().manual_seed(config.seed)
     n = inputs.shape[0]
     total = config.epochs * math.ceil(n / config.batch_size)
-    step, loss_value, loss_per_epoch = 0, float("nan"), []
+    step, loss_value, loss_per_epoch, epoch_loss, epoch_steps = 0, float("nan"), [], 0.0, 0
+    first_epoch, done_in_epoch = 0, 0
+    if resume is not None:
+        restore_network(net, resume["network"])
+        optimizer.load_state_dict(resume["optimizer"])
+        method.load_state(resume["method"])
+        generator.set_state(resume["epoch_generator"])
+        first_epoch, done_in_epoch, step, loss_value = resume["epoch"], resume["batch"], resume["step"], resume["loss"]
+        loss_per_epoch = list(resume["loss_per_epoch"])
+        epoch_loss, epoch_steps = resume["epoch_loss"], resume["epoch_steps"]
     net.train()
+    cuda = [inputs.device] if inputs.device.type == "cuda" else []
     # Dropout and drop-connect in trained blocks draw from torch's global RNG: seeded from the config
     # (and restored afterwards), so that a job run again makes the same version.
-    with torch.random.fork_rng(devices=[inputs.device] if inputs.device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(config.seed)
-        for _ in range(config.epochs):
-            epoch_loss, epoch_steps = 0.0, 0
+        if resume is not None:
+            torch.set_rng_state(resume["rng"])
+            if cuda and resume.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(resume["cuda_rng"], inputs.device)
+        for epoch in range(first_epoch, config.epochs):
+            epoch_start = generator.get_state()
             order = torch.randperm(n, generator=generator)
             index_batches = [order[start : start + config.batch_size] for start in range(0, n, config.batch_size)]
-            for batch, batch_inputs in zip(index_batches, batches_of(inputs, index_batches), strict=True):
+            skip = done_in_epoch if epoch == first_epoch else 0
+            if epoch != first_epoch:
+                epoch_loss, epoch_steps = 0.0, 0
+            remaining = index_batches[skip:]
+            for position, (batch, batch_inputs) in enumerate(zip(remaining, batches_of(inputs, remaining),
+                                                                 strict=True), start=skip + 1):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled(f"stopped after {step} of {total} steps")
                 with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
@@ -134,6 +193,13 @@ def train_task(
                 epoch_loss, epoch_steps = epoch_loss + loss_value, epoch_steps + 1
                 if progress is not None:
                     progress(step, total, loss_value)
+                if checkpoint is not None:
+                    checkpoint(partial(
+                        _snapshot, net, trainable, optimizer, method, inputs.device if cuda else None,
+                        {"step": step, "epoch": epoch, "batch": position, "epoch_generator": epoch_start,
+                         "loss": loss_value, "loss_per_epoch": list(loss_per_epoch), "epoch_loss": epoch_loss,
+                         "epoch_steps": epoch_steps},
+                    ))
             loss_per_epoch.append(epoch_loss / epoch_steps)
     net.eval()
     return TrainResult(steps=step, loss=loss_value, loss_per_epoch=loss_per_epoch)

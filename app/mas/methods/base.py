@@ -38,6 +38,14 @@ class Method:
         """Ω that this task contributes for later ones: MAS's estimate unless the method has its own."""
         return estimate_importance(net, task, inputs, **(options or {}))
 
+    def state(self) -> dict[str, Tensor]:
+        """What the method has gathered during training so far that `begin_task` does not make again
+        (a checkpoint keeps it, so that a resumed run continues exactly)."""
+        return {}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        """Put back what `state` returned, after `begin_task` on the network as the run began."""
+
     def extra_state(self) -> dict[str, Tensor]:
         """Tensors this method keeps between tasks besides θ (for memory accounting)."""
         return {}

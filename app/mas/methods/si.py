@@ -52,6 +52,16 @@ class SI(Anchored):
             torch._foreach_sub_(self.path, torch._foreach_mul(self.task_grads, step))
             torch._foreach_copy_(self.previous, self.params)
 
+    def state(self) -> dict[str, Tensor]:
+        """The path integral and the last step's parameters: the start θ comes again from begin_task."""
+        return ({f"previous.{n}": t for n, t in zip(self.names, self.previous, strict=True)}
+                | {f"path.{n}": t for n, t in zip(self.names, self.path, strict=True)})
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        with torch.no_grad():
+            torch._foreach_copy_(self.previous, [state[f"previous.{n}"] for n in self.names])
+            torch._foreach_copy_(self.path, [state[f"path.{n}"] for n in self.names])
+
     def extra_state(self) -> dict[str, Tensor]:
         held = {"path": self.path, "start": self.start, "previous": self.previous, "task_grads": self.task_grads}
         tensors = {f"{kind}.{name}": t for kind, ts in held.items() for name, t in zip(self.names, ts, strict=False)}

@@ -1,0 +1,114 @@
+"""A run stopped after a checkpoint and resumed from it ends bit for bit where the uninterrupted run ends.
+
+The snapshot goes through torch.save / torch.load(weights_only=True), as a job's checkpoint blob does;
+the resumed run starts from a network as the run began (what a job loads again from its base
+version). Kinds of state covered: SGD momentum and Adam moments, SI's path integral, LwF's targets,
+dropout's RNG, the epoch's shuffle mid-epoch, and a λ search stopped in its first or a later trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from app.mas.data import split_digits
+from app.mas.learn import LearnedTask, MethodChoice, learn_task
+from app.mas.networks import InputSpec, MultiHeadNet, build_network, network_state
+from app.mas.training import Snapshot, TrainConfig
+from app.mas.validation import ValidationSet
+
+FIRST, SECOND = split_digits(5, seed=0)[2], split_digits(5, seed=0)[4]
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the run ends here, and only what was checkpointed survives."""
+
+
+def _network(dropout: bool) -> MultiHeadNet:
+    if not dropout:
+        return build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, 0)
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 16), nn.ReLU())
+    return MultiHeadNet(trunk, 16, InputSpec((64,)))
+
+
+def _after_first_task(dropout: bool) -> tuple[MultiHeadNet, dict[str, torch.Tensor]]:
+    net = _network(dropout)
+    learned = learn_task(net, FIRST.name, 2, FIRST.x_train, FIRST.y_train, method=MethodChoice(), theta_star={},
+                         omega={}, config=TrainConfig(epochs=2, batch_size=32, seed=0))
+    return learned.net, learned.estimate.mean()
+
+
+def _second(net: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: list[float] | None,
+            **kwargs) -> LearnedTask:
+    config = TrainConfig(epochs=3, batch_size=32, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.005,
+                         seed=1)
+    validation = [ValidationSet(FIRST.name, FIRST.x_test[:60], FIRST.y_test[:60]),
+                  ValidationSet(SECOND.name, SECOND.x_test[:60], SECOND.y_test[:60])]
+    return learn_task(net, SECOND.name, 2, SECOND.x_train, SECOND.y_train, method=MethodChoice(method, 1.0),
+                      theta_star=network_state(net), omega=omega, config=config, lambda_grid=grid,
+                      validation=validation, **kwargs)
+
+
+def _interrupted(start: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: list[float] | None,
+                 save_at: int, kill_at: int) -> Snapshot:
+    """Runs until call `kill_at` of the checkpoint hook, keeping (serialised) the snapshot of call `save_at`."""
+    calls, saved = 0, {}
+
+    def checkpoint(make: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == save_at:
+            buffer = io.BytesIO()
+            torch.save(make(), buffer)
+            saved["bytes"] = buffer.getvalue()
+        if calls == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _second(copy.deepcopy(start), omega, method, optimizer, grid, checkpoint=checkpoint)
+    return torch.load(io.BytesIO(saved["bytes"]), weights_only=True)
+
+
+CASES = {
+    "mas-sgd-momentum": ("mas", "sgd", False, None, 10, 13),
+    "mas-adam": ("mas", "adam", False, None, 9, 17),
+    "si": ("si", "sgd", False, None, 7, 11),
+    "lwf": ("lwf", "sgd", False, None, 12, 14),
+    "ewc-dropout": ("ewc", "sgd", True, None, 8, 20),
+    "search-first-trial": ("mas", "sgd", False, [0.1, 10.0, 1000.0], 5, 9),
+    "search-third-trial": ("mas", "sgd", False, [0.1, 10.0, 1000.0], 56, 60),  # 24 steps per trial
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_resumed_run_ends_where_the_uninterrupted_one_does(case: str) -> None:
+    method, optimizer, dropout, grid, save_at, kill_at = CASES[case]
+    start, omega = _after_first_task(dropout)
+    whole = _second(copy.deepcopy(start), omega, method, optimizer, grid)
+    snapshot = _interrupted(start, omega, method, optimizer, grid, save_at, kill_at)
+    resumed = _second(copy.deepcopy(start), omega, method, optimizer, grid, resume=snapshot)
+
+    assert resumed.lam == whole.lam and [t.as_dict() for t in resumed.trials] == [t.as_dict() for t in whole.trials]
+    assert resumed.training == whole.training  # steps, last loss and the loss of every epoch
+    theta, expected = network_state(resumed.net), network_state(whole.net)
+    assert theta.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(theta[name], expected[name]), name
+    for name, value in whole.estimate.sums.items():
+        assert torch.equal(resumed.estimate.sums[name], value), name
+
+
+def test_the_interrupted_work_is_really_redone_from_the_snapshot() -> None:
+    """The snapshot is of the step it was taken at, not of the end: resuming changes what remains."""
+    start, omega = _after_first_task(False)
+    snapshot = _interrupted(start, omega, "mas", "sgd", None, 10, 13)
+    assert snapshot["run"]["step"] == 10 and snapshot["trial"] == 0
+    assert snapshot["run"]["epoch"] == 1 and snapshot["run"]["batch"] == 10 - 8  # 8 batches per epoch
+    unresumed = _second(copy.deepcopy(start), omega, "mas", "sgd", None)
+    snapshot_theta = snapshot["run"]["network"]
+    assert any(not torch.equal(snapshot_theta[n], network_state(unresumed.net)[n]) for n in snapshot_theta)
