@@ -22,14 +22,16 @@ import typer
 
 from app.auth.cli import keys_cli, refuse_open_bind
 from app.blobs.cli import blobs_cli
+from app.commands.readable_help import ReadableGroup
 from app.settings import Settings, get_settings
 
-cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+cli = typer.Typer(cls=ReadableGroup, add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(blobs_cli, name="blobs")
 
-HostOption = Annotated[str | None, typer.Option(help="interface to listen on [default: LIFELONG_HOST or 127.0.0.1]")]
-PortOption = Annotated[int | None, typer.Option(help="port to listen on [default: LIFELONG_PORT or 8000]")]
+HostOption = Annotated[str | None, typer.Option(help="interface to listen on",
+                                                 show_default="LIFELONG_HOST or 127.0.0.1")]
+PortOption = Annotated[int | None, typer.Option(help="port to listen on", show_default="LIFELONG_PORT or 8000")]
 STOP_GRACE_S = 30.0
 GET_REQUEST_BYTES = 4 << 20
 
@@ -60,12 +62,13 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
         log_config=None,  # our handler (app/logging_setup.py): JSON lines off a terminal
         # A GET prediction carries up to 100 rows in its query string, far past h11's 16 KiB default.
         h11_max_incomplete_event_size=GET_REQUEST_BYTES,
+        timeout_keep_alive=settings.keep_alive_s,  # longer than clients' pools: see app/settings.py
     )
 
 
 QueuesOption = Annotated[str | None, typer.Option(
-    help="comma-separated queues to take jobs from, of cpu and gpu [default: LIFELONG_WORKER_QUEUES, else both"
-         " on the embedded broker, else the queue of the worker's device]")]
+    help="comma-separated queues to take jobs from, of cpu and gpu", show_default="LIFELONG_WORKER_QUEUES, else"
+         " both on the embedded broker, else the queue of the worker's device")]
 NameOption = Annotated[str, typer.Option(
     help="Celery node name, recorded in each job this worker runs (%h is the host name)")]
 

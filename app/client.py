@@ -125,10 +125,28 @@ class ModelInfo(TypedDict):
     name: str
     architecture: dict[str, Any]
     seed: int
-    head: int
+    head: int  # the version the alias production names
     queue: str
+    promotion: dict[str, Any]  # {"policy": "auto" | "manual" | "guarded", "max_forgetting", "min_accuracy"}
+    aliases: dict[str, int]
     tasks: list[str]
     created_at: str
+
+
+class AliasInfo(TypedDict):
+    alias: str
+    version: int
+    updated_at: str | None
+
+
+class AliasMove(TypedDict):
+    alias: str
+    at: str
+    to: int | None  # and "from": the version it named before (a keyword, so not declared here)
+    by: str | None  # "key <prefix>", "job <id>", or None on a server without keys
+    key: str | None
+    job: str | None
+    reason: str | None
 
 
 class DatasetInfo(TypedDict):
@@ -219,6 +237,12 @@ class Job:
     def version(self) -> int | None:
         """The version the job created, once it succeeded."""
         return (self.data.get("result") or {}).get("version")
+
+    @property
+    def promotion(self) -> dict[str, Any] | None:
+        """What the model's promotion policy made of the version: {"promoted", "policy", "alias", "reason",
+        "violations", "unchecked"}, once the job succeeded."""
+        return (self.data.get("result") or {}).get("promotion")
 
     def refresh(self) -> Job:
         self.data = self._client._json("GET", f"/v1/jobs/{self.id}")
@@ -343,12 +367,19 @@ class Client:
     # -- models --
 
     def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0,
-                     queue: QueueName | None = None) -> ModelInfo:
-        """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise)."""
+                     queue: QueueName | None = None, promotion: Mapping[str, Any] | None = None) -> ModelInfo:
+        """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise),
+        `promotion` when a job's version becomes production (default {"policy": "guarded"})."""
         body: dict[str, Any] = {"name": name, "architecture": dict(architecture), "seed": seed}
         if queue is not None:
             body["queue"] = queue
+        if promotion is not None:
+            body["promotion"] = dict(promotion)
         return self._json("POST", "/v1/models", json=body)
+
+    def update_model(self, name: str, *, promotion: Mapping[str, Any]) -> ModelInfo:
+        """Change some of the model's promotion settings ({"policy": "manual"}); the others stay."""
+        return self._json("PATCH", f"/v1/models/{name}", json={"promotion": dict(promotion)})
 
     def list_models(self) -> list[ModelInfo]:
         return self._json("GET", "/v1/models")
@@ -396,11 +427,14 @@ class Client:
 
     def add_task(self, model: str, task: str, train: Data, eval: Data | None = None, *,  # noqa: A002 - API name
                  num_classes: int | None = None, base_version: int | None = None, method: str | None = None,
-                 lambda_: float | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 lambda_: float | Literal["auto"] | None = None, lambda_grid: Sequence[float] | None = None,
+                 validation_fraction: float | None = None, checkpoint_interval_s: float | None = None,
+                 epochs: int | None = None, batch_size: int | None = None,
                  optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
                  momentum: float | None = None, seed: int | None = None,
                  importance: Mapping[str, str] | None = None, queue: QueueName | None = None,
-                 trainable: str | Mapping[str, int] | None = None, **extra: Any) -> Job:
+                 trainable: str | Mapping[str, int] | None = None, base_alias: str | None = None,
+                 **extra: Any) -> Job:
         """Start learning `task` (202): returns the queued job; `.wait()` on it."""
         body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
         if eval is not None:
@@ -408,30 +442,37 @@ class Client:
         options = {"num_classes": num_classes, "base_version": base_version, "method": method, "lambda": lambda_,
                    "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
                    "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None,
-                   "queue": queue, "trainable": dict(trainable) if isinstance(trainable, Mapping) else trainable}
+                   "queue": queue, "trainable": dict(trainable) if isinstance(trainable, Mapping) else trainable,
+                   "base_alias": base_alias, "lambda_grid": list(lambda_grid) if lambda_grid else None,
+                   "validation_fraction": validation_fraction, "checkpoint_interval_s": checkpoint_interval_s}
         body.update({k: v for k, v in options.items() if v is not None}, **extra)
         return Job(self, self._json("POST", f"/v1/models/{model}/tasks", json=body))
 
     def refresh_importance(self, model: str, data: Data, *, task: str | None = None,
                            mode: Literal["accumulate", "replace"] | None = None, variant: str | None = None,
                            output: str | None = None, reduction: str | None = None,
-                           base_version: int | None = None, queue: QueueName | None = None) -> Job:
+                           base_version: int | None = None, queue: QueueName | None = None,
+                           base_alias: str | None = None) -> Job:
         """Start re-measuring Ω on unlabeled inputs (202): returns the queued job."""
         options = {"task": task, "mode": mode, "variant": variant, "output": output, "reduction": reduction,
-                   "base_version": base_version, "queue": queue}
+                   "base_version": base_version, "queue": queue, "base_alias": base_alias}
         body = {"data": self.data_ref(data), **{k: v for k, v in options.items() if v is not None}}
         return Job(self, self._json("POST", f"/v1/models/{model}/importance", json=body))
 
     # -- predictions --
 
     def predict(self, model: str, inputs: np.ndarray | Sequence[str] | Sequence[str | os.PathLike | bytes], *,
-                task: str, version: int | None = None, probabilities: bool = False) -> Prediction:
+                task: str, version: int | None = None, probabilities: bool = False,
+                alias: str | None = None) -> Prediction:
         """Classes (and probabilities, and class names where the task has them) for `inputs`: an array
         [n, *input_shape] (sent as a raw float32 .npy body), texts (a list of str, for text models), or
-        image files (paths or bytes, for image models; sent as multipart `files`)."""
+        image files (paths or bytes, for image models; sent as multipart `files`). The version is
+        production unless `version` (a number) or `alias` names another."""
         params: dict[str, Any] = {"task": task, "probabilities": str(probabilities).lower()}
         if version is not None:
             params["version"] = version
+        if alias is not None:
+            params["alias"] = alias
         path = f"/v1/models/{model}/predict"
         if isinstance(inputs, np.ndarray):
             buffer = io.BytesIO()
@@ -439,7 +480,8 @@ class Client:
             answer = self._json("POST", path, params=params, content=buffer.getvalue(), headers={"Content-Type": NPY})
         elif all(isinstance(item, str) and not os.path.isfile(item) for item in inputs):
             body = {"task": task, "texts": list(inputs), "probabilities": probabilities}
-            answer = self._json("POST", path, json=body if version is None else {**body, "version": version})
+            chosen = {k: v for k, v in {"version": version, "alias": alias}.items() if v is not None}
+            answer = self._json("POST", path, json={**body, **chosen})
         else:
             files = [("files", _image_file(item)) for item in inputs]
             answer = self._json("POST", path, params=params, files=files)
@@ -495,3 +537,26 @@ class Client:
 
     def set_head(self, model: str, version: int) -> ModelInfo:
         return self._json("PUT", f"/v1/models/{model}/head", json={"version": version})
+
+    # -- aliases --
+
+    def aliases(self, model: str) -> list[AliasInfo]:
+        """Every alias of the model and the version it names, production first."""
+        return self._json("GET", f"/v1/models/{model}/aliases")
+
+    def set_alias(self, model: str, alias: str, version: int, reason: str | None = None) -> AliasInfo:
+        """Point `alias` at `version` (creating it if new); `reason` is kept in its history."""
+        body: dict[str, Any] = {"version": version} if reason is None else {"version": version, "reason": reason}
+        return self._json("PUT", f"/v1/models/{model}/aliases/{alias}", json=body)
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        """Remove an alias (not production); its history stays."""
+        self._request("DELETE", f"/v1/models/{model}/aliases/{alias}")
+
+    def alias_history(self, model: str, alias: str) -> list[AliasMove]:
+        """Every move of `alias`, newest first: when, from, to, by which key or job, and why."""
+        return self._json("GET", f"/v1/models/{model}/aliases/{alias}/history")
+
+    def promote(self, model: str, version: int, reason: str | None = None) -> AliasInfo:
+        """Make `version` production: what predictions and new tasks use."""
+        return self.set_alias(model, "production", version, reason)

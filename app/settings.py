@@ -48,6 +48,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Longest wait for the next piece of a request body once the request has begun (408 past it), so
+    # that a client announcing a large body and sending a few bytes cannot hold a connection open.
+    body_read_timeout_s: float = Field(10.0, gt=0)
+    # How long an idle keep-alive connection stays open. Longer than the pools of common clients
+    # (httpx and aiohttp forget an idle connection after 5 and 15 s; load balancers such as AWS's
+    # after 60 s), so that the client, not the server, closes it: with uvicorn's default of 5 s, a
+    # request sent on a pooled connection just as the server closes it fails with a ReadError.
+    keep_alive_s: int = Field(75, ge=1)
 
     # Largest dataset file, or raw .npy prediction body, accepted.
     max_upload_bytes: int = Field(256 * MiB, ge=1)

@@ -150,8 +150,12 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def mlp_payload(name: str, hidden: list[int] | None = None, seed: int = 0) -> dict[str, Any]:
-    return {"name": name, "architecture": {"kind": "mlp", "input_shape": [64], "hidden": hidden or [32]}, "seed": seed}
+def mlp_payload(name: str, hidden: list[int] | None = None, seed: int = 0,
+                promotion: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A model's body; `promotion` only when given (the server's default is guarded)."""
+    architecture = {"kind": "mlp", "input_shape": [64], "hidden": hidden or [32]}
+    payload = {"name": name, "architecture": architecture, "seed": seed}
+    return payload if promotion is None else {**payload, "promotion": promotion}
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:

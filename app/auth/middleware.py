@@ -11,12 +11,11 @@ lookup.
 
 from __future__ import annotations
 
-import json
-
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.deps import UNAUTHORIZED, identify_caller
+from app.http_errors import send_error
 
 
 class AuthenticateFirst:
@@ -30,16 +29,9 @@ class AuthenticateFirst:
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         caller = await run_in_threadpool(identify_caller, scope["app"].state.read_sessions, authorization)
         if caller is None:
-            await _send_401(send)
+            await send_error(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
             return
         state = scope.setdefault("state", {})
         state["scope"], state["key_id"] = caller.scope, caller.key_id
         await self.app(scope, receive, send)
 
-
-async def _send_401(send: Send) -> None:
-    body = json.dumps({"detail": UNAUTHORIZED}).encode()
-    await send({"type": "http.response.start", "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"www-authenticate", b"Bearer"), (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})

@@ -11,7 +11,7 @@ from app.models.schemas import NAME_PATTERN
 
 
 class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     scope: Literal["read", "write", "admin"]
     name: str | None = Field(None, pattern=NAME_PATTERN)

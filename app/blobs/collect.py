@@ -30,7 +30,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.tables import Dataset, Version, utcnow
+from app.db.tables import Dataset, Job, Version, utcnow
 from app.settings import Settings
 from app.store import BlobStore
 
@@ -88,6 +88,9 @@ def referenced_blobs(sessions: sessionmaker[Session]) -> set[str]:
         for theta, theta_parts, importance_parts in session.execute(rows):
             names.update((theta, *(theta_parts or {}).values(), *(p["blob"] for p in importance_parts)))
         names.update(session.scalars(select(Dataset.blob)))
+        # A checkpoint matters while its job may still run: a finished job's is collected.
+        names.update(session.scalars(select(Job.checkpoint_blob).where(
+            Job.checkpoint_blob.is_not(None), Job.state.in_(("queued", "running")))))
         return names
 
 

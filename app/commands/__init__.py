@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from app.commands.aliases import aliases, promote
 from app.commands.common import connect, handles_errors
 from app.commands.datasets import datasets
 from app.commands.jobs import jobs
@@ -20,7 +21,8 @@ from app.commands.versions import evaluation, head, versions
 def register(cli: typer.Typer) -> None:
     cli.callback()(connect)
     for name, group in (("models", models), ("datasets", datasets), ("tasks", tasks), ("importance", importance),
-                        ("jobs", jobs), ("versions", versions), ("head", head)):
+                        ("jobs", jobs), ("versions", versions), ("head", head), ("aliases", aliases)):
         cli.add_typer(group, name=name)
     cli.command("predict")(handles_errors(predict))
     cli.command("evaluation")(handles_errors(evaluation))
+    cli.command("promote")(handles_errors(promote))

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from app.client import DEFAULT_URL, Client, ConnectionFailed, Job, LifelongError, NotFound, ProgressBar, WaitTimeout
+from app.client import DEFAULT_URL, Client, ConnectionFailed, Job, LifelongError, NotFound, WaitTimeout
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 4  # no such model, version, task, job or dataset
     UNREACHABLE = 5  # the server could not be reached
     TIMEOUT = 6  # --timeout passed while waiting for a job (the job goes on)
+    INTERRUPTED = 130  # Ctrl-C while following a job (the job goes on); 128 + SIGINT, as shells say
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="print the server's answer as JSON (for scripts)")]
@@ -110,37 +111,3 @@ def describe_progress(job: Job) -> str:
         return ""
     text = f"{progress['done']}/{progress['total']} {progress['unit']}"
     return text if progress.get("loss") is None else f"{text}, loss {progress['loss']:.4f}"
-
-
-def follow(job: Job, *, as_json: bool, timeout: float | None, epochs: int | None = None) -> None:
-    """Wait for the job with a live bar (on a terminal) or a line per change, then report and exit."""
-    if sys.stderr.isatty():
-        with ProgressBar(epochs=epochs) as bar:
-            job.wait(progress=bar, timeout=timeout)
-    else:
-        job.wait(progress=_LineReporter(), timeout=timeout)
-    report_finished(job, as_json=as_json)
-
-
-class _LineReporter:
-    """Off a terminal: one line on stderr each time the state changes."""
-
-    def __init__(self) -> None:
-        self.state: str | None = None
-
-    def __call__(self, job: Job) -> None:
-        if job.state != self.state:
-            self.state = job.state
-            typer.echo(f"job {job.id} {job.state} {describe_progress(job)}".rstrip(), err=True)
-
-
-def report_finished(job: Job, *, as_json: bool) -> None:
-    if as_json:
-        print_json(job.data)
-    elif job.succeeded:
-        typer.echo(f"job {job.id} succeeded: {job.model} version {job.version}")
-    if not job.succeeded:
-        error = job.error or {}
-        reason = f" ({error.get('type')}: {error.get('message')})" if error else ""
-        typer.echo(f"error: job {job.id} {job.state}{reason}", err=True)
-        raise typer.Exit(int(ExitCode.JOB_FAILED))

@@ -1,4 +1,4 @@
-"""`lifelong datasets upload|show`: .npz or .csv files the tasks train and evaluate on."""
+"""`lifelong datasets upload|list|show`: the files tasks train and evaluate on (arrays, texts, images)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json
+from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
 
-datasets = typer.Typer(no_args_is_help=True, help="Upload and show datasets.")
+datasets = typer.Typer(no_args_is_help=True, help="Upload, list and show datasets.")
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
 
@@ -17,14 +17,37 @@ ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, reada
 def _print(dataset: dict, as_json: bool) -> None:
     if as_json:
         return print_json(dataset)
-    print_fields({k: dataset.get(k) for k in ("id", "n", "input_shape", "has_labels", "bytes", "sha256")})
+    print_fields({k: dataset.get(k) for k in ("id", "kind", "n", "input_shape", "has_labels", "classes", "format",
+                                              "bytes", "sha256", "created_at")})
 
 
 @datasets.command("upload")
 @handles_errors
 def upload(ctx: typer.Context, file: ExistingFile, as_json: JsonOption = False) -> None:
-    """Upload FILE (.npz with x [and y], or .csv with an optional label column); prints its id."""
+    """Upload FILE: .npz (x [and y]) or .csv (arrays, or texts with a text column), .jsonl (texts),
+    .zip/.tar/.tar.gz/.tgz (images). Prints its id and what the server read."""
     _print(client_of(ctx).upload_dataset(file), as_json)
+
+
+@datasets.command("list")
+@handles_errors
+def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """All datasets, newest first."""
+    found = client_of(ctx).list_datasets()
+    if as_json:
+        return print_json(found)
+    print_table(None, ["id", "kind", "rows", "input", "labels", "format", "bytes", "created"],
+                [(d["id"], d.get("kind"), d["n"], d["input_shape"] or "-", _labels(d), d.get("format"), d["bytes"],
+                  d.get("created_at")) for d in found])
+
+
+def _labels(dataset: dict) -> str:
+    if not dataset["has_labels"]:
+        return "-"
+    classes = dataset.get("classes")
+    if not classes:
+        return f"0..{dataset.get('max_label')}"
+    return ", ".join(classes) if len(classes) <= 4 else f"{', '.join(classes[:3])}, … ({len(classes)} classes)"
 
 
 @datasets.command("show")

@@ -12,12 +12,12 @@ from app.commands.common import (
     TimeoutOption,
     client_of,
     describe_progress,
-    follow,
     handles_errors,
     print_fields,
     print_json,
     print_table,
 )
+from app.commands.follow import follow
 
 jobs = typer.Typer(no_args_is_help=True, help="List, show, watch and cancel jobs.")
 
@@ -30,7 +30,7 @@ def list_(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option(help="only this model's jobs")] = None,
     state: Annotated[State | None, typer.Option(help="only jobs in this state")] = None,
-    limit: int = 100,
+    limit: Annotated[int, typer.Option(help="at most this many (the server takes up to 1000)")] = 100,
     as_json: JsonOption = False,
 ) -> None:
     """Jobs, newest first."""
@@ -64,8 +64,13 @@ def show(ctx: typer.Context, job_id: str, as_json: JsonOption = False) -> None:
 @jobs.command("watch")
 @handles_errors
 def watch(ctx: typer.Context, job_id: str, timeout: TimeoutOption = None, as_json: JsonOption = False) -> None:
-    """Follow a job with a live progress bar until it ends; exit 1 unless it succeeded."""
-    follow(client_of(ctx).get_job(job_id), as_json=as_json, timeout=timeout)
+    """Follow a job with a live progress bar until it ends; exit 1 unless it succeeded. Ctrl-C stops
+    only the watching (exit 130): the job goes on."""
+    client = client_of(ctx)
+    job = client.get_job(job_id)
+    what = " ".join(part for part in (job.kind, job.data.get("task")) if part)
+    typer.echo(f"job {job.id}: {what} on {job.model}", err=True)
+    follow(client, job, as_json=as_json, timeout=timeout)
 
 
 @jobs.command("cancel")

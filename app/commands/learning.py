@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 import typer
 
-from app.client import QueueName
+from app.client import Prediction, QueueName
 from app.commands.common import (
     DetachOption,
     ExitCode,
@@ -20,16 +20,38 @@ from app.commands.common import (
     TimeoutOption,
     client_of,
     fail,
-    follow,
     handles_errors,
     print_json,
 )
+from app.commands.follow import Epochs, follow
 from app.commands.models import parse_trainable
 
 tasks = typer.Typer(no_args_is_help=True, help="Teach a model new tasks.")
 importance = typer.Typer(no_args_is_help=True, help="Re-measure a model's importance (Ω).")
 
-DEFAULT_EPOCHS = 10  # the server's default, known here to show the epoch in the bar
+# The server's defaults (app/learning/schemas.py), known here to show them in --help and the epoch in
+# the bar; the CLI sends an option only when it is given, so the server's own default applies.
+DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE, DEFAULT_LR = 10, 64, 0.01
+DEFAULT_METHOD, DEFAULT_OPTIMIZER = "mas", "sgd"
+
+
+def parse_lambda(value: str | None) -> float | str | None:
+    """--lambda: `auto` or a number (checked here, so a typo is a usage error, not a server's 422)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither 'auto' nor a number", param_hint="--lambda") from None
+
+
+def parse_floats(value: str | None, option: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a comma-separated list of numbers", param_hint=option) from None
 
 
 @tasks.command("add")
@@ -42,32 +64,52 @@ def add(
         "--train", help="labeled training data: a file (.npz/.csv arrays, .jsonl/.csv texts, .zip/.tar images)"
                         " or a dataset id")],
     eval_: Annotated[str | None, typer.Option("--eval", help="held-out labeled data for the accuracy matrix")] = None,
-    lambda_: Annotated[float | None, typer.Option("--lambda", help="strength of the MAS penalty")] = None,
-    epochs: Annotated[int | None, typer.Option(help=f"[default: {DEFAULT_EPOCHS}]")] = None,
-    method: Annotated[str | None, typer.Option(help="mas (default), finetune, or another baseline")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="[default: from the labels]")] = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    optimizer: Annotated[Literal["sgd", "adam"] | None, typer.Option()] = None,
-    base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
-    seed: int | None = None,
-    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers [default: the model's]")] = None,
+    lambda_: Annotated[str | None, typer.Option(
+        "--lambda", help="strength of the penalty, or auto: the best of --lambda-grid on validation rows",
+        show_default="auto")] = None,
+    lambda_grid: Annotated[str | None, typer.Option(
+        help="the λ values auto tries, comma-separated", show_default="0.1,1,10,100")] = None,
+    validation_fraction: Annotated[float | None, typer.Option(
+        help="share of the training rows held back for validation (0: none; then --lambda must be a number)",
+        show_default="0.1")] = None,
+    checkpoint_interval: Annotated[float | None, typer.Option(
+        help="seconds between the job's checkpoints (a stopped job resumes from its last)", show_default="60")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="passes over the training data", show_default=str(DEFAULT_EPOCHS))] = None,
+    method: Annotated[str | None, typer.Option(
+        help="mas, finetune, or a baseline: l2, ewc, si, lwf", show_default=DEFAULT_METHOD)] = None,
+    num_classes: Annotated[int | None, typer.Option(
+        help="classes of the task's head", show_default="from the labels")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="rows per step", show_default=str(DEFAULT_BATCH_SIZE))] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate", show_default=str(DEFAULT_LR))] = None,
+    optimizer: Annotated[Literal["sgd", "adam"] | None, typer.Option(show_default=DEFAULT_OPTIMIZER)] = None,
+    base_version: Annotated[int | None, typer.Option(help="the version to start from",
+                                                     show_default="production")] = None,
+    base_alias: Annotated[str | None, typer.Option(help="start from the version this alias names instead",
+                                                   show_default="production")] = None,
+    seed: Annotated[int | None, typer.Option(help="seeds the head and shuffling", show_default="the model's")] = None,
+    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers", show_default="the model's")] = None,
     trainable: Annotated[str | None, typer.Option(
-        help="all, none (heads only) or last:N blocks [default: the model's]")] = None,
+        help="all, none (heads only) or last:N blocks", show_default="the model's")] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Learn TASK on MODEL from --train (and --eval), following the job until it ends."""
     client = client_of(ctx)
-    job = client.add_task(model, task, _data(train), None if eval_ is None else _data(eval_), lambda_=lambda_,
+    train_set = client.get_dataset(client.data_ref(_data(train))["dataset"])  # uploads a file; its rows, for the bar
+    job = client.add_task(model, task, train_set, None if eval_ is None else _data(eval_),
+                          lambda_=parse_lambda(lambda_), lambda_grid=parse_floats(lambda_grid, "--lambda-grid"),
+                          validation_fraction=validation_fraction, checkpoint_interval_s=checkpoint_interval,
                           epochs=epochs, method=method, num_classes=num_classes, batch_size=batch_size, lr=lr,
-                          optimizer=optimizer, base_version=base_version, seed=seed, queue=queue,
+                          optimizer=optimizer, base_version=base_version, base_alias=base_alias, seed=seed,
+                          queue=queue,
                           trainable=None if trainable is None else parse_trainable(trainable))
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
     typer.echo(f"job {job.id}: learning {task} on {model}", err=True)
-    follow(job, as_json=as_json, timeout=timeout, epochs=epochs or DEFAULT_EPOCHS)
+    follow(client, job, as_json=as_json, timeout=timeout,
+           epochs=Epochs(epochs or DEFAULT_EPOCHS, train_set["n"], batch_size or DEFAULT_BATCH_SIZE))
 
 
 @importance.command("refresh")
@@ -78,19 +120,24 @@ def refresh(
     data: Annotated[str, typer.Option(
         "--data", help="inputs (labels ignored): a file (arrays, texts or images, as for tasks add) or dataset id")],
     mode: Annotated[Literal["accumulate", "replace"], typer.Option()] = "accumulate",
-    task: Annotated[str | None, typer.Option(help="whose head F(x) is [default: the last learned]")] = None,
-    base_version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
-    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers [default: the model's]")] = None,
+    task: Annotated[str | None, typer.Option(help="whose head F(x) is", show_default="the last learned")] = None,
+    base_version: Annotated[int | None, typer.Option(help="the version to start from",
+                                                     show_default="production")] = None,
+    base_alias: Annotated[str | None, typer.Option(help="start from the version this alias names instead",
+                                                   show_default="production")] = None,
+    queue: Annotated[QueueName | None, typer.Option(help="cpu or gpu workers", show_default="the model's")] = None,
     detach: DetachOption = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Measure Ω again on --data; the result is a new version sharing θ with its parent."""
-    job = client_of(ctx).refresh_importance(model, _data(data), mode=mode, task=task, base_version=base_version,
-                                            queue=queue)
+    client = client_of(ctx)
+    job = client.refresh_importance(model, _data(data), mode=mode, task=task, base_version=base_version,
+                                    base_alias=base_alias, queue=queue)
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
-    follow(job, as_json=as_json, timeout=timeout)
+    typer.echo(f"job {job.id}: measuring Ω of {model}", err=True)
+    follow(client, job, as_json=as_json, timeout=timeout)
 
 
 def predict(
@@ -101,19 +148,24 @@ def predict(
     text: Annotated[list[str] | None, typer.Option(help="a text to classify (text models); repeat for more")] = None,
     image: Annotated[list[Path] | None, typer.Option(exists=True, dir_okay=False,
                                                      help="a PNG/JPEG file (image models); repeat for more")] = None,
-    version: Annotated[int | None, typer.Option(help="[default: the head]")] = None,
+    version: Annotated[int | None, typer.Option(help="the version that answers", show_default="production")] = None,
+    alias: Annotated[str | None, typer.Option(help="the alias whose version answers (e.g. candidate)",
+                                              show_default="production")] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="also the class probabilities")] = False,
-    output: Annotated[Path | None, typer.Option(help="write the predicted classes here as .npy")] = None,
+    output: Annotated[Path | None, typer.Option(
+        dir_okay=False, help="write the result to this file instead of stdout: .npy (the classes) or .npz"
+                             " (predictions, and probabilities and labels when there are)")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict classes for the rows of --inputs (sent as a raw .npy body), for --text strings or --image files."""
+    """Predict classes for the rows of --inputs (sent as a raw .npy body), for --text strings or --image files.
+    The classes go to stdout (one per line), or with --output to a file."""
     given = [option for option in (inputs, text, image) if option]
     if len(given) != 1:
         fail("give exactly one of --inputs FILE, --text TEXT (repeatable) or --image FILE (repeatable)", ExitCode.USAGE)
     raw = _load_inputs(inputs) if inputs is not None else list(text) if text else [str(p) for p in image or []]
-    answer = client_of(ctx).predict(model, raw, task=task, version=version, probabilities=probabilities)
+    answer = client_of(ctx).predict(model, raw, task=task, version=version, alias=alias, probabilities=probabilities)
     if output is not None:
-        np.save(output, answer.predictions)
+        return _write_prediction(answer, output, as_json=as_json)
     if as_json:
         result = {"model": answer.model, "version": answer.version, "task": answer.task,
                   "predictions": answer.predictions.tolist()}
@@ -129,6 +181,27 @@ def predict(
     rows = named if answer.probabilities is None else [
         f"{c}\t{' '.join(f'{p:.4f}' for p in probs)}" for c, probs in zip(named, answer.probabilities, strict=True)]
     typer.echo("\n".join(str(row) for row in rows))
+
+
+def _write_prediction(answer: Prediction, output: Path, *, as_json: bool) -> None:
+    """The result into `output` (exactly that path: np.save would add .npy to any other name), and a
+    summary: one line on stderr, or with --json the answer without its arrays on stdout."""
+    arrays = {"predictions": answer.predictions}
+    if output.suffix.lower() == ".npz":
+        if answer.probabilities is not None:
+            arrays["probabilities"] = answer.probabilities
+        if answer.labels is not None:
+            arrays["labels"] = np.asarray(answer.labels)
+    with output.open("wb") as handle:
+        if output.suffix.lower() == ".npz":
+            np.savez(handle, **arrays)
+        else:
+            np.save(handle, answer.predictions, allow_pickle=False)
+    if as_json:
+        return print_json({"model": answer.model, "version": answer.version, "task": answer.task,
+                           "rows": len(answer.predictions), "output": str(output), "arrays": list(arrays)})
+    typer.echo(f"# {answer.model} version {answer.version}, task {answer.task}: {len(answer.predictions)} rows;"
+               f" {', '.join(arrays)} written to {output}", err=True)
 
 
 def _data(value: str) -> str | Path:

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.datasets.labels import Labels, labels_from_cells
+from app.datasets.text import csv_records
 from app.errors import Invalid, TooLarge
 from app.limits import UnpackLimits
 
@@ -258,16 +259,16 @@ def labels_from_folders(folders: list[str]) -> Labels:
 def _listed(labels_csv: tuple[str, bytes], paths: list[str]) -> tuple[list[str], Labels | None]:
     folder, content = labels_csv
     try:
-        rows = [row for row in csv.reader(io.StringIO(content.decode("utf-8-sig"), newline="")) if any(row)]
+        records = csv_records(content.decode("utf-8-sig"))
     except (UnicodeDecodeError, csv.Error) as error:
         raise Invalid(f"labels.csv is not a readable UTF-8 .csv file: {error}") from error
-    header = [cell.strip().lower() for cell in rows[0]] if rows else []
+    header = [cell.strip().lower() for cell in records[0][1]] if records else []
     if "file" not in header:
         raise Invalid("labels.csv needs a header row with a 'file' column (and optionally 'label')")
     file_column, label_column = header.index("file"), header.index("label") if "label" in header else None
     prefix = f"{folder}/" if folder else ""
     order, cells = [], []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in records[1:]:
         if len(row) != len(header):
             raise Invalid(f"labels.csv line {line} has {len(row)} columns, expected {len(header)}")
         order.append(prefix + "/".join(p for p in row[file_column].strip().split("/") if p not in ("", ".")))

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.datasets.images import Images, parse_image_archive
 from app.datasets.labels import encode_labels
-from app.datasets.text import Texts, has_text_column, parse_jsonl, parse_text_csv
+from app.datasets.text import Texts, csv_records, has_text_column, parse_jsonl, parse_text_csv
 from app.errors import Invalid, TooLarge
 from app.limits import UnpackLimits
 
@@ -49,7 +49,8 @@ class Arrays:
 
 
 Parsed = Arrays | Texts | Images
-SUPPORTED = ".npz, .csv, .jsonl, .zip or .tar"
+SUPPORTED = (".npz, .csv, .jsonl, .zip or .tar (.tar.gz and .tgz too): arrays as .npz or .csv, texts as .jsonl or"
+             " a .csv with a 'text' column, images in an archive")
 _ARCHIVES = {".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz"}
 
 
@@ -70,9 +71,21 @@ def parse_upload(data: bytes, filename: str | None, limits: UnpackLimits | None 
         return parse_jsonl(data, limits), "jsonl"
     if suffix == ".npz" or (not suffix and data[:4] in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
         return parse_npz(data, limits), "npz"
-    if suffix in (".csv", ""):
+    if suffix == ".csv":
         return (parse_text_csv(data, limits) if has_text_column(data) else parse_csv(data)), "csv"
+    if not suffix:
+        return _parse_unnamed_csv(data, limits), "csv"
     raise Invalid(f"unsupported file type {suffix}; send {SUPPORTED}")
+
+
+def _parse_unnamed_csv(data: bytes, limits: UnpackLimits) -> Parsed:
+    """A file name without an extension is read as a CSV; a refusal says so, since the file may be
+    something else entirely (a text file, a .npy) whose CSV complaint would only puzzle."""
+    try:
+        return parse_text_csv(data, limits) if has_text_column(data) else parse_csv(data)
+    except Invalid as error:
+        raise Invalid(f"the file name has no extension, so it was read as a .csv: {error.detail}. Name the"
+                      f" file by its type; send {SUPPORTED}") from error
 
 
 def parse_npz(data: bytes, limits: UnpackLimits | None = None) -> Arrays:
@@ -119,36 +132,51 @@ def parse_csv(data: bytes) -> Arrays:
     except UnicodeDecodeError as error:
         raise Invalid("a .csv upload must be UTF-8 text (or an .npz archive)") from error
     try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in row)]
+        records = csv_records(text)
     except csv.Error as error:  # a stray carriage return, a NUL byte: not a CSV file we can read
         raise Invalid(f"not a readable .csv file: {error}") from error
-    if not rows:
+    if not records:
         raise Invalid("the .csv file has no rows")
-    header = None if all(_is_number(cell) for cell in rows[0]) else [cell.strip().lower() for cell in rows[0]]
-    body = rows[1:] if header is not None else rows
+    first = records[0][1]
+    header = None if all(_is_number(cell) for cell in first) else [cell.strip().lower() for cell in first]
+    body = records[1:] if header is not None else records
     if not body:
         raise Invalid("the .csv file has a header but no data rows")
-    width = len(header) if header is not None else len(body[0])
+    values = _csv_values(body, len(header) if header is not None else len(body[0][1]))
+    lines = np.asarray([line for line, _ in body])
     label_column = header.index("label") if header is not None and "label" in header else None
-    first_line = 2 if header is not None else 1
+    features = values if label_column is None else np.delete(values, label_column, axis=1)
+    if features.shape[1] == 0:
+        raise Invalid("the .csv file has a label column but no feature columns")
+    beyond = ~np.isfinite(features) | (np.abs(features) > np.finfo(np.float32).max)
+    if beyond.any():
+        raise Invalid(f"csv line {_first_line(beyond.any(axis=1), lines)} holds a non-finite value (NaN,"
+                      " infinite or beyond float32)")
+    if label_column is None:
+        return check_arrays(features, None, source="csv")
+    labels = values[:, label_column]
+    whole = np.isfinite(labels) & (labels == np.round(labels))
+    if not whole.all():
+        raise Invalid(f"csv line {_first_line(~whole, lines)}: the column 'label' must hold whole numbers")
+    if (labels < 0).any():
+        raise Invalid(f"csv line {_first_line(labels < 0, lines)}: labels must be ≥ 0")
+    return check_arrays(features, labels.astype(np.int64), source="csv")
+
+
+def _csv_values(body: list[tuple[int, list[str]]], width: int) -> np.ndarray:
     values = np.empty((len(body), width), dtype=np.float64)
-    for index, row in enumerate(body):
-        line = first_line + index
+    for index, (line, row) in enumerate(body):
         if len(row) != width:
             raise Invalid(f"csv line {line} has {len(row)} columns, expected {width}")
         try:
             values[index] = [float(cell) for cell in row]
         except ValueError as error:
             raise Invalid(f"csv line {line} holds a value that is not a number: {error}") from error
-    if label_column is None:
-        return check_arrays(values, None, source="csv")
-    labels = values[:, label_column]
-    features = np.delete(values, label_column, axis=1)
-    if features.shape[1] == 0:
-        raise Invalid("the .csv file has a label column but no feature columns")
-    if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
-        raise Invalid("the csv column 'label' must hold whole numbers")
-    return check_arrays(features, labels.astype(np.int64), source="csv")
+    return values
+
+
+def _first_line(bad_rows: np.ndarray, lines: np.ndarray) -> int:
+    return int(lines[np.argmax(bad_rows)])
 
 
 def parse_inline(inputs: list[Any], labels: list[int] | list[str] | None) -> Arrays:

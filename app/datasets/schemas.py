@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.request_schema import Integer, exactly_one_of
+
 DatasetKind = Literal["array", "text", "image"]
 
 
@@ -14,12 +16,15 @@ class DataRef(BaseModel):
     """`{"dataset": id}`, inline arrays `{"inputs": [[...]], "labels": [...]}` or inline texts
     `{"texts": [...], "labels": [...]}`; labels are integers or, with texts, class names."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict, as every request model: JSON types as the OpenAPI says them (app/request_schema.py).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=lambda schema: exactly_one_of(
+        schema, {"dataset": "StoredData", "inputs": "InlineArrays", "texts": "InlineTexts"},
+        absent_with={"dataset": ["labels"]}))
 
     dataset: str | None = Field(None, min_length=1, max_length=64)
     inputs: list[Any] | None = None
     texts: list[Any] | None = None
-    labels: list[int] | list[str] | None = None
+    labels: list[Integer] | list[str] | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> DataRef:

@@ -43,11 +43,12 @@ class Texts:
 
 
 def parse_jsonl(data: bytes, limits: UnpackLimits) -> Texts:
-    """One JSON object per line with a string `text` and an optional `label`; blank lines are skipped."""
-    lines = _decode(data, ".jsonl").splitlines()
+    """One JSON object per line with a string `text` and an optional `label`; blank lines are skipped.
+    Lines are split at "\n" only, so that a refusal's line number is the one an editor shows."""
+    lines = _decode(data, ".jsonl").split("\n")
     texts: list[str] = []
     labels: list[Any] = []
-    labelled: list[int] = []
+    unlabelled: list[str] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -60,8 +61,9 @@ def parse_jsonl(data: bytes, limits: UnpackLimits) -> Texts:
         texts.append(_checked_text(record.get("text", _MISSING), f"jsonl line {number}", limits))
         if record.get("label") is not None:
             labels.append(record["label"])
-            labelled.append(number)
-    return _texts(texts, labels, source="jsonl", labelled_where=labelled)
+        else:
+            unlabelled.append(f"line {number}")
+    return _texts(texts, labels, source="jsonl", unlabelled=unlabelled)
 
 
 def has_text_column(data: bytes) -> bool:
@@ -73,18 +75,30 @@ def has_text_column(data: bytes) -> bool:
     return "text" in {cell.strip().lower() for cell in first}
 
 
+def csv_records(text: str) -> list[tuple[int, list[str]]]:
+    """The non-blank records of a CSV text, each with the line of the file it starts on (1-based: a
+    header is line 1). Every CSV refusal names a row by this number, which is what an editor shows,
+    whatever blank lines or quoted line breaks come before it. Raises csv.Error."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    records, line = [], 1
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            records.append((line, row))
+        line = reader.line_num + 1
+    return records
+
+
 def parse_text_csv(data: bytes, limits: UnpackLimits) -> Texts:
     """A header with a `text` column and an optional `label` column; other columns are ignored."""
     try:
-        reader = csv.reader(io.StringIO(_decode(data, ".csv"), newline=""))
-        rows = [row for row in reader if any(cell.strip() for cell in row)]
+        records = csv_records(_decode(data, ".csv"))
     except csv.Error as error:
         raise Invalid(f"not a readable .csv file: {error}") from error
-    header = [cell.strip().lower() for cell in rows[0]]
+    header = [cell.strip().lower() for cell in records[0][1]]
     text_column = header.index("text")
     label_column = header.index("label") if "label" in header else None
     texts, cells = [], []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in records[1:]:
         if len(row) != len(header):
             raise Invalid(f"csv line {line} has {len(row)} columns, expected {len(header)}")
         texts.append(_checked_text(row[text_column], f"csv line {line}", limits))
@@ -102,7 +116,7 @@ def parse_inline_texts(texts: Sequence[Any], labels: Sequence[Any] | None, limit
     checked = [_checked_text(text, f"texts[{i}]", limits) for i, text in enumerate(texts)]
     if labels is not None and len(labels) != len(checked):
         raise Invalid(f"labels must be one per text: {len(checked)} texts, {len(labels)} labels")
-    return _texts(checked, list(labels or []), source="texts", labelled_where=list(range(len(labels or []))))
+    return _texts(checked, list(labels or []), source="texts", unlabelled=[])
 
 
 def encode_texts(texts: Texts) -> bytes:
@@ -134,14 +148,15 @@ def _checked_text(text: Any, where: str, limits: UnpackLimits) -> str:
     return text
 
 
-def _texts(texts: list[str], labels: list[Any], *, source: str, labelled_where: list[int]) -> Texts:
+def _texts(texts: list[str], labels: list[Any], *, source: str, unlabelled: list[str]) -> Texts:
     if not texts:
         raise Invalid(f"the text dataset is empty: {source} holds no texts")
     if not labels:
         return Texts(texts, None, None)
     if len(labels) != len(texts):
-        raise Invalid(f"{source}: {len(labels)} of {len(texts)} records have a 'label' (first at"
-                      f" {labelled_where[0]}): label every record, or none")
+        first = f" ({source} {unlabelled[0]} has none)" if unlabelled else ""
+        raise Invalid(f"{source}: {len(labels)} of {len(texts)} records have a 'label'{first}: label every"
+                      " record, or none")
     encoded = encode_labels(labels, source=f"{source} labels")
     return Texts(texts, encoded.y, encoded.classes)
 

@@ -1,7 +1,9 @@
-"""The ORM tables: models, versions, tasks, datasets, jobs and API keys (SQLAlchemy 2, typed).
+"""The ORM tables: models, versions, tasks, datasets, jobs, aliases and API keys (SQLAlchemy 2, typed).
 
-Versions are immutable rows that name their θ/Ω blobs; a model's `head` is the number of the
-version that predictions and new tasks start from, moved only by compare-and-set. A version is
+Versions are immutable rows that name their θ/Ω blobs; names that move are aliases. A model's `head`
+column stores its `production` alias (the version predictions and new tasks start from, moved by
+jobs only by compare-and-set); other aliases are rows of `aliases`, and every move of any alias is a
+row of `alias_moves`. A version is
 unique per job (`job_id`), so a job that runs twice writes its version once. The job row, not
 Celery's result backend, is the truth about a job: state, progress, attempts and error.
 """
@@ -15,6 +17,8 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Uniqu
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from app.aliases.promotion import PromotionPolicy
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -50,7 +54,40 @@ class Model(Base):
     head: Mapped[int]
     # Where this model's jobs go unless a request says otherwise: "cpu" or "gpu".
     queue: Mapped[str] = mapped_column(String(8), default="cpu", server_default="cpu")
+    # When a job's version becomes `production` (app/aliases/promotion.py): {"policy": "auto" | "manual" |
+    # "guarded", "max_forgetting", "min_accuracy"}. Migration 0008 gave models made before it "auto".
+    promotion: Mapped[dict[str, Any]] = mapped_column(default=lambda: PromotionPolicy().as_dict())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alias(Base):
+    """A movable name for one version of a model, other than `production` (which is `models.head`)."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name", name="uq_aliases_model_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasMove(Base):
+    """One move of an alias (production included): from which version to which (None: the alias did not
+    exist, or was deleted), by which API key or job, and why. Rows are only ever added."""
+
+    __tablename__ = "alias_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int | None]
+    key_prefix: Mapped[str | None] = mapped_column(String(16))  # the API key's prefix; None: a job, or open mode
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(String(2000))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Version(Base):
@@ -147,6 +184,13 @@ class Job(Base):
     device: Mapped[str | None] = mapped_column(String(32))
     # The process that runs it on that worker's host: a redelivery to the same worker checks it is gone.
     worker_pid: Mapped[int | None]
+    # A train job's latest checkpoint (app/learning/checkpoints.py) and the step it holds: a job that
+    # runs again resumes from it. Only queued and running jobs keep theirs from the blob collector.
+    checkpoint_blob: Mapped[str | None] = mapped_column(String(64))
+    checkpoint_step: Mapped[int | None]
+    # What became of the job's version under its model's promotion policy (app/aliases/promotion.py):
+    # {"promoted", "policy", "alias", "reason", "violations", "unchecked"}; None before it succeeded.
+    promotion: Mapped[dict[str, Any] | None]
 
 
 class ApiKey(Base):

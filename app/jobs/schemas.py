@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from app.db.tables import Job
 from app.mas.training import precision_for
@@ -19,8 +19,28 @@ class Progress(BaseModel):
     loss: float | None
 
 
+class PromotionViolation(BaseModel):
+    task: str
+    rule: Literal["max_forgetting", "min_accuracy"]
+    before: float | None = Field(description="the base version's accuracy on the task (max_forgetting)")
+    after: float = Field(description="the new version's accuracy on the task")
+    drop: float | None = Field(description="before − after (max_forgetting)")
+    limit: float = Field(description="max_forgetting or min_accuracy")
+
+
+class PromotionOut(BaseModel):
+    promoted: bool = Field(description="whether the version became production")
+    policy: str
+    alias: str = Field(description="the alias the job moved: production, or candidate when the version was kept")
+    reason: str
+    violations: list[PromotionViolation] = Field(description="the guarded policy's rules the version broke")
+    unchecked: list[str] = Field(description="tasks whose accuracy could not be checked (no eval set)")
+
+
 class JobResult(BaseModel):
     version: int
+    promotion: PromotionOut | None = Field(
+        None, description="what the model's promotion policy made of the version; None for jobs before aliases")
 
 
 class JobError(BaseModel):
@@ -72,6 +92,7 @@ class JobOut(BaseModel):
             cancel_requested=job.cancel_requested,
             queue=job.queue, worker=job.worker, device=job.device, precision=_precision(job),
             progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-            result=JobResult(version=job.result_version) if job.result_version is not None else None,
+            result=JobResult(version=job.result_version, promotion=job.promotion)
+            if job.result_version is not None else None,
             error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
         )

@@ -139,8 +139,10 @@ def is_cancel_requested(session: Session, job_id: str) -> bool:
     return flag is None or bool(flag)  # a deleted job counts as cancelled
 
 
-def succeed_job(job: Job, version: int) -> None:
+def succeed_job(job: Job, version: int, promotion: dict[str, Any] | None = None) -> None:
+    """Succeeded with its version, and what the model's promotion policy made of it (app/aliases/promotion.py)."""
     job.state, job.result_version, job.finished_at = "succeeded", version, utcnow()
+    job.promotion = promotion
     job.error_type = job.error_message = None
 
 

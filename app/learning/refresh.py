@@ -66,11 +66,11 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         if watch.cancelled_now(session):
             raise TrainingCancelled("cancelled before the version was written")
         row = session.get(Job, job.id)
-        version = record_version(
+        recorded = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
             task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts, importance_parts=parts,
             tasks=list(base.tasks), accuracy=dict(base.accuracy), importance=importance_stats(theta, omega),
             made_by=made_by(row, precision="fp32", samples=n),
         )
-        succeed_job(row, version.number)
-        return version.number
+        succeed_job(row, recorded.version.number, recorded.promotion)
+        return recorded.version.number

@@ -9,19 +9,19 @@ delivered again). Nothing here knows Celery: tests call `run_job` directly.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.tables import Dataset, Job
+from app.db.tables import Dataset, Job, Version
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.learning.context import JobContext
 from app.learning.heartbeat import heartbeat
 from app.learning.refresh import refresh_version
 from app.learning.spec import JobSpec
-from app.learning.train import train_version
+from app.learning.train import planned_steps, train_version
 from app.learning.watch import JobWatch
 from app.mas.training import NonFiniteLoss, TrainingCancelled
 from app.store import BlobNotFound
@@ -86,7 +86,9 @@ def _starting_progress(session: Session, job: Job) -> None:
     if dataset is None:
         return
     if job.kind == "train":
-        total, unit = request["epochs"] * math.ceil(dataset.n / request["batch_size"]), "steps"
+        base = session.scalar(select(Version).where(Version.model_id == job.model_id,
+                                                    Version.number == job.base_version))
+        total, unit = planned_steps(request, dataset.n, base_has_tasks=bool(base and base.tasks)), "steps"
     else:
         total, unit = dataset.n, "samples"
     job.progress_done, job.progress_total, job.progress_unit, job.progress_loss = 0, total, unit, None

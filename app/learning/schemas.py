@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.datasets.schemas import DataRef
 from app.jobs.dispatch import Queue
-from app.mas.methods import METHODS
-from app.models.schemas import NAME_PATTERN
+from app.mas.importance import OUTPUTS, REDUCTIONS, VARIANTS
+from app.mas.methods import METHODS, PENALTY_FORMS
+from app.mas.training import OPTIMIZERS
+from app.mas.validation import DEFAULT_GRID
+from app.models.schemas import MAX_SEED, NAME_PATTERN
+from app.request_schema import Integer, at_most_one_of
 from app.versions.schemas import MAX_VERSION
 
-Variant = Literal["global", "local"]
-Output = Literal["l2", "vector"]
-Reduction = Literal["per_sample", "batch"]
+# The option lists are declared once, in app/mas, and only named here.
+Variant = Literal[VARIANTS]
+Output = Literal[OUTPUTS]
+Reduction = Literal[REDUCTIONS]
 
 
 def _check_local_l2(variant: str, output: str) -> None:
@@ -23,7 +28,7 @@ def _check_local_l2(variant: str, output: str) -> None:
 
 
 class ImportanceOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     on: Literal["train", "none"] = "train"
     variant: Variant = "global"
@@ -37,35 +42,69 @@ class ImportanceOptions(BaseModel):
 
 
 class LastBlocks(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    last: int = Field(ge=0, le=1000, description="train the last N blocks of the trunk")
+    last: Integer = Field(ge=0, le=1000, description="train the last N blocks of the trunk")
 
 
 Trainable = Literal["all", "none"] | LastBlocks
 
 
+def _one_base_in_schema(schema: dict) -> None:
+    at_most_one_of(schema, ["base_version", "base_alias"])
+
+
 class TaskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Strict: JSON types exactly as the OpenAPI states them (app/request_schema.py).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True,
+                              json_schema_extra=_one_base_in_schema)
 
     task: str = Field(pattern=NAME_PATTERN)
     train: DataRef
     eval: DataRef | None = None
-    num_classes: int | None = Field(None, ge=2, le=65536)
-    base_version: int | None = Field(None, ge=0, le=MAX_VERSION)
+    num_classes: Integer | None = Field(None, ge=2, le=65536)
+    base_version: Integer | None = Field(None, ge=0, le=MAX_VERSION, description="default: production")
+    base_alias: str | None = Field(None, pattern=NAME_PATTERN, description="the base by alias (not with base_version)")
     method: str = "mas"
-    lambda_: float = Field(1.0, alias="lambda", ge=0, le=1e12, allow_inf_nan=False)
-    penalty: Literal["proximal", "gradient"] = "proximal"
-    epochs: int = Field(10, ge=1, le=100_000)
-    batch_size: int = Field(64, ge=1, le=1 << 20)
-    optimizer: Literal["sgd", "adam"] = "sgd"
+    lambda_: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | Literal["auto"] = Field(
+        "auto", alias="lambda",
+        description="the penalty's strength, or 'auto': each λ of `lambda_grid` is trained and the best mean "
+                    "accuracy over every task's validation slice wins")
+    lambda_grid: list[Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]] | None = Field(
+        None, min_length=2, max_length=8, description=f"the λ tried by 'auto'; default {list(DEFAULT_GRID)}")
+    checkpoint_interval_s: float = Field(
+        60.0, ge=0, le=86_400, description="the job saves its training state at most this often, and a job "
+                                           "stopped or killed resumes from its last save; 0: after every step")
+    validation_fraction: float = Field(
+        0.1, ge=0, le=0.5, description="the share of the training data held back as this task's validation "
+                                       "slice (never trained on); 0 turns it off, and then 'auto' is refused")
+    penalty: Literal[PENALTY_FORMS] = "proximal"
+    method_options: dict[str, float] | None = Field(
+        None, description="the method's own options: si {damping}, lwf {temperature}; defaults filled in")
+    epochs: Integer = Field(10, ge=1, le=100_000)
+    batch_size: Integer = Field(64, ge=1, le=1 << 20)
+    optimizer: Literal[OPTIMIZERS] = "sgd"
     lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
     importance: ImportanceOptions = ImportanceOptions()
     queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")
     trainable: Trainable | None = Field(
         None, description="'all', 'none' (heads only) or {'last': N} blocks; default the model's own setting")
+
+    @model_validator(mode="after")
+    def _auto_needs_validation(self) -> TaskRequest:
+        if self.lambda_ == "auto" and self.validation_fraction == 0:
+            raise ValueError("lambda 'auto' chooses λ on validation data: give a validation_fraction above 0, "
+                             "or a number for lambda")
+        if self.lambda_grid is not None and self.lambda_ != "auto":
+            raise ValueError("lambda_grid is the list that lambda 'auto' searches: send it with lambda 'auto'")
+        return self
+
+    @model_validator(mode="after")
+    def _one_base(self) -> TaskRequest:
+        _check_one_base(self.base_version, self.base_alias)
+        return self
 
     @field_validator("method")
     @classmethod
@@ -74,9 +113,25 @@ class TaskRequest(BaseModel):
             raise ValueError(f"method must be one of {list(METHODS)}")
         return method
 
+    @model_validator(mode="after")
+    def _options_the_method_takes(self) -> TaskRequest:
+        """What the method does not use is refused, not ignored (app/mas/methods: METHODS)."""
+        spec, sent = METHODS[self.method], self.model_fields_set
+        if not spec.anchored and "penalty" in sent:
+            raise ValueError(f"method {self.method!r} has no quadratic penalty: leave out `penalty`")
+        if not spec.uses_lambda and sent & {"lambda_", "lambda_grid"}:
+            raise ValueError(f"method {self.method!r} has no λ: leave out `lambda` and `lambda_grid`")
+        self.method_options = spec.checked_options(self.method, self.method_options)
+        return self
+
+
+def _check_one_base(base_version: int | None, base_alias: str | None) -> None:
+    if base_version is not None and base_alias is not None:
+        raise ValueError("give either base_version or base_alias, not both")
+
 
 class ImportanceRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_one_base_in_schema)
 
     data: DataRef
     task: str | None = Field(None, pattern=NAME_PATTERN)
@@ -84,10 +139,12 @@ class ImportanceRequest(BaseModel):
     variant: Variant = "global"
     output: Output = "l2"
     reduction: Reduction = "per_sample"
-    base_version: int | None = Field(None, ge=0, le=MAX_VERSION)
+    base_version: Integer | None = Field(None, ge=0, le=MAX_VERSION, description="default: production")
+    base_alias: str | None = Field(None, pattern=NAME_PATTERN, description="the base by alias (not with base_version)")
     queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")
 
     @model_validator(mode="after")
     def _compatible(self) -> ImportanceRequest:
         _check_local_l2(self.variant, self.output)
+        _check_one_base(self.base_version, self.base_alias)
         return self

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.schemas import DataRef
 from app.datasets.service import PreparedData, check_fits, prepare_data, save_data
-from app.db.tables import Job, Version
+from app.db.tables import Job, Model, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
 from app.learning.schemas import ImportanceRequest, TaskRequest
@@ -29,7 +30,7 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
     settings = settings or get_settings()
     model = get_model(session, model_name)
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
-    base = get_version(session, model, model.head if request.base_version is None else request.base_version)
+    base = _base(session, model, request)
     if request.task in _task_names(base):
         raise Conflict(f"version {base.number} of model {model.name!r} already has a task {request.task!r}")
     check_inline_rows(_inline_rows(request.train), settings.max_inline_rows, "train")
@@ -53,7 +54,8 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
     if num_classes < 2:
         raise Invalid(f"train: a task needs at least 2 classes, the labels name only {classes}")
     check_trainable(model.architecture, request.trainable)
-    normalised = request.model_dump(by_alias=True, exclude={"train", "eval", "base_version", "queue"})
+    normalised = request.model_dump(by_alias=True,
+                                    exclude={"train", "eval", "base_version", "base_alias", "queue"})
     normalised |= {
         "num_classes": num_classes,
         "classes": classes,
@@ -71,7 +73,7 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     model = get_model(session, model_name)
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
     check_inline_rows(_inline_rows(request.data), settings.max_inline_rows, "data")
-    base = get_version(session, model, model.head if request.base_version is None else request.base_version)
+    base = _base(session, model, request)
     names = _task_names(base)
     if not names:
         raise Invalid(f"version {base.number} has learned no task yet, and Ω is measured on a task's head")
@@ -81,10 +83,18 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     _check_same_measure(base, task, request.mode)
     data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
     check_model_takes(model.architecture, data, labels=False)
-    normalised = request.model_dump(exclude={"data", "base_version", "task", "queue"})
+    normalised = request.model_dump(exclude={"data", "base_version", "base_alias", "task", "queue"})
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
+
+
+def _base(session: Session, model: Model, request: TaskRequest | ImportanceRequest) -> Version:
+    """The version a request starts from: its base_version, or the version its base_alias names, or production
+    (at request time; a job whose base is no longer production by the time it finishes is not promoted)."""
+    return get_version(session, model, resolve_version(session, model, version=request.base_version,
+                                                       alias=request.base_alias, version_field="base_version",
+                                                       alias_field="base_alias"))
 
 
 def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, num_classes: int | None = None,

@@ -9,13 +9,17 @@ which makes a row of the accuracy matrix.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from torch import Tensor
 
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.service import succeed_job
+from app.learning.checkpoints import JobCheckpoints, step_of
 from app.learning.context import JobContext
 from app.learning.data import load_inputs, task_labels
 from app.learning.measured import log_fallback
@@ -26,8 +30,10 @@ from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy
 from app.mas.learn import ImportanceChoice, MethodChoice, importance_measure, learn_task
-from app.mas.networks import network_state
+from app.mas.networks import MultiHeadNet, network_state
+from app.mas.samples import rows_of
 from app.mas.training import TrainConfig, TrainingCancelled, precision_for
+from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 from app.models.networks import save_network, version_network
 from app.versions.importance import importance_stats, load_total, with_task
 from app.versions.service import get_version, lineage, record_version
@@ -39,28 +45,43 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
         train_set = session.get(Dataset, request["train_dataset"])
-        eval_sets = _known_eval_sets(session, model, base)
+        learned_tasks = _learned_tasks(session, model, base)
+        eval_sets = {t.name: (session.get(Dataset, t.eval_dataset_id), _classes_of(base, t.name))
+                     for t in learned_tasks if t.eval_dataset_id is not None}
         if request["eval_dataset"] is not None:
             eval_sets[job.task] = (session.get(Dataset, request["eval_dataset"]), request.get("classes"))
+        held_back = [(t.name, session.get(Dataset, t.train_dataset_id), entry["validation"], _classes_of(base, t.name))
+                     for t in learned_tasks if (entry := _entry(base, t.name)) and entry.get("validation")]
     architecture, classes = model.architecture, request.get("classes")
     omega = load_total(ctx.store, base.importance_parts)
     net = version_network(ctx.store, architecture, base, request.get("trainable")).to(ctx.device)
     x, y = load_inputs(ctx.store, architecture, train_set, net.input_spec)
     x, y = x.to(ctx.device), task_labels(y, train_set, classes).to(ctx.device)
+    split = _validation_split(len(y), request)
+    validation = [*_earlier_validation(ctx, architecture, net, held_back),
+                  ValidationSet(job.task, rows_of(x, split.validation), y[split.validation.to(y.device)])]
+    x, y = rows_of(x, split.train), y[split.train.to(y.device)]
+    auto = request["lambda"] == "auto"
 
     options = request["importance"]
     precision = precision_for(ctx.device)
+    checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.get("checkpoint_interval_s", 60.0))
+    resume = checkpoints.latest()
     learned = learn_task(
         net, job.task, request["num_classes"], x, y,
-        method=MethodChoice(request["method"], request["lambda"], request["penalty"]),
+        method=MethodChoice(request["method"], 1.0 if auto else request["lambda"], request["penalty"],
+                            request.get("method_options")),
         theta_star=to_device(network_state(net), ctx.device), omega=to_device(omega, ctx.device),
         config=TrainConfig(epochs=request["epochs"], batch_size=request["batch_size"],
                            optimizer=request["optimizer"], lr=request["lr"], momentum=request["momentum"],
                            seed=request["seed"], precision=precision),
         importance=ImportanceChoice(options["variant"], options["output"], options["reduction"])
         if options["on"] == "train" else None,
+        lambda_grid=(request.get("lambda_grid") or DEFAULT_GRID) if auto else None, validation=validation,
         progress=watch.progress, should_stop=watch.should_stop,
+        resume=resume, checkpoint=checkpoints,
     )
+    net = learned.net
     parts = base.importance_parts
     if learned.estimate is not None:
         log_fallback(learned.fallback, job.id)
@@ -79,37 +100,85 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         if watch.cancelled_now(session):
             raise TrainingCancelled("cancelled before the version was written")
         row = session.get(Job, job.id)
-        version = record_version(
+        recorded = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
             theta_blob=stored.manifest, theta_parts=stored.parts, importance_parts=parts,
-            tasks=[*base.tasks, _task_entry(job.task, request)], accuracy=scores,
+            tasks=[*base.tasks, _task_entry(job.task, request, split)], accuracy=scores,
             importance=importance_stats(new_theta, omega),
             made_by=made_by(row, precision=precision, loss_per_epoch=learned.training.loss_per_epoch,
-                            steps=learned.training.steps),
+                            steps=learned.training.steps, trained_rows=len(split.train),
+                            validation_rows=len(split.validation), resumed_from_step=step_of(resume),
+                            **{"lambda": learned.lam},
+                            lambda_search=[trial.as_dict() for trial in learned.trials]),
         )
-        if session.scalar(select(Task.id).where(Task.version_id == version.id)) is None:
-            session.add(Task(model_id=job.model_id, version_id=version.id, name=job.task,
+        if session.scalar(select(Task.id).where(Task.version_id == recorded.version.id)) is None:
+            session.add(Task(model_id=job.model_id, version_id=recorded.version.id, name=job.task,
                              num_classes=request["num_classes"], train_dataset_id=request["train_dataset"],
                              eval_dataset_id=request["eval_dataset"]))
-        succeed_job(row, version.number)
-        return version.number
+        succeed_job(row, recorded.version.number, recorded.promotion)
+        return recorded.version.number
 
 
-def _task_entry(task: str, request: dict[str, Any]) -> dict[str, Any]:
-    """A task as a version lists it; `classes` (class names, index order) where its labels were names."""
+def _task_entry(task: str, request: dict[str, Any], split: Split) -> dict[str, Any]:
+    """A task as a version lists it; `classes` (class names, index order) where its labels were names,
+    and where its validation slice lies (so that later tasks' λ "auto" can read it again)."""
     entry: dict[str, Any] = {"name": task, "num_classes": request["num_classes"]}
     if request.get("classes"):
         entry["classes"] = list(request["classes"])
     if request.get("trainable") is not None:  # a refresh of this task measures Ω on what it trained
         entry["trainable"] = request["trainable"]
+    if len(split.validation):
+        entry["validation"] = {"fraction": split.fraction, "seed": split.seed, "n": len(split.validation)}
     return entry
 
 
-def _known_eval_sets(session: Session, model: Model, base: Version) -> dict[str, tuple[Dataset, list[str] | None]]:
-    """Eval datasets of the tasks learned along the base's lineage, in the order they were learned,
-    with each task's class names (None for integer labels)."""
+def planned_steps(request: dict[str, Any], n: int, *, base_has_tasks: bool) -> int:
+    """The optimizer steps the job will take: every λ of an "auto" search trains the same steps (a
+    first task, with nothing to protect, trains once)."""
+    train_rows = len(split_validation(n, request.get("validation_fraction", 0.0), request["seed"])[0])
+    trials = len(request.get("lambda_grid") or DEFAULT_GRID) if request["lambda"] == "auto" and base_has_tasks else 1
+    if request["method"] == "finetune":
+        trials = 1
+    return trials * request["epochs"] * math.ceil(train_rows / request["batch_size"])
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Tensor
+    validation: Tensor
+    fraction: float
+    seed: int
+
+
+def _validation_split(n: int, request: dict[str, Any]) -> Split:
+    """The rows this task trains on and the rows it holds back (jobs queued before validation slices
+    existed hold back none)."""
+    fraction, seed = request.get("validation_fraction", 0.0), request["seed"]
+    return Split(*split_validation(n, fraction, seed), fraction, seed)
+
+
+def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
+                        held_back: list[tuple[str, Dataset, dict[str, Any], list[str] | None]]) -> list[ValidationSet]:
+    """Each earlier task's validation slice, read again from its training set with its own split."""
+    sets = []
+    for task, dataset, validation, task_classes in held_back:
+        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
+        labels = task_labels(labels, dataset, task_classes)
+        _, rows = split_validation(len(labels), validation["fraction"], validation["seed"])
+        sets.append(ValidationSet(task, rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)))
+    return sets
+
+
+def _entry(version: Version, task: str) -> dict[str, Any] | None:
+    return next((t for t in version.tasks if t["name"] == task), None)
+
+
+def _classes_of(version: Version, task: str) -> list[str] | None:
+    entry = _entry(version, task)
+    return entry.get("classes") if entry else None
+
+
+def _learned_tasks(session: Session, model: Model, base: Version) -> list[Task]:
+    """The tasks learned along the base's lineage, in the order they were learned."""
     train_versions = [v.id for v in lineage(session, model, base.number) if v.kind == "train"]
-    tasks = session.scalars(select(Task).where(Task.version_id.in_(train_versions)).order_by(Task.id))
-    classes = {t["name"]: t.get("classes") for t in base.tasks}
-    return {t.name: (session.get(Dataset, t.eval_dataset_id), classes.get(t.name))
-            for t in tasks if t.eval_dataset_id is not None}
+    return list(session.scalars(select(Task).where(Task.version_id.in_(train_versions)).order_by(Task.id)))

@@ -11,7 +11,7 @@ this one. The caller decides where the estimate goes; the other tasks' estimates
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -52,6 +52,7 @@ class MethodChoice:
     name: str = "mas"
     lam: float = 1.0
     penalty: str = "proximal"
+    options: Mapping[str, float] | None = None  # the method's own (SI's damping, LwF's temperature)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def learn_task(
     for index in range(resume["trial"], len(grid)):
         lam = grid[index]
         candidate = copy.deepcopy(net) if len(grid) > 1 else net
-        learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty)
+        learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty,
+                              options=method.options)
         keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), best, task)
         training = train_task(candidate, task, num_classes, inputs, labels, learner, config,
                               progress=_offset(progress, index, len(grid)), should_stop=should_stop,
@@ -172,7 +174,8 @@ def _restored_best(net: MultiHeadNet, task: str, num_classes: int, inputs: Input
     if kept is None:
         return None
     candidate = copy.deepcopy(net)
-    learner = make_method(method.name, lam=kept["lambda"], theta_star=theta_star, omega=omega, form=method.penalty)
+    learner = make_method(method.name, lam=kept["lambda"], theta_star=theta_star, omega=omega, form=method.penalty,
+                          options=method.options)
     begin_training(candidate, task, num_classes, inputs, learner, config)
     restore_network(candidate, kept["network"])
     learner.load_state(kept["method"])

@@ -1,1 +1,2 @@
-"""Models: a named architecture with a seed, its versions, and a head."""
+"""Models: a named architecture with a seed, its versions, its aliases (production first) and its promotion
+policy."""

@@ -1,15 +1,18 @@
-"""HTTP routes of models: create, list, get, delete."""
+"""HTTP routes of models: create, list, get, change the promotion policy, delete."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
+from app.aliases.moves import aliases_of
+from app.aliases.promotion import PromotionPolicy
+from app.aliases.routes import MoverDep
 from app.auth.deps import AdminScope, ReadScope, WriteScope
 from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
 from app.models import service
-from app.models.schemas import ModelIn, ModelOut
+from app.models.schemas import ModelIn, ModelOut, ModelPatch, Promotion
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope])
 
@@ -17,15 +20,17 @@ router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope
 def shape_model(session: Session, model: Model) -> ModelOut:
     return ModelOut(
         name=model.name, architecture=model.architecture, seed=model.seed, head=model.head, queue=model.queue,
+        promotion=Promotion.model_validate(model.promotion), aliases=aliases_of(session, model),
         tasks=service.head_tasks(session, model), created_at=model.created_at,
     )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])
-def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep) -> ModelOut:
+def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep, by: MoverDep) -> ModelOut:
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
-                                 model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters)
+                                 model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
+                                 promotion=PromotionPolicy(**body.promotion.model_dump()), by=by)
     session.commit()
     return shape_model(session, model)
 
@@ -38,6 +43,14 @@ def list_models(session: SessionDep) -> list[ModelOut]:
 @router.get("/{name}", response_model=ModelOut)
 def get_model(name: str, session: SessionDep) -> ModelOut:
     return shape_model(session, service.get_model(session, name))
+
+
+@router.patch("/{name}", response_model=ModelOut, dependencies=[WriteScope])
+def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
+    """Change the model's promotion policy (the fields given; the others stay)."""
+    model = service.update_promotion(session, service.get_model(session, name), body.promotion)
+    session.commit()
+    return shape_model(session, model)
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[AdminScope])

@@ -5,27 +5,68 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.aliases.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
+from app.request_schema import Integer, not_null, refuse_null
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+# The largest integer every JSON parser reads exactly (I-JSON, RFC 7493): JavaScript's and the float64 of
+# most schema validators round larger ones, so a bound of 2**63 could not be checked by a client.
+MAX_SEED = 2**53 - 1
+
+
+class Promotion(BaseModel):
+    """When a job's version becomes production (app/aliases/promotion.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    policy: Policy = Field("guarded", description="auto: every successful job; manual: never (it waits as "
+                                                  "candidate); guarded: when no earlier task forgot too much")
+    max_forgetting: float = Field(DEFAULT_MAX_FORGETTING, ge=0, le=1, allow_inf_nan=False,
+                                  description="guarded: the most an earlier task's accuracy may drop (0.05: 5 points)")
+    min_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
+                                       description="guarded: the least accuracy on the new task's eval set")
+
+
+class PromotionPatch(BaseModel):
+    """A change of some of a model's promotion settings; the others stay (send min_accuracy null to drop it)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True,
+                              json_schema_extra=lambda schema: not_null(schema, ["policy", "max_forgetting"]))
+
+    policy: Policy | None = None
+    max_forgetting: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    min_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+
+    _refuse_null = field_validator("policy", "max_forgetting")(refuse_null)
+
+
+class ModelPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    promotion: PromotionPatch
 
 
 class ModelIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="lower-case letters, digits, '_' and '-', up to 64")
     architecture: dict[str, Any]
-    seed: int = Field(0, ge=0, lt=2**63)
+    seed: Integer = Field(0, ge=0, le=MAX_SEED)
     queue: Queue | None = Field(None, description="where this model's jobs go: cpu or gpu workers (default: cpu)")
+    promotion: Promotion = Field(Promotion(), description="when a job's version becomes production "
+                                                          "(default: guarded, max_forgetting 0.05)")
 
 
 class ModelOut(BaseModel):
     name: str
     architecture: dict[str, Any]
     seed: int
-    head: int
+    head: int = Field(description="the version the alias production names (what predictions and new tasks use)")
     queue: str
+    promotion: Promotion
+    aliases: dict[str, int] = Field(description="every alias and the version it names, production first")
     tasks: list[str]
     created_at: datetime

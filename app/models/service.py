@@ -1,19 +1,25 @@
-"""Models: create one (its version 0 is the initial network with Ω = 0), look up, list, delete."""
+"""Models: create one (its version 0 is the initial network with Ω = 0, and production), look up, list,
+change the promotion policy, delete."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.aliases.moves import PRODUCTION, Mover, record_move
+from app.aliases.promotion import PromotionPolicy
 from app.architectures import registry
-from app.db.tables import Job, Model, Task, Version
+from app.db.tables import Alias, AliasMove, Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
 from app.models.networks import save_network
+from app.models.schemas import Promotion, PromotionPatch
 from app.store import BlobStore
 from app.versions.importance import importance_stats
 
@@ -22,7 +28,9 @@ ACTIVE_STATES = ("queued", "running")
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
                  max_input_values: int | None = None, queue: str = "cpu",
-                 model_dirs: Sequence[Path] = (), max_parameters: int | None = None) -> Model:
+                 model_dirs: Sequence[Path] = (), max_parameters: int | None = None,
+                 promotion: PromotionPolicy | None = None, by: Mover | None = None) -> Model:
+    """A new model, its version 0 and its production alias on it; `promotion` defaults to guarded."""
     if isinstance(architecture, dict):
         check_model_path(architecture, model_dirs)  # before validation, which would read the directory
     try:
@@ -38,9 +46,11 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     net = registry.build_network(architecture, seed)  # version 0: pretrained weights, or drawn from the seed
     theta = network_state(net)
     stored = save_network(store, architecture, net, theta)
-    model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue)
+    model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue,
+                  promotion=(promotion or PromotionPolicy()).as_dict())
     session.add(model)
     session.flush()
+    record_move(session, model.id, PRODUCTION, None, 0, by=by or Mover(), reason="model created")
     session.add(
         Version(
             model_id=model.id, number=0, parent=None, kind="init", task=None, job_id=None,
@@ -81,6 +91,17 @@ def head_tasks(session: Session, model: Model) -> list[str]:
     return [t["name"] for t in tasks or []]
 
 
+def update_promotion(session: Session, model: Model, patch: PromotionPatch) -> Model:
+    """Change the fields of the model's promotion policy that `patch` names; the rest stay."""
+    merged: dict[str, Any] = {**model.promotion, **patch.model_dump(exclude_unset=True)}
+    try:
+        model.promotion = Promotion.model_validate(merged).model_dump()
+    except ValidationError as error:
+        raise Invalid("promotion: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                for e in error.errors())) from error
+    return model
+
+
 def delete_model(session: Session, name: str) -> None:
     """Delete a model with its versions, tasks and jobs; refused while a job of it may still write."""
     model = get_model(session, name)
@@ -88,6 +109,6 @@ def delete_model(session: Session, name: str) -> None:
     if active:
         raise Conflict(f"model {name!r} has {active} queued or running job(s): cancel them first")
     # Blobs are left in place: they are content-addressed and may be shared with other models.
-    for table in (Task, Job, Version):
+    for table in (Task, Job, Version, Alias, AliasMove):
         session.execute(delete(table).where(table.model_id == model.id))
     session.delete(model)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +22,9 @@ router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"], dep
 NPY = "application/x-npy"
 MULTIPART = "multipart/form-data"
 IMAGES = ("image/png", "image/jpeg")
+
+AliasQuery = Annotated[str | None, Query(pattern=NAME_PATTERN, description="a version by alias, not with version "
+                                                                       "(default: production)")]
 
 _BODIES = {
     "requestBody": {
@@ -46,9 +50,10 @@ def predict_from_query(
     task: Annotated[str, Query(pattern=NAME_PATTERN)],
     inputs: Annotated[str, Query(description="JSON list of rows, at most 100")],
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
+    alias: AliasQuery = None,
     probabilities: bool = False,
 ) -> PredictOut:
-    return service.predict(session, store, cache, model_name=name, task=task, version=version,
+    return service.predict(session, store, cache, model_name=name, task=task, version=version, alias=alias,
                            inputs=service.inputs_from_query(inputs), probabilities=probabilities)
 
 
@@ -62,6 +67,7 @@ async def predict_from_body(
     settings: SettingsDep,
     task: Annotated[str | None, Query(pattern=NAME_PATTERN, description="with an .npy body")] = None,
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION, description="with an .npy body")] = None,
+    alias: AliasQuery = None,
     probabilities: Annotated[bool, Query(description="with an .npy body")] = False,
 ) -> PredictOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -72,7 +78,7 @@ async def predict_from_body(
         body = await _read_body(request, settings.max_upload_bytes)
 
     def parse_and_predict() -> PredictOut:
-        chosen_task, chosen_version, with_probabilities = task, version, probabilities
+        chosen_task, chosen_version, chosen_alias, with_probabilities = task, version, alias, probabilities
         if content_type in (NPY, MULTIPART, *IMAGES):
             if chosen_task is None:
                 raise Invalid(f"with a {content_type} body, give the task as a query parameter (?task=…)")
@@ -85,13 +91,14 @@ async def predict_from_body(
         else:
             try:
                 parsed = PredictRequest.model_validate_json(body)
-            except ValidationError as error:
-                raise Invalid(_describe(error)) from error
+            except ValidationError as error:  # answered as FastAPI's own bodies are: with the fields
+                raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from error
             chosen_task, chosen_version, with_probabilities = parsed.task, parsed.version, parsed.probabilities
+            chosen_alias = parsed.alias
             inputs = (service.inputs_from_json(parsed.inputs, settings.max_predict_rows) if parsed.texts is None
                       else service.inputs_from_texts(parsed.texts, settings.max_predict_rows))
         return service.predict(session, store, cache, model_name=name, task=chosen_task, version=chosen_version,
-                               inputs=inputs, probabilities=with_probabilities)
+                               alias=chosen_alias, inputs=inputs, probabilities=with_probabilities)
 
     # Parsing and the forward pass are CPU work: off the event loop, as in the sync routes.
     return await run_in_threadpool(parse_and_predict)
@@ -125,7 +132,3 @@ async def _read_files(request: Request, limit: int, max_files: int) -> list[byte
     if not files:
         raise Invalid("a multipart prediction needs one or more image files in the field 'files'")
     return files
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors())

@@ -7,28 +7,39 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.models.schemas import NAME_PATTERN
+from app.request_schema import Integer, at_most_one_of, exactly_one_of
 from app.versions.schemas import MAX_VERSION
 
 
+def _schema(schema: dict[str, Any]) -> None:
+    exactly_one_of(schema, {"inputs": "PredictArrays", "texts": "PredictTexts"})
+    at_most_one_of(schema, ["version", "alias"])
+
+
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema)
 
     task: str = Field(pattern=NAME_PATTERN)
     inputs: list[Any] | None = Field(None, description="rows of numbers, for array models")
     texts: list[str] | None = Field(None, description="strings, for text models")
-    version: int | None = Field(None, ge=0, le=MAX_VERSION)
+    version: Integer | None = Field(None, ge=0, le=MAX_VERSION, description="a version by number (not with alias)")
+    alias: str | None = Field(None, pattern=NAME_PATTERN,
+                              description="a version by alias (not with version); default production")
     probabilities: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictRequest:
         if (self.inputs is None) == (self.texts is None):
             raise ValueError("give either 'inputs' (rows of numbers) or 'texts' (strings), not both and not neither")
+        if self.version is not None and self.alias is not None:
+            raise ValueError("give either 'version' or 'alias', not both")
         return self
 
 
 class PredictOut(BaseModel):
     model: str
     version: int
+    alias: str | None = Field(None, description="the alias the request named, which named `version`")
     task: str
     predictions: list[int]
     labels: list[str] | None = Field(None, description="class names, for tasks learned from named labels")

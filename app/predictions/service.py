@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
+from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.parsing import check_arrays, parse_inline
 from app.datasets.service import fit_inputs
@@ -33,9 +34,10 @@ QUERY_ROWS = 100  # the API's limit for inputs carried in a GET's query string
 
 
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_name: str, task: str,
-            version: int | None, inputs: RawInputs, probabilities: bool) -> PredictOut:
+            version: int | None, inputs: RawInputs, probabilities: bool, alias: str | None = None) -> PredictOut:
+    """`version` by number, or by `alias`, or production when neither is given (both: 422)."""
     model = get_model(session, model_name)
-    stored = get_version(session, model, model.head if version is None else version)
+    stored = get_version(session, model, resolve_version(session, model, version=version, alias=alias))
     tasks = {t["name"]: t for t in stored.tasks}
     if task not in tasks:
         raise NotFound(f"version {stored.number} of model {model.name!r} has no task {task!r} (it has {list(tasks)})")
@@ -47,7 +49,7 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_na
     predicted, probs = evaluation.predict(net, task, x)
     count_prediction(model.name, len(x))
     indices = predicted.tolist()
-    return PredictOut(model=model.name, version=number, task=task, predictions=indices,
+    return PredictOut(model=model.name, version=number, alias=alias, task=task, predictions=indices,
                       labels=[classes[i] for i in indices] if classes else None,
                       probabilities=probs.tolist() if probabilities else None)
 

@@ -8,6 +8,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, Response
 
+from app.aliases.moves import aliases_by_version
+from app.aliases.routes import MoverDep
 from app.auth.deps import ReadScope, WriteScope
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
@@ -23,17 +25,24 @@ from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDeta
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
 
 SAFETENSORS = "application/octet-stream"
+# The downloads' 200 in the OpenAPI: a binary safetensors file, not JSON.
+SAFETENSORS_FILE = {200: {"description": "a safetensors file",
+                          "content": {SAFETENSORS: {"schema": {"type": "string", "format": "binary"}}}}}
 VersionNumber = Annotated[int, Path(ge=0, le=MAX_VERSION)]
 
 
 @router.get("/versions", response_model=list[VersionOut])
 def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
-    return [VersionOut.of(v) for v in service.list_versions(session, get_model(session, name))]
+    model = get_model(session, name)
+    named = aliases_by_version(session, model)
+    return [VersionOut.of(v, named.get(v.number, [])) for v in service.list_versions(session, model)]
 
 
 @router.get("/versions/{number}", response_model=VersionDetail)
 def get_version(name: str, number: VersionNumber, session: SessionDep) -> VersionDetail:
-    return VersionDetail.of(service.get_version(session, get_model(session, name), number))
+    model = get_model(session, name)
+    named = aliases_by_version(session, model)
+    return VersionDetail.of(service.get_version(session, model, number), named.get(number, []))
 
 
 def blob_download(store: BlobStore, blob: str, *, filename: str | None = None,
@@ -57,7 +66,7 @@ def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[st
     return download
 
 
-@router.get("/versions/{number}/checkpoint", response_class=FileResponse)
+@router.get("/versions/{number}/checkpoint", response_class=FileResponse, responses=SAFETENSORS_FILE)
 def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
     """θ of the version as a safetensors file."""
     version = service.get_version(session, get_model(session, name), number)
@@ -67,7 +76,7 @@ def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, s
     return blob_download(store, version.theta_blob, filename=filename)
 
 
-@router.get("/versions/{number}/importance")
+@router.get("/versions/{number}/importance", response_class=Response, responses=SAFETENSORS_FILE)
 def download_importance(
     name: str, number: VersionNumber, session: SessionDep, store: StoreDep,
     task: Annotated[str | None, Query(max_length=64, description="one task's Ω (S_t/n_t) instead of a part")] = None,
@@ -85,8 +94,9 @@ def download_importance(
 
 
 @router.put("/head", response_model=ModelOut, dependencies=[WriteScope])
-def set_head(name: str, body: HeadIn, session: SessionDep) -> ModelOut:
-    model = service.set_head(session, get_model(session, name), body.version)
+def set_head(name: str, body: HeadIn, session: SessionDep, by: MoverDep) -> ModelOut:
+    """Move production to a version (the first API's name for it; recorded in production's history)."""
+    model = service.set_head(session, get_model(session, name), body.version, by=by, reason=body.reason)
     session.commit()
     return shape_model(session, model)
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.tables import Version
+from app.request_schema import Integer
 
 # Version numbers are database integers: anything larger is refused as input, never sent to SQL.
 MAX_VERSION = 2**31 - 1
@@ -20,10 +21,12 @@ class VersionOut(BaseModel):
     task: str | None
     job: str | None
     created_at: datetime
+    aliases: list[str] = Field([], description="the aliases that name this version (production first)")
 
     @classmethod
-    def of(cls, v: Version) -> VersionOut:
-        return cls(version=v.number, parent=v.parent, kind=v.kind, task=v.task, job=v.job_id, created_at=v.created_at)
+    def of(cls, v: Version, aliases: list[str] | None = None) -> VersionOut:
+        return cls(version=v.number, parent=v.parent, kind=v.kind, task=v.task, job=v.job_id, created_at=v.created_at,
+                   aliases=aliases or [])
 
 
 class LayerImportance(BaseModel):
@@ -69,9 +72,9 @@ class VersionDetail(VersionOut):
                     "wall time and loss per epoch; None for version 0 and versions made before it was kept")
 
     @classmethod
-    def of(cls, v: Version) -> VersionDetail:
+    def of(cls, v: Version, aliases: list[str] | None = None) -> VersionDetail:
         return cls(
-            **VersionOut.of(v).model_dump(),
+            **VersionOut.of(v, aliases).model_dump(),
             tasks=[t["name"] for t in v.tasks],
             num_classes={t["name"]: t["num_classes"] for t in v.tasks},
             classes={t["name"]: t["classes"] for t in v.tasks if t.get("classes")},
@@ -84,9 +87,10 @@ class VersionDetail(VersionOut):
 
 
 class HeadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: int = Field(ge=0, le=MAX_VERSION)
+    version: Integer = Field(ge=0, le=MAX_VERSION)
+    reason: str | None = Field(None, max_length=2000, description="why, kept in production's history")
 
 
 class EvaluationRow(BaseModel):

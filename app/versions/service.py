@@ -1,20 +1,25 @@
-"""Versions of a model: reading them, writing a new one, moving the head, the accuracy matrix.
+"""Versions of a model: reading them, writing a new one and promoting it, moving production, the accuracy matrix.
 
 A version is written once and never changed; its tensors live in the blob store, its row names
-them. The head moves only by compare-and-set (`advance_head`) in the same transaction that inserts
-the version, with the model's row locked (`lock_model`), so a job whose base is no longer the head
-creates nothing, however many workers finish at once.
+them. `record_version` inserts a job's version and, in the same transaction with the model's row
+locked (`lock_model`), applies the model's promotion policy (app/aliases/promotion.py): a promoted
+version moves `production` (the model's head) by compare-and-set (`advance_head`), one that is only
+kept moves `candidate`; either move is recorded in the alias history, by the job. Under the `auto`
+policy a job whose base is no longer production creates nothing, however many workers finish at once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from torch import Tensor
 
-from app.db.tables import Model, Version
+from app.aliases.moves import CANDIDATE, PRODUCTION, Mover, move_alias, record_move
+from app.aliases.promotion import Decision, PromotionPolicy, decide
+from app.db.tables import Job, Model, Version
 from app.errors import NotFound
 from app.mas.evaluation import continual_metrics
 from app.store import BlobStore
@@ -53,10 +58,13 @@ def lock_model(session: Session, model_id: int) -> None:
     session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
 
 
-def set_head(session: Session, model: Model, number: int) -> Model:
+def set_head(session: Session, model: Model, number: int, *, by: Mover | None = None,
+             reason: str | None = None) -> Model:
+    """Move production (the head) to version `number`, recorded in the alias history."""
     lock_model(session, model.id)
+    session.refresh(model)  # the head as it is now that the row is ours
     get_version(session, model, number)
-    model.head = number
+    move_alias(session, model, PRODUCTION, number, by=by or Mover(), reason=reason)
     return model
 
 
@@ -90,7 +98,13 @@ def evaluation(session: Session, model: Model) -> dict[str, Any]:
 
 
 class VersionConflict(Exception):
-    """The job's base version is no longer the head: the job must create nothing."""
+    """The job's base version is no longer production and its model's policy is auto: it must create nothing."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    version: Version
+    promotion: dict[str, Any] | None  # the decision as the job's result shows it (None: recorded before aliases)
 
 
 def record_version(
@@ -98,22 +112,24 @@ def record_version(
     theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[dict[str, Any]],
     accuracy: dict[str, float], importance: dict[str, Any], theta_parts: dict[str, str] | None = None,
     made_by: dict[str, Any] | None = None,
-) -> Version:
-    """Insert the job's version and move the head onto it, or raise VersionConflict; one transaction.
+) -> Recorded:
+    """Insert the job's version and promote it or keep it as its model's policy decides, or raise
+    VersionConflict (auto, and production moved); one transaction.
 
-    A job that already wrote its version (a repeated delivery) gets that version back unchanged.
+    A job that already wrote its version (a repeated delivery) gets that version back unchanged, with
+    the decision its first delivery stored on the job's row.
     """
     lock_model(session, model_id)
     existing = session.scalar(select(Version).where(Version.job_id == job_id))
     if existing is not None:
-        return existing
+        return Recorded(existing, session.scalar(select(Job.promotion).where(Job.id == job_id)))
+    model = session.get(Model, model_id, populate_existing=True)
+    decision = _decide(session, model, base=base, kind=kind, task=task, accuracy=accuracy)
+    if decision.conflict:
+        raise VersionConflict(decision.reason)
     number = next_version_number(session, model_id)
-    if not advance_head(session, model_id, base, number):
-        head = session.scalar(select(Model.head).where(Model.id == model_id))
-        raise VersionConflict(
-            f"the head moved from version {base} to {head} while this job ran, so it created nothing;"
-            " submit it again on the new head"
-        )
+    if decision.promoted and not advance_head(session, model_id, base, number):
+        raise VersionConflict(f"production is no longer version {base}")  # the lock makes this unreachable
     version = Version(
         model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,
         theta_blob=theta_blob, theta_parts=theta_parts, importance_parts=importance_parts,
@@ -121,4 +137,18 @@ def record_version(
     )
     session.add(version)
     session.flush()
-    return version
+    by = Mover(job_id=job_id)
+    if decision.promoted:
+        record_move(session, model_id, PRODUCTION, base, number, by=by, reason=decision.reason)
+    else:
+        move_alias(session, model, CANDIDATE, number, by=by, reason=decision.reason)
+    return Recorded(version, decision.as_dict())
+
+
+def _decide(session: Session, model: Model, *, base: int, kind: str, task: str,
+            accuracy: dict[str, float]) -> Decision:
+    """The model's policy applied to a version made from `base` with `accuracy` on its tasks."""
+    base_version = get_version(session, model, base)
+    return decide(PromotionPolicy.of(model.promotion), kind=kind, task=task, base=base, production=model.head,
+                  earlier_tasks=[t["name"] for t in base_version.tasks], before=base_version.accuracy,
+                  after=accuracy)

@@ -58,12 +58,13 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
 
 
 def _model(sessions: sessionmaker[Session], store: BlobStore, name: str) -> set[str]:
-    """A model made by the service; the blobs its version 0 names (θ's manifest and its parts, Ω)."""
+    """A model made by the service; the blobs its version 0 names (θ's manifest and its parts; it has no Ω)."""
     with sessions.begin() as session:
         model = create_model(session, store, name, ARCHITECTURE, seed=0)
         session.flush()
         version = session.query(Version).filter_by(model_id=model.id).one()
-        return {version.theta_blob, *version.theta_parts.values(), version.omega_frozen_blob, version.omega_open_blob}
+        assert version.importance_parts == []
+        return {version.theta_blob, *version.theta_parts.values()}
 
 
 def _name_in_a_version(sessions: sessionmaker[Session], blob: str) -> None:
@@ -71,8 +72,7 @@ def _name_in_a_version(sessions: sessionmaker[Session], blob: str) -> None:
     with sessions.begin() as session:
         first = session.query(Version).first()
         session.add(Version(model_id=first.model_id, number=99, parent=0, kind="train", task="t", job_id="late",
-                            theta_blob=blob, omega_frozen_blob=first.omega_frozen_blob,
-                            omega_open_blob=first.omega_open_blob, n_open=0, tasks=[], accuracy={}, importance={}))
+                            theta_blob=blob, importance_parts=[], tasks=[], accuracy={}, importance={}))
 
 
 def _names(store: BlobStore, *, trash: bool = False) -> set[str]:
@@ -230,3 +230,22 @@ def test_the_command_collects_the_store_the_settings_name(tmp_path: Path) -> Non
     assert gc()["trashed"] == 1 and orphan in _names(store, trash=True)
     _age_trash(store, 2 * 86400)
     assert gc()["deleted"] == 1 and _names(store, trash=True) == set()
+
+
+def test_a_checkpoint_is_kept_while_its_job_may_run_and_collected_after(sessions, store: BlobStore) -> None:
+    """Issue 11 item 7: checkpoints of finished jobs go to `lifelong blobs gc`, those of queued and running
+    jobs stay (a job run again resumes from it)."""
+    from app.db.tables import Job
+
+    _model(sessions, store, "ckpt")
+    blobs = {state: store.put(f"checkpoint of a {state} job".encode()) for state in ("running", "queued", "succeeded",
+                                                                                   "failed", "cancelled")}
+    with sessions.begin() as session:
+        model_id = session.query(Version).first().model_id
+        for state, blob in blobs.items():
+            session.add(Job(id=f"job-{state}", kind="train", model_id=model_id, state=state, task="t",
+                            base_version=0, request={}, checkpoint_blob=blob, checkpoint_step=3))
+    collect_blobs(sessions, store, min_age=timedelta(0))
+    left = {blob.name for blob in store.listing()}
+    assert {blobs["running"], blobs["queued"]} <= left
+    assert not {blobs["succeeded"], blobs["failed"], blobs["cancelled"]} & left

@@ -69,8 +69,17 @@ BAD_FILES = {
     "ragged csv": (b"1,2,3\n4,5\n", "a.csv", "columns"),
     "text in csv": (b"1,2\n3,abc\n", "a.csv", "not a number"),
     "csv header only": (b"a,b,label\n", "a.csv", "no data rows"),
-    "csv fractional label": (b"a,label\n1,0.5\n", "a.csv", "whole numbers"),
+    "csv fractional label": (b"a,label\n1,0.5\n", "a.csv", "must hold whole numbers"),
     "binary csv": (b"\xff\xfe\x00garbage", "a.csv", "UTF-8"),
+    # A CSV refusal names the line of the file (1-based, the header is line 1), counting blank lines and
+    # the line breaks inside quoted cells, as an editor does.
+    "csv line after a blank one": (b"a,b\n1,2\n\n3\n", "a.csv", "csv line 4 has 1 columns, expected 2"),
+    "csv line without a header": (b"1,2\n\n3,x\n", "a.csv", "csv line 3 holds a value that is not a number"),
+    "csv line after a quoted line break": (b'a,b\n"1\n",2\n4,x\n', "a.csv", "csv line 4 holds a value"),
+    "csv line of a nan": (b"a,b\n1,2\n\n3,nan\n", "a.csv", "csv line 4 holds a non-finite value"),
+    "csv line of a value beyond float32": (b"a,b\n1,1e39\n", "a.csv", "csv line 2 holds a non-finite value"),
+    "csv line of a fractional label": (b"a,label\n1,0\n\n1,0.5\n", "a.csv", "csv line 4: the column 'label'"),
+    "csv line of a negative label": (b"a,label\n1,0\n2,-1\n", "a.csv", "csv line 3: labels must be ≥ 0"),
 }
 ARRAYS = {
     "nan": {"x": np.array([[1.0, np.nan]])},
@@ -95,7 +104,7 @@ def test_bad_uploads_are_422_with_a_reason_and_store_nothing(api, case: str) -> 
 
 
 def test_upload_without_file_field_is_422(api) -> None:
-    response = api.http.post("/v1/datasets", data={"other": "x"})
+    response = api.http.post("/v1/datasets", files={"other": (None, "x")})  # multipart, no field `file`
     assert response.status_code == 422 and response.json()["detail"]
 
 

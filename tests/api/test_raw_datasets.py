@@ -83,7 +83,18 @@ REFUSALS = {
     "nested archive": (zip_of({"cat/a.png": image_bytes(), "inner.zip": b"PK"}), "a.zip", 422, "nested"),
     "labels.csv names a missing file": (zip_of({"labels.csv": b"file,label\nghost.png,x\n"}), "a.zip", 422,
                                         "no PNG or JPEG images"),
-    "unknown extension": (b"hello", "notes.txt", 422, "unsupported file type .txt"),
+    # An unknown extension is refused by name, with every accepted one; never read as something else.
+    "unknown extension": (b"hello", "notes.txt", 422, "unsupported file type .txt; send .npz, .csv, .jsonl,"
+                          " .zip or .tar (.tar.gz and .tgz too)"),
+    "a .txt that would parse as a csv": (b"text\n", "sentences.txt", 422, "unsupported file type .txt"),
+    "no extension": (b"text\n", "sentences", 422, "the file name has no extension, so it was read as a .csv"),
+    "jsonl with a record left unlabelled": (b'{"text": "a", "label": "x"}\n\n{"text": "b"}\n', "a.jsonl", 422,
+                                            "(jsonl line 3 has none)"),
+    "text csv line after a blank one": (b"text,label\na,x\n\nb,\n", "a.csv", 422,
+                                        "csv line 4 has an empty 'label'"),
+    "labels.csv line after a blank one": (zip_of({"labels.csv": b"file,label\na.png,x\n\nb.png\n",
+                                                  "a.png": image_bytes(), "b.png": image_bytes(2)}), "a.zip", 422,
+                                          "labels.csv line 4 has 1 columns"),
 }
 
 

@@ -1,4 +1,5 @@
-"""The client commands of `lifelong` against the real service, in process (typer's CliRunner).
+"""The client commands of `lifelong` against the real service: in process (typer's CliRunner), and as a
+real process in a pseudo-terminal where a person's terminal matters (the live bar, Ctrl-C).
 
 A newcomer's whole path is here: create a model, upload data, train with a followed job, inspect
 the versions and the accuracy matrix, predict, roll the head back; plus the exit codes scripts use.
@@ -6,7 +7,20 @@ the versions and the accuracy matrix, predict, roll the head back; plus the exit
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import select
+import shlex
+import signal
+import struct
+import subprocess
+import sys
+import termios
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,17 +28,19 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
+from app.client import Client, Job
 from app.commands.common import ExitCode
+from app.commands.follow import Epochs, status_of
 from tests.client.conftest import Trained
-from tests.conftest import DigitsTask, Service, free_port, unique
+from tests.conftest import REPO, DigitsTask, Service, free_port, unique, wait_for
 
 
 @pytest.fixture(scope="module")
 def run(service: Service):  # noqa: ANN201
     runner = CliRunner()
 
-    def invoke(*args: str, url: str | None = None) -> Result:
-        return runner.invoke(cli, ["--url", url or service.url, *args], catch_exceptions=False)
+    def invoke(*args: str, url: str | None = None, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(cli, ["--url", url or service.url, *args], catch_exceptions=False, env=env)
 
     return invoke
 
@@ -49,13 +65,18 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     uploaded = ok_json(run("datasets", "upload", str(files[first.name][0]), "--json"))
     assert uploaded["n"] == len(first.x_train)
 
+    listed_datasets = run("datasets", "list")
+    assert listed_datasets.exit_code == 0 and uploaded["id"] in listed_datasets.stdout
+    assert uploaded["id"] in [d["id"] for d in ok_json(run("datasets", "list", "--json"))]
+
     trained = run("tasks", "add", name, first.name, "--train", uploaded["id"], "--eval", str(files[first.name][1]),
                   "--epochs", "2", "--lr", "0.05", "--batch-size", "32")
     assert trained.exit_code == 0, trained.stderr
     assert f"{name} version 1" in trained.stdout and "succeeded" in trained.stderr
+    assert "epoch 2/2" in trained.stderr and "elapsed" in trained.stderr  # off a terminal: a line per state
     job = ok_json(run("tasks", "add", name, second.name, "--train", str(files[second.name][0]), "--eval",
                       str(files[second.name][1]), "--epochs", "2", "--lambda", "2", "--json"))
-    assert job["state"] == "succeeded" and job["result"] == {"version": 2}
+    assert job["state"] == "succeeded" and job["result"]["version"] == 2
 
     matrix = run("evaluation", name)
     assert matrix.exit_code == 0 and first.name in matrix.stdout and second.name in matrix.stdout
@@ -75,12 +96,33 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     assert predicted["version"] == 2 and len(predicted["predictions"]) == len(first.x_test)
     plain = run("predict", name, "--task", first.name, "--inputs", str(files[first.name][1]), "--version", "1")
     assert plain.exit_code == 0 and len(plain.stdout.split()) == len(first.x_test)
+    # --output: the result goes to exactly that file, nothing to stdout, one summary line to stderr.
+    written = run("predict", name, "--task", first.name, "--inputs", str(inputs), "--output", str(tmp_path / "y.bin"))
+    assert written.exit_code == 0 and written.stdout == "", written.stdout
+    assert f"{len(first.x_test)} rows" in written.stderr and len(written.stderr.strip().splitlines()) == 1
+    assert np.load(tmp_path / "y.bin").tolist() == predicted["predictions"]
+    both = run("predict", name, "--task", first.name, "--inputs", str(inputs), "--probabilities",
+               "--output", str(tmp_path / "y.npz"), "--json")
+    assert ok_json(both)["arrays"] == ["predictions", "probabilities"]
+    with np.load(tmp_path / "y.npz") as arrays:
+        assert arrays["predictions"].tolist() == predicted["predictions"]
+        assert arrays["probabilities"].shape[0] == len(first.x_test)
 
     refreshed = run("importance", "refresh", name, "--data", str(files[second.name][1]), "--mode", "replace")
     assert refreshed.exit_code == 0, refreshed.stderr
     assert f"{name} version 3" in refreshed.stdout
     assert run("head", "set", name, "1").stdout.strip() == f"{name}: head is version 1"
     assert ok_json(run("models", "show", name, "--json"))["tasks"] == [first.name]
+
+    # A finished task is followed by the new version's accuracy on every task, as the server has it.
+    third = run("tasks", "add", name, digits[2].name, "--train", str(files[first.name][0]), "--epochs", "1")
+    assert third.exit_code == 0, third.stderr
+    assert f"{name} version 4" in third.stdout and "accuracy of version 4 on each task" in third.stdout
+    accuracy = ok_json(run("versions", "show", name, "4", "--json"))["accuracy"]
+    assert list(accuracy) == [first.name]
+    assert re.search(rf"^  {re.escape(first.name)} +{accuracy[first.name]:.4f}$", third.stdout, re.MULTILINE)
+    assert re.search(rf"^  {re.escape(digits[2].name)} +-  \(no eval set\)  \(learned now\)$", third.stdout,
+                     re.MULTILINE), third.stdout
 
 
 def test_a_cancelled_job_exits_1(run, trained: Trained, digits: list[DigitsTask], tmp_path: Path) -> None:  # noqa: ANN001
@@ -104,3 +146,150 @@ def test_exit_codes_say_what_went_wrong(run, trained: Trained) -> None:  # noqa:
     assert run("models", "list", url=f"http://127.0.0.1:{free_port()}").exit_code == ExitCode.UNREACHABLE
     assert run("datasets", "upload", "/no/such/file.npz").exit_code == ExitCode.USAGE
     assert trained.model in [m["name"] for m in ok_json(run("models", "list", "--json"))]
+
+
+def test_help_shows_types_in_words_and_every_default(run) -> None:  # noqa: ANN001
+    from app.commands import learning
+    from app.learning.schemas import TaskRequest
+
+    shown = run("tasks", "add", "--help", env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    text = " ".join(shown.stdout.split())
+    assert "<" not in text and "tasks add [OPTIONS] MODEL TASK" in text
+    for option, words in {"--train": "TEXT", "--epochs": "INTEGER", "--lr": "FLOAT", "--optimizer": "[sgd|adam]",
+                          "--queue": "[cpu|gpu]"}.items():
+        assert re.search(rf"{option} +{re.escape(words)} ", text), (option, text)
+    # The server decides these defaults; --help says what they are, and they are the server's.
+    fields = TaskRequest.model_fields
+    for option, default in {"--epochs": learning.DEFAULT_EPOCHS, "--batch-size": learning.DEFAULT_BATCH_SIZE,
+                            "--lr": learning.DEFAULT_LR, "--method": learning.DEFAULT_METHOD,
+                            "--optimizer": learning.DEFAULT_OPTIMIZER}.items():
+        assert fields[option[2:].replace("-", "_")].default == default, option
+        assert re.search(rf"{option} .*?\[default: {re.escape(str(default))}\]", text), (option, text)
+    assert "[default: production]" in text and "[default: from the labels]" in text and "[default: auto]" in text
+    watch = " ".join(run("jobs", "watch", "--help", env={"COLUMNS": "200"}).stdout.split())
+    assert "JOB_ID TEXT" in watch and "--timeout FLOAT" in watch and "Ctrl-C" in watch
+
+
+def _job(**data: object) -> Job:
+    return Job(None, {"id": "j", "kind": "train", "model": "m", "state": "running", **data})  # type: ignore[arg-type]
+
+
+def test_progress_epoch_elapsed_and_eta_come_from_the_jobs_row() -> None:
+    started = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    now = started + timedelta(seconds=30)
+    ten = Epochs(10, rows=100, batch_size=10)  # 10 epochs of 10 steps
+    running = _job(started_at="2026-01-01T12:00:00Z", progress={"done": 25, "total": 100, "unit": "steps",
+                                                                 "loss": 0.5})
+    # Step 25 is in epoch 3; 30 s for 25 steps leaves 90 s for 75.
+    assert status_of(running, epochs=ten, now=now) == "epoch 3/10, loss 0.5000, 0:00:30 elapsed, ETA 0:01:30"
+    assert status_of(running, now=now) == "loss 0.5000, 0:00:30 elapsed, ETA 0:01:30"  # epochs unknown: no epoch
+    assert Epochs(7, rows=100, batch_size=10).of(running) is None  # 100 steps are not 7 epochs
+    # Rows held back for validation make an epoch shorter, still an epoch; 100 steps for 10 epochs of at
+    # most 5 steps are several runs (one per λ tried): no epoch rather than a wrong one.
+    assert Epochs(10, rows=105, batch_size=10).of(running) == 3
+    assert Epochs(10, rows=50, batch_size=10).of(running) is None
+    queued = _job(state="queued", started_at=None, progress={"done": 0, "total": 100, "unit": "steps", "loss": None})
+    assert status_of(queued, epochs=ten, now=now) == "epoch 1/10"
+    done = _job(state="succeeded", started_at="2026-01-01T12:00:00+00:00", finished_at="2026-01-01T12:01:05Z",
+                progress={"done": 100, "total": 100, "unit": "steps", "loss": None})
+    assert status_of(done, epochs=ten, now=now + timedelta(hours=1)) == "epoch 10/10, 0:01:05 elapsed"
+    refresh = _job(kind="importance", started_at="2026-01-01T12:00:00Z",
+                   progress={"done": 512, "total": 2048, "unit": "samples", "loss": None})
+    assert status_of(refresh, epochs=ten, now=now) == "0:00:30 elapsed, ETA 0:01:30"
+
+
+def _read_pty(master: int, seen: list[str], until: Callable[[str], bool], deadline_s: float) -> str:
+    """What the program wrote to its terminal, without escape codes, once `until` holds of it."""
+    def ready() -> bool:
+        while select.select([master], [], [], 0.05)[0]:
+            try:
+                seen.append(os.read(master, 65536).decode(errors="replace"))
+            except OSError:  # the program has exited and closed its side
+                break
+        return until(ANSI.sub("", "".join(seen)))
+
+    try:
+        wait_for(ready, deadline_s=deadline_s, what="the CLI's terminal output")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; it wrote:\n{ANSI.sub('', ''.join(seen))[-3000:]}") from None
+    return ANSI.sub("", "".join(seen))
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+
+
+def _in_terminal(service: Service, *args: str) -> tuple[subprocess.Popen, int]:
+    """The real `lifelong` in a pseudo-terminal 200 columns wide, as a person runs it."""
+    master, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm-256color", "COLUMNS": "200"}
+    env.pop("LIFELONG_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "--url", service.url, *args], stdin=child,
+                               stdout=child, stderr=child, env=env, cwd=REPO)
+    os.close(child)
+    return process, master
+
+
+def _stop_with_ctrl_c(process: subprocess.Popen, master: int, seen: list[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == ExitCode.INTERRUPTED == 130
+    return _read_pty(master, seen, lambda text: "cancel it:" in text, deadline_s=10)
+
+
+def test_ctrl_c_leaves_the_job_running_and_says_how_to_watch_or_cancel_it(
+        service: Service, lifelong: Client, trained: Trained, digits: list[DigitsTask], tmp_path: Path) -> None:
+    task = digits[2]
+    np.savez(train := tmp_path / "train.npz", x=task.x_train, y=task.y_train)
+    # A long job, followed by `tasks add` in a terminal: a live bar with the epoch and an ETA.
+    process, master = _in_terminal(service, "tasks", "add", trained.model, task.name, "--train", str(train),
+                                   "--epochs", "5000", "--batch-size", "8", "--lambda", "1")
+    seen: list[str] = []
+    job_id = None
+    try:
+        text = _read_pty(master, seen, lambda text: re.search(r"job \w+: learning", text) is not None, deadline_s=60)
+        job_id = re.search(r"job (\w+): learning", text).group(1)
+        _read_pty(master, seen, lambda text: re.search(r"epoch \d+/5000, loss [\d.]+, \d:\d\d:\d\d elapsed,"
+                                                       r" ETA \d+:\d\d:\d\d", text) is not None, deadline_s=90)
+        said = _stop_with_ctrl_c(process, master, seen)
+        _check_the_job_went_on(service, lifelong, job_id, said)
+    finally:
+        process.kill()
+        os.close(master)
+        if job_id is not None and not lifelong.get_job(job_id).finished:
+            lifelong.cancel_job(job_id).wait(timeout=60)  # the worker is shared with the other tests
+
+
+def _check_the_job_went_on(service: Service, lifelong: Client, job_id: str, said: str) -> None:
+    assert lifelong.get_job(job_id).state in ("queued", "running")
+    assert f"stopped following job {job_id}; the job keeps running on the server." in said
+    watch_command = f"lifelong --url {service.url} jobs watch {job_id}"
+    cancel_command = f"lifelong --url {service.url} jobs cancel {job_id}"
+    assert f"watch it:  {watch_command}" in said and f"cancel it: {cancel_command}" in said
+
+    # The printed watch command, run as printed: the clock goes on from the job's start, not from zero.
+    wait_for(lambda: _age_s(lifelong.get_job(job_id)) >= 3, deadline_s=30, what="the job to be 3 s old")
+    process, master = _in_terminal(service, *shlex.split(watch_command)[1:])
+    seen: list[str] = []
+    try:
+        text = _read_pty(master, seen, lambda text: "ETA" in text, deadline_s=30)
+        first_elapsed = re.search(r"(\d+):(\d\d):(\d\d) elapsed", text).groups()
+        assert int(first_elapsed[0]) * 3600 + int(first_elapsed[1]) * 60 + int(first_elapsed[2]) >= 3, text
+        assert re.search(r"\d+/\d+ steps", text)
+        said = _stop_with_ctrl_c(process, master, seen)
+    finally:
+        process.kill()
+        os.close(master)
+    assert f"cancel it: {cancel_command}" in said
+    assert lifelong.get_job(job_id).state in ("queued", "running")
+
+    # And the printed cancel command cancels it.
+    cancelled = subprocess.run([sys.executable, "-m", "app.cli", *shlex.split(cancel_command)[1:], "--wait"],
+                               capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"job {job_id} cancelled", cancelled
+    assert lifelong.get_job(job_id).state == "cancelled"
+
+
+def _age_s(job: Job) -> float:
+    started = job.data.get("started_at")
+    return 0.0 if not started else (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds()

@@ -9,14 +9,14 @@ def _versions(api, model: str) -> list[int]:
 
 def test_two_tasks_on_the_same_base_one_conflicts(api) -> None:
     first, second = api.digits[0], api.digits[1]
-    model = api.create_model("conflict")
+    model = api.create_model("conflict", promotion={"policy": "auto"})  # guarded would keep the loser as candidate
     jobs = [api.submit_task(model, task, base_version=0) for task in (first, second)]
     finished = [api.wait_job(job["id"]) for job in jobs]
     states = sorted(job["state"] for job in finished)
     assert states == ["failed", "succeeded"], finished
     [loser] = [job for job in finished if job["state"] == "failed"]
     [winner] = [job for job in finished if job["state"] == "succeeded"]
-    assert loser["error"]["type"] == "conflict" and "head moved" in loser["error"]["message"]
+    assert loser["error"]["type"] == "conflict" and "production moved" in loser["error"]["message"]
     assert loser["result"] is None
     assert _versions(api, model) == [0, 1]
     assert api.get(f"/v1/models/{model}")["tasks"] == [winner["task"]]

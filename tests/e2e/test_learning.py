@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 from safetensors.numpy import load as load_safetensors
 
 from app.mas.methods import METHODS
+
+
+def trained_rows(rows: int) -> int:
+    """Rows a task trains on (and measures Ω on): 10 % are held back as its validation slice by default."""
+    return rows - math.ceil(0.1 * rows)
 
 
 def _importance(api, model: str, version: int, part: str) -> dict[str, np.ndarray]:
@@ -30,7 +36,7 @@ def test_two_tasks_predictions_and_accuracy_matrix(api) -> None:
     assert detail["parent"] == 1 and detail["kind"] == "train" and detail["task"] == second.name
     assert detail["tasks"] == [first.name, second.name]
     assert set(detail["accuracy"]) == {first.name, second.name}
-    assert detail["importance"]["n_open"] == len(second.x_train)
+    assert detail["importance"]["n_open"] == trained_rows(len(second.x_train))
     assert any(layer["max"] > 0 for layer in detail["importance"]["layers"].values())
 
     for task in (first, second):
@@ -102,7 +108,7 @@ def test_refresh_accumulate_in_two_requests_equals_one_request(api) -> None:
     one_request = whole["result"]["version"]
 
     split, joined = (api.get(f"/v1/models/{model}/versions/{v}") for v in (two_requests, one_request))
-    assert split["importance"]["n_open"] == joined["importance"]["n_open"] == len(task.x_train) + len(task.x_test)
+    assert split["importance"]["n_open"] == joined["importance"]["n_open"] == trained_rows(len(task.x_train)) + len(task.x_test)
     split_open = _importance(api, model, two_requests, "open")
     joined_open = _importance(api, model, one_request, "open")
     assert split_open.keys() == joined_open.keys()
@@ -141,9 +147,9 @@ def test_a_refresh_naming_an_earlier_task_changes_only_that_tasks_estimate(api) 
     before, after = (api.get(f"/v1/models/{model}/versions/{v}")["importance"] for v in (trained, refreshed))
     assert list(after["tasks"]) == [first.name, second.name]
     assert after["tasks"][second.name] == before["tasks"][second.name]  # same blob, same n: untouched
-    assert after["tasks"][first.name]["n"] == len(first.x_train) + len(first.x_test)
+    assert after["tasks"][first.name]["n"] == trained_rows(len(first.x_train)) + len(first.x_test)
     assert after["tasks"][first.name]["sha256"] != before["tasks"][first.name]["sha256"]
-    assert after["tasks"][first.name]["measure"] == "mas" and after["n_open"] == len(second.x_train)
+    assert after["tasks"][first.name]["measure"] == "mas" and after["n_open"] == trained_rows(len(second.x_train))
 
     # The total the next task is trained against is the sum of the per-task means (S_t / n_t).
     response = api.http.get(f"/v1/models/{model}/versions/{refreshed}/importance", params={"task": first.name})
@@ -168,12 +174,16 @@ def test_a_version_says_how_it_was_made(api) -> None:
     job = api.get(f"/v1/jobs/{made_by['job']}")
     assert made_by["request"] == job["request"]
     request = made_by["request"]
-    assert (request["method"], request["lambda"], request["penalty"], request["optimizer"]) == ("mas", 1.0, "proximal",
-                                                                                                 "sgd")
+    assert (request["method"], request["lambda"], request["penalty"], request["optimizer"]) == ("mas", "auto",
+                                                                                                 "proximal", "sgd")
     assert (request["lr"], request["momentum"], request["epochs"], request["batch_size"]) == (0.02, 0.9, 3, 16)
     assert request["train_dataset"] and request["importance"]["on"] == "train" and request["seed"] is not None
     assert made_by["lifelong"] and made_by["worker"] == job["worker"] and made_by["device"] == "cpu"
     assert made_by["precision"] == "fp32" and made_by["wall_s"] > 0
+    # The first task has nothing to protect: λ "auto" trains once, with λ = 1.
+    assert made_by["lambda"] == 1.0 and made_by["lambda_search"] == [] and made_by["resumed_from_step"] is None
+    assert made_by["trained_rows"] == trained_rows(len(task.x_train))
+    assert made_by["validation_rows"] == len(task.x_train) - made_by["trained_rows"]
     losses = made_by["loss_per_epoch"]
     assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert api.get(f"/v1/models/{model}/versions/0")["made_by"] is None
@@ -214,3 +224,31 @@ def test_every_method_learns_a_second_task(api, method: str) -> None:
     version = api.learn(model, second, epochs=2, method=method)
     detail = api.get(f"/v1/models/{model}/versions/{version}")
     assert detail["tasks"] == [first.name, second.name] and detail["importance"]["n_open"] > 0
+
+
+def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> None:
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("auto")
+    api.learn(model, first)
+    job = api.wait_job(api.submit_task(model, second, lambda_grid=[0.01, 1.0, 100.0])["id"])
+    assert job["state"] == "succeeded", job
+    detail = api.get(f"/v1/models/{model}/versions/{job['result']['version']}")
+    made_by = detail["made_by"]
+    search = made_by["lambda_search"]
+    assert [trial["lambda"] for trial in search] == [0.01, 1.0, 100.0]
+    for trial in search:  # scored on both tasks' held-back rows, never on eval sets
+        assert set(trial["validation"]) == {first.name, second.name}
+        assert trial["mean"] == (trial["validation"][first.name] + trial["validation"][second.name]) / 2
+    best = max(search, key=lambda trial: (trial["mean"], trial["lambda"]))
+    assert made_by["lambda"] == best["lambda"]
+    assert job["progress"]["total"] == 3 * 5 * math.ceil(trained_rows(len(second.x_train)) / 32)  # every trial's steps
+
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]),
+                                                                "validation_fraction": 0})
+    assert refused.status_code == 422 and "validation_fraction" in refused.text
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), "lambda": 2,
+                                                                "lambda_grid": [1, 2]})
+    assert refused.status_code == 422 and "lambda_grid" in refused.text
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), "method": "finetune",
+                                                                "penalty": "gradient"})
+    assert refused.status_code == 422 and "penalty" in refused.text

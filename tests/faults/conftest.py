@@ -10,6 +10,7 @@ tests/security`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 from collections import Counter
@@ -51,10 +52,12 @@ def check_integrity(var_dir: Path) -> list[str]:
     problems = []
     blobs = var_dir / "blobs"
     with sqlite3.connect(var_dir / "lifelong.sqlite3") as db:
-        versions = db.execute("SELECT model_id, number, parent, theta_blob, omega_frozen_blob, omega_open_blob,"
-                              " job_id FROM versions").fetchall()
+        versions = db.execute("SELECT model_id, number, parent, theta_blob, theta_parts, importance_parts, job_id"
+                              " FROM versions").fetchall()
         numbers = {(m, n) for m, n, *_ in versions}
-        for model_id, number, parent, *names, job_id in versions:
+        for model_id, number, parent, theta, theta_parts, importance_parts, job_id in versions:
+            names = [theta, *json.loads(theta_parts or "{}").values(),
+                     *(part["blob"] for part in json.loads(importance_parts))]
             for name in names:
                 path = blobs / name[:2] / name
                 if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != name:

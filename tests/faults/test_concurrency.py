@@ -17,7 +17,7 @@ def test_concurrent_task_posts_keep_the_lineage_linear(service_factory, fault_ap
     var_dir = tmp_path / "var"
     service = service_factory(var_dir, env={**FAULT_ENV, "LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL": str(MAX_ACTIVE)})
     api = fault_api(service)
-    model = api.create_model("crowd")
+    model = api.create_model("crowd", promotion={"policy": "auto"})  # jobs on a moved production conflict
     first = api.digits[0]
     train, evaluation = api.upload_task_data(first)
     api.learn(model, first, epochs=1)  # version 1 has a task to predict with

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as functional
 
@@ -84,3 +85,21 @@ def test_every_method_trains_a_sequence_of_two_tasks(mlp) -> None:
         learner = make_method(name, lam=1.0, theta_star=network_state(net), omega=omega.sums if omega else {})
         train_task(net, "c", 2, x, y, learner, TrainConfig(epochs=1, batch_size=8))
         assert all(torch.isfinite(p).all() for p in net.parameters()), name
+
+
+def test_a_method_takes_only_its_own_options() -> None:
+    """issue 13: options a method does not use are refused (here and, through TaskRequest, with a 422)."""
+    from app.learning.schemas import TaskRequest
+
+    assert make_method("si", options={"damping": 0.5}).damping == 0.5
+    assert make_method("lwf", options={"temperature": 4.0}).temperature == 4.0
+    with pytest.raises(ValueError, match="takes no option 'damping'"):
+        make_method("mas", options={"damping": 0.5})
+    with pytest.raises(ValueError, match="strictly between"):
+        make_method("si", options={"damping": 0.0})
+    base = {"task": "t", "train": {"dataset": "d"}}
+    assert TaskRequest.model_validate({**base, "method": "lwf"}).method_options == {"temperature": 2.0}
+    for refused in ({"method": "finetune", "penalty": "gradient"}, {"method": "finetune", "lambda": 3},
+                    {"method": "lwf", "penalty": "proximal"}, {"method": "mas", "method_options": {"temperature": 1}}):
+        with pytest.raises(ValueError):
+            TaskRequest.model_validate({**base, **refused})

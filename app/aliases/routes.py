@@ -1,0 +1,67 @@
+"""HTTP routes of aliases: list, move (production included), delete, and each alias's history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+from sqlalchemy import select
+
+from app.aliases import service
+from app.aliases.moves import Mover
+from app.aliases.schemas import AliasIn, AliasMoveOut, AliasOut
+from app.auth.deps import ReadScope, WriteScope
+from app.db.tables import ApiKey
+from app.deps import SessionDep
+from app.models.schemas import NAME_PATTERN
+from app.models.service import get_model
+
+router = APIRouter(prefix="/v1/models/{name}/aliases", tags=["aliases"], dependencies=[ReadScope])
+
+AliasName = Annotated[str, Path(pattern=NAME_PATTERN, description="lower-case letters, digits, '_' and '-', up to 64")]
+
+
+def moved_by(request: Request, session: SessionDep) -> Mover:
+    """The caller as the alias history names it: its API key's prefix (None on a server without keys)."""
+    key_id = getattr(request.state, "key_id", None)
+    if key_id is None:
+        return Mover()
+    return Mover(key_prefix=session.scalar(select(ApiKey.prefix).where(ApiKey.id == key_id)))
+
+
+MoverDep = Annotated[Mover, Depends(moved_by)]
+
+
+@router.get("", response_model=list[AliasOut])
+def list_aliases(name: str, session: SessionDep) -> list[AliasOut]:
+    """Every alias of the model and the version it names, production first."""
+    return [AliasOut(alias=a.alias, version=a.version, updated_at=a.updated_at)
+            for a in service.list_aliases(session, get_model(session, name))]
+
+
+@router.get("/{alias}", response_model=AliasOut)
+def get_alias(name: str, alias: AliasName, session: SessionDep) -> AliasOut:
+    view = service.get_alias(session, get_model(session, name), alias)
+    return AliasOut(alias=view.alias, version=view.version, updated_at=view.updated_at)
+
+
+@router.put("/{alias}", response_model=AliasOut, dependencies=[WriteScope])
+def set_alias(name: str, alias: AliasName, body: AliasIn, session: SessionDep, by: MoverDep) -> AliasOut:
+    """Point the alias at a version (creating it if new); moving `production` promotes (or rolls back)."""
+    view = service.set_alias(session, get_model(session, name), alias, body.version, by=by, reason=body.reason)
+    session.commit()
+    return AliasOut(alias=view.alias, version=view.version, updated_at=view.updated_at)
+
+
+@router.delete("/{alias}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteScope])
+def delete_alias(name: str, alias: AliasName, session: SessionDep, by: MoverDep) -> Response:
+    """Remove an alias (its history stays); production cannot be removed (409)."""
+    service.delete_alias(session, get_model(session, name), alias, by=by)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{alias}/history", response_model=list[AliasMoveOut])
+def alias_history(name: str, alias: AliasName, session: SessionDep) -> list[AliasMoveOut]:
+    """Every move of the alias, newest first: when, from, to, by which key or job, and why."""
+    return [AliasMoveOut.of(move) for move in service.alias_history(session, get_model(session, name), alias)]
