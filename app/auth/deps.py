@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.keys import allows, any_key_exists, find_key
 
@@ -24,10 +25,10 @@ BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 def require_scope(needed: str) -> object:
-    def check(request: Request, _: BearerHeader) -> None:
+    async def check(request: Request, _: BearerHeader) -> None:  # async: no thread-pool hop (app/deps.py)
         granted = getattr(request.state, "scope", None)
         if granted is None:
-            granted = _authenticate(request)
+            granted = await run_in_threadpool(_authenticate, request)
             request.state.scope = granted
         if granted != "open" and not allows(granted, needed):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a key with scope {needed!r}; "

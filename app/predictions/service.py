@@ -1,7 +1,8 @@
 """Predict with a stored version: resolve model, version and task, fit the inputs, run the network.
 
 The database is only read to find the version; its transaction ends before the network runs, so a
-prediction never holds a lock that a worker writing progress would wait on.
+prediction never holds a lock that a worker writing progress would wait on, and what was read is kept
+(detached), not read again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_na
     if task not in tasks:
         raise NotFound(f"version {stored.number} of model {model.name!r} has no task {task!r} (it has {list(tasks)})")
     architecture, number, classes = model.architecture, stored.number, tasks[task].get("classes")
+    # Detached with what was read, the rows are not expired by the rollback, which ends the read
+    # transaction before the forward pass: reading them again would cost two SELECTs and a new one.
+    session.expunge(stored)
+    session.expunge(model)
     session.rollback()
     x = model_inputs(architecture, inputs)
     key = (json.dumps(architecture, sort_keys=True), stored.theta_blob)
