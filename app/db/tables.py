@@ -188,6 +188,8 @@ class Job(Base):
     # runs again resumes from it. Only queued and running jobs keep theirs from the blob collector.
     checkpoint_blob: Mapped[str | None] = mapped_column(String(64))
     checkpoint_step: Mapped[int | None]
+    # What the result shows beyond the version: {"lambda", "lambda_search", "resumed_from_step"}.
+    result_details: Mapped[dict[str, Any] | None]
     # What became of the job's version under its model's promotion policy (app/aliases/promotion.py):
     # {"promoted", "policy", "alias", "reason", "violations", "unchecked"}; None before it succeeded.
     promotion: Mapped[dict[str, Any] | None]

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.db.tables import Job
 from app.mas.training import precision_for
@@ -37,8 +37,18 @@ class PromotionOut(BaseModel):
     unchecked: list[str] = Field(description="tasks whose accuracy could not be checked (no eval set)")
 
 
+class Checkpoint(BaseModel):
+    step: int = Field(description="the optimizer steps its last checkpoint holds: a run again resumes there")
+
+
 class JobResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
     version: int
+    lambda_: float | None = Field(None, alias="lambda", description="the λ the version was trained with")
+    lambda_search: list[dict[str, Any]] | None = Field(
+        None, description="λ 'auto': every λ tried with its validation accuracy per task and their mean")
+    resumed_from_step: int | None = Field(None, description="the checkpoint this run continued from, if any")
     promotion: PromotionOut | None = Field(
         None, description="what the model's promotion policy made of the version; None for jobs before aliases")
 
@@ -74,6 +84,7 @@ class JobOut(BaseModel):
     # and the penalty in fp32) or "fp32"; None until a worker claims it.
     precision: str | None
     progress: Progress | None
+    checkpoint: Checkpoint | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -92,7 +103,8 @@ class JobOut(BaseModel):
             cancel_requested=job.cancel_requested,
             queue=job.queue, worker=job.worker, device=job.device, precision=_precision(job),
             progress=progress, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-            result=JobResult(version=job.result_version, promotion=job.promotion)
+            checkpoint=Checkpoint(step=job.checkpoint_step) if job.checkpoint_step is not None else None,
+            result=JobResult(version=job.result_version, promotion=job.promotion, **(job.result_details or {}))
             if job.result_version is not None else None,
             error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
         )

@@ -15,6 +15,7 @@ from app.db.tables import Dataset, Job, Model
 from app.jobs.service import succeed_job
 from app.learning.context import JobContext
 from app.learning.data import load_inputs
+from app.learning.job_requests import ImportanceJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
 from app.learning.spec import JobSpec
@@ -33,12 +34,12 @@ LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importan
 
 
 def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
-    request = job.request
+    request = ImportanceJobRequest.model_validate(job.request)
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
-        dataset = session.get(Dataset, request["dataset"])
-    replace = request["mode"] == "replace"
+        dataset = session.get(Dataset, request.dataset)
+    replace = request.mode == "replace"
     estimate = TaskImportance() if replace else load_task(ctx.store, base.importance_parts, job.task)
     learned = next((t for t in base.tasks if t["name"] == job.task), {})
     net = version_network(ctx.store, model.architecture, base, learned.get("trainable")).to(ctx.device)
@@ -53,7 +54,7 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             raise TrainingCancelled(f"stopped after {start} of {n} samples")
         measured = estimate_importance(
             net, job.task, inputs[start : start + rows],
-            variant=request["variant"], output=request["output"], reduction=request["reduction"],
+            variant=request.variant, output=request.output, reduction=request.reduction,
         )
         fallback = (*fallback, *measured.fallback)
         estimate = estimate.accumulate(ImportanceSum(to_cpu(measured.sums), measured.n))

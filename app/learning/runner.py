@@ -1,7 +1,9 @@
 """Run one job by id, from claim to a final state: the whole of what a worker task does.
 
 Whatever happens, the job row ends in a state that says it: succeeded with its version, failed
-with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid`, `storage`, `error`), or cancelled;
+with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid` (the stored request failed its
+typed check), `storage`, `error` (anything else, a ValueError from the core included: a bug, not the
+caller's fault, since requests are checked when they are accepted)), or cancelled;
 only a worker shutdown puts it back to `queued` (and raises WorkerStopping so the message is
 delivered again). Nothing here knows Celery: tests call `run_job` directly.
 """
@@ -12,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,6 +22,7 @@ from app.db.tables import Dataset, Job, Version
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.learning.context import JobContext
 from app.learning.heartbeat import heartbeat
+from app.learning.job_requests import JOB_REQUESTS, ImportanceJobRequest, TrainJobRequest
 from app.learning.refresh import refresh_version
 from app.learning.spec import JobSpec
 from app.learning.train import planned_steps, train_version
@@ -43,7 +47,12 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s, worker)
         if claim.job is not None:
             claim.job.worker, claim.job.device, claim.job.worker_pid = worker, str(ctx.device), os.getpid()
-            _starting_progress(session, claim.job)
+            try:  # the stored request, read back typed: a row that does not fit fails now, before any work
+                request = JOB_REQUESTS[claim.job.kind].model_validate(claim.job.request)
+            except ValidationError as error:
+                fail_job(claim.job, "invalid", f"the job's stored request is not one this worker can run: {error}")
+                return "failed"
+            _starting_progress(session, claim.job, request)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
         log.info("job %s not run: %s", job_id, claim.reason)
@@ -62,7 +71,7 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         return _fail(ctx, job_id, "conflict", str(error))
     except NonFiniteLoss as error:
         return _fail(ctx, job_id, "non_finite_loss", str(error))
-    except ValueError as error:  # the core refused the request's combination of options
+    except ValidationError as error:  # only a typed check of the request says the request is invalid
         return _fail(ctx, job_id, "invalid", str(error))
     except BlobNotFound as error:
         return _fail(ctx, job_id, "missing_blob", str(error))
@@ -78,14 +87,14 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     return "succeeded"
 
 
-def _starting_progress(session: Session, job: Job) -> None:
+def _starting_progress(session: Session, job: Job, request: TrainJobRequest | ImportanceJobRequest) -> None:
     """Progress 0 of the job's whole work, written with the claim: a running job always shows how much
     it has to do, even when it stops (a time limit, a crash) before its first step."""
-    request = job.request
-    dataset = session.get(Dataset, request.get("train_dataset") or request.get("dataset"))
+    is_train = isinstance(request, TrainJobRequest)
+    dataset = session.get(Dataset, request.train_dataset if is_train else request.dataset)
     if dataset is None:
         return
-    if job.kind == "train":
+    if is_train:
         base = session.scalar(select(Version).where(Version.model_id == job.model_id,
                                                     Version.number == job.base_version))
         total, unit = planned_steps(request, dataset.n, base_has_tasks=bool(base and base.tasks)), "steps"

@@ -22,6 +22,7 @@ from app.jobs.service import succeed_job
 from app.learning.checkpoints import JobCheckpoints, step_of
 from app.learning.context import JobContext
 from app.learning.data import load_inputs, task_labels
+from app.learning.job_requests import TrainJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
 from app.learning.spec import JobSpec
@@ -40,44 +41,42 @@ from app.versions.service import get_version, lineage, record_version
 
 
 def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
-    request = job.request
+    request = TrainJobRequest.model_validate(job.request)
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
-        train_set = session.get(Dataset, request["train_dataset"])
+        train_set = session.get(Dataset, request.train_dataset)
         learned_tasks = _learned_tasks(session, model, base)
         eval_sets = {t.name: (session.get(Dataset, t.eval_dataset_id), _classes_of(base, t.name))
                      for t in learned_tasks if t.eval_dataset_id is not None}
-        if request["eval_dataset"] is not None:
-            eval_sets[job.task] = (session.get(Dataset, request["eval_dataset"]), request.get("classes"))
+        if request.eval_dataset is not None:
+            eval_sets[job.task] = (session.get(Dataset, request.eval_dataset), request.classes)
         held_back = [(t.name, session.get(Dataset, t.train_dataset_id), entry["validation"], _classes_of(base, t.name))
                      for t in learned_tasks if (entry := _entry(base, t.name)) and entry.get("validation")]
-    architecture, classes = model.architecture, request.get("classes")
+    architecture, classes = model.architecture, request.classes
     omega = load_total(ctx.store, base.importance_parts)
-    net = version_network(ctx.store, architecture, base, request.get("trainable")).to(ctx.device)
+    net = version_network(ctx.store, architecture, base, request.trainable_spec()).to(ctx.device)
     x, y = load_inputs(ctx.store, architecture, train_set, net.input_spec)
     x, y = x.to(ctx.device), task_labels(y, train_set, classes).to(ctx.device)
     split = _validation_split(len(y), request)
     validation = [*_earlier_validation(ctx, architecture, net, held_back),
                   ValidationSet(job.task, rows_of(x, split.validation), y[split.validation.to(y.device)])]
     x, y = rows_of(x, split.train), y[split.train.to(y.device)]
-    auto = request["lambda"] == "auto"
 
-    options = request["importance"]
+    options = request.importance
     precision = precision_for(ctx.device)
-    checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.get("checkpoint_interval_s", 60.0))
+    checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.checkpoint_interval_s)
     resume = checkpoints.latest()
     learned = learn_task(
-        net, job.task, request["num_classes"], x, y,
-        method=MethodChoice(request["method"], 1.0 if auto else request["lambda"], request["penalty"],
-                            request.get("method_options")),
+        net, job.task, request.num_classes, x, y,
+        method=MethodChoice(request.method, 1.0 if request.auto else request.lambda_, request.penalty,
+                            request.method_options),
         theta_star=to_device(network_state(net), ctx.device), omega=to_device(omega, ctx.device),
-        config=TrainConfig(epochs=request["epochs"], batch_size=request["batch_size"],
-                           optimizer=request["optimizer"], lr=request["lr"], momentum=request["momentum"],
-                           seed=request["seed"], precision=precision),
-        importance=ImportanceChoice(options["variant"], options["output"], options["reduction"])
-        if options["on"] == "train" else None,
-        lambda_grid=(request.get("lambda_grid") or DEFAULT_GRID) if auto else None, validation=validation,
+        config=TrainConfig(epochs=request.epochs, batch_size=request.batch_size, optimizer=request.optimizer,
+                           lr=request.lr, momentum=request.momentum, seed=request.seed, precision=precision),
+        importance=ImportanceChoice(options.variant, options.output, options.reduction)
+        if options.on == "train" else None,
+        lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=validation,
         progress=watch.progress, should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
     )
@@ -86,7 +85,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     if learned.estimate is not None:
         log_fallback(learned.fallback, job.id)
         estimate = TaskImportance(to_cpu(learned.estimate.sums), learned.estimate.n)
-        parts = with_task(ctx.store, parts, job.task, estimate, importance_measure(request["method"]))
+        parts = with_task(ctx.store, parts, job.task, estimate, importance_measure(request.method))
         omega = total_importance([TaskImportance(omega, 1), estimate])
     scores = {}
     for task, (dataset, task_classes) in eval_sets.items():
@@ -111,35 +110,37 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                             **{"lambda": learned.lam},
                             lambda_search=[trial.as_dict() for trial in learned.trials]),
         )
+        row.result_details = {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
+                              "resumed_from_step": step_of(resume)}
         if session.scalar(select(Task.id).where(Task.version_id == recorded.version.id)) is None:
             session.add(Task(model_id=job.model_id, version_id=recorded.version.id, name=job.task,
-                             num_classes=request["num_classes"], train_dataset_id=request["train_dataset"],
-                             eval_dataset_id=request["eval_dataset"]))
+                             num_classes=request.num_classes, train_dataset_id=request.train_dataset,
+                             eval_dataset_id=request.eval_dataset))
         succeed_job(row, recorded.version.number, recorded.promotion)
         return recorded.version.number
 
 
-def _task_entry(task: str, request: dict[str, Any], split: Split) -> dict[str, Any]:
+def _task_entry(task: str, request: TrainJobRequest, split: Split) -> dict[str, Any]:
     """A task as a version lists it; `classes` (class names, index order) where its labels were names,
     and where its validation slice lies (so that later tasks' λ "auto" can read it again)."""
-    entry: dict[str, Any] = {"name": task, "num_classes": request["num_classes"]}
-    if request.get("classes"):
-        entry["classes"] = list(request["classes"])
-    if request.get("trainable") is not None:  # a refresh of this task measures Ω on what it trained
-        entry["trainable"] = request["trainable"]
+    entry: dict[str, Any] = {"name": task, "num_classes": request.num_classes}
+    if request.classes:
+        entry["classes"] = list(request.classes)
+    if request.trainable is not None:  # a refresh of this task measures Ω on what it trained
+        entry["trainable"] = request.trainable_spec()
     if len(split.validation):
         entry["validation"] = {"fraction": split.fraction, "seed": split.seed, "n": len(split.validation)}
     return entry
 
 
-def planned_steps(request: dict[str, Any], n: int, *, base_has_tasks: bool) -> int:
+def planned_steps(request: TrainJobRequest, n: int, *, base_has_tasks: bool) -> int:
     """The optimizer steps the job will take: every λ of an "auto" search trains the same steps (a
     first task, with nothing to protect, trains once)."""
-    train_rows = len(split_validation(n, request.get("validation_fraction", 0.0), request["seed"])[0])
-    trials = len(request.get("lambda_grid") or DEFAULT_GRID) if request["lambda"] == "auto" and base_has_tasks else 1
-    if request["method"] == "finetune":
+    train_rows = len(split_validation(n, request.validation_fraction, request.seed)[0])
+    trials = len(request.lambda_grid or DEFAULT_GRID) if request.auto and base_has_tasks else 1
+    if request.method == "finetune":
         trials = 1
-    return trials * request["epochs"] * math.ceil(train_rows / request["batch_size"])
+    return trials * request.epochs * math.ceil(train_rows / request.batch_size)
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,10 @@ class Split:
     seed: int
 
 
-def _validation_split(n: int, request: dict[str, Any]) -> Split:
+def _validation_split(n: int, request: TrainJobRequest) -> Split:
     """The rows this task trains on and the rows it holds back (jobs queued before validation slices
     existed hold back none)."""
-    fraction, seed = request.get("validation_fraction", 0.0), request["seed"]
+    fraction, seed = request.validation_fraction, request.seed
     return Split(*split_validation(n, fraction, seed), fraction, seed)
 
 

@@ -1,4 +1,5 @@
-"""Resumable train jobs: the job row names its latest checkpoint (a blob) and the step it was taken at.
+"""Resumable train jobs: the job row names its latest checkpoint (a blob) and the step it was taken at;
+and what a train job found that its result shows (the λ "auto" chose, every λ tried).
 
 Revision ID: 0009
 Revises: 0008
@@ -20,9 +21,11 @@ def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("checkpoint_blob", sa.String(64), nullable=True))
         batch_op.add_column(sa.Column("checkpoint_step", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("result_details", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("result_details")
         batch_op.drop_column("checkpoint_step")
         batch_op.drop_column("checkpoint_blob")

@@ -241,6 +241,7 @@ def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> N
         assert trial["mean"] == (trial["validation"][first.name] + trial["validation"][second.name]) / 2
     best = max(search, key=lambda trial: (trial["mean"], trial["lambda"]))
     assert made_by["lambda"] == best["lambda"]
+    assert job["result"]["lambda"] == best["lambda"] and job["result"]["lambda_search"] == search  # the job says so too
     assert job["progress"]["total"] == 3 * 5 * math.ceil(trained_rows(len(second.x_train)) / 32)  # every trial's steps
 
     refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]),

@@ -43,6 +43,7 @@ def test_a_job_killed_mid_training_resumes_and_makes_the_uninterrupted_version(s
     tally["faults injected: SIGKILL of the training process"] += 1
     resumed_job = api.wait_job(job_id, deadline_s=300)
     assert resumed_job["state"] == "succeeded" and resumed_job["attempts"] == 2, resumed_job
+    assert resumed_job["result"]["resumed_from_step"] >= step and resumed_job["checkpoint"]["step"] >= step
 
     whole, resumed = (api.get(f"/v1/models/{m}/versions/2") for m in models.values())
     assert resumed["made_by"]["attempts"] == 2 and resumed["made_by"]["resumed_from_step"] >= step

@@ -75,3 +75,29 @@ def test_a_time_limit_before_the_first_step_leaves_the_jobs_whole_progress(conte
         job = session.get(Job, job_id)
         assert job.error_type == "timeout"
         assert (job.progress_done, job.progress_total, job.progress_unit) == (0, 9, "steps")  # 3 × ⌈40 / 16⌉
+
+
+def test_a_stored_request_that_fails_its_typed_check_is_invalid_before_any_work(context: JobContext) -> None:
+    job_id = _queued_train_job(context)
+    with context.sessions.begin() as session:
+        job = session.get(Job, job_id)
+        job.request = {**job.request, "epochs": "many", "optimizer": "rmsprop"}
+    assert run_job(context, job_id) == "failed"
+    with context.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.error_type == "invalid" and "epochs" in job.error_message and "optimizer" in job.error_message
+        assert job.progress_total is None  # nothing was started
+
+
+def test_a_value_error_inside_a_job_is_an_internal_error_not_the_callers(context: JobContext,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests are checked when accepted: a ValueError while running is a defect, said as `error`."""
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("a bug in the core")
+
+    monkeypatch.setattr(train, "load_inputs", broken)
+    job_id = _queued_train_job(context)
+    assert run_job(context, job_id) == "failed"
+    with context.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.error_type == "error" and "ValueError: a bug in the core" in job.error_message
