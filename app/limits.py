@@ -12,18 +12,18 @@ import json
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.db.tables import Job, Model
+from app.db.tables import Model
 from app.errors import Invalid, ServiceError, TooLarge
+from app.jobs.service import active_job_count
 from app.settings import Settings
+from app.versions.service import lock_model
 
 # Multipart framing around an uploaded file: boundaries, part headers, a file name.
 MULTIPART_SLACK_BYTES = 64 << 10
-ACTIVE_STATES = ("queued", "running")
 
 
 class TooManyRequests(ServiceError):
@@ -98,8 +98,8 @@ def check_active_jobs(session: Session, model: Model, max_active: int) -> None:
     The model row is locked first (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
     serialises writers), so two requests racing cannot both take the last slot.
     """
-    session.scalar(select(Model.id).where(Model.id == model.id).with_for_update())
-    active = session.scalar(select(func.count()).where(Job.model_id == model.id, Job.state.in_(ACTIVE_STATES)))
+    lock_model(session, model.id)
+    active = active_job_count(session, model.id)
     if active >= max_active:
         raise TooManyRequests(f"model {model.name!r} has {active} queued or running jobs, the limit"
                               f" (LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL); wait for one to finish")

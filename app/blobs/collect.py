@@ -31,6 +31,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.tables import Dataset, Job, Version, utcnow
+from app.jobs.states import ACTIVE
 from app.settings import Settings
 from app.store import BlobStore
 
@@ -90,7 +91,7 @@ def referenced_blobs(sessions: sessionmaker[Session]) -> set[str]:
         names.update(session.scalars(select(Dataset.blob)))
         # A checkpoint matters while its job may still run: a finished job's is collected.
         names.update(session.scalars(select(Job.checkpoint_blob).where(
-            Job.checkpoint_blob.is_not(None), Job.state.in_(("queued", "running")))))
+            Job.checkpoint_blob.is_not(None), Job.state.in_(ACTIVE))))
         return names
 
 

@@ -1,8 +1,9 @@
 """The dashboard: one static page, served by the API at /dashboard, that draws itself from the JSON API.
 
-No build step and no server-side rendering: `index.html` holds its CSS and plain JavaScript, and
-reads the same endpoints as any client (models, versions, evaluation, importance, jobs), so what it
-shows is what the API says. With keys configured, the page asks for one (kept in the browser's
+No build step and no server-side rendering: `index.html` holds its CSS and plain JavaScript (the
+colour scale too: nothing is fetched from outside the server), and reads the same endpoints as any
+client (models, versions with `made_by`, evaluation, importance, jobs, aliases and their history),
+so what it shows is what the API says. With keys configured, the page asks for one (kept in the browser's
 localStorage) and sends it as a Bearer token; the page itself is public, the data is not.
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy import select
@@ -13,11 +13,12 @@ from app.db.tables import Job, Model
 from app.deps import SessionDep
 from app.jobs import service
 from app.jobs.schemas import JobOut
+from app.jobs.states import JobState
 from app.models.service import get_model
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReadScope])
 
-State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+State = JobState
 
 
 def shape_job(session: Session, job: Job) -> JobOut:

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Job, Model, utcnow
 from app.errors import Conflict, NotFound
-
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
+from app.jobs.states import ACTIVE, FINISHED
+from app.webhooks.events import emit_job_finished
 
 
 def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
@@ -62,6 +61,7 @@ def cancel_job(session: Session, job_id: str) -> Job:
         raise Conflict(f"job {job_id} has already {job.state}")
     if job.state == "queued":
         job.state, job.finished_at = "cancelled", utcnow()
+        emit_job_finished(job)
     job.cancel_requested = True
     return job
 
@@ -90,6 +90,7 @@ def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: f
         return Claim(None, "running elsewhere")
     if job.cancel_requested:
         job.state, job.finished_at = "cancelled", utcnow()
+        emit_job_finished(job)
         return Claim(None, "the job was cancelled")
     if job.attempts >= max_attempts:
         fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times; giving up")
@@ -144,17 +145,29 @@ def succeed_job(job: Job, version: int, promotion: dict[str, Any] | None = None)
     job.state, job.result_version, job.finished_at = "succeeded", version, utcnow()
     job.promotion = promotion
     job.error_type = job.error_message = None
+    emit_job_finished(job)
 
 
 def fail_job(job: Job, error_type: str, message: str) -> None:
     job.state, job.error_type, job.error_message, job.finished_at = "failed", error_type, message[:2000], utcnow()
+    emit_job_finished(job)
 
 
 def cancel_running_job(job: Job) -> None:
     job.state, job.finished_at = "cancelled", utcnow()
+    emit_job_finished(job)
 
 
-def requeue_job(job: Job) -> None:
-    """Back to the queue after the worker stopped it for a shutdown; that attempt does not count."""
-    job.state, job.attempts = "queued", max(job.attempts - 1, 0)
+def requeue_job(job: Job, *, count_attempt: bool = False) -> None:
+    """Back to the queue, to be sent again, with no progress. A worker that stopped the job for a
+    shutdown does not count that attempt; the sweeper and recovery after a crash do (its checkpoint is
+    kept either way: the next run resumes from it)."""
+    job.state = "queued"
+    if not count_attempt:
+        job.attempts = max(job.attempts - 1, 0)
     job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
+
+
+def active_job_count(session: Session, model_id: int) -> int:
+    """Jobs of the model that may still run (queued or running)."""
+    return session.scalar(select(func.count()).where(Job.model_id == model_id, Job.state.in_(ACTIVE))) or 0

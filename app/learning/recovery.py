@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.tables import Job
 from app.jobs.dispatch import QueuedJob
+from app.jobs.service import requeue_job
 
 
 def recover_jobs(sessions: sessionmaker[Session]) -> list[QueuedJob]:
     """The jobs to send again, oldest first, after resetting abandoned running jobs."""
     with sessions.begin() as session:
         for job in session.scalars(select(Job).where(Job.state == "running")):
-            job.state = "queued"
-            job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
+            requeue_job(job, count_attempt=True)
         queued = session.execute(select(Job.id, Job.queue).where(Job.state == "queued").order_by(Job.created_at))
         return [QueuedJob(*row) for row in queued]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.tables import Job, utcnow
 from app.jobs.dispatch import QueuedJob
-from app.jobs.service import fail_job
+from app.jobs.service import fail_job, requeue_job
 
 
 def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, max_attempts: int) -> list[QueuedJob]:
@@ -35,7 +35,6 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, m
                 fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times (no heartbeat for"
                          f" {stale_after_s:g} s); giving up")
                 continue
-            job.state = "queued"
-            job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
+            requeue_job(job, count_attempt=True)
             requeued.append(QueuedJob(job.id, job.queue))
     return requeued

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.aliases.moves import PRODUCTION, Mover, record_move
@@ -16,14 +16,13 @@ from app.aliases.promotion import PromotionPolicy
 from app.architectures import registry
 from app.db.tables import Alias, AliasMove, Job, Model, Task, Version
 from app.errors import Conflict, Invalid, NotFound
+from app.jobs.service import active_job_count
 from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
 from app.models.networks import save_network
 from app.models.schemas import Promotion, PromotionPatch
 from app.store import BlobStore
 from app.versions.importance import importance_stats
-
-ACTIVE_STATES = ("queued", "running")
 
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
@@ -105,7 +104,7 @@ def update_promotion(session: Session, model: Model, patch: PromotionPatch) -> M
 def delete_model(session: Session, name: str) -> None:
     """Delete a model with its versions, tasks and jobs; refused while a job of it may still write."""
     model = get_model(session, name)
-    active = session.scalar(select(func.count()).where(Job.model_id == model.id, Job.state.in_(ACTIVE_STATES)))
+    active = active_job_count(session, model.id)
     if active:
         raise Conflict(f"model {name!r} has {active} queued or running job(s): cancel them first")
     # Blobs are left in place: they are content-addressed and may be shared with other models.
