@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to 2.13.0 in pyproject.toml: the CPU build that lies on these machines' disk.
-	$(PY) -m pip install --quiet -e '.[test,dev,bench,pretrained]'
+	$(PY) -m pip install --quiet -e '.[test,dev,bench,pretrained,export]'
 	touch $(STAMP)
 
 install: $(STAMP)

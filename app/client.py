@@ -560,3 +560,91 @@ class Client:
     def promote(self, model: str, version: int, reason: str | None = None) -> AliasInfo:
         """Make `version` production: what predictions and new tasks use."""
         return self.set_alias(model, "production", version, reason)
+
+    # -- export and scoring --
+
+    def export(self, model: str, version: int | str, *, task: str,
+               format: Literal["onnx", "torchscript"] = "onnx",  # noqa: A002 - the API's name
+               path: str | os.PathLike | None = None, timeout: float = 300.0) -> bytes:
+        """`task`'s network (the trunk and that task's head) at `version` (a number, or an alias such as
+        "production") as an ONNX or TorchScript file, also written to `path` when given. Its inputs and the
+        preprocessing left to the caller are in the file's metadata (README, Export and scoring)."""
+        number = self.resolve_version(model, version)
+        content = self._request("GET", f"/v1/models/{model}/versions/{number}/export",
+                                params={"task": task, "format": format}, timeout=timeout).content
+        if path is not None:
+            Path(path).write_bytes(content)
+        return content
+
+    def evaluate(self, model: str, data: Data, *, task: str, version: int | None = None, alias: str | None = None,
+                 timeout: float = 300.0) -> dict[str, Any]:
+        """Score `task` at a version (`version`, `alias`, or production) on labeled `data` (a dataset id, a
+        file, or (inputs, labels) arrays, uploaded first): {"accuracy", "n", "per_class": [{"index", "label",
+        "precision", "recall", "support", "predicted"}], "confusion_matrix": [labeled][predicted], ...}."""
+        body: dict[str, Any] = {"task": task, "data": self.data_ref(data)}
+        body.update({k: v for k, v in {"version": version, "alias": alias}.items() if v is not None})
+        return self._json("POST", f"/v1/models/{model}/evaluate", json=body, timeout=timeout)
+
+    def checkpoint_metadata(self, model: str, version: int | str) -> dict[str, Any]:
+        """The metadata of a version's checkpoint: model, version, architecture, tasks (with num_classes and
+        class names) and lifelong_version, JSON fields decoded."""
+        content = self.download_checkpoint(model, self.resolve_version(model, version))
+        length = int.from_bytes(content[:8], "little")
+        metadata = dict(json.loads(content[8:8 + length]).get("__metadata__") or {})
+        for key in ("architecture", "tasks", "version"):
+            if key in metadata:
+                metadata[key] = json.loads(metadata[key])
+        return metadata
+
+    def resolve_version(self, model: str, version: int | str) -> int:
+        """The number of a version named by number (or its digits) or by alias."""
+        if isinstance(version, int) or version.isdigit():
+            return int(version)
+        return self._json("GET", f"/v1/models/{model}/aliases/{version}")["version"]
+
+    # -- webhooks --
+
+    def add_webhook(self, model: str, url: str, events: Sequence[str], secret: str) -> WebhookInfo:
+        """Send `events` of `model` ("job.finished", "version.created", "alias.moved") to `url`, signed with
+        `secret` (X-Lifelong-Signature: sha256=<hex HMAC-SHA256 of the body>); the secret is never sent back."""
+        body = {"url": url, "events": list(events), "secret": secret}
+        return self._json("POST", f"/v1/models/{model}/webhooks", json=body)
+
+    def webhooks(self, model: str) -> list[WebhookInfo]:
+        return self._json("GET", f"/v1/models/{model}/webhooks")
+
+    def get_webhook(self, model: str, webhook_id: int) -> WebhookInfo:
+        return self._json("GET", f"/v1/models/{model}/webhooks/{webhook_id}")
+
+    def delete_webhook(self, model: str, webhook_id: int) -> None:
+        """Remove the hook and its delivery log: nothing more is sent to it."""
+        self._request("DELETE", f"/v1/models/{model}/webhooks/{webhook_id}")
+
+    def webhook_deliveries(self, model: str, webhook_id: int, *,
+                           state: Literal["pending", "delivered", "failed"] | None = None,
+                           limit: int | None = None) -> list[WebhookDeliveryInfo]:
+        """The hook's deliveries, newest first: event, id, state, attempts, last status or error, next attempt."""
+        params = {k: v for k, v in {"state": state, "limit": limit}.items() if v is not None}
+        return self._json("GET", f"/v1/models/{model}/webhooks/{webhook_id}/deliveries", params=params)
+
+
+class WebhookInfo(TypedDict):
+    id: int
+    model: str
+    url: str
+    events: list[str]
+    created_at: str
+
+
+class WebhookDeliveryInfo(TypedDict):
+    id: str  # the X-Lifelong-Delivery id, the same on every retry
+    event: str
+    state: str  # pending | delivered | failed (out of attempts)
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: str | None
+    delivered_at: str | None
+    created_at: str
+    attempt_log: list[dict[str, Any]]  # [{"at", "attempt", "status", "error"}], oldest first
+    payload: dict[str, Any]  # the body sent: {"id", "event", "created_at", "model", "data"}

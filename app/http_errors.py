@@ -107,6 +107,7 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/v1/models/{name}/importance"): {429, 503},
     ("DELETE", "/v1/keys/{key_id}"): {409},  # the caller's own key, or already revoked
     ("DELETE", "/v1/models/{name}/aliases/{alias}"): {409},  # production
+    ("GET", "/v1/models/{name}/versions/{number}/export"): {503},  # a server without the `export` extra
 }
 # Answers 503 with its own body (which part is not ready), not an error body.
 NOT_READY = {("GET", "/readyz")}

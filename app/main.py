@@ -22,6 +22,7 @@ from app.dashboard import router as dashboard_router
 from app.datasets.routes import router as datasets_router
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
+from app.export.routes import router as export_router
 from app.health import router as health_router
 from app.http_errors import answer_errors, document_errors
 from app.jobs.routes import router as jobs_router
@@ -32,9 +33,11 @@ from app.metrics import install_metrics
 from app.models.routes import router as models_router
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
+from app.scoring.routes import router as scoring_router
 from app.settings import Settings, get_settings
 from app.store import open_blob_store
 from app.versions.routes import router as versions_router
+from app.webhooks.routes import router as webhooks_router
 from workers.celery_app import make_celery
 
 
@@ -59,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
     app.state.celery = make_celery(settings)
     routers = (health_router, models_router, datasets_router, learning_router, jobs_router, versions_router,
-               predictions_router, keys_router, architectures_router, aliases_router)
+               predictions_router, keys_router, architectures_router, aliases_router, webhooks_router)
+    routers += (export_router,)
+    routers += (scoring_router,)
     # The last added is the outermost: 401, then 415, then 413, each before any body byte is read.
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     job_stale_after_s: float = Field(120.0, gt=0)
     sweep_interval_s: float = Field(30.0, gt=0)
+    # Webhooks (app/webhooks/): each worker's main process looks for due deliveries every `webhook_poll_s`
+    # and sends up to `webhook_concurrency` at once, each request within `webhook_timeout_s` (connect: 2 s at
+    # most). A failed one is retried after webhook_backoff_s × 2^(attempt−1), capped at webhook_backoff_max_s,
+    # until webhook_max_attempts attempts failed. A delivery being sent is leased for webhook_lease_s (keep it
+    # well above the timeout): a worker that dies mid-send leaves it to be sent again once that runs out.
+    webhook_poll_s: float = Field(1.0, gt=0)
+    webhook_concurrency: int = Field(4, ge=1)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_backoff_s: float = Field(1.0, gt=0)
+    webhook_backoff_max_s: float = Field(3600.0, gt=0)
+    webhook_max_attempts: int = Field(16, ge=1)
+    webhook_lease_s: float = Field(60.0, gt=0)
     # Raw (text and image) datasets and archives, checked at upload; each refusal names its limit.
     # Bytes an uploaded archive or .npz may expand to: 4× the default upload limit, so that the API,
     # which holds the parsed data in memory (about 3× it for arrays), stays within a few GiB.

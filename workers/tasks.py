@@ -27,6 +27,7 @@ from app.learning.recovery import recover_jobs
 from app.learning.runner import WorkerStopping, fail_if_running, run_job
 from app.mas.devices import pick_device
 from app.settings import get_settings
+from app.webhooks.delivery import start_delivery
 from workers.celery_app import make_celery
 from workers.sweeper import start_sweeper
 
@@ -103,3 +104,4 @@ def _on_ready(**_: Any) -> None:
             send_job(celery, job)
     # Its own engine: the pool's processes fork from this one and must not share its connections.
     start_sweeper(make_session_factory(make_engine(settings)), settings, lambda job: send_job(celery, job))
+    start_delivery(settings)  # webhooks (app/webhooks/delivery.py), in this process: never in a job's

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Alias, AliasMove, Model, utcnow
+from app.webhooks.events import emit_alias_moved
 
 PRODUCTION = "production"
 CANDIDATE = "candidate"
@@ -53,6 +54,7 @@ def record_move(session: Session, model_id: int, alias: str, old: int | None, ne
     move = AliasMove(model_id=model_id, alias=alias, from_version=old, to_version=new, key_prefix=by.key_prefix,
                      job_id=by.job_id, reason=reason, at=utcnow())
     session.add(move)
+    emit_alias_moved(session, move)
     return move
 
 

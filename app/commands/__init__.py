@@ -12,10 +12,13 @@ import typer
 from app.commands.aliases import aliases, promote
 from app.commands.common import connect, handles_errors
 from app.commands.datasets import datasets
+from app.commands.export import export
 from app.commands.jobs import jobs
 from app.commands.learning import importance, predict, tasks
 from app.commands.models import models
+from app.commands.scoring import evaluate
 from app.commands.versions import evaluation, head, versions
+from app.commands.webhooks import webhooks
 
 
 def register(cli: typer.Typer) -> None:
@@ -23,6 +26,9 @@ def register(cli: typer.Typer) -> None:
     for name, group in (("models", models), ("datasets", datasets), ("tasks", tasks), ("importance", importance),
                         ("jobs", jobs), ("versions", versions), ("head", head), ("aliases", aliases)):
         cli.add_typer(group, name=name)
+    cli.add_typer(webhooks, name="webhooks")
     cli.command("predict")(handles_errors(predict))
     cli.command("evaluation")(handles_errors(evaluation))
     cli.command("promote")(handles_errors(promote))
+    cli.command("export")(handles_errors(export))
+    cli.command("evaluate")(handles_errors(evaluate))

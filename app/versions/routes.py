@@ -13,6 +13,7 @@ from app.aliases.routes import MoverDep
 from app.auth.deps import ReadScope, WriteScope
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
+from app.export.checkpoint import checkpoint_file
 from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
 from app.models.schemas import ModelOut
@@ -68,12 +69,10 @@ def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[st
 
 @router.get("/versions/{number}/checkpoint", response_class=FileResponse, responses=SAFETENSORS_FILE)
 def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
-    """θ of the version as a safetensors file."""
-    version = service.get_version(session, get_model(session, name), number)
-    filename = f"{name}-v{number}.safetensors"
-    if version.theta_parts:  # stored in parts: one file put together from them
-        return bytes_download(tensors_to_bytes(service.load_theta(store, version)), filename=filename)
-    return blob_download(store, version.theta_blob, filename=filename)
+    """θ of the version as a safetensors file; its metadata names the model, version, architecture and tasks."""
+    model = get_model(session, name)
+    version = service.get_version(session, model, number)
+    return bytes_download(checkpoint_file(store, model, version), filename=f"{name}-v{number}.safetensors")
 
 
 @router.get("/versions/{number}/importance", response_class=Response, responses=SAFETENSORS_FILE)

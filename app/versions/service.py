@@ -24,6 +24,7 @@ from app.errors import NotFound
 from app.mas.evaluation import continual_metrics
 from app.store import BlobStore
 from app.versions.theta import load_theta_parts
+from app.webhooks.events import emit_version_created
 
 
 def get_version(session: Session, model: Model, number: int) -> Version:
@@ -137,6 +138,7 @@ def record_version(
     )
     session.add(version)
     session.flush()
+    emit_version_created(session, version)
     by = Mover(job_id=job_id)
     if decision.promoted:
         record_move(session, model_id, PRODUCTION, base, number, by=by, reason=decision.reason)

@@ -23,7 +23,7 @@ def needed_scope(method: str, path: str) -> str:
     """The scope API.md gives each operation."""
     if path.startswith("/v1/keys") or (method == "delete" and path == "/v1/models/{name}"):
         return "admin"
-    if method == "get" or path.endswith("/predict"):
+    if method == "get" or path.endswith(("/predict", "/evaluate")):
         return "read"
     return "write"
 

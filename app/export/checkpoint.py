@@ -1,0 +1,37 @@
+"""The checkpoint download: θ of a version as one safetensors file that says what it is.
+
+A safetensors file is only tensors by name; without its model row nobody can rebuild the network it
+belongs to. Its header's `__metadata__` (string to string) therefore carries the model's name, the
+version, the architecture spec (JSON), the tasks in the order learned with their number of classes
+and class names (JSON), and the lifelong release that wrote it. `format: pt` is the key
+safetensors' own torch loaders and transformers look for.
+"""
+
+from __future__ import annotations
+
+import json
+
+from safetensors.torch import save
+
+from app.db.tables import Model, Version
+from app.learning.provenance import lifelong_version
+from app.store import BlobStore
+from app.versions.service import load_theta
+
+
+def checkpoint_metadata(model: Model, version: Version) -> dict[str, str]:
+    tasks = [{"name": t["name"], "num_classes": t["num_classes"], "classes": t.get("classes")} for t in version.tasks]
+    return {
+        "format": "pt",
+        "model": model.name,
+        "version": str(version.number),
+        "architecture": json.dumps(model.architecture, sort_keys=True),
+        "tasks": json.dumps(tasks),
+        "lifelong_version": lifelong_version(),
+    }
+
+
+def checkpoint_file(store: BlobStore, model: Model, version: Version) -> bytes:
+    """θ (put together from its parts where it is stored in parts) with the metadata in its header."""
+    theta = {name: tensor.contiguous() for name, tensor in load_theta(store, version).items()}
+    return save(theta, metadata=checkpoint_metadata(model, version))

@@ -1,0 +1,54 @@
+"""Request and response shapes of scoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.datasets.schemas import DataRef
+from app.models.schemas import NAME_PATTERN
+from app.request_schema import Integer, at_most_one_of
+from app.versions.schemas import MAX_VERSION
+
+
+def _schema(schema: dict[str, Any]) -> None:
+    at_most_one_of(schema, ["version", "alias"])
+
+
+class EvaluateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema)
+
+    task: str = Field(pattern=NAME_PATTERN)
+    data: DataRef = Field(description="labeled data: {\"dataset\": id}, or inline inputs or texts with labels")
+    version: Integer | None = Field(None, ge=0, le=MAX_VERSION, description="a version by number (not with alias)")
+    alias: str | None = Field(None, pattern=NAME_PATTERN,
+                              description="a version by alias (not with version); default production")
+
+    @model_validator(mode="after")
+    def _one_version(self) -> EvaluateRequest:
+        if self.version is not None and self.alias is not None:
+            raise ValueError("give either 'version' or 'alias', not both")
+        return self
+
+
+class ClassScore(BaseModel):
+    index: int = Field(description="the class index, as predictions answer it")
+    label: str | None = Field(None, description="the class name, for tasks learned from named labels")
+    precision: float | None = Field(description="of the rows predicted as this class, the share labeled so;"
+                                                " null when no row was predicted as it")
+    recall: float | None = Field(description="of the rows labeled this class, the share predicted so;"
+                                             " null when no row is labeled so")
+    support: int = Field(description="rows labeled this class")
+    predicted: int = Field(description="rows predicted as this class")
+
+
+class EvaluateOut(BaseModel):
+    model: str
+    version: int
+    alias: str | None = Field(None, description="the alias the request named, which named `version`")
+    task: str
+    n: int = Field(description="rows scored")
+    accuracy: float
+    per_class: list[ClassScore]
+    confusion_matrix: list[list[int]] = Field(description="[labeled class][predicted class] row counts")

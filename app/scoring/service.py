@@ -1,0 +1,121 @@
+"""Score a stored version on labeled data: its predictions on a task's head against the labels.
+
+The data is a DataRef as everywhere (a dataset id, or inline arrays or texts with labels), checked as
+a task's eval set is (kind, shape, labels present and in range, class names the task knows), and
+bounded by the prediction limits: at most LIFELONG_MAX_PREDICT_ROWS rows (and inline rows at most
+LIFELONG_MAX_INLINE_ROWS), else 413. It runs in the request, through the same cached network and
+the same `evaluation.predict` as predictions and as a job's accuracy, so scoring a task's own eval
+set at a version gives exactly the accuracy that version lists.
+
+Labels given as class names are matched to the task's classes by name; integer labels are the
+task's class indices.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from sqlalchemy.orm import Session
+
+from app.aliases.service import resolve_version
+from app.architectures import registry
+from app.datasets.service import PreparedData, check_fits, prepare_data
+from app.errors import Invalid, NotFound, TooLarge
+from app.learning.data import load_inputs
+from app.limits import UnpackLimits, check_inline_rows
+from app.mas import evaluation
+from app.mas.networks import InputSpec
+from app.models.networks import version_network
+from app.models.service import get_model
+from app.predictions.cache import NetworkCache
+from app.predictions.service import model_inputs
+from app.scoring.schemas import ClassScore, EvaluateOut, EvaluateRequest
+from app.settings import Settings
+from app.store import BlobStore
+from app.versions.service import get_version
+
+
+def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, *, model_name: str,
+             request: EvaluateRequest) -> EvaluateOut:
+    """Accuracy, per-class precision and recall and the confusion matrix of `request.task` at the version
+    the request names (by number, alias, or production)."""
+    model = get_model(session, model_name)
+    stored = get_version(session, model, resolve_version(session, model, version=request.version,
+                                                         alias=request.alias))
+    tasks = {t["name"]: t for t in stored.tasks}
+    if request.task not in tasks:
+        raise NotFound(f"version {stored.number} of model {model.name!r} has no task {request.task!r}"
+                       f" (it has {list(tasks)})")
+    classes, num_classes = tasks[request.task].get("classes"), int(tasks[request.task]["num_classes"])
+    architecture = model.architecture
+    data = _prepare(session, request, architecture, settings, num_classes=num_classes, classes=classes)
+    for row in (stored, data.dataset):  # their columns stay readable once the transaction below has ended
+        if row is not None:
+            session.expunge(row)
+    session.rollback()
+    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
+                    lambda: version_network(store, architecture, stored))
+    x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
+    predicted, _ = evaluation.predict(net, request.task, x)
+    confusion = confusion_matrix(_task_labels(labels, data.classes, classes), predicted.cpu(), num_classes)
+    return EvaluateOut(model=model_name, version=stored.number, alias=request.alias, task=request.task,
+                       n=int(confusion.sum()), accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
+                       per_class=class_scores(confusion, classes), confusion_matrix=confusion.tolist())
+
+
+def _prepare(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
+             num_classes: int, classes: list[str] | None) -> PreparedData:
+    """The data, checked against the model and the task, within the prediction limits; 413 and 422 say why not."""
+    inline = request.data.inputs if request.data.inputs is not None else request.data.texts
+    check_inline_rows(inline, settings.max_inline_rows, "data")
+    data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
+    if data.n > settings.max_predict_rows:
+        raise TooLarge(f"data: {data.n} rows, more than LIFELONG_MAX_PREDICT_ROWS = {settings.max_predict_rows}")
+    check_fits(data, architecture.get("input_shape", []), labels=True,
+               num_classes=None if data.classes else num_classes,
+               kind=registry.get_architecture(architecture["kind"]).input_kind)
+    if data.classes is not None:
+        if classes is None:
+            raise Invalid(f"data: task {request.task!r} was learned from integer labels, and these labels are"
+                          " class names: give the class indices")
+        unknown = sorted(set(data.classes) - set(classes))
+        if unknown:
+            raise Invalid(f"data: classes {unknown[:10]} are not among task {request.task!r}'s classes {classes[:10]}")
+    return data
+
+
+def _inputs_and_labels(store: BlobStore, architecture: dict, data: PreparedData,
+                       input_spec: InputSpec) -> tuple[torch.Tensor, np.ndarray]:
+    """The model's inputs and the data's own label indices, from a dataset or from inline data."""
+    if data.dataset is not None:
+        x, labels = load_inputs(store, architecture, data.dataset, input_spec)
+        return x, labels.numpy()
+    if data.arrays is not None:
+        return model_inputs(architecture, data.arrays.x), data.arrays.y
+    return model_inputs(architecture, data.texts.texts), data.texts.y
+
+
+def _task_labels(labels: np.ndarray, data_classes: list[str] | None, task_classes: list[str] | None) -> np.ndarray:
+    """Label indices into the data's classes as the task's class indices, matched by name."""
+    if not data_classes or not task_classes:
+        return labels.astype(np.int64)
+    position = {name: index for index, name in enumerate(task_classes)}
+    return np.asarray([position[name] for name in data_classes], dtype=np.int64)[labels]
+
+
+def confusion_matrix(labels: np.ndarray, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
+    """[labeled][predicted] counts."""
+    cells = labels.astype(np.int64) * num_classes + predicted.numpy().astype(np.int64)
+    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def class_scores(confusion: np.ndarray, classes: list[str] | None) -> list[ClassScore]:
+    """Precision and recall of each class (None where undefined: never predicted, or never labeled)."""
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    return [ClassScore(index=k, label=classes[k] if classes else None,
+                       precision=float(confusion[k, k] / predicted[k]) if predicted[k] else None,
+                       recall=float(confusion[k, k] / support[k]) if support[k] else None,
+                       support=int(support[k]), predicted=int(predicted[k]))
+            for k in range(confusion.shape[0])]
