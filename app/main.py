@@ -25,6 +25,7 @@ from app.db.migrate import upgrade_database
 from app.export.routes import router as export_router
 from app.health import router as health_router
 from app.http_errors import answer_errors, document_errors
+from app.jobs.celery_app import make_celery
 from app.jobs.routes import router as jobs_router
 from app.learning.routes import router as learning_router
 from app.limits import MULTIPART_SLACK_BYTES, BodyLimit
@@ -38,7 +39,6 @@ from app.settings import Settings, get_settings
 from app.store import open_blob_store
 from app.versions.routes import router as versions_router
 from app.webhooks.routes import router as webhooks_router
-from workers.celery_app import make_celery
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

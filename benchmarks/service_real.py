@@ -120,7 +120,7 @@ class Local:
         return self.settings.resolved_blob_dir
 
     def context(self) -> Any:
-        from app.learning.context import JobContext
+        from app.jobs.context import JobContext
 
         return JobContext(sessions=self.sessions, store=self.store, settings=self.settings)
 
@@ -177,7 +177,7 @@ def submit(local: Local, model: str, dataset: str, **request: Any) -> str:
 
 def run(local: Local, job_id: str) -> None:
     from app.db.tables import Job
-    from app.learning.runner import run_job
+    from app.jobs.runner import run_job
 
     state = run_job(local.context(), job_id)
     if state != "succeeded":

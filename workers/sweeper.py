@@ -1,5 +1,5 @@
 """The sweeper thread of a worker's main process: every `sweep_interval_s`, jobs with a stale heartbeat
-are re-queued and sent again, or failed when out of attempts (`app.learning.sweeper`).
+are re-queued and sent again, or failed when out of attempts (`app.jobs.sweeper`).
 
 It runs in the main process, which does no training, so a pool process killed mid-job does not take
 the sweeper with it; with several workers each sweeps, which is harmless (one transaction each, and a
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.jobs.dispatch import QueuedJob
-from app.learning.sweeper import sweep_stale_jobs
+from app.jobs.sweeper import sweep_stale_jobs
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The worker's only task: run a job by id. Everything it does is `app.learning.runner.run_job`.
+"""The worker's only task: run a job by id. Everything it does is `app.jobs.runner.run_job`.
 
 Around that call sit the worker's concerns: one database engine per pool process (never shared
 across fork), torch threads, a stop flag shared with the pool and raised when the worker is asked
@@ -21,14 +21,14 @@ from celery.signals import worker_process_init, worker_ready, worker_shutting_do
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.faults import worker_store
+from app.jobs.celery_app import make_celery
+from app.jobs.context import JobContext
 from app.jobs.dispatch import RUN_JOB, send_job
-from app.learning.context import JobContext
-from app.learning.recovery import recover_jobs
-from app.learning.runner import WorkerStopping, fail_if_running, run_job
+from app.jobs.recovery import recover_jobs
+from app.jobs.runner import WorkerStopping, fail_if_running, run_job
 from app.mas.devices import pick_device
 from app.settings import get_settings
 from app.webhooks.delivery import start_delivery
-from workers.celery_app import make_celery
 from workers.sweeper import start_sweeper
 
 log = logging.getLogger(__name__)

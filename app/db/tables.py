@@ -184,7 +184,7 @@ class Job(Base):
     device: Mapped[str | None] = mapped_column(String(32))
     # The process that runs it on that worker's host: a redelivery to the same worker checks it is gone.
     worker_pid: Mapped[int | None]
-    # A train job's latest checkpoint (app/learning/checkpoints.py) and the step it holds: a job that
+    # A train job's latest checkpoint (app/jobs/checkpoints.py) and the step it holds: a job that
     # runs again resumes from it. Only queued and running jobs keep theirs from the blob collector.
     checkpoint_blob: Mapped[str | None] = mapped_column(String(64))
     checkpoint_step: Mapped[int | None]

@@ -12,14 +12,14 @@ from __future__ import annotations
 from torch import Tensor
 
 from app.db.tables import Dataset, Job, Model
+from app.jobs.context import JobContext
 from app.jobs.service import succeed_job
-from app.learning.context import JobContext
+from app.jobs.spec import JobSpec
+from app.jobs.watch import JobWatch
 from app.learning.data import load_inputs
 from app.learning.job_requests import ImportanceJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
-from app.learning.spec import JobSpec
-from app.learning.watch import JobWatch
 from app.mas.accumulation import TaskImportance
 from app.mas.devices import to_cpu
 from app.mas.importance import ImportanceSum, estimate_importance

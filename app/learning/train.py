@@ -18,15 +18,15 @@ from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.db.tables import Dataset, Job, Model, Task, Version
+from app.jobs.checkpoints import JobCheckpoints, step_of
+from app.jobs.context import JobContext
 from app.jobs.service import succeed_job
-from app.learning.checkpoints import JobCheckpoints, step_of
-from app.learning.context import JobContext
+from app.jobs.spec import JobSpec
+from app.jobs.watch import JobWatch
 from app.learning.data import load_inputs, task_labels
 from app.learning.job_requests import TrainJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
-from app.learning.spec import JobSpec
-from app.learning.watch import JobWatch
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy

@@ -19,14 +19,49 @@ def test_continual_smoke_writes_json_table_and_plots(tmp_path: Path) -> None:
     run_benchmark("benchmarks.continual", tmp_path)
     results = json.loads((tmp_path / "continual.json").read_text())
     variants = results["sequences"]["split_digits"]
-    assert {"finetune", "l2", "ewc", "si", "lwf", "mas", "mas_omega_test", "mas_local"} <= variants.keys()
+    assert {"finetune", "l2", "ewc", "si", "lwf", "mas", "mas_auto", "mas_omega_test", "mas_local"} <= variants.keys()
     for entry in variants.values():
         run = entry["runs"][0]
-        assert len(run["matrix"]) == 2 and 0.0 <= run["average_accuracy"] <= 1.0
+        assert len(run["matrix"]) == 2 and 0.0 <= run["average_accuracy"] <= 1.0 and len(run["lambdas"]) == 2
+    assert variants["mas_auto"]["lambda"] == "auto"
+    assert variants["mas_auto"]["runs"][0]["lambdas"][1] in results["settings"]["auto_grid"]
     state = {name: entry["summary"]["state_bytes"]["mean"] for name, entry in variants.items()}
     assert state["mas"] > 0 and state["lwf"] == 0
-    assert "| mas |" in (tmp_path / "continual.md").read_text()
+    table = (tmp_path / "continual.md").read_text()
+    assert "| mas |" in table and "| mas_auto | auto |" in table and "λ chosen by `mas_auto`" in table
     assert (tmp_path / "continual_forgetting.png").stat().st_size > 1000
+
+
+@pytest.mark.timeout(300)
+def test_defaults_smoke_reads_the_service_defaults_and_writes_both_settings(tmp_path: Path) -> None:
+    """The structure of benchmarks.defaults' output, not its targets: a 1-epoch run proves nothing about them."""
+    from app.learning.schemas import TaskRequest
+
+    run_benchmark("benchmarks.defaults", tmp_path)
+    run_benchmark("benchmarks.defaults", tmp_path, "--lr", "0.05", "--grid", "1,10", "--add")
+    results = json.loads((tmp_path / "defaults.json").read_text())
+    request = TaskRequest(task="t", train={"dataset": "d"})
+    defaults = results["service_defaults"]
+    assert (defaults["method"], defaults["lambda"], defaults["lr"], defaults["epochs"]) == (
+        request.method, request.lambda_, request.lr, request.epochs)
+    assert list(results["settings"]) == ["service defaults", "grid [1.0, 10.0], lr 0.05"]
+    for entry in results["settings"].values():
+        assert set(entry["sequences"]) == {"walkthrough", "split_digits"}
+        assert isinstance(entry["both_hold_everywhere"], bool)
+        for sequence in entry["sequences"].values():
+            assert len(sequence["tasks"]) == 2
+            for method in ("finetune", defaults["method"]):
+                run = sequence[method]["runs"][0]
+                assert len(run["matrix"]) == 2 and 0.0 <= run["forgetting"] <= 1.0
+            comparison = sequence["comparison"]
+            assert isinstance(comparison["both_hold"], bool) and "mean" in comparison["new_task_points"]
+    alternative = results["settings"]["grid [1.0, 10.0], lr 0.05"]
+    assert alternative["settings"]["lr"] == 0.05
+    if defaults["lambda"] == "auto":
+        assert alternative["sequences"]["walkthrough"][defaults["method"]]["runs"][0]["lambdas"][1] in (1.0, 10.0)
+    table = (tmp_path / "defaults.md").read_text()
+    assert "## Which settings meet both targets on every sequence" in table
+    assert "| service defaults |" in table and "| grid [1.0, 10.0], lr 0.05 |" in table
 
 
 @pytest.mark.timeout(300)

@@ -27,7 +27,7 @@ from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import alembic_config, upgrade_database
 from app.db.tables import Job, Model, Version, utcnow
 from app.jobs.service import claim_job
-from app.learning.sweeper import sweep_stale_jobs
+from app.jobs.sweeper import sweep_stale_jobs
 from app.settings import Settings
 from app.versions.service import VersionConflict, lock_model, record_version
 from scripts.cluster import Server, start_postgres

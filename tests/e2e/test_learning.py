@@ -108,7 +108,8 @@ def test_refresh_accumulate_in_two_requests_equals_one_request(api) -> None:
     one_request = whole["result"]["version"]
 
     split, joined = (api.get(f"/v1/models/{model}/versions/{v}") for v in (two_requests, one_request))
-    assert split["importance"]["n_open"] == joined["importance"]["n_open"] == trained_rows(len(task.x_train)) + len(task.x_test)
+    expected = trained_rows(len(task.x_train)) + len(task.x_test)
+    assert split["importance"]["n_open"] == joined["importance"]["n_open"] == expected
     split_open = _importance(api, model, two_requests, "open")
     joined_open = _importance(api, model, one_request, "open")
     assert split_open.keys() == joined_open.keys()

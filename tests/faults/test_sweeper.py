@@ -8,7 +8,7 @@ from datetime import timedelta
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.db.tables import Job, Model, utcnow
-from app.learning.sweeper import sweep_stale_jobs
+from app.jobs.sweeper import sweep_stale_jobs
 from app.settings import Settings
 
 

@@ -13,7 +13,7 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
-import workers.file_transport as file_transport
+import app.jobs.file_transport as file_transport
 
 
 @pytest.fixture

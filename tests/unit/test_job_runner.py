@@ -13,9 +13,9 @@ from app.datasets.service import upload_dataset
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.db.tables import Job
+from app.jobs.context import JobContext
+from app.jobs.runner import run_job
 from app.learning import train
-from app.learning.context import JobContext
-from app.learning.runner import run_job
 from app.learning.schemas import TaskRequest
 from app.learning.service import submit_task
 from app.models.service import create_model

@@ -13,8 +13,8 @@ from sqlalchemy import event
 from app.datasets.service import upload_dataset
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
-from app.learning.context import JobContext
-from app.learning.runner import run_job
+from app.jobs.context import JobContext
+from app.jobs.runner import run_job
 from app.learning.schemas import TaskRequest
 from app.learning.service import submit_task
 from app.mas import evaluation

@@ -19,14 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Dataset, Job, Version
+from app.jobs.context import JobContext
+from app.jobs.heartbeat import heartbeat
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
-from app.learning.context import JobContext
-from app.learning.heartbeat import heartbeat
+from app.jobs.spec import JobSpec
+from app.jobs.watch import JobWatch
 from app.learning.job_requests import JOB_REQUESTS, ImportanceJobRequest, TrainJobRequest
 from app.learning.refresh import refresh_version
-from app.learning.spec import JobSpec
 from app.learning.train import planned_steps, train_version
-from app.learning.watch import JobWatch
 from app.mas.training import NonFiniteLoss, TrainingCancelled
 from app.store import BlobNotFound
 from app.versions.service import VersionConflict

