@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.learning.schemas import ImportanceOptions, Output, Reduction, Trainable, Variant
-from app.mas.methods import METHODS, PENALTY_FORMS
+from app.learning.schemas import ImportanceOptions, Output, Reduction, Trainable, Variant, known_method
+from app.mas.methods import PENALTY_FORMS
 from app.mas.training import OPTIMIZERS
 
 
@@ -42,12 +42,7 @@ class TrainJobRequest(BaseModel):
     validation_fraction: float = Field(0.0, ge=0, lt=1)  # jobs queued before validation slices: none
     checkpoint_interval_s: float = Field(60.0, ge=0)
 
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, method: str) -> str:
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}")
-        return method
+    _known_method = field_validator("method")(lambda method: known_method(method))
 
     @property
     def auto(self) -> bool:

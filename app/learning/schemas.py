@@ -22,6 +22,12 @@ Output = Literal[OUTPUTS]
 Reduction = Literal[REDUCTIONS]
 
 
+def known_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}")
+    return method
+
+
 def _check_local_l2(variant: str, output: str) -> None:
     if variant == "local" and output != "l2":
         raise ValueError("the local variant measures each layer's own squared output norm: output must be 'l2'")
@@ -106,12 +112,7 @@ class TaskRequest(BaseModel):
         _check_one_base(self.base_version, self.base_alias)
         return self
 
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, method: str) -> str:
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}")
-        return method
+    _known_method = field_validator("method")(lambda method: known_method(method))
 
     @model_validator(mode="after")
     def _options_the_method_takes(self) -> TaskRequest:
