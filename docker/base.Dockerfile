@@ -21,7 +21,7 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install ".[postgres,s3]"
+RUN pip install ".[postgres,s3,export]"
 # Ubuntu's images (the CUDA runtime) already have a user 1000, `ubuntu`: it makes way for ours. The
 # blob directory exists in the image and is ours, so a fresh named volume mounted on it is writable.
 RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \

@@ -12,7 +12,7 @@ from app.scoring.schemas import EvaluateOut, EvaluateRequest
 router = APIRouter(prefix="/v1/models/{name}", tags=["predictions"], dependencies=[ReadScope])
 
 
-@router.post("/evaluate", response_model=EvaluateOut, response_model_exclude_none=False)
+@router.post("/evaluate", response_model=EvaluateOut)
 def evaluate(name: str, body: EvaluateRequest, session: ReadSessionDep, store: StoreDep, cache: CacheDep,
              settings: SettingsDep) -> EvaluateOut:
     """Accuracy, per-class precision and recall, and the confusion matrix of `task` at a version (`version`,

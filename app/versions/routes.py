@@ -18,7 +18,6 @@ from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
 from app.models.schemas import ModelOut
 from app.models.service import get_model
-from app.store import BlobStore
 from app.versions import service
 from app.versions.importance import importance_download
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
@@ -44,15 +43,6 @@ def get_version(name: str, number: VersionNumber, session: SessionDep) -> Versio
     model = get_model(session, name)
     named = aliases_by_version(session, model)
     return VersionDetail.of(service.get_version(session, model, number), named.get(number, []))
-
-
-def blob_download(store: BlobStore, blob: str, *, filename: str | None = None,
-                  headers: dict[str, str] | None = None) -> Response:
-    """A blob as a download: streamed from its file when the store is local, else its bytes (S3…)."""
-    path = store.local_path(blob)
-    if path is not None:
-        return FileResponse(path, media_type=SAFETENSORS, filename=filename, headers=headers)
-    return bytes_download(store.get(blob), filename=filename, headers=headers)
 
 
 def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:
