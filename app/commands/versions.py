@@ -45,8 +45,36 @@ def show(ctx: typer.Context, model: str, version: int, as_json: JsonOption = Fal
         print_table("accuracy", ["task", "accuracy"], [(t, f"{a:.4f}") for t, a in detail["accuracy"].items()])
     layers = detail["importance"].get("layers") or {}
     if layers:
-        print_table(f"importance (n_open {detail['importance'].get('n_open')})", ["layer", "mean Ω", "max Ω"],
+        print_table("importance (total Ω = Σ over tasks of S/n)", ["layer", "mean Ω", "max Ω"],
                     [(name, f"{s['mean']:.3g}", f"{s['max']:.3g}") for name, s in layers.items()])
+    estimates = detail["importance"].get("tasks") or {}
+    if estimates:
+        print_table("importance per task", ["task", "samples", "measure"],
+                    [(task, e["n"], e.get("measure") or "-") for task, e in estimates.items()])
+    _print_made_by(detail.get("made_by"))
+
+
+def _print_made_by(made_by: dict | None) -> None:
+    """How the version was made: the request's learning settings, where it ran, its loss and λ search."""
+    if not made_by:
+        return
+    request = made_by.get("request") or {}
+    keys = ("method", "lambda", "penalty", "optimizer", "lr", "momentum", "epochs", "batch_size", "seed",
+            "validation_fraction", "train_dataset", "eval_dataset", "mode", "dataset")
+    fields = {k: request[k] for k in keys if request.get(k) is not None}
+    if made_by.get("lambda") is not None:
+        fields["lambda used"] = made_by["lambda"]
+    for key in ("worker", "device", "precision", "attempts", "resumed_from_step", "wall_s", "lifelong"):
+        if made_by.get(key) is not None:
+            fields[key] = made_by[key]
+    typer.echo("made by:")
+    print_fields(fields)
+    if made_by.get("loss_per_epoch"):
+        typer.echo("loss per epoch: " + " ".join(f"{loss:.4g}" for loss in made_by["loss_per_epoch"]))
+    if made_by.get("lambda_search"):
+        print_table("λ search (validation accuracy)", ["λ", "mean", *made_by["lambda_search"][0]["validation"]],
+                    [(t["lambda"], f"{t['mean']:.4f}", *(f"{a:.4f}" for a in t["validation"].values()))
+                     for t in made_by["lambda_search"]])
 
 
 @head.command("set")

@@ -87,6 +87,8 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     assert listed.exit_code == 0 and "(head: 2)" in listed.stdout
     shown = run("versions", "show", name, "2")
     assert shown.exit_code == 0 and "importance" in shown.stdout and first.name in shown.stdout
+    # How the version was made (issue 11): the request's settings, where it ran, its loss per epoch.
+    assert "made by:" in shown.stdout and "loss per epoch:" in shown.stdout and "importance per task" in shown.stdout
     assert [j["id"] for j in ok_json(run("jobs", "list", "--model", name, "--json"))][0] == job["id"]
     assert "succeeded" in run("jobs", "show", job["id"]).stdout
     assert run("jobs", "watch", job["id"]).exit_code == 0
