@@ -104,8 +104,12 @@ def eta_s(job: Job, elapsed: float | None) -> float | None:
 def status_of(job: Job, *, epochs: Epochs | None = None, now: datetime | None = None) -> str:
     """`epoch 2/10, loss 0.1234, 0:00:12 elapsed, ETA 0:00:30`: the parts the row allows."""
     parts = []
-    epoch = epochs.of(job) if epochs is not None else None
-    if epoch is not None:
+    progress = job.progress or {}
+    if progress.get("trials", 1) > 1:
+        parts.append(f"λ trial {progress['trial']}/{progress['trials']}")
+    if progress.get("epoch") is not None:  # the job says where it is: no estimate needed
+        parts.append(f"epoch {progress['epoch']}/{progress['epochs']}")
+    elif (epoch := epochs.of(job) if epochs is not None else None) is not None:
         parts.append(f"epoch {epoch}/{epochs.count}")
     loss = (job.progress or {}).get("loss")
     if loss is not None:

@@ -190,6 +190,8 @@ class Job(Base):
     checkpoint_step: Mapped[int | None]
     # What the result shows beyond the version: {"lambda", "lambda_search", "resumed_from_step"}.
     result_details: Mapped[dict[str, Any] | None]
+    # Where the progress stands within the run: {"epoch", "epochs", "trial", "trials"} for training.
+    progress_detail: Mapped[dict[str, Any] | None]
     # What became of the job's version under its model's promotion policy (app/aliases/promotion.py):
     # {"promoted", "policy", "alias", "reason", "violations", "unchecked"}; None before it succeeded.
     promotion: Mapped[dict[str, Any] | None]

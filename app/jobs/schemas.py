@@ -17,6 +17,11 @@ class Progress(BaseModel):
     total: int
     unit: str
     loss: float | None
+    # Training: the epoch of the run in progress, and which λ of an "auto" search it trains.
+    epoch: int | None = None
+    epochs: int | None = None
+    trial: int | None = None
+    trials: int | None = None
 
 
 class PromotionViolation(BaseModel):
@@ -96,7 +101,8 @@ class JobOut(BaseModel):
         progress = None
         if job.progress_total is not None:
             progress = Progress(done=job.progress_done or 0, total=job.progress_total,
-                                unit=job.progress_unit or "steps", loss=job.progress_loss)
+                                unit=job.progress_unit or "steps", loss=job.progress_loss,
+                                **(job.progress_detail or {}))
         return cls(
             id=job.id, kind=job.kind, model=model_name, state=job.state, task=job.task,
             base_version=job.base_version, request=dict(job.request), attempts=job.attempts,

@@ -129,10 +129,12 @@ def _process_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None) -> None:
+def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None,
+                    detail: dict[str, int] | None = None) -> None:
     job = session.get(Job, job_id)
     if job is not None and job.state == "running":
         job.progress_done, job.progress_total, job.progress_unit, job.progress_loss = done, total, unit, loss
+        job.progress_detail = detail
 
 
 def is_cancel_requested(session: Session, job_id: str) -> bool:

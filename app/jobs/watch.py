@@ -24,13 +24,14 @@ class JobWatch:
         self._last_write = self._last_poll = float("-inf")
         self._cancelled = False
 
-    def progress(self, done: int, total: int, loss: float | None, unit: str = "steps") -> None:
+    def progress(self, done: int, total: int, loss: float | None, unit: str = "steps",
+                 detail: dict[str, int] | None = None) -> None:
         now = time.monotonic()
         if done < total and now - self._last_write < self.progress_interval_s:
             return
         self._last_write = now
         with self.sessions.begin() as session:
-            record_progress(session, self.job_id, done, total, unit, loss)
+            record_progress(session, self.job_id, done, total, unit, loss, detail)
 
     def should_stop(self) -> bool:
         if self._cancelled or self.shutting_down():

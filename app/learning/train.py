@@ -10,6 +10,7 @@ which makes a row of the accuracy matrix.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,8 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         importance=ImportanceChoice(options.variant, options.output, options.reduction)
         if options.on == "train" else None,
         lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=validation,
-        progress=watch.progress, should_stop=watch.should_stop,
+        progress=_with_epochs(watch, epochs=request.epochs, steps_per_epoch=math.ceil(len(y) / request.batch_size)),
+        should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
     )
     net = learned.net
@@ -131,6 +133,20 @@ def _task_entry(task: str, request: TrainJobRequest, split: Split) -> dict[str, 
     if len(split.validation):
         entry["validation"] = {"fraction": split.fraction, "seed": split.seed, "n": len(split.validation)}
     return entry
+
+
+def _with_epochs(watch: JobWatch, *, epochs: int, steps_per_epoch: int) -> Callable[[int, int, float], None]:
+    """Progress with where it stands within the run: the epoch, and the trial of a λ search (every trial
+    trains the same steps, so both follow from the step counts)."""
+    per_trial = epochs * steps_per_epoch
+
+    def report(done: int, total: int, loss: float) -> None:
+        within = (max(done, 1) - 1) % per_trial
+        detail = {"epoch": within // steps_per_epoch + 1, "epochs": epochs,
+                  "trial": (max(done, 1) - 1) // per_trial + 1, "trials": max(1, total // per_trial)}
+        watch.progress(done, total, loss, detail=detail)
+
+    return report
 
 
 def planned_steps(request: TrainJobRequest, n: int, *, base_has_tasks: bool) -> int:

@@ -191,6 +191,9 @@ def test_progress_epoch_elapsed_and_eta_come_from_the_jobs_row() -> None:
     # most 5 steps are several runs (one per λ tried): no epoch rather than a wrong one.
     assert Epochs(10, rows=105, batch_size=10).of(running) == 3
     assert Epochs(10, rows=50, batch_size=10).of(running) is None
+    searching = _job(started_at="2026-01-01T12:00:00Z", progress={
+        "done": 70, "total": 120, "unit": "steps", "loss": 0.5, "epoch": 2, "epochs": 4, "trial": 3, "trials": 4})
+    assert status_of(searching, now=now).startswith("λ trial 3/4, epoch 2/4, loss 0.5000")  # as the job reports it
     queued = _job(state="queued", started_at=None, progress={"done": 0, "total": 100, "unit": "steps", "loss": None})
     assert status_of(queued, epochs=ten, now=now) == "epoch 1/10"
     done = _job(state="succeeded", started_at="2026-01-01T12:00:00+00:00", finished_at="2026-01-01T12:01:05Z",

@@ -244,6 +244,8 @@ def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> N
     assert made_by["lambda"] == best["lambda"]
     assert job["result"]["lambda"] == best["lambda"] and job["result"]["lambda_search"] == search  # the job says so too
     assert job["progress"]["total"] == 3 * 5 * math.ceil(trained_rows(len(second.x_train)) / 32)  # every trial's steps
+    progress = job["progress"]  # where the last step stands: the last epoch of the last trial
+    assert (progress["epoch"], progress["epochs"], progress["trial"], progress["trials"]) == (5, 5, 3, 3)
 
     refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]),
                                                                 "validation_fraction": 0})
