@@ -271,7 +271,9 @@ def markdown(results: dict) -> str:
                          f"{'✓' if c['both_hold'] else '✗'}")
         lines.append(f"| {name} | {' | '.join(cells)} | {_yes(entry['both_hold_everywhere'])} | "
                      f"{entry['seconds'] / 60:.1f} |")
-    lines += ["", "Cells: forgetting ratio MAS/FT / new-task difference in points, ✓ when both targets hold."]
+    lines += ["", "Cells: forgetting ratio MAS/FT / new-task difference in points, ✓ when both targets hold. Minutes: "
+              "wall time of that setting's run as it happened, which depends on the machine's load as much as on "
+              "the setting (a job's cost is in proportion to epochs × the grid's size)."]
     for name, entry in results["settings"].items():
         lines += ["", f"## {name}", "", _describe(entry["settings"]) + ".", "", *_setting_table(entry)]
     return "\n".join(lines) + "\n"
