@@ -4,10 +4,15 @@ both); where either is missing they are skipped with the reason, like the other 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
-from scripts.cluster import postgres_bin
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import upgrade_database
+from app.settings import Settings
+from scripts.cluster import Server, postgres_bin, start_postgres
 
 
 def _missing() -> str | None:
@@ -27,3 +32,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" in str(item.path):
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# A PostgreSQL of the module's own, migrated to the head, for the tests that talk to it directly.
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Server]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sessions(postgres: Server) -> Iterator[sessionmaker[Session]]:
+    settings = Settings(database_url=postgres.url)
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    yield make_session_factory(engine)
+    engine.dispose()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -23,33 +23,17 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs.collect import CollectorBusy, exclusive_collection
-from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import alembic_config, upgrade_database
+from app.db.engine import make_engine
+from app.db.migrate import alembic_config
 from app.db.tables import Job, Model, Version, utcnow
 from app.jobs.service import claim_job
 from app.jobs.sweeper import sweep_stale_jobs
 from app.settings import Settings
 from app.versions.service import VersionConflict, lock_model, record_version
-from scripts.cluster import Server, start_postgres
+from scripts.cluster import Server
 from tests.conftest import service_env
 
 BLOB = "0" * 64
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Server]:
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sessions(postgres: Server) -> Iterator[sessionmaker[Session]]:
-    settings = Settings(database_url=postgres.url)
-    upgrade_database(settings)
-    engine = make_engine(settings)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _new_model(sessions: sessionmaker[Session], name: str) -> int:

@@ -5,39 +5,21 @@ SELECT … FOR UPDATE SKIP LOCKED) never take one delivery twice."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from alembic import command
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.aliases.moves import Mover, move_alias
-from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import alembic_config, upgrade_database
+from app.db.engine import make_engine
+from app.db.migrate import alembic_config
 from app.db.tables import Model, utcnow
 from app.settings import Settings
 from app.webhooks.delivery import claim_due
 from app.webhooks.service import add_webhook
 from app.webhooks.tables import WebhookDelivery
-from scripts.cluster import Server, start_postgres
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Server]:
-    server = start_postgres()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sessions(postgres: Server) -> Iterator[sessionmaker[Session]]:
-    settings = Settings(database_url=postgres.url)
-    upgrade_database(settings)
-    engine = make_engine(settings)
-    yield make_session_factory(engine)
-    engine.dispose()
+from scripts.cluster import Server
 
 
 def _model_with_hook(sessions: sessionmaker[Session], name: str) -> int:
