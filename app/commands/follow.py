@@ -105,7 +105,7 @@ def status_of(job: Job, *, epochs: Epochs | None = None, now: datetime | None = 
     """`epoch 2/10, loss 0.1234, 0:00:12 elapsed, ETA 0:00:30`: the parts the row allows."""
     parts = []
     progress = job.progress or {}
-    if progress.get("trials", 1) > 1:
+    if (progress.get("trials") or 1) > 1:
         parts.append(f"λ trial {progress['trial']}/{progress['trials']}")
     if progress.get("epoch") is not None:  # the job says where it is: no estimate needed
         parts.append(f"epoch {progress['epoch']}/{progress['epochs']}")

@@ -194,6 +194,10 @@ def test_progress_epoch_elapsed_and_eta_come_from_the_jobs_row() -> None:
     searching = _job(started_at="2026-01-01T12:00:00Z", progress={
         "done": 70, "total": 120, "unit": "steps", "loss": 0.5, "epoch": 2, "epochs": 4, "trial": 3, "trials": 4})
     assert status_of(searching, now=now).startswith("λ trial 3/4, epoch 2/4, loss 0.5000")  # as the job reports it
+    refreshing = _job(started_at="2026-01-01T12:00:00Z", progress={  # a job without them sends nulls
+        "done": 5, "total": 10, "unit": "samples", "loss": None, "epoch": None, "epochs": None, "trial": None,
+        "trials": None})
+    assert status_of(refreshing, now=now).startswith("0:00:30 elapsed")
     queued = _job(state="queued", started_at=None, progress={"done": 0, "total": 100, "unit": "steps", "loss": None})
     assert status_of(queued, epochs=ten, now=now) == "epoch 1/10"
     done = _job(state="succeeded", started_at="2026-01-01T12:00:00+00:00", finished_at="2026-01-01T12:01:05Z",
