@@ -115,6 +115,24 @@ def worker(queues: QueuesOption = None, name: NameOption = "lifelong@%h") -> Non
     ])
 
 
+LOCK_WAIT_S = 10.0  # a killed worker's pool processes can hold the lock a moment after it died
+
+
+def _lock_within(handle: IO[str], wait_s: float) -> bool:
+    """Take an exclusive lock on `handle`, retrying for `wait_s`: when serve restarts a killed worker,
+    the dead worker's pool processes may still be exiting (and holding the inherited lock) on a busy
+    machine; a live second worker holds it for good and is refused after the wait."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+
+
 def _one_embedded_worker(settings: Settings) -> IO[str]:
     """The embedded broker has exactly one worker, which at start resets the jobs a killed worker left
     `running`: a second worker on the same folder (a second `lifelong serve`) would reset the first one's
@@ -122,9 +140,7 @@ def _one_embedded_worker(settings: Settings) -> IO[str]:
     the second one refuse to start instead."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     handle = open(settings.var_dir / "embedded-worker.lock", "a+")  # noqa: SIM115 - kept open: the lock
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _lock_within(handle, LOCK_WAIT_S):
         handle.seek(0)
         typer.echo(f"lifelong: another worker already runs on this folder's embedded broker ({settings.var_dir},"
                    f" pid {handle.read().strip() or '?'}); it keeps its jobs. Stop it first, or use one"
@@ -166,6 +182,7 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
                 code = 1
                 break
             typer.echo(f"lifelong: the {name} exited with {child.returncode}; starting it again", err=True)
+            _kill_group(child)  # its pool processes too, which would otherwise live on holding its lock
             children[name] = subprocess.Popen(arguments[name], start_new_session=True)
             started[name] = now
             restarts.append(now)
@@ -203,6 +220,13 @@ def _stop_child(child: subprocess.Popen, signum: int, *, group: bool) -> None:
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         os.killpg(child.pid, signal.SIGKILL)
         child.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
