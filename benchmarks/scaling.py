@@ -95,10 +95,11 @@ def _run_workload(cluster: Cluster, jobs: int, epochs: int) -> dict[str, Any]:
     }
 
 
-def measure(jobs: int, epochs: int, repeats: int) -> list[dict[str, Any]]:
+def measure(jobs: int, epochs: int, repeats: int,
+            configs: list[tuple[int, int]] = CONFIGS) -> list[dict[str, Any]]:
     """Each configuration `repeats` times, each on a fresh cluster; jobs/min as median and range."""
     rows = []
-    for workers, threads in CONFIGS:
+    for workers, threads in configs:
         runs = []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory(prefix="lifelong-scaling-") as root:
@@ -140,14 +141,27 @@ def markdown(rows: list[dict[str, Any]], jobs: int, epochs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _configs(text: str) -> list[tuple[int, int]]:
+    try:
+        pairs = [tuple(int(n) for n in item.lower().split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WORKERSxTHREADS,… such as 2x1,1x2; got {text!r}") from None
+    if any(len(pair) != 2 or min(pair) < 1 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected WORKERSxTHREADS,… such as 2x1,1x2; got {text!r}")
+    return pairs  # type: ignore[return-value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=24)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--configs", type=_configs, default=CONFIGS,
+                        help="workers×threads to run, e.g. 2x1,1x2 (default: " +
+                             ",".join(f"{w}x{t}" for w, t in CONFIGS) + ")")
     args = parser.parse_args()
-    rows = measure(args.jobs, args.epochs, args.repeats)
+    rows = measure(args.jobs, args.epochs, args.repeats, args.configs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scaling.json").write_text(json.dumps(
         {"jobs": args.jobs, "epochs": args.epochs, "repeats": args.repeats, "rows": rows}, indent=1))

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         raise SystemExit(f"unknown backbones: {sorted(unknown)}; choose from {BACKBONES}")
     check_data(names)
     torch.set_num_threads(1)
-    started = time.perf_counter()
+    started, machine = time.perf_counter(), _environment()
     rows = {m: load_rows(m, profile[m]) for m in sorted({MODALITY[n] for n in names})}
     prepared = {}
     for name in names:
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     service_started = time.perf_counter()
     service = {} if args.no_service else _service_runs(prepared, backbones, profile)
     return {"profile": args.profile, "settings": {k: v for k, v in profile.items()} | {"workers": workers},
-            "machine": _environment(), "backbones": backbones, "service": service,
+            "machine": machine, "backbones": backbones, "service": service,
             "load_average_at_end": os.getloadavg()[0],
             "wall_seconds": {"total": time.perf_counter() - started,
                              "service": time.perf_counter() - service_started}}

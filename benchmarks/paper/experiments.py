@@ -39,7 +39,7 @@ from benchmarks.sequences import with_validation
 GRIDS = {
     "mas": [0.1, 3.0, 100.0, 3000.0],
     "ewc": [100.0, 3e3, 1e5, 3e6],
-    "si": [10.0, 300.0, 1e4, 3e5],
+    "si": [10.0, 300.0, 1e4, 3e5, 1e7],
     "l2": [1e-3, 0.03, 1.0, 30.0],
     "lwf": [0.1, 0.3, 1.0, 3.0, 10.0],
 }

@@ -302,20 +302,22 @@ def _plot_fig4(plt: Any, results: dict, out: Path) -> str:
 
 
 def _plot_transfers(plt: Any, results: dict, out: Path) -> str:
-    rows = [(n, k, s) for n, e in results["backbones"].items() for k, s in e["sequences"].items() if "__" in k]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 3.4))
+    backbones = [(n, [(k, s) for k, s in e["sequences"].items() if "__" in k]) for n, e in results["backbones"].items()]
+    backbones = [(n, pairs) for n, pairs in backbones if pairs]
+    fig, axes = plt.subplots(1, max(1, len(backbones)), figsize=(4.5 * max(1, len(backbones)), 3.8), squeeze=False)
     width = 0.8 / len(SHOWN)
-    for i, variant in enumerate(SHOWN):
-        drops = [100 * s["variants"][variant]["summary"]["first_drop"]["mean"] if variant in s["variants"] else 0
-                 for _, _, s in rows]
-        ax.bar([x + i * width for x in range(len(rows))], drops, width, label=variant)
-    ax.set_xticks([x + width * (len(SHOWN) - 1) / 2 for x in range(len(rows))],
-                  [f"{n}\n{_pair_label(k)}" for n, k, _ in rows], rotation=30, ha="right", fontsize=5)
-    ax.set_ylabel("first task's drop (points)")
-    ax.legend(fontsize=6)
-    ax.set_title("Two-task transfers (Table 2 form)", fontsize=9)
+    for ax, (name, pairs) in zip(axes[0], backbones, strict=False):
+        for i, variant in enumerate(SHOWN):
+            drops = [100 * s["variants"][variant]["summary"]["first_drop"]["mean"] if variant in s["variants"] else 0
+                     for _, s in pairs]
+            ax.bar([x + i * width for x in range(len(pairs))], drops, width, label=variant)
+        ax.set_xticks([x + width * (len(SHOWN) - 1) / 2 for x in range(len(pairs))],
+                      [_pair_label(k).replace(" → ", "\n→ ") for k, _ in pairs], fontsize=5)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("first task's drop (points)", fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle("Two-task transfers (Table 2 form): the first task's drop after learning the second", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "paper_transfers.png", dpi=110)
     plt.close(fig)
     return "paper_transfers.png"
-
