@@ -31,7 +31,7 @@ importance = typer.Typer(no_args_is_help=True, help="Re-measure a model's import
 
 # The server's defaults (app/learning/schemas.py), known here to show them in --help and the epoch in
 # the bar; the CLI sends an option only when it is given, so the server's own default applies.
-DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE, DEFAULT_LR = 10, 64, 0.01
+DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE, DEFAULT_LR = 20, 64, 0.05
 DEFAULT_METHOD, DEFAULT_OPTIMIZER = "mas", "sgd"
 
 

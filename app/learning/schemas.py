@@ -87,10 +87,10 @@ class TaskRequest(BaseModel):
     penalty: Literal[PENALTY_FORMS] = "proximal"
     method_options: dict[str, float] | None = Field(
         None, description="the method's own options: si {damping}, lwf {temperature}; defaults filled in")
-    epochs: Integer = Field(10, ge=1, le=100_000)
+    epochs: Integer = Field(20, ge=1, le=100_000)
     batch_size: Integer = Field(64, ge=1, le=1 << 20)
     optimizer: Literal[OPTIMIZERS] = "sgd"
-    lr: float = Field(0.01, gt=0, le=100, allow_inf_nan=False)
+    lr: float = Field(0.05, gt=0, le=100, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
     seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
     importance: ImportanceOptions = ImportanceOptions()
