@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.keys import allows, any_key_exists, find_key
@@ -46,15 +46,15 @@ class Caller:
     key_id: int | None = None
 
 
-def identify_caller(sessions: sessionmaker[Session], authorization: str) -> Caller | None:
+def identify_caller(engine: Engine, authorization: str) -> Caller | None:
     """Who sends `authorization`; None when a key is needed and this is none (missing, wrong, revoked)."""
     scheme, _, token = authorization.partition(" ")
-    with sessions() as session:
+    with engine.connect() as connection:
         if scheme.lower() == "bearer" and token.strip():
-            key = find_key(session, token.strip())
+            key = find_key(connection, token.strip())
             if key is not None:
                 return Caller(key.scope, key.id)
-        if not any_key_exists(session):
+        if not any_key_exists(connection):
             return Caller("open")
     return None
 
@@ -62,7 +62,7 @@ def identify_caller(sessions: sessionmaker[Session], authorization: str) -> Call
 def _authenticate(request: Request) -> str:
     """The caller's scope, or "open" when no key was ever created; raises 401 otherwise. (The
     AuthenticateFirst middleware normally did this already, before the body was read.)"""
-    caller = identify_caller(request.app.state.read_sessions, request.headers.get("authorization", ""))
+    caller = identify_caller(request.app.state.reader_engine, request.headers.get("authorization", ""))
     if caller is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers=_CHALLENGE)
     request.state.key_id = caller.key_id

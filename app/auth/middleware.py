@@ -27,7 +27,7 @@ class AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        caller = await run_in_threadpool(identify_caller, scope["app"].state.read_sessions, authorization)
+        caller = await run_in_threadpool(identify_caller, scope["app"].state.reader_engine, authorization)
         if caller is None:
             await send_error(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
             return

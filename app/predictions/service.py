@@ -1,8 +1,8 @@
 """Predict with a stored version: resolve model, version and task, fit the inputs, run the network.
 
-The database is only read to find the version; its transaction ends before the network runs, so a
-prediction never holds a lock that a worker writing progress would wait on, and what was read is kept
-(detached), not read again.
+The database is read once to find the version (app/predictions/lookup.py); its transaction ends
+before the network is loaded or run, so a prediction never holds a lock that a worker writing
+progress would wait on, and what was read is kept as plain values, not read again.
 """
 
 from __future__ import annotations
@@ -15,19 +15,20 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session
 
-from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.parsing import check_arrays, parse_inline
 from app.datasets.service import fit_inputs
+from app.db.tables import Version
 from app.errors import Invalid, NotFound, TooLarge
 from app.mas import evaluation
+from app.mas.networks import MultiHeadNet
+from app.mas.samples import LazySamples
 from app.metrics import count_prediction
 from app.models.networks import version_network
-from app.models.service import get_model
 from app.predictions.cache import NetworkCache
+from app.predictions.lookup import Target, find_target
 from app.predictions.schemas import PredictOut
 from app.store import BlobStore
-from app.versions.service import get_version
 
 RawInputs = np.ndarray | list[str] | list[bytes]  # array rows, texts, or image files
 
@@ -37,26 +38,39 @@ QUERY_ROWS = 100  # the API's limit for inputs carried in a GET's query string
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, model_name: str, task: str,
             version: int | None, inputs: RawInputs, probabilities: bool, alias: str | None = None) -> PredictOut:
     """`version` by number, or by `alias`, or production when neither is given (both: 422)."""
-    model = get_model(session, model_name)
-    stored = get_version(session, model, resolve_version(session, model, version=version, alias=alias))
-    tasks = {t["name"]: t for t in stored.tasks}
+    target = find_target(session, model_name, version=version, alias=alias)
+    tasks = {t["name"]: t for t in target.tasks}
     if task not in tasks:
-        raise NotFound(f"version {stored.number} of model {model.name!r} has no task {task!r} (it has {list(tasks)})")
-    architecture, number, classes = model.architecture, stored.number, tasks[task].get("classes")
-    # Detached with what was read, the rows are not expired by the rollback, which ends the read
-    # transaction before the forward pass: reading them again would cost two SELECTs and a new one.
-    session.expunge(stored)
-    session.expunge(model)
-    session.rollback()
-    x = model_inputs(architecture, inputs)
-    key = (json.dumps(architecture, sort_keys=True), stored.theta_blob)
-    net = cache.get(key, lambda: version_network(store, architecture, stored))
-    predicted, probs = evaluation.predict(net, task, x)
-    count_prediction(model.name, len(x))
+        raise NotFound(f"version {target.number} of model {target.model!r} has no task {task!r} (it has {list(tasks)})")
+    session.rollback()  # the read transaction ends here: a prediction holds nothing a writer waits on
+    x = model_inputs(target.architecture, inputs)
+    key = (json.dumps(target.architecture, sort_keys=True), target.theta_blob)
+    net = cache.get(key, lambda: _load_network(session, store, target))
+    predicted, probs = forward(net, task, x)
+    count_prediction(target.model, len(x))
     indices = predicted.tolist()
-    return PredictOut(model=model.name, version=number, alias=alias, task=task, predictions=indices,
+    classes = tasks[task].get("classes")
+    return PredictOut(model=target.model, version=target.number, alias=alias, task=task, predictions=indices,
                       labels=[classes[i] for i in indices] if classes else None,
                       probabilities=probs.tolist() if probabilities else None)
+
+
+def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples) -> tuple[torch.Tensor, torch.Tensor]:
+    """evaluation.predict, less its switch to eval mode and back: that walks every module twice, which
+    cost a 1-row prediction as much as its forward pass, and the cache holds its networks in eval mode."""
+    if net.training or not isinstance(x, torch.Tensor) or not 0 < x.shape[0] <= evaluation.rows_per_chunk(x):
+        return evaluation.predict(net, task, x)
+    with torch.inference_mode():
+        logits = net(net.input_spec.cast(x), task)
+    return logits.argmax(1), logits.softmax(1)
+
+
+def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHeadNet:
+    """The version's network, built from its θ blobs outside any transaction (it may take seconds)."""
+    stored = session.get_one(Version, target.version_id)
+    session.expunge(stored)  # detached with what was read: the rollback does not expire it
+    session.rollback()
+    return version_network(store, target.architecture, stored)
 
 
 def model_inputs(architecture: dict, inputs: RawInputs) -> torch.Tensor:

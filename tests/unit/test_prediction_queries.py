@@ -17,7 +17,6 @@ from app.jobs.context import JobContext
 from app.jobs.runner import run_job
 from app.learning.schemas import TaskRequest
 from app.learning.service import submit_task
-from app.mas import evaluation
 from app.models.service import create_model
 from app.predictions import service
 from app.predictions.cache import NetworkCache
@@ -48,8 +47,8 @@ def test_a_prediction_reads_once_and_holds_no_transaction_through_the_forward_pa
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     during_forward: list[int] = []
-    forward = evaluation.predict
-    monkeypatch.setattr(evaluation, "predict", lambda *a: during_forward.append(len(statements)) or forward(*a))
+    forward = service.forward
+    monkeypatch.setattr(service, "forward", lambda *a: during_forward.append(len(statements)) or forward(*a))
     cache = NetworkCache(1 << 30)
     for _ in range(2):  # a cold and a warm network cache
         statements.clear()
