@@ -49,7 +49,7 @@ TRAIN = {  # per backbone: SGD with momentum 0.9, as the service's default optim
     "minilm": {"epochs": 4, "batch_size": 16, "lr": 0.05},
 }
 PROFILES: dict[str, dict] = {
-    "default": {"seeds": 3, "validation_seeds": 1, "image": {"n_train": 80, "n_eval": 100},
+    "default": {"seeds": 5, "validation_seeds": 1, "image": {"n_train": 80, "n_eval": 100},
                 "text": {"n_train": 32, "n_eval": 30}, "image_size": 64, "max_length": 32, "grids": GRIDS,
                 "auto_grid": [0.1, 10.0, 1000.0], "auto_validation_fraction": 0.1, "train": TRAIN,
                 "max_tasks": None, "sequences": None, "service_tasks": 5,
