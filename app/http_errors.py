@@ -31,6 +31,7 @@ from starlette.types import Send
 
 from app.auth.deps import AdminScope, WriteScope
 from app.errors import ServiceError
+from app.request_schema import standard_bounds
 from app.store import BlobNotFound
 
 
@@ -207,6 +208,7 @@ def document_errors(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
             _declare(schema, declared)
+            standard_bounds(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -73,3 +73,25 @@ def refuse_null(value: Any) -> Any:
     if value is None:
         raise ValueError("may be left out, but not null")
     return value
+
+
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def standard_bounds(schema: Any) -> None:
+    """Rename, in place, the bounds pydantic leaves under its own names (`ge`, `le`, …) to JSON Schema's.
+
+    A bound on an optional `Integer` (`Integer | None = Field(None, ge=0)`) cannot go into the union's
+    branches, so pydantic writes it beside them as `ge`, which JSON Schema does not know: a client (or
+    schemathesis) reading the OpenAPI would send -1 and get a 422. Renamed, the schema says what the
+    server checks."""
+    if isinstance(schema, dict):
+        for name, standard in _BOUNDS.items():
+            if name in schema and isinstance(schema[name], int | float) and "type" in schema:
+                schema[standard] = schema.pop(name)
+        for value in schema.values():
+            standard_bounds(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            standard_bounds(value)
+

@@ -168,3 +168,19 @@ def test_a_request_with_many_bad_fields_gets_the_first_twenty(api) -> None:
     response = api.http.post(f"/v1/models/{model}/tasks", json=body)
     assert response.status_code == 422
     assert len(response.json()["errors"]) == 20 and response.json()["detail"].endswith("; and 180 more")
+
+
+def test_bounds_on_optional_integers_are_json_schema_bounds(openapi) -> None:
+    """pydantic writes a bound on `Integer | None` as `ge`/`le`, which JSON Schema ignores: a client that
+    trusts the OpenAPI would send -1 and get a 422 (schemathesis found it on `evaluate`'s version)."""
+    def keys(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return {k for k in node if k in ("ge", "le", "gt", "lt") and not isinstance(node[k], dict)} | {
+                k for v in node.values() for k in keys(v)}
+        return {k for v in node for k in keys(v)} if isinstance(node, list) else set()
+
+    assert keys(openapi) == set()
+    schemas = openapi["components"]["schemas"]
+    version = schemas["EvaluateRequest"]["properties"]["version"]["anyOf"][0]
+    assert version["type"] == "integer" and version["minimum"] == 0 and version["maximum"] > 0
+    assert schemas["TaskRequest"]["properties"]["num_classes"]["anyOf"][0]["minimum"] == 2
