@@ -5,25 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import event
 
 from app.aliases.moves import Mover
 from app.aliases.service import set_alias
-from app.datasets.service import upload_dataset
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.errors import Invalid, NotFound
-from app.jobs.context import JobContext
-from app.jobs.runner import run_job
-from app.learning.schemas import TaskRequest
-from app.learning.service import submit_task
-from app.models.service import create_model, get_model
+from app.models.service import get_model
 from app.predictions.lookup import find_target
 from app.settings import Settings
 from app.store import LocalBlobStore
-from tests.conftest import npz_bytes
+from tests.unit.tiny_model import train_tiny_model
 
 
 def test_the_lookup_follows_aliases_moved_by_another_process_and_refuses_as_before(tmp_path: Path) -> None:
@@ -33,17 +27,7 @@ def test_the_lookup_follows_aliases_moved_by_another_process_and_refuses_as_befo
     reader_engine = make_engine(settings, reader=True)
     reader = make_session_factory(reader_engine)
     store = LocalBlobStore(tmp_path / "var" / "blobs")
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(20, 4)).astype(np.float32), rng.integers(0, 2, 20)
-    with writer() as session:
-        create_model(session, store, "m", {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
-        session.commit()
-        dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "t.npz", 1 << 20)
-        session.commit()
-        request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1})
-        job_id = submit_task(session, store, "m", request, settings).id
-        session.commit()
-    assert run_job(JobContext(sessions=writer, store=store, settings=settings), job_id) == "succeeded"
+    train_tiny_model(writer, store, settings, rows=20)
 
     def move(alias: str, version: int) -> None:
         with writer() as session:

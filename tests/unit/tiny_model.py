@@ -1,0 +1,32 @@
+"""A model "m" (MLP 4-8) with task "t" learned by a real train job, for tests of what reads versions."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.datasets.service import upload_dataset
+from app.jobs.context import JobContext
+from app.jobs.runner import run_job
+from app.learning.schemas import TaskRequest
+from app.learning.service import submit_task
+from app.models.service import create_model
+from app.settings import Settings
+from app.store import BlobStore
+from tests.conftest import npz_bytes
+
+
+def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings: Settings, rows: int) -> np.ndarray:
+    """Create "m", learn "t" on `rows` random rows in one epoch (version 1), and return the rows."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(rows, 4)).astype(np.float32), rng.integers(0, 2, rows)
+    with sessions() as session:
+        create_model(session, store, "m", {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
+        session.commit()
+        dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "t.npz", 1 << 20)
+        session.commit()
+        request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1})
+        job_id = submit_task(session, store, "m", request, settings).id
+        session.commit()
+    assert run_job(JobContext(sessions=sessions, store=store, settings=settings), job_id) == "succeeded"
+    return x
