@@ -275,12 +275,8 @@ def _plot_fig5(plt: Any, name: str, mixed: dict, out: Path) -> str:
                       ha="right", fontsize=6)
         ax.set_title(title, fontsize=9)
     axes[1].legend(fontsize=6)
-    fig.suptitle(f"{NAMES.get(name, name)}: {len(tasks)} tasks (Fig. 5 form)", fontsize=9)
-    fig.tight_layout()
-    filename = f"paper_{name}_mixed8.png"
-    fig.savefig(out / filename, dpi=110)
-    plt.close(fig)
-    return filename
+    return _save(plt, fig, f"{NAMES.get(name, name)}: {len(tasks)} tasks (Fig. 5 form)",
+                 out / f"paper_{name}_mixed8.png")
 
 
 def _plot_fig4(plt: Any, results: dict, out: Path) -> str:
@@ -296,11 +292,7 @@ def _plot_fig4(plt: Any, results: dict, out: Path) -> str:
         ax.set_xlabel("after task", fontsize=8)
         ax.set_ylabel("MiB kept + held while training", fontsize=8)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("Memory per method per step (Fig. 4 form)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "paper_memory.png", dpi=110)
-    plt.close(fig)
-    return "paper_memory.png"
+    return _save(plt, fig, "Memory per method per step (Fig. 4 form)", out / "paper_memory.png")
 
 
 def _plot_transfers(plt: Any, results: dict, out: Path) -> str:
@@ -318,8 +310,14 @@ def _plot_transfers(plt: Any, results: dict, out: Path) -> str:
         ax.set_title(name, fontsize=9)
         ax.set_ylabel("first task's drop (points)", fontsize=8)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("Two-task transfers (Table 2 form): the first task's drop after learning the second", fontsize=9)
+    return _save(plt, fig, "Two-task transfers (Table 2 form): the first task's drop after learning the second",
+                 out / "paper_transfers.png")
+
+
+def _save(plt: Any, fig: Any, title: str, path: Path) -> str:
+    """Title, lay out, write and close a figure; its file name, for the list of plots written."""
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "paper_transfers.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return "paper_transfers.png"
+    return path.name
