@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,19 @@ def _normalises(directory: Path) -> bool:
     return any(str(m.get("type", "")).endswith(".Normalize") for m in json.loads(modules.read_text()))
 
 
+def in_length_order(encode: Callable[[Tensor], Tensor], rows: Tensor, lengths: Tensor, batch: int) -> Tensor:
+    """`encode(rows)`, but without gradients in passes of `batch` rows of similar length (each pass is cut
+    to its longest row by `encode`), the results put back in the rows' order. With gradients (training,
+    Ω) the batch stays whole."""
+    if torch.is_grad_enabled() or rows.shape[0] <= batch:
+        return encode(rows)
+    order = lengths.argsort()
+    pooled = torch.cat([encode(rows[order[start : start + batch]]) for start in range(0, rows.shape[0], batch)])
+    features = torch.empty_like(pooled)
+    features[order] = pooled
+    return features
+
+
 class TextEncoderTrunk(nn.Module):
     """Token ids [n, T] → mean-pooled (optionally L2-normalised) last-layer states [n, hidden]."""
 
@@ -116,14 +129,7 @@ class TextEncoderTrunk(nn.Module):
         costs about what its texts need, as sentence-transformers' `encode` sorts by length
         (measured: 289 → 386 texts/s on 64-text requests of 4–20 words). Training and Ω, which need
         gradients, keep the batch whole; the features are the same either way."""
-        if torch.is_grad_enabled() or ids.shape[0] <= self.INFERENCE_BATCH:
-            return self._encode(ids)
-        order = (ids != self.pad_id).sum(1).argsort()
-        pooled = torch.cat([self._encode(ids[order[start : start + self.INFERENCE_BATCH]])
-                            for start in range(0, ids.shape[0], self.INFERENCE_BATCH)])
-        features = torch.empty_like(pooled)
-        features[order] = pooled
-        return features
+        return in_length_order(self._encode, ids, (ids != self.pad_id).sum(1), self.INFERENCE_BATCH)
 
     def _encode(self, ids: Tensor) -> Tensor:
         ids = self._without_padding_columns(ids)

@@ -21,7 +21,8 @@ from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 
 
-def _nbytes(tensors: dict[str, Tensor]) -> int:
+def nbytes(tensors: dict[str, Tensor]) -> int:
+    """Bytes held by a dict of tensors (the memory figures of Fig. 4)."""
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
@@ -87,8 +88,8 @@ def run_sequence(
         result.lambdas.append(learned.lam)
         if learned.estimate is not None:
             estimates[data.name] = learned.estimate
-        result.training_state_bytes = max(result.training_state_bytes, _nbytes(learned.method.extra_state()))
-        result.state_bytes = max(result.state_bytes, sum(_nbytes(e.sums) for e in estimates.values()))
+        result.training_state_bytes = max(result.training_state_bytes, nbytes(learned.method.extra_state()))
+        result.state_bytes = max(result.state_bytes, sum(nbytes(e.sums) for e in estimates.values()))
         result.matrix.append({t.name: accuracy(net, t.name, t.x_test, t.y_test) for t in tasks[: index + 1]})
     result.seconds = time.perf_counter() - started
     return result

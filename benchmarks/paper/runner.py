@@ -17,20 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from torch import Tensor
-
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
 from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.methods import METHODS
 from app.mas.networks import MultiHeadNet, network_state
+from app.mas.sequence import nbytes
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
-
-
-def nbytes(tensors: dict[str, Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 @dataclass

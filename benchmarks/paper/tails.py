@@ -29,7 +29,7 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 
 from app.architectures import build_network, get_architecture
-from app.architectures.text import TextEncoderTrunk
+from app.architectures.text import TextEncoderTrunk, in_length_order
 from app.mas.networks import InputSpec, MultiHeadNet
 
 FEATURE_BATCH = 64  # rows per pass of the frozen part
@@ -47,14 +47,7 @@ class TextTail(nn.Module):
 
     def forward(self, packed: Tensor) -> Tensor:
         """As TextEncoderTrunk.forward: without gradients, passes of 16 rows of similar length."""
-        if torch.is_grad_enabled() or packed.shape[0] <= self.INFERENCE_BATCH:
-            return self._encode(packed)
-        order = packed[..., -1].sum(1).argsort()
-        pooled = torch.cat([self._encode(packed[order[start : start + self.INFERENCE_BATCH]])
-                            for start in range(0, packed.shape[0], self.INFERENCE_BATCH)])
-        features = torch.empty_like(pooled)
-        features[order] = pooled
-        return features
+        return in_length_order(self._encode, packed, packed[..., -1].sum(1), self.INFERENCE_BATCH)
 
     def _encode(self, packed: Tensor) -> Tensor:
         packed = self._without_padding_columns(packed)
