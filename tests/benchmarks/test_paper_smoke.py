@@ -141,3 +141,26 @@ def test_image_tail_on_cached_activations_matches_the_whole_efficientnet() -> No
     images = [rng.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(8)]
     labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
     _check_tail({"kind": "image-backbone", "image_size": 64, "trainable": {"last": 2}}, images, labels)
+
+
+@needs_data
+@pytest.mark.timeout(300)
+def test_defaults_on_the_paper_networks_smoke_writes_every_sequence(tmp_path: Path) -> None:
+    """benchmarks.defaults_pretrained's structure on the CNN (1 epoch proves nothing about the targets):
+    fine-tune and the service's default method on every sequence, with the service's own λ grid."""
+    command = [sys.executable, "-m", "benchmarks.defaults_pretrained", "--profile", "smoke", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=280,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "defaults_pretrained.json").read_text())
+    settings = results["settings"]
+    assert settings["lambda"] == "auto" and len(settings["lambda_grid"]) >= 3
+    assert sorted(results["sequences"]) == ["cnn/fm-coat-pullover-shirt-tshirt__fm-boot-sandal-sneaker", "cnn/mixed_8"]
+    for entry in results["sequences"].values():
+        for method in ("finetune", settings["method"]):
+            run = entry[method]["runs"][0]
+            assert len(run["matrix"]) == len(entry["tasks"]) == len(run["lambdas"])
+        chosen = entry[settings["method"]]["runs"][0]["lambdas"][1:]
+        assert all(lam in settings["lambda_grid"] for lam in chosen)
+        assert set(entry["comparison"]) >= {"forgetting_ratio", "new_task_points", "both_hold"}
+    assert "| cnn/mixed_8 |" in (tmp_path / "defaults_pretrained.md").read_text()
