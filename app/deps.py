@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.predictions.cache import NetworkCache
 from app.settings import Settings
 from app.store import BlobStore
+from app.timed_cache import TimedCache
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -45,6 +46,10 @@ async def get_cache(request: Request) -> NetworkCache:
     return request.app.state.cache
 
 
+async def get_target_cache(request: Request) -> TimedCache:
+    return request.app.state.target_cache
+
+
 async def get_celery(request: Request) -> Celery:
     return request.app.state.celery
 
@@ -54,4 +59,5 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 CacheDep = Annotated[NetworkCache, Depends(get_cache)]
+TargetCacheDep = Annotated[TimedCache, Depends(get_target_cache)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -37,6 +37,7 @@ from app.predictions.routes import router as predictions_router
 from app.scoring.routes import router as scoring_router
 from app.settings import Settings, get_settings
 from app.store import open_blob_store
+from app.timed_cache import TimedCache, clear_on_commit
 from app.versions.routes import router as versions_router
 from app.webhooks.routes import router as webhooks_router
 
@@ -60,9 +61,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessions = make_session_factory(app.state.reader_engine)
     app.state.store = open_blob_store(settings)
     app.state.cache = NetworkCache(settings.predict_cache_bytes)
+    app.state.key_cache = TimedCache(settings.auth_cache_s)
+    app.state.target_cache = TimedCache(settings.auth_cache_s)
+    clear_on_commit(app.state.sessions, app.state.key_cache, app.state.target_cache)
     app.state.celery = make_celery(settings)
-    routers = (health_router, models_router, datasets_router, learning_router, jobs_router, versions_router,
-               predictions_router, keys_router, architectures_router, aliases_router, webhooks_router)
+    # Predictions first: a request is matched against the routes in this order, and no other route
+    # matches a prediction's path, so the busiest route is found without trying the others first.
+    routers = (predictions_router, health_router, models_router, datasets_router, learning_router, jobs_router,
+               versions_router, keys_router, architectures_router, aliases_router, webhooks_router)
     routers += (export_router,)
     routers += (scoring_router,)
     # The last added is the outermost: 401, then 415, then 413, each before any body byte is read.

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # With no API key created the server runs open and refuses any non-loopback interface; this
     # lets it listen openly anyway (behind a proxy that authenticates, say). Prefer creating a key.
     allow_open_network: bool = False
+    # Seconds the API keeps a key check, and the version a prediction names, without reading the
+    # database again; 0 reads every time. A key revoked or an alias moved by another process (the CLI,
+    # a worker, a second API) counts within it; one changed through this API process counts at once.
+    auth_cache_s: float = Field(1.0, ge=0)
     # Limits of one request or job; each refusal says which limit and its value.
     # Rows of inline data (`inputs`) in one task or importance request (413 beyond).
     max_inline_rows: int = Field(10_000, ge=1)

@@ -11,10 +11,9 @@ lookup.
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.auth.deps import UNAUTHORIZED, identify_caller
+from app.auth.deps import UNAUTHORIZED, identify
 from app.http_errors import send_error
 
 
@@ -27,7 +26,7 @@ class AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         authorization = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-        caller = await run_in_threadpool(identify_caller, scope["app"].state.reader_engine, authorization)
+        caller = await identify(scope["app"].state, authorization)
         if caller is None:
             await send_error(send, 401, UNAUTHORIZED, [(b"www-authenticate", b"Bearer")])
             return

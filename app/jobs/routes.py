@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import ReadScope, WriteScope
 from app.db.tables import Job, Model
-from app.deps import SessionDep
+from app.deps import SessionDep, TargetCacheDep
 from app.jobs import service
 from app.jobs.schemas import JobOut
 from app.jobs.states import JobState
@@ -39,8 +39,14 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str, session: SessionDep) -> JobOut:
-    return shape_job(session, service.get_job(session, job_id))
+def get_job(job_id: str, session: SessionDep, targets: TargetCacheDep) -> JobOut:
+    job = service.get_job(session, job_id)
+    if job.state == "succeeded":
+        # A worker (another process) may just have promoted the job's version, which predictions would see
+        # only when the targets they keep expire (LIFELONG_AUTH_CACHE_S). A client that saw its job succeed
+        # here predicts next: forgetting them now makes that prediction read the version the job made.
+        targets.clear()
+    return shape_job(session, job)
 
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut,

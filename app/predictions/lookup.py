@@ -3,9 +3,12 @@
 Reading them as ORM rows took two SELECTs of whole rows (a version's row carries its accuracy,
 importance and how it was made, all JSON to decode) and cost a 1-row prediction more than its forward
 pass. One join of the few columns a prediction uses reads the same thing in one statement, so in one
-snapshot even without a transaction: nothing is cached, so an alias moved or a version added by
-another process counts at the next request. When the join finds nothing, the lookup by parts runs
-to say what is missing, with the answers it always gave (no model, no alias, no version).
+snapshot even without a transaction. When the join finds nothing, the lookup by parts runs to say
+what is missing, with the answers it always gave (no model, no alias, no version).
+
+The API keeps what it found for LIFELONG_AUTH_CACHE_S seconds (`find_recent_target`): an alias moved or
+a version added through the API process counts at once (its commit clears the cache), one moved by
+another process (a worker promoting a version, a second API) within that lifetime.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from app.aliases.moves import PRODUCTION
 from app.aliases.service import resolve_version
 from app.db.tables import Alias, Model, Version
 from app.models.service import get_model
+from app.timed_cache import TimedCache
 from app.versions.service import get_version
 
 
@@ -53,6 +57,25 @@ def find_target(session: Session, model_name: str, *, version: int | None, alias
         get_version(session, model, number)
         row = session.connection().execute(_BY_NUMBER, {"name": model_name, "number": number}).one()
     return Target(*row)
+
+
+def recent_target(cache: TimedCache, model_name: str, *, task: str, version: int | None,
+                  alias: str | None) -> Target | None:
+    """The target kept in `cache`, unless it lacks `task`: only a refusal could come of that, and a
+    version that a worker promoted just now may have the task."""
+    target = cache.get((model_name, version, alias))
+    return target if target is not None and any(t["name"] == task for t in target.tasks) else None
+
+
+def find_recent_target(cache: TimedCache, session: Session, model_name: str, *, task: str, version: int | None,
+                       alias: str | None) -> Target:
+    """`recent_target`, else `find_target`, kept in `cache` for the next request."""
+    target = recent_target(cache, model_name, task=task, version=version, alias=alias)
+    if target is None:
+        read_in = cache.generation
+        target = find_target(session, model_name, version=version, alias=alias)
+        cache.put((model_name, version, alias), target, read_in=read_in)
+    return target
 
 
 def _target_query(number: Any, *, by_alias: bool = False) -> Select:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.auth.deps import ReadScope
-from app.deps import CacheDep, ReadSessionDep, StoreDep
+from app.auth.deps import READ_SCOPE_OPENAPI, ReadScope
+from app.deps import CacheDep, ReadSessionDep, StoreDep, TargetCacheDep
 from app.errors import Invalid, TooLarge
 from app.models.schemas import NAME_PATTERN
 from app.predictions import service
@@ -18,11 +19,12 @@ from app.predictions.schemas import PredictOut, PredictRequest
 from app.settings import Settings
 from app.versions.schemas import MAX_VERSION
 
-router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"], dependencies=[ReadScope])
+router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"])
 
 NPY = "application/x-npy"
 MULTIPART = "multipart/form-data"
 IMAGES = ("image/png", "image/jpeg")
+QUICK_JSON_BYTES = 16 << 10  # a JSON body this small is parsed on the event loop (a few rows)
 
 AliasQuery = Annotated[str | None, Query(pattern=NAME_PATTERN, description="a version by alias, not with version "
                                                                        "(default: production)")]
@@ -42,23 +44,25 @@ _BODIES = {
 }
 
 
-@router.get("", response_model=PredictOut, response_model_exclude_none=True)
+@router.get("", response_model=PredictOut, response_model_exclude_none=True, dependencies=[ReadScope])
 def predict_from_query(
     name: str,
     session: ReadSessionDep,
     store: StoreDep,
     cache: CacheDep,
+    targets: TargetCacheDep,
     task: Annotated[str, Query(pattern=NAME_PATTERN)],
     inputs: Annotated[str, Query(description="JSON list of rows, at most 100")],
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
     alias: AliasQuery = None,
     probabilities: bool = False,
 ) -> PredictOut:
-    return service.predict(session, store, cache, model_name=name, task=task, version=version, alias=alias,
-                           inputs=service.inputs_from_query(inputs), probabilities=probabilities)
+    return service.predict(session, store, cache, targets=targets, model_name=name, task=task, version=version,
+                           alias=alias, inputs=service.inputs_from_query(inputs), probabilities=probabilities)
 
 
-@router.post("", response_model=PredictOut, response_model_exclude_none=True, openapi_extra=_BODIES)
+@router.post("", response_model=PredictOut, response_model_exclude_none=True,
+             openapi_extra={**_BODIES, **READ_SCOPE_OPENAPI})
 async def predict_from_body(
     name: str,
     request: Request,
@@ -78,35 +82,62 @@ async def predict_from_body(
     else:
         body = await _read_body(request, settings.max_upload_bytes)
 
-    def parse_and_predict() -> bytes:
-        chosen_task, chosen_version, chosen_alias, with_probabilities = task, version, alias, probabilities
+    asked: Asked | None = None
+    if content_type not in (NPY, MULTIPART, *IMAGES) and len(body) <= QUICK_JSON_BYTES:
+        # A small JSON body is parsed here, on the event loop, and predicted here when nothing needs
+        # reading and the network is fast (service.predict_in_memory): the thread-pool hop would cost a
+        # 1-row prediction more than the prediction itself.
+        asked = _from_json(body, settings.max_predict_rows)
+        answer = service.predict_in_memory(state.cache, targets=state.target_cache, model_name=name,
+                                           **asked.arguments())
+        if answer is not None:
+            return _json(answer)
+
+    def parse_and_predict() -> Response:
         if content_type in (NPY, MULTIPART, *IMAGES):
-            if chosen_task is None:
+            if task is None:
                 raise Invalid(f"with a {content_type} body, give the task as a query parameter (?task=…)")
-        if content_type == NPY:
-            inputs = service.inputs_from_npy(body, settings.max_predict_rows)
-        elif content_type == MULTIPART:
-            inputs = files
-        elif content_type in IMAGES:
-            inputs = [body]
+            inputs = (service.inputs_from_npy(body, settings.max_predict_rows) if content_type == NPY
+                      else files if content_type == MULTIPART else [body])
+            question = Asked(task, version, alias, inputs, probabilities)
         else:
-            try:
-                parsed = PredictRequest.model_validate_json(body)
-            except ValidationError as error:  # answered as FastAPI's own bodies are: with the fields
-                raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from error
-            chosen_task, chosen_version, with_probabilities = parsed.task, parsed.version, parsed.probabilities
-            chosen_alias = parsed.alias
-            inputs = (service.inputs_from_json(parsed.inputs, settings.max_predict_rows) if parsed.texts is None
-                      else service.inputs_from_texts(parsed.texts, settings.max_predict_rows))
+            question = asked or _from_json(body, settings.max_predict_rows)
         with state.read_sessions() as session:
-            answer = service.predict(session, state.store, state.cache, model_name=name, task=chosen_task,
-                                     version=chosen_version, alias=chosen_alias, inputs=inputs,
-                                     probabilities=with_probabilities)
-        # The bytes FastAPI would send for response_model=PredictOut, without validating `answer` again.
-        return answer.model_dump_json(exclude_none=True).encode()
+            return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
+                                         model_name=name, **question.arguments()))
 
     # Parsing, the forward pass and the JSON are CPU work: off the event loop, as in the sync routes.
-    return Response(await run_in_threadpool(parse_and_predict), media_type="application/json")
+    return await run_in_threadpool(parse_and_predict)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a POST asks for: from its JSON body, or from the query with the other bodies."""
+
+    task: str
+    version: int | None
+    alias: str | None
+    inputs: service.RawInputs
+    probabilities: bool
+
+    def arguments(self) -> dict[str, Any]:
+        return {"task": self.task, "version": self.version, "alias": self.alias, "inputs": self.inputs,
+                "probabilities": self.probabilities}
+
+
+def _from_json(body: bytes, max_rows: int) -> Asked:
+    try:
+        parsed = PredictRequest.model_validate_json(body)
+    except ValidationError as error:  # answered as FastAPI's own bodies are: with the fields
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from error
+    inputs = (service.inputs_from_json(parsed.inputs, max_rows) if parsed.texts is None
+              else service.inputs_from_texts(parsed.texts, max_rows))
+    return Asked(parsed.task, parsed.version, parsed.alias, inputs, parsed.probabilities)
+
+
+def _json(answer: PredictOut) -> Response:
+    # The bytes FastAPI would send for response_model=PredictOut, without validating `answer` again.
+    return Response(answer.model_dump_json(exclude_none=True).encode(), media_type="application/json")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

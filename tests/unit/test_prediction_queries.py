@@ -15,6 +15,7 @@ from app.predictions import service
 from app.predictions.cache import NetworkCache
 from app.settings import Settings
 from app.store import LocalBlobStore
+from app.timed_cache import TimedCache
 from tests.unit.tiny_model import train_tiny_model
 
 
@@ -36,10 +37,34 @@ def test_a_prediction_reads_once_and_holds_no_transaction_through_the_forward_pa
     for _ in range(2):  # a cold and a warm network cache
         statements.clear()
         with sessions() as session:
-            answer = service.predict(session, store, cache, model_name="m", task="t", version=None, inputs=x[:2],
-                                     probabilities=False)
+            answer = service.predict(session, store, cache, targets=TimedCache(0), model_name="m", task="t",
+                                     version=None, inputs=x[:2], probabilities=False)
             after = len(statements)
             assert answer.model == "m" and answer.version == 1 and len(answer.predictions) == 2
         selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
         assert len(selects) <= 3, selects  # the model, production's version; nothing read twice
         assert during_forward[-1] == after  # no statement after the rows were read: none during the forward pass
+
+
+def test_a_prediction_runs_in_memory_only_when_nothing_is_read_and_its_network_is_quick(tmp_path: Path,
+                                                                                       monkeypatch) -> None:
+    """The event-loop path of a small JSON prediction: the same answer as `predict`, no statement at all,
+    and None (the thread pool) for a network never run yet or too slow at its last pace."""
+    settings = Settings(var_dir=tmp_path / "var")
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    store = LocalBlobStore(tmp_path / "var" / "blobs")
+    x = train_tiny_model(sessions, store, settings, rows=40)
+    cache, targets = NetworkCache(1 << 30), TimedCache(60.0)
+    asked = {"model_name": "m", "task": "t", "version": None, "inputs": x[:2], "probabilities": True}
+    assert service.predict_in_memory(cache, targets=targets, **asked) is None  # nothing in memory yet
+
+    with sessions() as session:
+        answer = service.predict(session, store, cache, targets=targets, **asked)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    monkeypatch.setattr(service, "QUICK_S", 60.0)  # whatever pace this (loaded) machine ran it at
+    assert service.predict_in_memory(cache, targets=targets, **asked) == answer and statements == []
+    monkeypatch.setattr(service, "QUICK_S", 0.0)
+    assert service.predict_in_memory(cache, targets=targets, **asked) is None
