@@ -24,7 +24,7 @@ from app.settings import Settings
 from app.store import LocalBlobStore
 from app.timed_cache import TimedCache, clear_on_commit
 from tests.unit.test_timed_cache import ManualClock
-from tests.unit.tiny_model import train_tiny_model
+from tests.unit.tiny_model import tiny_service, train_tiny_model
 
 
 def test_the_lookup_follows_aliases_moved_by_another_process_and_refuses_as_before(tmp_path: Path) -> None:
@@ -107,10 +107,7 @@ def test_the_api_keeps_a_target_for_its_lifetime_and_forgets_it_when_it_moves_th
 def test_a_job_seen_succeeded_through_the_api_forgets_the_kept_targets(tmp_path: Path) -> None:
     """A client that waits for its job (GET /v1/jobs/{id}) and then predicts gets the version the job made,
     though a worker (another process) promoted it: the job's answer clears what predictions keep."""
-    settings = Settings(var_dir=tmp_path / "var")
-    upgrade_database(settings)
-    sessions = make_session_factory(make_engine(settings))
-    train_tiny_model(sessions, LocalBlobStore(tmp_path / "var" / "blobs"), settings, rows=20)
+    sessions = tiny_service(tmp_path, rows=20).sessions
     targets = TimedCache(60.0, clock=ManualClock())
     with sessions() as session:
         assert find_recent_target(targets, session, "m", task="t", version=None, alias=None).number == 1

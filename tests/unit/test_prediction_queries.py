@@ -9,24 +9,16 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import upgrade_database
 from app.predictions import service
 from app.predictions.cache import NetworkCache
-from app.settings import Settings
-from app.store import LocalBlobStore
 from app.timed_cache import TimedCache
-from tests.unit.tiny_model import train_tiny_model
+from tests.unit.tiny_model import tiny_service
 
 
 def test_a_prediction_reads_once_and_holds_no_transaction_through_the_forward_pass(tmp_path: Path,
                                                                                    monkeypatch) -> None:
-    settings = Settings(var_dir=tmp_path / "var")
-    upgrade_database(settings)
-    engine = make_engine(settings)
-    sessions = make_session_factory(engine)
-    store = LocalBlobStore(tmp_path / "var" / "blobs")
-    x = train_tiny_model(sessions, store, settings, rows=40)
+    tiny = tiny_service(tmp_path)
+    engine, sessions, store, x = tiny.engine, tiny.sessions, tiny.store, tiny.x
 
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
@@ -50,12 +42,8 @@ def test_a_prediction_runs_in_memory_only_when_nothing_is_read_and_its_network_i
                                                                                        monkeypatch) -> None:
     """The event-loop path of a small JSON prediction: the same answer as `predict`, no statement at all,
     and None (the thread pool) for a network never run yet or too slow at its last pace."""
-    settings = Settings(var_dir=tmp_path / "var")
-    upgrade_database(settings)
-    engine = make_engine(settings)
-    sessions = make_session_factory(engine)
-    store = LocalBlobStore(tmp_path / "var" / "blobs")
-    x = train_tiny_model(sessions, store, settings, rows=40)
+    tiny = tiny_service(tmp_path)
+    engine, sessions, store, x = tiny.engine, tiny.sessions, tiny.store, tiny.x
     cache, targets = NetworkCache(1 << 30), TimedCache(60.0)
     asked = {"model_name": "m", "task": "t", "version": None, "inputs": x[:2], "probabilities": True}
     assert service.predict_in_memory(cache, targets=targets, **asked) is None  # nothing in memory yet

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.datasets.service import upload_dataset
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import upgrade_database
 from app.jobs.context import JobContext
 from app.jobs.runner import run_job
 from app.learning.schemas import TaskRequest
 from app.learning.service import submit_task
 from app.models.service import create_model
 from app.settings import Settings
-from app.store import BlobStore
+from app.store import BlobStore, LocalBlobStore
 from tests.conftest import npz_bytes
 
 
@@ -30,3 +36,23 @@ def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings
         session.commit()
     assert run_job(JobContext(sessions=sessions, store=store, settings=settings), job_id) == "succeeded"
     return x
+
+
+@dataclass(frozen=True)
+class TinyService:
+    """A migrated SQLite file and a local blob store under a test's folder, with "m" trained in them."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: LocalBlobStore
+    x: np.ndarray  # the rows "t" was learned on
+
+
+def tiny_service(tmp_path: Path, rows: int = 40) -> TinyService:
+    settings = Settings(var_dir=tmp_path / "var")
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    store = LocalBlobStore(tmp_path / "var" / "blobs")
+    return TinyService(settings, engine, sessions, store, train_tiny_model(sessions, store, settings, rows=rows))
