@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,26 @@ FAST_ENV = {
     "LIFELONG_TORCH_THREADS": "1",
     "LIFELONG_MAX_UPLOAD_BYTES": str(4 << 20),
 }
+
+
+_CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
+
+
+@pytest.fixture(autouse=True)
+def signals_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Processes a test starts inherit this process's blocked signals and an ignored SIGINT. A full run once
+    had children that ignored Ctrl-C and a worker that missed its pool process's death, though each test
+    passed alone: a test that leaves these signals blocked or ignored is named in a warning, and the
+    defaults are put back so that the next tests' processes behave."""
+    yield
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set()) & _CHILD_SIGNALS
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if blocked or ignored:
+        warnings.warn(f"{request.node.nodeid} left signals blocked: {sorted(s.name for s in blocked)}, "
+                      f"SIGINT ignored: {ignored}; put back", stacklevel=1)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+        if ignored:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def wait_for(condition: Callable[[], Any], *, deadline_s: float, what: str, every_s: float = 0.05) -> Any:

@@ -243,10 +243,24 @@ def _in_terminal(service: Service, *args: str) -> tuple[subprocess.Popen, int]:
 def _stop_with_ctrl_c(process: subprocess.Popen, master: int, seen: list[str]) -> str:
     """Ctrl-C, reading the terminal until the program has exited: a pty holds a few KB, so a program whose
     terminal nobody reads blocks on its next write, and its live bar fills that in seconds on a loaded machine."""
+    dispositions = _signal_lines(process.pid)
     process.send_signal(signal.SIGINT)
-    said = _read_pty(master, seen, lambda text: process.poll() is not None and "cancel it:" in text, deadline_s=60)
+    try:
+        said = _read_pty(master, seen, lambda text: process.poll() is not None and "cancel it:" in text,
+                         deadline_s=60)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nthe CLI's signals before Ctrl-C: {dispositions}") from None
     assert process.returncode == ExitCode.INTERRUPTED == 130
     return said
+
+
+def _signal_lines(pid: int) -> str:
+    """The process's blocked, ignored and caught signal masks (/proc/PID/status), for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
 
 
 def test_ctrl_c_leaves_the_job_running_and_says_how_to_watch_or_cancel_it(
@@ -255,13 +269,13 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_watch_or_cancel_it(
     np.savez(train := tmp_path / "train.npz", x=task.x_train, y=task.y_train)
     # A long job, followed by `tasks add` in a terminal: a live bar with the epoch and an ETA.
     process, master = _in_terminal(service, "tasks", "add", trained.model, task.name, "--train", str(train),
-                                   "--epochs", "5000", "--batch-size", "8", "--lambda", "1")
+                                   "--epochs", "50000", "--batch-size", "8", "--lambda", "1")
     seen: list[str] = []
     job_id = None
     try:
         text = _read_pty(master, seen, lambda text: re.search(r"job \w+: learning", text) is not None, deadline_s=60)
         job_id = re.search(r"job (\w+): learning", text).group(1)
-        _read_pty(master, seen, lambda text: re.search(r"epoch \d+/5000, loss [\d.]+, \d:\d\d:\d\d elapsed,"
+        _read_pty(master, seen, lambda text: re.search(r"epoch \d+/50000, loss [\d.]+, \d:\d\d:\d\d elapsed,"
                                                        r" ETA \d+:\d\d:\d\d", text) is not None, deadline_s=90)
         said = _stop_with_ctrl_c(process, master, seen)
         _check_the_job_went_on(service, lifelong, job_id, said)
