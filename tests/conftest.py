@@ -45,21 +45,30 @@ FAST_ENV = {
 _CHILD_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD}
 
 
+def default_signals() -> list[str]:
+    """Unblock SIGINT, SIGTERM and SIGCHLD and give SIGINT Python's handler; what had to be put back.
+    Processes a test starts inherit both: a CLI with SIGINT ignored does not stop at Ctrl-C."""
+    changed = [f"{s.name} blocked" for s in signal.pthread_sigmask(signal.SIG_BLOCK, set()) & _CHILD_SIGNALS]
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        changed.append("SIGINT ignored")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    return changed
+
+
+# A suite started in the background by a non-interactive shell (`make test &`, nohup … &) begins with SIGINT
+# ignored (POSIX: such jobs ignore it), and so would every process it starts; the Ctrl-C tests then fail.
+default_signals()
+
+
 @pytest.fixture(autouse=True)
 def signals_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Processes a test starts inherit this process's blocked signals and an ignored SIGINT. A full run once
-    had children that ignored Ctrl-C and a worker that missed its pool process's death, though each test
-    passed alone: a test that leaves these signals blocked or ignored is named in a warning, and the
-    defaults are put back so that the next tests' processes behave."""
+    """A test that leaves these signals blocked or SIGINT ignored is named in a warning, and the defaults
+    are put back, so that the processes later tests start behave."""
     yield
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set()) & _CHILD_SIGNALS
-    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    if blocked or ignored:
-        warnings.warn(f"{request.node.nodeid} left signals blocked: {sorted(s.name for s in blocked)}, "
-                      f"SIGINT ignored: {ignored}; put back", stacklevel=1)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
-        if ignored:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    changed = default_signals()
+    if changed:
+        warnings.warn(f"{request.node.nodeid} left {', '.join(changed)}; put back", stacklevel=1)
 
 
 def wait_for(condition: Callable[[], Any], *, deadline_s: float, what: str, every_s: float = 0.05) -> Any:
