@@ -139,7 +139,8 @@ def main() -> None:
     args = parser.parse_args()
     profile = PROFILES[args.profile]
     paper = PAPER_PROFILES[profile["paper"]]
-    settings = service_defaults() | {"epochs": profile.get("epochs") or service_defaults()["epochs"]}
+    defaults = service_defaults()
+    settings = defaults | {"epochs": profile.get("epochs") or defaults["epochs"]}
     seeds = list(range(args.seeds[0], args.seeds[-1] + 1)) if args.seeds else list(range(profile["seeds"]))
     started = time.perf_counter()
     try:
