@@ -2,6 +2,7 @@
 
     python -m benchmarks.defaults_pretrained           # rewrites benchmarks/results/defaults_pretrained.*
     python -m benchmarks.defaults_pretrained --profile smoke --out /tmp/x   # what CI runs
+    python -m benchmarks.defaults_pretrained --backbones efficientnet   # re-runs one, keeps the others' results
 
 benchmarks/defaults.py holds the service's defaults to the issue's targets (MAS forgets at most a third
 of what fine-tuning forgets; its new-task accuracy within 3 points of fine-tuning's) on the README
@@ -106,6 +107,28 @@ def run_all(settings: dict, seeds: list[int], workers: int) -> dict[str, dict]:
     return out
 
 
+def kept_results(path: Path, results: dict, rerun: list[str]) -> dict[str, dict]:
+    """The sequences and run records of the backbones not re-run, from an earlier run of the same settings."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    same = ("profile", "settings", "seeds")
+    if any(earlier.get(key) != results[key] for key in same):
+        raise SystemExit(f"{path} was made with other {', '.join(same)}: run every backbone")
+    runs = earlier.get("backbone_runs") or {b: {"date": "2026-12-01", "seconds": earlier.get("seconds")} for b in BACKBONES}
+    return {"sequences": {k: v for k, v in earlier["sequences"].items() if v["backbone"] not in rerun},
+            "backbone_runs": {b: r for b, r in runs.items() if b not in rerun}}
+
+
+def _runs_line(results: dict) -> str:
+    """When each backbone's figures were measured (a run may re-run some backbones and keep the others')."""
+    parts = []
+    for backbone, run in results["backbone_runs"].items():
+        took = f" in a run of {run['seconds'] / 60:.1f} min" if run.get("seconds") else ""
+        parts.append(f"{backbone} run on {run['date']}{took}")
+    return "; ".join(parts)
+
+
 def markdown(results: dict) -> str:
     entry = {"settings": results["settings"], "sequences": results["sequences"]}
     holds = sum(s["comparison"]["both_hold"] for s in results["sequences"].values())
@@ -114,7 +137,7 @@ def markdown(results: dict) -> str:
         "",
         f"Profile `{results['profile']}`: seeds {results['seeds'][0]}–{results['seeds'][-1]}; data and networks of "
         f"the paper benchmark's `{results['paper_profile']}` profile ({results['data']}); machine: "
-        f"{results['machine']}; {results['seconds'] / 60:.1f} min with {results['workers']} worker processes.",
+        f"{results['machine']}; {results['workers']} worker processes ({_runs_line(results)}).",
         "",
         f"Both targets hold on {holds} of {len(results['sequences'])} sequences (target: MAS/FT forgetting ≤ 0.33 "
         "and MAS − FT new-task accuracy ≥ −3 points, each on the means over seeds). Settings: "
@@ -136,8 +159,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workers", type=int, default=2, help="processes, one torch thread each [2]")
     parser.add_argument("--seeds", type=lambda text: [int(v) for v in text.split("-")], help="FIRST-LAST")
+    parser.add_argument("--backbones", type=lambda text: text.split(","),
+                        help="re-run only these (comma-separated) and keep the others' stored results")
     args = parser.parse_args()
-    profile = PROFILES[args.profile]
+    profile = dict(PROFILES[args.profile])
+    if args.backbones:
+        if unknown := set(args.backbones) - set(profile["backbones"]):
+            parser.error(f"unknown backbones {sorted(unknown)}; the profile has {profile['backbones']}")
+        profile["backbones"] = [b for b in profile["backbones"] if b in args.backbones]
     paper = PAPER_PROFILES[profile["paper"]]
     defaults = service_defaults()
     settings = defaults | {"epochs": profile.get("epochs") or defaults["epochs"]}
@@ -153,16 +182,24 @@ def main() -> None:
         print(f"benchmarks.defaults_pretrained: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     sequences = run_all(settings, seeds, args.workers)
+    seconds = time.perf_counter() - started
     results = {"profile": args.profile, "paper_profile": profile["paper"], "settings": settings, "targets": TARGETS,
                "seeds": seeds, "workers": args.workers,
                "data": f"{paper['image']['n_train']} train and {paper['image']['n_eval']} eval images per class at "
                        f"{paper['image_size']} px, {paper['text']['n_train']} train and {paper['text']['n_eval']} eval "
                        f"definitions per category, at most {paper['max_length']} tokens",
                "machine": f"{platform.machine()}, torch {torch.__version__}",
-               "sequences": sequences, "seconds": time.perf_counter() - started,
-               "both_hold_everywhere": all(s["comparison"]["both_hold"] for s in sequences.values()),
-               "mean_new_task_points": statistics.fmean(s["comparison"]["new_task_points"]["mean"]
-                                                        for s in sequences.values())}
+               "backbone_runs": {b: {"date": time.strftime("%Y-%m-%d"), "seconds": seconds} for b in _PREPARED}}
+    if args.backbones:
+        kept = kept_results(args.out / "defaults_pretrained.json", results, args.backbones)
+        sequences = kept.get("sequences", {}) | sequences
+        runs = kept.get("backbone_runs", {}) | results["backbone_runs"]
+        results["backbone_runs"] = {b: runs[b] for b in BACKBONES if b in runs}
+    order = {b: i for i, b in enumerate(BACKBONES)}
+    results["sequences"] = dict(sorted(sequences.items(), key=lambda item: order[item[1]["backbone"]]))
+    results |= {"both_hold_everywhere": all(s["comparison"]["both_hold"] for s in sequences.values()),
+                "mean_new_task_points": statistics.fmean(s["comparison"]["new_task_points"]["mean"]
+                                                         for s in sequences.values())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "defaults_pretrained.json").write_text(json.dumps(results, indent=1))
     (args.out / "defaults_pretrained.md").write_text(markdown(results))

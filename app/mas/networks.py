@@ -124,16 +124,26 @@ class MultiHeadNet(nn.Module):
             parameter.requires_grad_(name not in self.frozen)
 
     def train(self, mode: bool = True) -> MultiHeadNet:
-        """Train mode everywhere but in frozen layers: their batch-norm statistics and dropout stay as
-        in eval mode, so a frozen block computes the same function, and holds the same buffers, as before."""
+        """Train mode everywhere but in frozen layers and batch norms.
+
+        A frozen layer's dropout stays as in eval mode, so a frozen block computes the same function as
+        before. Every batch norm, trainable or not, normalises with its running statistics and never
+        updates them (Keras' fine-tuning advice): the statistics are averages, not parameters, so no
+        penalty can hold them, and a task that moved them would change what every earlier task's head
+        sees. Measured on EfficientNet-Lite0 over 8 Fashion-MNIST tasks, MAS forgot 0.014 at λ 10⁴ and
+        10⁶ alike with updated statistics, and 0.000 with them held. Its scale and shift still learn.
+        """
         super().train(mode)
-        if mode and self.frozen:
-            for prefix, module in self.trunk.named_modules(prefix="trunk"):
-                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
-                if own and all(name in self.frozen for name in own):
-                    module.eval()
-                elif not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
-                    module.eval()
+        if not mode:
+            return self
+        for prefix, module in self.trunk.named_modules(prefix="trunk"):
+            own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+            elif own and all(name in self.frozen for name in own):
+                module.eval()
+            elif self.frozen and not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
+                module.eval()
         return self
 
     def _inside_frozen(self, prefix: str) -> bool:

@@ -147,6 +147,21 @@ def test_frozen_blocks_compute_the_same_function_in_training_mode(image_spec, im
             assert torch.equal(frozen.train().trunk(x), frozen.eval().trunk(x))
 
 
+def test_trainable_blocks_drop_paths_and_no_batch_norm_statistics_move(image_spec, image_net):
+    """In training mode the trainable MBConv blocks (the last 3: block 14 is residual) drop paths, as the
+    package's model does; every batch norm normalises with its held statistics and leaves them as they were."""
+    x = get_architecture("image-backbone").preprocess(image_spec, [_synthetic_png()] * 4)
+    net = build_network({**image_spec, "trainable": {"last": 3}}, seed=0)
+    net.load_state_dict(image_net.state_dict())
+    statistics = {k: v.clone() for k, v in net.state_dict().items() if "running" in k or "num_batches" in k}
+    with torch.no_grad():
+        net.train()
+        first, second = (net.trunk(x) for _ in range(2))
+        assert not torch.equal(first, second)  # drop-connect in the trainable residual block
+        assert torch.equal(net.eval().trunk(x), net.eval().trunk(x))
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in statistics.items())
+
+
 @pytest.mark.parametrize("spec, raw", [
     ({"kind": "mlp", "input_shape": [3], "hidden": [5, 4]}, [[1, 2, 3], [4, 5, 6]]),
     ({"kind": "cnn", "input_shape": [1, 4, 4], "channels": [2], "hidden": [3]}, np.zeros((2, 16))),

@@ -164,3 +164,21 @@ def test_defaults_on_the_paper_networks_smoke_writes_every_sequence(tmp_path: Pa
         assert all(lam in settings["lambda_grid"] for lam in chosen)
         assert set(entry["comparison"]) >= {"forgetting_ratio", "new_task_points", "both_hold"}
     assert "| cnn/mixed_8 |" in (tmp_path / "defaults_pretrained.md").read_text()
+
+
+def test_a_partial_rerun_keeps_the_other_backbones_of_the_same_settings(tmp_path: Path) -> None:
+    """`--backbones efficientnet` replaces that backbone's sequences and keeps the rest, with their dates;
+    results made with other settings are never mixed in."""
+    from benchmarks.defaults_pretrained import kept_results
+
+    earlier = {"profile": "default", "settings": {"lambda": "auto"}, "seeds": [0, 1], "seconds": 600.0,
+               "sequences": {"cnn/a": {"backbone": "cnn"}, "efficientnet/a": {"backbone": "efficientnet"}}}
+    path = tmp_path / "defaults_pretrained.json"
+    path.write_text(json.dumps(earlier))
+    now = {"profile": "default", "settings": {"lambda": "auto"}, "seeds": [0, 1]}
+    kept = kept_results(path, now, ["efficientnet"])
+    assert list(kept["sequences"]) == ["cnn/a"]
+    assert kept["backbone_runs"]["cnn"]["seconds"] == 600.0 and "efficientnet" not in kept["backbone_runs"]
+    with pytest.raises(SystemExit, match="other profile, settings, seeds"):
+        kept_results(path, {**now, "seeds": [0]}, ["efficientnet"])
+    assert kept_results(tmp_path / "absent.json", now, ["cnn"]) == {}
