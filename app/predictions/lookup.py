@@ -13,7 +13,9 @@ another process (a worker promoting a version, a second API) within that lifetim
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Select, bindparam, select
@@ -37,6 +39,16 @@ class Target:
     number: int
     tasks: list[dict[str, Any]]
     theta_blob: str
+
+    @cached_property
+    def task_entries(self) -> dict[str, dict[str, Any]]:
+        """Each task's entry (its classes) by name; kept with the target, as it is, between requests."""
+        return {entry["name"]: entry for entry in self.tasks}
+
+    @cached_property
+    def network_key(self) -> tuple[str, str]:
+        """What the network cache knows this version's network by: its architecture and θ."""
+        return json.dumps(self.architecture, sort_keys=True), self.theta_blob
 
 
 def find_target(session: Session, model_name: str, *, version: int | None, alias: str | None) -> Target:
@@ -64,7 +76,7 @@ def recent_target(cache: TimedCache, model_name: str, *, task: str, version: int
     """The target kept in `cache`, unless it lacks `task`: only a refusal could come of that, and a
     version that a worker promoted just now may have the task."""
     target = cache.get((model_name, version, alias))
-    return target if target is not None and any(t["name"] == task for t in target.tasks) else None
+    return target if target is not None and task in target.task_entries else None
 
 
 def find_recent_target(cache: TimedCache, session: Session, model_name: str, *, task: str, version: int | None,

@@ -36,6 +36,27 @@ class PredictRequest(BaseModel):
         return self
 
 
+class PredictQuery(BaseModel):
+    """The query of a POST prediction: what an .npy, image or multipart body cannot say (a JSON body says it
+    in the body). Validated by the route itself, and only when a query is sent (app/predictions/routes.py)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task: str | None = Field(None, pattern=NAME_PATTERN, description="with an .npy body")
+    version: int | None = Field(None, ge=0, le=MAX_VERSION, description="with an .npy body")
+    alias: str | None = Field(None, pattern=NAME_PATTERN,
+                              description="a version by alias, not with version (default: production)")
+    probabilities: bool = Field(False, description="with an .npy body")
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """`model`'s fields as OpenAPI query parameters, as FastAPI writes those it validates itself."""
+    schema = model.model_json_schema()
+    return [{"name": name, "in": "query", "required": False, "schema": field,
+             **({"description": field["description"]} if "description" in field else {})}
+            for name, field in schema["properties"].items()]
+
+
 class PredictOut(BaseModel):
     model: str
     version: int

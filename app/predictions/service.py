@@ -47,14 +47,13 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets:
     """`version` by number, or by `alias`, or production when neither is given (both: 422); `targets`
     keeps what was found a short while (app/predictions/lookup.py)."""
     target = find_recent_target(targets, session, model_name, task=task, version=version, alias=alias)
-    tasks = {t["name"]: t for t in target.tasks}
-    if task not in tasks:
-        raise NotFound(f"version {target.number} of model {target.model!r} has no task {task!r} (it has {list(tasks)})")
+    if task not in target.task_entries:
+        raise NotFound(f"version {target.number} of model {target.model!r} has no task {task!r} "
+                       f"(it has {list(target.task_entries)})")
     session.rollback()  # the read transaction ends here: a prediction holds nothing a writer waits on
     x = model_inputs(target.architecture, inputs)
-    key = _network_key(target)
-    net = cache.get(key, lambda: _load_network(session, store, target))
-    return _run(cache, key, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    net = cache.get(target.network_key, lambda: _load_network(session, store, target))
+    return _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
 
 
 def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str, version: int | None,
@@ -65,29 +64,24 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
     target = recent_target(targets, model_name, task=task, version=version, alias=alias)
     if target is None:
         return None
-    key = _network_key(target)
-    net = cache.quick(key, len(inputs), QUICK_S)
+    net = cache.quick(target.network_key, len(inputs), QUICK_S)
     if net is None:
         return None
     x = model_inputs(target.architecture, inputs)
-    return _run(cache, key, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    return _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
 
 
-def _run(cache: NetworkCache, key: tuple[str, str], net: MultiHeadNet, target: Target, *, task: str,
-         x: torch.Tensor, probabilities: bool, alias: str | None) -> PredictOut:
+def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
+         alias: str | None) -> PredictOut:
     started = time.perf_counter()
     predicted, probs = forward(net, task, x)
-    cache.note_pace(key, len(x), time.perf_counter() - started)
+    cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
     indices = predicted.tolist()
-    classes = next(t for t in target.tasks if t["name"] == task).get("classes")
+    classes = target.task_entries[task].get("classes")
     return PredictOut(model=target.model, version=target.number, alias=alias, task=task, predictions=indices,
                       labels=[classes[i] for i in indices] if classes else None,
                       probabilities=probs.tolist() if probabilities else None)
-
-
-def _network_key(target: Target) -> tuple[str, str]:
-    return json.dumps(target.architecture, sort_keys=True), target.theta_blob
 
 
 def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples) -> tuple[torch.Tensor, torch.Tensor]:
