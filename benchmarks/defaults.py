@@ -125,17 +125,13 @@ def _without_held_back(task: TaskData, fraction: float, seed: int) -> TaskData:
     return TaskData(task.name, task.x_train[kept], task.y_train[kept], task.x_test, task.y_test)
 
 
-def _new_task_accuracies(result: SequenceResult) -> list[float]:
-    """Accuracy on each task just after learning it, from the second task (the first is learned alike by
-    both methods: nothing to protect yet)."""
-    return [row[task] for task, row in zip(result.tasks, result.matrix, strict=True)][1:]
-
-
-def _record(result: SequenceResult, seed: int) -> dict:
-    return {"seed": seed, "matrix": result.matrix, **result.summary,
-            "new_task_accuracy": statistics.fmean(_new_task_accuracies(result)),
-            "new_task_accuracies": _new_task_accuracies(result), "lambdas": result.lambdas,
-            "seconds": result.seconds}
+def _record(seed: int, *, tasks: list[str], matrix: list[dict[str, float]], summary: dict, lambdas: list[float],
+            seconds: float) -> dict:
+    """One seed's run: its accuracy matrix and summary, and the accuracy on each task just after learning it,
+    from the second task (the first is learned alike by both methods: nothing to protect yet)."""
+    new_task = [row[task] for task, row in zip(tasks, matrix, strict=True)][1:]
+    return {"seed": seed, "matrix": matrix, **summary, "new_task_accuracy": statistics.fmean(new_task),
+            "new_task_accuracies": new_task, "lambdas": lambdas, "seconds": seconds}
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -171,7 +167,8 @@ def benchmark_sequence(name: str, settings: dict, profile: dict, seeds: list[int
         runs = []
         for seed in seeds:
             result = run_method(make(seed)[: profile["max_tasks"]], method, settings, hidden, seed)
-            runs.append(_record(result, seed))
+            runs.append(_record(seed, tasks=result.tasks, matrix=result.matrix, summary=result.summary,
+                                lambdas=result.lambdas, seconds=result.seconds))
             out["tasks"] = result.tasks
         keys = ["average_accuracy", "forgetting", "new_task_accuracy", "seconds"]
         out[method] = {"runs": runs, "summary": {k: _mean_std([r[k] for r in runs]) for k in keys}}

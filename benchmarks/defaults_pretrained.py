@@ -76,10 +76,10 @@ def learn_sequence(backbone: str, sequence: str, method: str, seed: int, setting
     return run.as_dict()
 
 
-def _as_result(run: dict) -> object:
-    """The fields benchmarks.defaults._record reads, from a runner's Run."""
-    return argparse.Namespace(tasks=run["tasks"], matrix=run["matrix"], summary=run["summary"],
-                              lambdas=run["lambdas"], seconds=sum(run["seconds"]))
+def _fields(run: dict) -> dict:
+    """What benchmarks.defaults._record takes, from a runner's Run (as a dict)."""
+    return {"tasks": run["tasks"], "matrix": run["matrix"], "summary": run["summary"], "lambdas": run["lambdas"],
+            "seconds": sum(run["seconds"])}
 
 
 def run_all(settings: dict, seeds: list[int], workers: int) -> dict[str, dict]:
@@ -96,7 +96,7 @@ def run_all(settings: dict, seeds: list[int], workers: int) -> dict[str, dict]:
         for sequence in prepared.sequences:
             entry: dict = {"backbone": backbone, "tasks": prepared.sequences[sequence]}
             for method in methods:
-                records = [_record(_as_result(runs[backbone, sequence, method, seed]), seed) for seed in seeds]
+                records = [_record(seed, **_fields(runs[backbone, sequence, method, seed])) for seed in seeds]
                 keys = ["average_accuracy", "forgetting", "new_task_accuracy", "seconds"]
                 entry[method] = {"runs": records, "summary": {k: _mean_std([r[k] for r in records]) for k in keys}}
             entry["comparison"] = compare(entry["finetune"]["runs"], entry[settings["method"]]["runs"])
@@ -115,7 +115,8 @@ def kept_results(path: Path, results: dict, rerun: list[str]) -> dict[str, dict]
     same = ("profile", "settings", "seeds")
     if any(earlier.get(key) != results[key] for key in same):
         raise SystemExit(f"{path} was made with other {', '.join(same)}: run every backbone")
-    runs = earlier.get("backbone_runs") or {b: {"date": "2026-12-01", "seconds": earlier.get("seconds")} for b in BACKBONES}
+    first_run = {"date": "2026-12-01", "seconds": earlier.get("seconds")}  # results from before backbone_runs
+    runs = earlier.get("backbone_runs") or dict.fromkeys(BACKBONES, first_run)
     return {"sequences": {k: v for k, v in earlier["sequences"].items() if v["backbone"] not in rerun},
             "backbone_runs": {b: r for b, r in runs.items() if b not in rerun}}
 
