@@ -84,7 +84,7 @@ class MBConv(nn.Module):
         x = self.project(self.depthwise(x))
         if not self.residual:
             return x
-        if self.drop_rate and self.training and self.project.conv.weight.requires_grad:  # not when frozen
+        if self.drop_rate and self.project.bn.training:  # the batch norm is in eval mode when the block is frozen
             from efficientnet_lite_pytorch.utils import drop_connect
 
             x = drop_connect(x, p=self.drop_rate, training=True)

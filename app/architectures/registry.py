@@ -24,6 +24,7 @@ from app.architectures.base import Architecture, normalise_trainable
 from app.architectures.image import ImageBackbone
 from app.architectures.text import TextEncoder
 from app.mas.networks import MultiHeadNet, load_state
+from app.mas.task_statistics import KEY_PART
 
 ENTRY_POINT_GROUP = "lifelong.architectures"
 BUILTIN: tuple[type[Architecture], ...] = (MLP, CNN, TextEncoder, ImageBackbone)
@@ -108,8 +109,8 @@ def frozen_names(spec: dict, net: MultiHeadNet, trainable: Any = None) -> frozen
 def theta_groups(spec: dict, net: MultiHeadNet) -> dict[str, list[str]]:
     """θ's keys (as `network_state` names them: parameters and persistent buffers) in groups for block-wise
     storage: "block.<i>" per trunk block, "heads.<task>" per head, and "rest" for anything else. A buffer
-    (batch-norm statistics) goes with the block of the module that owns it, so a frozen block's group
-    never changes between versions and can be stored once."""
+    (batch-norm statistics, and each task's copy of them) goes with the block of the batch norm that owns
+    it, so a frozen block's group never changes between versions and can be stored once."""
     blocks = get_architecture(spec["kind"]).blocks(spec, net.trunk)
     module_block = {name.rsplit(".", 1)[0]: i for i, block in enumerate(blocks) for name in block}
     groups: dict[str, list[str]] = {f"block.{i}": [] for i in range(len(blocks))}
@@ -119,7 +120,7 @@ def theta_groups(spec: dict, net: MultiHeadNet) -> dict[str, list[str]]:
         parts = key.split(".")
         if parts[0] == "heads" and f"heads.{parts[1]}" in groups:
             groups[f"heads.{parts[1]}"].append(key)
-        elif (owner := key.rsplit(".", 1)[0]) in module_block:
+        elif (owner := key.split(KEY_PART)[0] if KEY_PART in key else key.rsplit(".", 1)[0]) in module_block:
             groups[f"block.{module_block[owner]}"].append(key)
         else:
             groups[REST].append(key)

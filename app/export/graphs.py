@@ -38,6 +38,7 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 
 from app.mas.networks import MultiHeadNet
+from app.mas.task_statistics import for_task
 
 ExportFormat = Literal["onnx", "torchscript"]
 ONNX_OPSET = 17
@@ -130,6 +131,7 @@ class TaskGraph:
     module: nn.Module
     inputs: list[GraphInput]
     example: Callable[[int], tuple[Tensor, ...]]  # rows -> inputs, deterministic
+    task: str  # traced and exported with its batch-norm statistics (app/mas/task_statistics.py)
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
@@ -145,11 +147,12 @@ def task_graph(net: MultiHeadNet, task: str, kind: str) -> TaskGraph:
     if kind in ("mlp", "cnn"):
         width = math.prod(net.input_shape)
         return TaskGraph(ArrayGraph(net, task).eval(), [GraphInput("input", "float32", ["batch", width])],
-                         lambda n: (torch.randn(n, width, generator=generator),))
+                         lambda n: (torch.randn(n, width, generator=generator),), task)
     if kind == "image-backbone":
         size = net.input_shape[-1]
         return TaskGraph(ImageGraph(net, task).eval(), [GraphInput("image", "uint8", ["batch", size, size, 3])],
-                         lambda n: (torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=generator),))
+                         lambda n: (torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=generator),),
+                         task)
     if kind == "text-encoder":
         return _text_graph(net, task, generator)
     spec = net.input_spec
@@ -160,7 +163,7 @@ def task_graph(net: MultiHeadNet, task: str, kind: str) -> TaskGraph:
         return (torch.randint(0, 2, (n, *spec.shape), generator=generator).to(spec.dtype),)
 
     dtype = str(spec.dtype).removeprefix("torch.")
-    return TaskGraph(TrunkGraph(net, task).eval(), [GraphInput("input", dtype, ["batch", *spec.shape])], example)
+    return TaskGraph(TrunkGraph(net, task).eval(), [GraphInput("input", dtype, ["batch", *spec.shape])], example, task)
 
 
 def _text_graph(net: MultiHeadNet, task: str, generator: torch.Generator) -> TaskGraph:
@@ -175,12 +178,12 @@ def _text_graph(net: MultiHeadNet, task: str, generator: torch.Generator) -> Tas
 
     inputs = [GraphInput("input_ids", "int64", ["batch", "sequence"]),
               GraphInput("attention_mask", "int64", ["batch", "sequence"])]
-    return TaskGraph(TextGraph(net, task).eval(), inputs, example)
+    return TaskGraph(TextGraph(net, task).eval(), inputs, example, task)
 
 
 def trace(graph: TaskGraph) -> torch.jit.ScriptModule:
     """The graph traced on two rows, refused unless it reproduces the eager network on three others."""
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), for_task(graph.task):
         warnings.simplefilter("ignore")  # TracerWarnings: what they warn of is checked below, on other rows
         try:
             traced = torch.jit.trace(graph.module, graph.example(2), check_trace=False)
@@ -215,7 +218,7 @@ def to_onnx(graph: TaskGraph, metadata: dict[str, str]) -> bytes:
     with _EXPORTING:
         trace(graph)
         buffer = io.BytesIO()
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), for_task(graph.task):
             warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and folding notes
             try:
                 torch.onnx.export(graph.module, graph.example(2), buffer, input_names=[i.name for i in graph.inputs],

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from app.mas import task_statistics
+
 TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAX_WIDTH = 1 << 16
 
@@ -103,6 +105,7 @@ class MultiHeadNet(nn.Module):
 
     def __init__(self, trunk: nn.Module, feature_dim: int, input_spec: InputSpec):
         super().__init__()
+        task_statistics.adopt(trunk)
         self.trunk = trunk
         self.feature_dim = feature_dim
         self.input_spec = input_spec
@@ -124,27 +127,31 @@ class MultiHeadNet(nn.Module):
             parameter.requires_grad_(name not in self.frozen)
 
     def train(self, mode: bool = True) -> MultiHeadNet:
-        """Train mode everywhere but in frozen layers and batch norms.
-
-        A frozen layer's dropout stays as in eval mode, so a frozen block computes the same function as
-        before. Every batch norm, trainable or not, normalises with its running statistics and never
-        updates them (Keras' fine-tuning advice): the statistics are averages, not parameters, so no
-        penalty can hold them, and a task that moved them would change what every earlier task's head
-        sees. Measured on EfficientNet-Lite0 over 8 Fashion-MNIST tasks, MAS forgot 0.014 at λ 10⁴ and
-        10⁶ alike with updated statistics, and 0.000 with them held. Its scale and shift still learn.
-        """
+        """Train mode everywhere but in frozen layers: their batch-norm statistics and dropout stay as
+        in eval mode, so a frozen block computes the same function, and holds the same buffers, as before."""
         super().train(mode)
-        if not mode:
-            return self
-        for prefix, module in self.trunk.named_modules(prefix="trunk"):
-            own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-            elif own and all(name in self.frozen for name in own):
-                module.eval()
-            elif self.frozen and not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
-                module.eval()
+        if mode and self.frozen:
+            for prefix, module in self.trunk.named_modules(prefix="trunk"):
+                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+                if own and all(name in self.frozen for name in own):
+                    module.eval()
+                elif not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
+                    module.eval()
         return self
+
+    def trained_norms(self) -> list[nn.Module]:
+        """The batch norms that training moves (those not frozen), each keeping per-task statistics."""
+        norms = []
+        for prefix, module in self.trunk.named_modules(prefix="trunk"):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and hasattr(module, "task_statistics"):
+                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+                if not (own and all(name in self.frozen for name in own)):
+                    norms.append(module)
+        return norms
+
+    def has_task_statistics(self) -> bool:
+        """Whether some task has batch-norm statistics of its own (then tasks' features may differ)."""
+        return any(len(getattr(m, "task_statistics", ())) for m in self.trunk.modules())
 
     def _inside_frozen(self, prefix: str) -> bool:
         """A parameterless module (dropout) counts as frozen when every parameter of its parent block is."""
@@ -180,7 +187,9 @@ class MultiHeadNet(nn.Module):
         }
 
     def forward(self, x: Tensor, task: str) -> Tensor:
-        return self.heads[task](self.trunk(x))
+        """`task`'s outputs; in eval mode its batch norms use the statistics it was learned with."""
+        with task_statistics.for_task(task):
+            return self.heads[task](self.trunk(x))
 
 
 def build_network(architecture: dict, seed: int) -> MultiHeadNet:
@@ -206,7 +215,8 @@ def load_network(architecture: dict, state: dict[str, Tensor]) -> MultiHeadNet:
 
 
 def load_state(net: MultiHeadNet, state: dict[str, Tensor]) -> MultiHeadNet:
-    """Put θ into a network; each `heads.<task>.weight` in the state re-creates that head.
+    """Put θ into a network; each `heads.<task>.weight` in the state re-creates that head, and each task's
+    batch-norm statistics their copy (app/mas/task_statistics.py).
 
     Heads come back in key order (safetensors sorts names): task order lives with the caller.
     """
@@ -214,6 +224,7 @@ def load_state(net: MultiHeadNet, state: dict[str, Tensor]) -> MultiHeadNet:
         parts = key.split(".")
         if parts[0] == "heads" and parts[-1] == "weight" and len(parts) == 3 and parts[1] not in net.heads:
             net.heads[parts[1]] = nn.Linear(tensor.shape[1], tensor.shape[0])
+    task_statistics.restore_copies(net, state)
     net.load_state_dict(state, strict=True)
     for name, parameter in net.named_parameters():
         parameter.requires_grad_(name not in net.frozen)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor
 
+from app.mas import task_statistics
 from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples, batches_of
@@ -95,6 +96,7 @@ def network_snapshot(net: MultiHeadNet, trainable: dict[str, torch.nn.Parameter]
 
 
 def restore_network(net: MultiHeadNet, state: dict[str, Tensor]) -> None:
+    task_statistics.restore_copies(net, state)  # the per-task batch-norm statistics it had made by then
     unexpected = net.load_state_dict(state, strict=False).unexpected_keys
     if unexpected:
         raise ValueError(f"the checkpoint names parameters this network lacks: {unexpected[:5]}")
@@ -137,6 +139,8 @@ def train_task(
     if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
         raise ValueError(f"labels must lie in [0, {num_classes})")
     trainable, optimizer = begin_training(net, task, num_classes, inputs, method, config)
+    norms = net.trained_norms()
+    task_statistics.keep_for_earlier_tasks(norms, task, net.heads)  # before a resumed run's buffers load
     generator = torch.Generator().manual_seed(config.seed)
     n = inputs.shape[0]
     total = config.epochs * math.ceil(n / config.batch_size)
@@ -201,5 +205,6 @@ def train_task(
                          "epoch_steps": epoch_steps},
                     ))
             loss_per_epoch.append(epoch_loss / epoch_steps)
+    task_statistics.keep_for_task(norms, task)
     net.eval()
     return TrainResult(steps=step, loss=loss_value, loss_per_epoch=loss_per_epoch)

@@ -3,7 +3,8 @@
 The snapshot goes through torch.save / torch.load(weights_only=True), as a job's checkpoint blob does;
 the resumed run starts from a network as the run began (what a job loads again from its base
 version). Kinds of state covered: SGD momentum and Adam moments, SI's path integral, LwF's targets,
-dropout's RNG, the epoch's shuffle mid-epoch, and a λ search stopped in its first or a later trial.
+dropout's RNG, per-task batch-norm statistics, the epoch's shuffle mid-epoch, and a λ search stopped in
+its first or a later trial.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ class Killed(Exception):
     """Stands for a SIGKILL: the run ends here, and only what was checkpointed survives."""
 
 
-def _network(dropout: bool) -> MultiHeadNet:
-    if not dropout:
+def _network(kind: str) -> MultiHeadNet:
+    """"mlp", "dropout" (an RNG in the forward pass) or "batchnorm" (statistics that training moves and
+    each task keeps a copy of)."""
+    if kind == "mlp":
         return build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, 0)
     torch.manual_seed(0)
-    trunk = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 16), nn.ReLU())
+    middle = nn.Dropout(0.3) if kind == "dropout" else nn.BatchNorm1d(32)
+    trunk = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), middle, nn.Linear(32, 16), nn.ReLU())
     return MultiHeadNet(trunk, 16, InputSpec((64,)))
 
 
-def _after_first_task(dropout: bool) -> tuple[MultiHeadNet, dict[str, torch.Tensor]]:
-    net = _network(dropout)
+def _after_first_task(kind: str) -> tuple[MultiHeadNet, dict[str, torch.Tensor]]:
+    net = _network(kind)
     learned = learn_task(net, FIRST.name, 2, FIRST.x_train, FIRST.y_train, method=MethodChoice(), theta_star={},
                          omega={}, config=TrainConfig(epochs=2, batch_size=32, seed=0))
     return learned.net, learned.estimate.mean()
@@ -75,20 +79,22 @@ def _interrupted(start: MultiHeadNet, omega: dict, method: str, optimizer: str, 
 
 
 CASES = {
-    "mas-sgd-momentum": ("mas", "sgd", False, None, 10, 13),
-    "mas-adam": ("mas", "adam", False, None, 9, 17),
-    "si": ("si", "sgd", False, None, 7, 11),
-    "lwf": ("lwf", "sgd", False, None, 12, 14),
-    "ewc-dropout": ("ewc", "sgd", True, None, 8, 20),
-    "search-first-trial": ("mas", "sgd", False, [0.1, 10.0, 1000.0], 5, 9),
-    "search-third-trial": ("mas", "sgd", False, [0.1, 10.0, 1000.0], 56, 60),  # 24 steps per trial
+    "mas-sgd-momentum": ("mas", "sgd", "mlp", None, 10, 13),
+    "mas-adam": ("mas", "adam", "mlp", None, 9, 17),
+    "si": ("si", "sgd", "mlp", None, 7, 11),
+    "lwf": ("lwf", "sgd", "mlp", None, 12, 14),
+    "ewc-dropout": ("ewc", "sgd", "dropout", None, 8, 20),
+    "search-first-trial": ("mas", "sgd", "mlp", [0.1, 10.0, 1000.0], 5, 9),
+    "search-third-trial": ("mas", "sgd", "mlp", [0.1, 10.0, 1000.0], 56, 60),  # 24 steps per trial
+    "lwf-batchnorm": ("lwf", "sgd", "batchnorm", None, 12, 14),
+    "search-batchnorm": ("mas", "sgd", "batchnorm", [0.1, 10.0, 1000.0], 56, 60),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(case: str) -> None:
-    method, optimizer, dropout, grid, save_at, kill_at = CASES[case]
-    start, omega = _after_first_task(dropout)
+    method, optimizer, kind, grid, save_at, kill_at = CASES[case]
+    start, omega = _after_first_task(kind)
     whole = _second(copy.deepcopy(start), omega, method, optimizer, grid)
     snapshot = _interrupted(start, omega, method, optimizer, grid, save_at, kill_at)
     resumed = _second(copy.deepcopy(start), omega, method, optimizer, grid, resume=snapshot)
@@ -105,7 +111,7 @@ def test_a_resumed_run_ends_where_the_uninterrupted_one_does(case: str) -> None:
 
 def test_the_interrupted_work_is_really_redone_from_the_snapshot() -> None:
     """The snapshot is of the step it was taken at, not of the end: resuming changes what remains."""
-    start, omega = _after_first_task(False)
+    start, omega = _after_first_task("mlp")
     snapshot = _interrupted(start, omega, "mas", "sgd", None, 10, 13)
     assert snapshot["run"]["step"] == 10 and snapshot["trial"] == 0
     assert snapshot["run"]["epoch"] == 1 and snapshot["run"]["batch"] == 10 - 8  # 8 batches per epoch

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from app.mas.evaluation import rows_per_chunk
 from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
+from app.mas.task_statistics import for_task
 
 
 class LwF(Method):
@@ -28,17 +29,25 @@ class LwF(Method):
     def begin_task(
         self, net: MultiHeadNet, task: str, trainable: dict[str, nn.Parameter], lr: float, inputs: Tensor
     ) -> None:
-        old = [head for name, head in net.heads.items() if name != task]
-        self.old_heads = [(h.weight.detach().clone(), h.bias.detach().clone()) for h in old]
+        old = {name: head for name, head in net.heads.items() if name != task}
+        self.old_heads = [(h.weight.detach().clone(), h.bias.detach().clone()) for h in old.values()]
         was_training = net.training
         net.eval()
+        chunk = rows_per_chunk(inputs)
+
+        def features() -> Tensor:
+            return torch.cat([net.trunk(inputs[i : i + chunk]) for i in range(0, inputs.shape[0], chunk)])
+
         with torch.no_grad():
-            chunk = rows_per_chunk(inputs)
-            features = torch.cat([net.trunk(inputs[i : i + chunk]) for i in range(0, inputs.shape[0], chunk)])
-            self.targets = [
-                functional.log_softmax(functional.linear(features, w, b) / self.temperature, dim=1)
-                for w, b in self.old_heads
-            ]
+            # Each old task's recorded outputs with its own batch-norm statistics; computed once when the
+            # network keeps none per task (they would all be the same).
+            shared = None if net.has_task_statistics() else features()
+            self.targets = []
+            for name, (w, b) in zip(old, self.old_heads, strict=True):
+                with for_task(name):
+                    old_features = shared if shared is not None else features()
+                self.targets.append(functional.log_softmax(functional.linear(old_features, w, b) / self.temperature,
+                                                           dim=1))
         net.train(was_training)
 
     def extra_state(self) -> dict[str, Tensor]:
