@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -39,12 +40,19 @@ JOB_DURATION_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3
 UNMATCHED = "unmatched"  # a path no route serves: one label, so scanners cannot blow up the series
 
 
+@lru_cache(maxsize=8192)
+def _series(metric: Counter | Histogram, *values: str) -> Any:
+    """One labelled series of `metric`, found once: `labels()` takes a lock and builds its key each time,
+    which cost a 1-row prediction about 3 µs per metric. No series is ever removed, so none goes stale."""
+    return metric.labels(*values)
+
+
 def count_prediction(model: str, rows: int) -> None:
-    PREDICTION_ROWS.labels(model=model).inc(rows)
+    _series(PREDICTION_ROWS, model).inc(rows)
 
 
 def count_cache_lookup(hit: bool) -> None:
-    PREDICTION_CACHE.labels(result="hit" if hit else "miss").inc()
+    _series(PREDICTION_CACHE, "hit" if hit else "miss").inc()
 
 
 class RequestMetrics:
@@ -69,8 +77,8 @@ class RequestMetrics:
             # The router writes the matched route into this same scope dict.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             method = scope.get("method", "")
-            REQUESTS.labels(method=method, route=route, status=str(status[0])).inc()
-            LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+            _series(REQUESTS, method, route, str(status[0])).inc()
+            _series(LATENCY, method, route).observe(time.perf_counter() - started)
 
 
 class DatabaseCollector(Collector):

@@ -74,24 +74,27 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
 def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
          alias: str | None) -> PredictOut:
     started = time.perf_counter()
-    predicted, probs = forward(net, task, x)
+    predicted, probs = forward(net, task, x, probabilities)
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
     indices = predicted.tolist()
     classes = target.task_entries[task].get("classes")
     return PredictOut(model=target.model, version=target.number, alias=alias, task=task, predictions=indices,
                       labels=[classes[i] for i in indices] if classes else None,
-                      probabilities=probs.tolist() if probabilities else None)
+                      probabilities=probs.tolist() if probs is not None else None)
 
 
-def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples) -> tuple[torch.Tensor, torch.Tensor]:
-    """evaluation.predict, less its switch to eval mode and back: that walks every module twice, which
-    cost a 1-row prediction as much as its forward pass, and the cache holds its networks in eval mode."""
+def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
+            probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(classes, probabilities when asked): evaluation.predict, less its switch to eval mode and back (that
+    walks every module twice, which cost a 1-row prediction as much as its forward pass, and the cache
+    holds its networks in eval mode) and less the softmax nobody asked for."""
     if net.training or not isinstance(x, torch.Tensor) or not 0 < x.shape[0] <= evaluation.rows_per_chunk(x):
-        return evaluation.predict(net, task, x)
+        predicted, probs = evaluation.predict(net, task, x)
+        return predicted, probs if probabilities else None
     with torch.inference_mode():
         logits = net(net.input_spec.cast(x), task)
-    return logits.argmax(1), logits.softmax(1)
+        return logits.argmax(1), logits.softmax(1) if probabilities else None
 
 
 def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHeadNet:
