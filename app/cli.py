@@ -54,7 +54,7 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
     from app.logging_setup import configure_logging
     from app.main import create_app
 
-    configure_logging()
+    configure_logging(in_background=True)
     settings = get_settings()
     refuse_open_bind(host or settings.host)
     uvicorn.run(

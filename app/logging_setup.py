@@ -9,12 +9,16 @@ record, so each line written while a job runs (ours, Celery's, torch warnings) s
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
 import os
+import queue
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any, TextIO
 
 CURRENT_JOB: ContextVar[str | None] = ContextVar("lifelong_job_id", default=None)
@@ -33,6 +37,27 @@ class JobIdFilter(logging.Filter):
         return True
 
 
+class _Queued(QueueHandler):
+    """Hands records to the writer thread with their message and traceback already rendered (their
+    arguments may change once the call returns), the traceback kept apart for the JSON line."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+
+class _Writer(QueueListener):
+    """The thread that formats and writes queued records; stopping it twice (by hand, then at exit) is fine."""
+
+    def stop(self) -> None:
+        if self._thread is not None:  # type: ignore[attr-defined]
+            super().stop()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -44,6 +69,8 @@ class JsonFormatter(logging.Formatter):
             line["job_id"] = record.job_id
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # rendered before it was queued
+            line["exception"] = record.exc_text
         return json.dumps(line, default=str)
 
 
@@ -54,12 +81,27 @@ def wants_json(stream: TextIO) -> bool:
     return not (hasattr(stream, "isatty") and stream.isatty())
 
 
-def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """One handler on the root logger; every library's logger propagates to it."""
+def configure_logging(level: int = logging.INFO, stream: TextIO | None = None, *,
+                      in_background: bool = False) -> _Writer | None:
+    """One handler on the root logger; every library's logger propagates to it.
+
+    `in_background` (the API process): records are formatted and written by a thread of their own, so a
+    request's access line costs its event loop a queue put, not a JSON encoding and a write that may
+    block on a slow collector (it was about 0.1 ms of a 1.3 ms prediction). Lines still queued are
+    written when the process exits normally (or `stop()` on the writer returned); a SIGKILL loses them.
+    Never in a worker: its pool processes are forked, and a thread does not survive a fork."""
     stream = stream or sys.stderr
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(JobIdFilter())
-    handler.setFormatter(JsonFormatter() if wants_json(stream) else logging.Formatter(PLAIN))
+    writer = logging.StreamHandler(stream)
+    writer.setFormatter(JsonFormatter() if wants_json(stream) else logging.Formatter(PLAIN))
+    handler: logging.Handler = writer
+    listener = None
+    if in_background:
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        handler = _Queued(records)
+        listener = _Writer(records, writer)
+        listener.start()
+        atexit.register(listener.stop)
+    handler.addFilter(JobIdFilter())  # where the record is made: the job id lives in that thread's context
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -67,6 +109,7 @@ def configure_logging(level: int = logging.INFO, stream: TextIO | None = None) -
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    return listener
 
 
 def configure_worker_logging() -> None:

@@ -3,7 +3,8 @@
 Starts a real API and worker over a temporary var dir (the same launcher as the e2e tests, with the
 service's default settings), trains one small task so there is a model to ask, and measures:
 - 1-row prediction latency p50/p99 over keep-alive HTTP, next to a bare FastAPI endpoint that only
-  parses the same JSON body (benchmarks/bare_endpoint.py) and a bare in-process torch forward;
+  parses the same JSON body (benchmarks/bare_endpoint.py), the two taken in alternating rounds, and a
+  bare in-process torch forward;
 - throughput in rows/s for JSON batches of 256 rows and raw `.npy` bodies of 256 and 4096 rows;
 - job pickup latency (the job row's started_at − created_at) on the embedded file broker, and on
   Redis when `redis-server` is on PATH;
@@ -41,17 +42,29 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _latencies(http: httpx.Client, url: str, body: dict, n: int) -> dict[str, float]:
-    for _ in range(20):
-        http.post(url, json=body).raise_for_status()
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        http.post(url, json=body).raise_for_status()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return {"p50_ms": 1e3 * statistics.median(times), "p99_ms": 1e3 * times[int(0.99 * (len(times) - 1))],
-            "requests": n}
+ROUNDS = 8  # the 1-row latencies of the service and the bare endpoint are taken in turns, in this many rounds
+
+
+def _latencies(targets: dict[str, tuple[httpx.Client, str]], body: dict, n: int) -> dict[str, dict[str, float]]:
+    """p50/p99 of n 1-row requests to each target, taken in alternating rounds: on a shared machine the
+    pace drifts over a minute (other processes, CPU frequency), and a ratio of two figures measured one
+    after the other measured the drift as much as the endpoints (run to run ±0.15 on this 2-core machine)."""
+    for http, url in targets.values():
+        for _ in range(20):
+            http.post(url, json=body).raise_for_status()
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    for round_ in range(ROUNDS):
+        for name, (http, url) in targets.items():
+            for _ in range(n // ROUNDS + (round_ < n % ROUNDS)):
+                start = time.perf_counter()
+                http.post(url, json=body).raise_for_status()
+                times[name].append(time.perf_counter() - start)
+    out = {}
+    for name, values in times.items():
+        values.sort()
+        out[name] = {"p50_ms": 1e3 * statistics.median(values), "p99_ms": 1e3 * values[int(0.99 * (len(values) - 1))],
+                     "requests": len(values), "rounds": ROUNDS}
+    return out
 
 
 def _throughput(http: httpx.Client, send, rows: int, n: int) -> dict[str, float]:
@@ -126,24 +139,25 @@ def _predictions(http: httpx.Client, x: np.ndarray, small: bool) -> dict:
     one = {"task": "digits", "inputs": rows[:1].tolist()}
     batch = {"task": "digits", "inputs": rows[:256].tolist()}
     url = "/v1/models/bench/predict"
-    out = {"one_row": _latencies(http, url, one, n)}
-    out["json_256"] = _throughput(http, lambda: http.post(url, json=batch), 256, n // 4)
-    for size in (256, 4096):
-        body = _npy(rows[:size])
-        out[f"npy_{size}"] = _throughput(
-            http, lambda body=body: http.post(url, params={"task": "digits"}, content=body,
-                                              headers={"content-type": "application/x-npy"}), size, n // 4)
+    out: dict = {}
     port = free_port()
     bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "benchmarks.bare_endpoint:app", "--port", str(port),
                              "--log-level", "warning"], cwd=Path(__file__).resolve().parents[1])
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as bare_http:
             wait_for(lambda: _answers(bare_http), deadline_s=30, what="the bare endpoint")
-            out["bare_one_row"] = _latencies(bare_http, "/predict", one, n)
+            latencies = _latencies({"one_row": (http, url), "bare_one_row": (bare_http, "/predict")}, one, n)
+            out |= latencies
             out["bare_json_256"] = _throughput(bare_http, lambda: bare_http.post("/predict", json=batch), 256, n // 4)
     finally:
         bare.terminate()
         bare.wait()
+    out["json_256"] = _throughput(http, lambda: http.post(url, json=batch), 256, n // 4)
+    for size in (256, 4096):
+        body = _npy(rows[:size])
+        out[f"npy_{size}"] = _throughput(
+            http, lambda body=body: http.post(url, params={"task": "digits"}, content=body,
+                                              headers={"content-type": "application/x-npy"}), size, n // 4)
     from app.mas.networks import build_network
 
     net = build_network(ARCH, 0)

@@ -61,3 +61,35 @@ def test_plain_text_on_a_terminal_and_json_elsewhere(monkeypatch) -> None:  # no
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_lines_written_in_the_background_are_those_written_in_place(monkeypatch) -> None:  # noqa: ANN001
+    """The API's writer thread: same lines, in order, with the message as it was at the call, the job id of
+    the calling context and the traceback in its own field."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        monkeypatch.setenv("LIFELONG_LOG_JSON", "1")
+        stream = StringIO()
+        writer = configure_logging(stream=stream, in_background=True)
+        assert writer is not None
+        rows = [1, 2]
+        token = CURRENT_JOB.set("job9")
+        logging.getLogger("lifelong.test").info("rows %s", rows)
+        CURRENT_JOB.reset(token)
+        rows.append(3)  # after the call: the line keeps what the call saw
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("lifelong.test").exception("failed")
+        for i in range(50):
+            logging.getLogger("lifelong.test").info("line %d", i)
+        writer.stop()  # writes what is queued, then ends the thread
+        lines = [json.loads(text) for text in stream.getvalue().splitlines()]
+        assert lines[0]["message"] == "rows [1, 2]" and lines[0]["job_id"] == "job9"
+        assert lines[1]["message"] == "failed" and "ValueError: boom" in lines[1]["exception"]
+        assert "job_id" not in lines[1]
+        assert [line["message"] for line in lines[2:]] == [f"line {i}" for i in range(50)]
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
