@@ -143,7 +143,7 @@ class MultiHeadNet(nn.Module):
         """The batch norms that training moves (those not frozen), each keeping per-task statistics."""
         norms = []
         for prefix, module in self.trunk.named_modules(prefix="trunk"):
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and hasattr(module, "task_statistics"):
+            if isinstance(module, task_statistics.PerTask):
                 own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
                 if not (own and all(name in self.frozen for name in own)):
                     norms.append(module)
@@ -151,7 +151,7 @@ class MultiHeadNet(nn.Module):
 
     def has_task_statistics(self) -> bool:
         """Whether some task has batch-norm statistics of its own (then tasks' features may differ)."""
-        return any(len(getattr(m, "task_statistics", ())) for m in self.trunk.modules())
+        return any(len(m.task_statistics) for m in self.trunk.modules() if isinstance(m, task_statistics.PerTask))
 
     def _inside_frozen(self, prefix: str) -> bool:
         """A parameterless module (dropout) counts as frozen when every parameter of its parent block is."""

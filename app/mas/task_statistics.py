@@ -49,7 +49,7 @@ class Statistics(nn.Module):
         self.register_buffer("var", var.detach().clone())
 
 
-class _PerTask:
+class PerTask:
     """Mixed into a batch-norm class: in eval mode, the current task's statistics where it has a copy."""
 
     task_statistics: nn.ModuleDict
@@ -63,15 +63,15 @@ class _PerTask:
                                      False, 0.0, self.eps)  # type: ignore[attr-defined]
 
 
-class TaskBatchNorm1d(_PerTask, nn.BatchNorm1d):
+class TaskBatchNorm1d(PerTask, nn.BatchNorm1d):
     pass
 
 
-class TaskBatchNorm2d(_PerTask, nn.BatchNorm2d):
+class TaskBatchNorm2d(PerTask, nn.BatchNorm2d):
     pass
 
 
-class TaskBatchNorm3d(_PerTask, nn.BatchNorm3d):
+class TaskBatchNorm3d(PerTask, nn.BatchNorm3d):
     pass
 
 

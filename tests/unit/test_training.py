@@ -53,4 +53,3 @@ def test_a_non_finite_loss_fails_with_a_clear_error(mlp, data) -> None:
 def test_labels_out_of_range_are_refused(mlp, data) -> None:
     with pytest.raises(ValueError, match="labels"):
         train_task(mlp, "c", 2, *data, make_method("finetune"), TrainConfig(epochs=1))
-
