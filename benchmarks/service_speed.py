@@ -146,8 +146,7 @@ def _predictions(http: httpx.Client, x: np.ndarray, small: bool) -> dict:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as bare_http:
             wait_for(lambda: _answers(bare_http), deadline_s=30, what="the bare endpoint")
-            latencies = _latencies({"one_row": (http, url), "bare_one_row": (bare_http, "/predict")}, one, n)
-            out |= latencies
+            out |= _latencies({"one_row": (http, url), "bare_one_row": (bare_http, "/predict")}, one, n)
             out["bare_json_256"] = _throughput(bare_http, lambda: bare_http.post("/predict", json=batch), 256, n // 4)
     finally:
         bare.terminate()

@@ -132,10 +132,9 @@ class MultiHeadNet(nn.Module):
         super().train(mode)
         if mode and self.frozen:
             for prefix, module in self.trunk.named_modules(prefix="trunk"):
-                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
-                if own and all(name in self.frozen for name in own):
+                if self._frozen_layer(prefix, module):
                     module.eval()
-                elif not own and isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
+                elif isinstance(module, nn.Dropout) and self._inside_frozen(prefix):
                     module.eval()
         return self
 
@@ -143,15 +142,18 @@ class MultiHeadNet(nn.Module):
         """The batch norms that training moves (those not frozen), each keeping per-task statistics."""
         norms = []
         for prefix, module in self.trunk.named_modules(prefix="trunk"):
-            if isinstance(module, task_statistics.PerTask):
-                own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
-                if not (own and all(name in self.frozen for name in own)):
-                    norms.append(module)
+            if isinstance(module, task_statistics.PerTask) and not self._frozen_layer(prefix, module):
+                norms.append(module)
         return norms
 
     def has_task_statistics(self) -> bool:
         """Whether some task has batch-norm statistics of its own (then tasks' features may differ)."""
         return any(len(m.task_statistics) for m in self.trunk.modules() if isinstance(m, task_statistics.PerTask))
+
+    def _frozen_layer(self, prefix: str, module: nn.Module) -> bool:
+        """A module with parameters of its own, every one of them frozen."""
+        own = [f"{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
+        return bool(own) and all(name in self.frozen for name in own)
 
     def _inside_frozen(self, prefix: str) -> bool:
         """A parameterless module (dropout) counts as frozen when every parameter of its parent block is."""

@@ -44,10 +44,10 @@ _BODIES = {
 }
 
 
-# POST is declared first: routes are matched in order, and it is the busiest.
 _PATH_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "title": "Name"}}
 
 
+# POST is declared first: routes are matched in order, and it is the busiest.
 @router.post("", response_model=PredictOut, response_model_exclude_none=True,
              openapi_extra={**_BODIES, **READ_SCOPE_OPENAPI,
                             "parameters": [_PATH_NAME, *query_parameters(PredictQuery)]})
@@ -136,17 +136,22 @@ def _query(request: Request) -> PredictQuery:
     try:
         return PredictQuery.model_validate(dict(request.query_params))
     except ValidationError as error:
-        raise RequestValidationError([{**e, "loc": ("query", *e["loc"])} for e in error.errors()]) from error
+        raise _request_error(error, "query") from error
 
 
 def _from_json(body: bytes, max_rows: int) -> Asked:
     try:
         parsed = PredictRequest.model_validate_json(body)
-    except ValidationError as error:  # answered as FastAPI's own bodies are: with the fields
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors()]) from error
+    except ValidationError as error:
+        raise _request_error(error, "body") from error
     inputs = (service.inputs_from_json(parsed.inputs, max_rows) if parsed.texts is None
               else service.inputs_from_texts(parsed.texts, max_rows))
     return Asked(parsed.task, parsed.version, parsed.alias, inputs, parsed.probabilities)
+
+
+def _request_error(error: ValidationError, where: str) -> RequestValidationError:
+    """A validation error answered as FastAPI answers its own: with the fields, under "query" or "body"."""
+    return RequestValidationError([{**e, "loc": (where, *e["loc"])} for e in error.errors()])
 
 
 def _json(answer: PredictOut) -> Response:
