@@ -35,6 +35,7 @@ import torch
 
 from app.mas.training import TrainConfig, precision_for
 from benchmarks.defaults import (
+    RESOLUTION_RULE,
     TARGETS,
     _describe,
     _mean_std,
@@ -73,13 +74,13 @@ def learn_sequence(backbone: str, sequence: str, method: str, seed: int, setting
     run = run_tasks(data, lambda: prepared.make_net(seed), method=method, lam=settings["lambda"], config=config,
                     importance_options=options, validation_fraction=settings["validation_fraction"],
                     lambda_grid=tuple(settings["lambda_grid"]))
-    return run.as_dict()
+    return run.as_dict() | {"eval_rows": [len(task.y_test) for task in data]}
 
 
 def _fields(run: dict) -> dict:
     """What benchmarks.defaults._record takes, from a runner's Run (as a dict)."""
     return {"tasks": run["tasks"], "matrix": run["matrix"], "summary": run["summary"], "lambdas": run["lambdas"],
-            "seconds": sum(run["seconds"])}
+            "seconds": sum(run["seconds"]), "eval_rows": run["eval_rows"]}
 
 
 def run_all(settings: dict, seeds: list[int], workers: int) -> dict[str, dict]:
@@ -147,7 +148,7 @@ def markdown(results: dict) -> str:
         "",
         "Columns as in defaults.md: forgetting (best earlier accuracy − final, mean over old tasks), the ratio "
         "of the mean forgettings, accuracy on each task right after learning it (mean over the tasks from the "
-        "second), how often each λ was chosen.",
+        f"second), how often each λ was chosen. {RESOLUTION_RULE}",
         "",
         *_setting_table(entry),
     ]

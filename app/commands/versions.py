@@ -72,9 +72,16 @@ def _print_made_by(made_by: dict | None) -> None:
     if made_by.get("loss_per_epoch"):
         typer.echo("loss per epoch: " + " ".join(f"{loss:.4g}" for loss in made_by["loss_per_epoch"]))
     if made_by.get("lambda_search"):
-        print_table("λ search (validation accuracy)", ["λ", "mean", *made_by["lambda_search"][0]["validation"]],
-                    [(t["lambda"], f"{t['mean']:.4f}", *(f"{a:.4f}" for a in t["validation"].values()))
-                     for t in made_by["lambda_search"]])
+        print_table("λ search (validation accuracy; a tie goes to the lower loss)",
+                    ["λ", "mean", *made_by["lambda_search"][0]["validation"], "mean loss"],
+                    [(t["lambda"], f"{t['mean']:.4f}", *(f"{a:.4f}" for a in t["validation"].values()),
+                      _loss(t.get("mean_loss"))) for t in made_by["lambda_search"]])
+
+
+def _loss(value: float | None) -> str:
+    """A trial's mean validation loss; none for versions made before losses were kept."""
+    return "-" if value is None or value != value else f"{value:.4f}"
+
 
 
 @head.command("set")

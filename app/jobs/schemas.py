@@ -52,7 +52,8 @@ class JobResult(BaseModel):
     version: int
     lambda_: float | None = Field(None, alias="lambda", description="the λ the version was trained with")
     lambda_search: list[dict[str, Any]] | None = Field(
-        None, description="λ 'auto': every λ tried with its validation accuracy per task and their mean")
+        None, description="λ 'auto': every λ tried with its validation accuracy and cross-entropy per task "
+                          "and their means")
     resumed_from_step: int | None = Field(None, description="the checkpoint this run continued from, if any")
     promotion: PromotionOut | None = Field(
         None, description="what the model's promotion policy made of the version; None for jobs before aliases")

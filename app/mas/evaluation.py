@@ -20,24 +20,41 @@ def rows_per_chunk(inputs: Tensor | LazySamples) -> int:
     return max(1, min(_CHUNK, _CHUNK_BYTES // row_bytes))
 
 
-def predict(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> tuple[Tensor, Tensor]:
-    """(predicted classes [n], probabilities [n, classes]) in eval mode, without building a graph."""
+def task_logits(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> Tensor:
+    """The task head's logits [n, classes] in eval mode, without building a graph."""
     chunk = rows_per_chunk(inputs)
     was_training = net.training
     net.eval()
     try:
         with torch.inference_mode():
-            logits = torch.cat(
+            return torch.cat(
                 [net(net.input_spec.cast(inputs[i : i + chunk]), task) for i in range(0, inputs.shape[0], chunk)]
             ) if inputs.shape[0] else torch.zeros(0, net.tasks[task], device=inputs.device)
-            return logits.argmax(1), logits.softmax(1)
     finally:
         net.train(was_training)
+
+
+def predict(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> tuple[Tensor, Tensor]:
+    """(predicted classes [n], probabilities [n, classes]) in eval mode, without building a graph."""
+    logits = task_logits(net, task, inputs)
+    return logits.argmax(1), logits.softmax(1)
 
 
 def accuracy(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor) -> float:
     predicted, _ = predict(net, task, inputs)
     return float((predicted == labels.to(torch.int64)).float().mean()) if labels.numel() else float("nan")
+
+
+def accuracy_and_loss(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples,
+                      labels: Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) from one forward pass; the loss from the logits, so that it stays
+    finite where a softmax probability underflows to 0."""
+    if not labels.numel():
+        return float("nan"), float("nan")
+    logits = task_logits(net, task, inputs).float()
+    targets = labels.to(device=logits.device, dtype=torch.int64)
+    return (float((logits.argmax(1) == targets).float().mean()),
+            float(torch.nn.functional.cross_entropy(logits, targets)))
 
 
 def continual_metrics(matrix: list[dict[str, float]], tasks: list[str]) -> dict[str, float | None]:

@@ -18,7 +18,7 @@ from functools import partial
 from torch import Tensor
 
 from app.mas.accumulation import TaskImportance
-from app.mas.evaluation import accuracy
+from app.mas.evaluation import accuracy_and_loss
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet
@@ -101,8 +101,8 @@ def learn_task(
     """Train `task` on (inputs, labels), anchored at θ* with Ω, then measure its estimate.
 
     With `lambda_grid`, each λ is trained from the same start on a copy of `net` and the best mean
-    validation accuracy over `validation` wins (`LearnedTask.net` is then that copy); a grid is only
-    searched when λ can change anything (an anchored method with Ω, or LwF with earlier heads) and an
+    validation accuracy over `validation` wins, a tie going to the lower validation loss
+    (`LearnedTask.net` is then that copy); a grid is only searched when λ can change anything (an anchored method with Ω, or LwF with earlier heads) and an
     earlier task has validation data to say what it forgets; otherwise `method.lam` is used.
     `importance=None` measures nothing (the request's `importance.on = "none"`); `importance_data`
     measures on other inputs than the training ones (the benchmarks' Ω from held-out data).
@@ -116,7 +116,7 @@ def learn_task(
         net.add_head(task, num_classes, seed=config.seed)
         net.heads[task].to(inputs.device)
     resume = resume or {"trial": 0, "done": [], "best": None, "run": None}
-    done = [Trial(t["lambda"], dict(t["validation"])) for t in resume["done"]]
+    done = [Trial.from_dict(t) for t in resume["done"]]
     best = _restored_best(net, task, num_classes, inputs, method, theta_star, omega, config, resume["best"], done)
     for index in range(resume["trial"], len(grid)):
         lam = grid[index]
@@ -127,8 +127,9 @@ def learn_task(
         training = train_task(candidate, task, num_classes, inputs, labels, learner, config,
                               progress=_offset(progress, index, len(grid)), should_stop=should_stop,
                               resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
-        scores = {v.task: accuracy(candidate, v.task, v.inputs, v.labels) for v in validation if len(v.labels)}
-        done.append(Trial(lam, scores))
+        measured = {v.task: accuracy_and_loss(candidate, v.task, v.inputs, v.labels) for v in validation
+                    if len(v.labels)}
+        done.append(Trial(lam, {t: m[0] for t, m in measured.items()}, {t: m[1] for t, m in measured.items()}))
         if best is None or best_trial([best.trial, done[-1]]) is done[-1]:
             best = _Best(done[-1], candidate, learner, training)
     assert best is not None

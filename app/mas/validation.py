@@ -6,13 +6,18 @@ the same rows are held back whenever the task's data is read again). When a late
 mean accuracy over every task's validation slice wins: the new task's slice says how well it learned,
 the earlier tasks' slices how much it forgot. Eval sets are never used to choose anything; they only
 report.
+
+Accuracy on a slice of a few dozen rows moves in steps of 1/rows, so two λ often tie on it; the tie
+goes to the lower mean validation cross-entropy, measured on the same rows, which still tells apart
+what accuracy rounds together (benchmarks/results/defaults_pretrained.md: ties sent a CNN to λ 1–100
+where λ 0.01 learned its new task 7 points better).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -23,6 +28,7 @@ Inputs = Tensor | LazySamples
 # Six decades: the small MLPs of the benchmarks want λ 0.001–1, the pretrained trunks 3–100 (their Ω is
 # larger); benchmarks/results/defaults.md shows this grid meeting the "defaults that protect" targets.
 DEFAULT_GRID: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+TIE_BREAK = "lower mean validation loss, then larger λ"  # how best_trial orders trials of equal mean accuracy
 _SPLIT_SALT = 0x5A17  # the split's permutation differs from the first epoch's shuffle of the same seed
 
 
@@ -49,16 +55,34 @@ class ValidationSet:
 class Trial:
     lam: float
     scores: dict[str, float]  # validation accuracy per task
+    losses: dict[str, float] = field(default_factory=dict)  # validation cross-entropy per task
 
     @property
     def mean(self) -> float:
-        return sum(self.scores.values()) / len(self.scores) if self.scores else float("nan")
+        return _mean(self.scores)
+
+    @property
+    def mean_loss(self) -> float:
+        return _mean(self.losses)
 
     def as_dict(self) -> dict[str, object]:
-        return {"lambda": self.lam, "validation": dict(self.scores), "mean": self.mean}
+        return {"lambda": self.lam, "validation": dict(self.scores), "mean": self.mean,
+                "validation_loss": dict(self.losses), "mean_loss": self.mean_loss}
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> Trial:
+        """A trial as `as_dict` wrote it; a checkpoint from before losses were kept has none."""
+        return cls(stored["lambda"], dict(stored["validation"]), dict(stored.get("validation_loss") or {}))
+
+
+def _mean(values: dict[str, float]) -> float:
+    return sum(values.values()) / len(values) if values else float("nan")
 
 
 def best_trial(trials: Sequence[Trial]) -> Trial:
-    """The best mean validation accuracy; on a tie the larger λ, which keeps the model nearer the one
-    users already trust."""
-    return max(trials, key=lambda trial: (round(trial.mean, 12), trial.lam))
+    """The best mean validation accuracy; on a tie the lower mean validation loss, and then the larger λ
+    (the model nearer the one users already trust). A trial without losses loses a loss comparison."""
+    def rank(trial: Trial) -> tuple[float, float, float]:
+        loss = trial.mean_loss
+        return round(trial.mean, 12), -round(loss, 12) if math.isfinite(loss) else -math.inf, trial.lam
+    return max(trials, key=rank)

@@ -240,7 +240,8 @@ def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> N
     for trial in search:  # scored on both tasks' held-back rows, never on eval sets
         assert set(trial["validation"]) == {first.name, second.name}
         assert trial["mean"] == (trial["validation"][first.name] + trial["validation"][second.name]) / 2
-    best = max(search, key=lambda trial: (trial["mean"], trial["lambda"]))
+        assert set(trial["validation_loss"]) == {first.name, second.name} and trial["mean_loss"] > 0
+    best = max(search, key=lambda trial: (trial["mean"], -trial["mean_loss"], trial["lambda"]))
     assert made_by["lambda"] == best["lambda"]
     assert job["result"]["lambda"] == best["lambda"] and job["result"]["lambda_search"] == search  # the job says so too
     assert job["progress"]["total"] == 3 * 5 * math.ceil(trained_rows(len(second.x_train)) / 32)  # every trial's steps

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from app.mas.data import split_digits
-from app.mas.evaluation import accuracy
+from app.mas.evaluation import accuracy, accuracy_and_loss
 from app.mas.learn import MethodChoice, learn_task
 from app.mas.networks import build_network, network_state
 from app.mas.sequence import run_sequence
@@ -28,10 +30,35 @@ def test_the_split_is_seeded_disjoint_and_complete() -> None:
         split_validation(10, 1.0, seed=0)
 
 
-def test_the_best_mean_wins_and_a_tie_goes_to_the_larger_lambda() -> None:
+def test_the_best_mean_wins_and_a_tie_goes_to_the_lower_loss_then_the_larger_lambda() -> None:
     trials = [Trial(0.1, {"a": 0.5, "b": 1.0}), Trial(1.0, {"a": 0.9, "b": 0.9}), Trial(10.0, {"a": 1.0, "b": 0.7})]
     assert best_trial(trials).lam == 1.0
+    tied = [Trial(1.0, {"a": 0.8}, {"a": 0.4}), Trial(10.0, {"a": 0.8}, {"a": 0.5}), Trial(0.1, {"a": 0.7}, {"a": 0.1})]
+    assert best_trial(tied).lam == 1.0  # the loss only breaks ties: λ 0.1's lower loss does not beat accuracy
+    assert best_trial([Trial(1.0, {"a": 0.8}, {"a": 0.4}), Trial(10.0, {"a": 0.8}, {"a": 0.4})]).lam == 10.0
     assert best_trial([Trial(1.0, {"a": 0.8}), Trial(10.0, {"a": 0.8}), Trial(0.1, {"a": 0.8})]).lam == 10.0
+    assert best_trial([Trial(1.0, {"a": 0.8}, {"a": 0.4}), Trial(10.0, {"a": 0.8})]).lam == 1.0  # no loss: last
+
+
+def test_a_trial_round_trips_and_reads_one_kept_before_losses() -> None:
+    trial = Trial(0.1, {"a": 0.75, "b": 0.5}, {"a": 0.25, "b": 1.0})
+    assert Trial.from_dict(trial.as_dict()) == trial
+    assert trial.as_dict()["mean_loss"] == 0.625
+    assert Trial.from_dict({"lambda": 1.0, "validation": {"a": 0.5}, "mean": 0.5}) == Trial(1.0, {"a": 0.5})
+
+
+def test_the_validation_loss_is_the_mean_negative_log_likelihood_of_the_labels() -> None:
+    net = build_network({"kind": "mlp", "input_shape": [4], "hidden": [3]}, 0)
+    net.add_head("t", 3, seed=0)
+    inputs, labels = torch.randn(7, 4, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    measured_accuracy, loss = accuracy_and_loss(net, "t", inputs, labels)
+    net.eval()
+    with torch.no_grad():  # row by row, from the softmax's definition
+        rows = [net(inputs[i : i + 1], "t")[0].double() for i in range(7)]
+    expected = sum(math.log(row.exp().sum()) - row[int(y)] for row, y in zip(rows, labels, strict=True)) / 7
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    assert measured_accuracy == accuracy(net, "t", inputs, labels)
+    assert all(math.isnan(v) for v in accuracy_and_loss(net, "t", inputs[:0], labels[:0]))
 
 
 def _two_tasks():
@@ -59,7 +86,7 @@ def test_the_chosen_run_is_bit_for_bit_a_run_at_that_lambda() -> None:
     assert [t.lam for t in searched.trials] == [0.01, 1.0, 100.0]
     assert searched.lam == best_trial(searched.trials).lam
     for trial in searched.trials:  # every trial was scored on both tasks' held-out rows
-        assert set(trial.scores) == {first.name, second.name}
+        assert set(trial.scores) == set(trial.losses) == {first.name, second.name}
     chosen = next(t for t in searched.trials if t.lam == searched.lam)
     for v in held:  # the network handed back is the chosen trial's
         assert accuracy(searched.net, v.task, v.inputs, v.labels) == chosen.scores[v.task]
