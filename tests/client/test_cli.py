@@ -122,6 +122,8 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     assert f"{name} version 4" in third.stdout and "accuracy of version 4 on each task" in third.stdout
     accuracy = ok_json(run("versions", "show", name, "4", "--json"))["accuracy"]
     assert list(accuracy) == [first.name]
+    searched = run("versions", "show", name, "4").stdout  # λ "auto": each λ tried, with its validation loss
+    assert "λ search" in searched and "mean loss" in searched, searched
     assert re.search(rf"^  {re.escape(first.name)} +{accuracy[first.name]:.4f}$", third.stdout, re.MULTILINE)
     assert re.search(rf"^  {re.escape(digits[2].name)} +-  \(no eval set\)  \(learned now\)$", third.stdout,
                      re.MULTILINE), third.stdout

@@ -348,6 +348,8 @@ def test_aliases_are_marked_and_a_click_shows_how_a_version_was_made(
     search = browser.all("#lambda-search tr:not(:first-child)", "[...e.cells].map((c) => c.innerText)")
     assert [float(row[0]) for row in search] == [s["lambda"] for s in production["lambda_search"]] == [0.1, 1.0, 10.0]
     assert [float(row[0]) for row in search if row[-1] == "chosen"] == [production["lambda"]]
+    assert browser.all("#lambda-search th", "e.innerText")[-2] == "mean loss"  # what breaks a tie of accuracy
+    assert [float(row[-2]) for row in search] == [round(s["mean_loss"], 3) for s in production["lambda_search"]]
     assert browser.text("#made-by").count("auto: best of 3 on validation") == 1
     browser.screenshot(tmp_path / "production-version.png")
 
