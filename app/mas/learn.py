@@ -102,8 +102,9 @@ def learn_task(
 
     With `lambda_grid`, each λ is trained from the same start on a copy of `net` and the best mean
     validation accuracy over `validation` wins, a tie going to the lower validation loss
-    (`LearnedTask.net` is then that copy); a grid is only searched when λ can change anything (an anchored method with Ω, or LwF with earlier heads) and an
-    earlier task has validation data to say what it forgets; otherwise `method.lam` is used.
+    (`LearnedTask.net` is then that copy); a grid is only searched when λ can change anything (an
+    anchored method with Ω, or LwF with earlier heads) and an earlier task has validation data to say
+    what it forgets; otherwise `method.lam` is used.
     `importance=None` measures nothing (the request's `importance.on = "none"`); `importance_data`
     measures on other inputs than the training ones (the benchmarks' Ω from held-out data).
 

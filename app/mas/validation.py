@@ -66,13 +66,21 @@ class Trial:
         return _mean(self.losses)
 
     def as_dict(self) -> dict[str, object]:
+        """For JSON: a loss that is not finite (logits that overflowed) or not measured is None."""
         return {"lambda": self.lam, "validation": dict(self.scores), "mean": self.mean,
-                "validation_loss": dict(self.losses), "mean_loss": self.mean_loss}
+                "validation_loss": {task: _finite(loss) for task, loss in self.losses.items()},
+                "mean_loss": _finite(self.mean_loss)}
 
     @classmethod
     def from_dict(cls, stored: dict) -> Trial:
         """A trial as `as_dict` wrote it; a checkpoint from before losses were kept has none."""
-        return cls(stored["lambda"], dict(stored["validation"]), dict(stored.get("validation_loss") or {}))
+        kept = stored.get("validation_loss") or {}
+        losses = {task: math.inf if loss is None else loss for task, loss in kept.items()}
+        return cls(stored["lambda"], dict(stored["validation"]), losses)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _mean(values: dict[str, float]) -> float:

@@ -45,6 +45,12 @@ def test_a_trial_round_trips_and_reads_one_kept_before_losses() -> None:
     assert Trial.from_dict(trial.as_dict()) == trial
     assert trial.as_dict()["mean_loss"] == 0.625
     assert Trial.from_dict({"lambda": 1.0, "validation": {"a": 0.5}, "mean": 0.5}) == Trial(1.0, {"a": 0.5})
+    assert Trial(1.0, {"a": 0.5}).as_dict()["mean_loss"] is None  # JSON has no NaN
+    overflowed = Trial(1.0, {"a": 0.5, "b": 0.5}, {"a": math.inf, "b": 0.5})
+    stored = overflowed.as_dict()
+    assert stored["validation_loss"] == {"a": None, "b": 0.5} and stored["mean_loss"] is None
+    assert Trial.from_dict(overflowed.as_dict()) == overflowed
+    assert best_trial([overflowed, Trial(0.1, {"a": 0.5, "b": 0.5}, {"a": 9.0, "b": 9.0})]).lam == 0.1
 
 
 def test_the_validation_loss_is_the_mean_negative_log_likelihood_of_the_labels() -> None:
