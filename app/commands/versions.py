@@ -79,9 +79,8 @@ def _print_made_by(made_by: dict | None) -> None:
 
 
 def _loss(value: float | None) -> str:
-    """A trial's mean validation loss; none for versions made before losses were kept."""
-    return "-" if value is None or value != value else f"{value:.4f}"
-
+    """A trial's mean validation loss: null where it was not finite, absent before losses were kept."""
+    return "-" if value is None else f"{value:.4f}"
 
 
 @head.command("set")
