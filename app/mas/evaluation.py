@@ -41,8 +41,11 @@ def predict(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> tuple
 
 
 def accuracy(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor) -> float:
-    predicted, _ = predict(net, task, inputs)
-    return float((predicted == labels.to(torch.int64)).float().mean()) if labels.numel() else float("nan")
+    """The fraction of rows whose largest logit is their label (no softmax: it cannot change the argmax)."""
+    if not labels.numel():
+        return float("nan")
+    logits = task_logits(net, task, inputs)
+    return _fraction_correct(logits, _targets(labels, logits))
 
 
 def accuracy_and_loss(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples,
@@ -52,9 +55,16 @@ def accuracy_and_loss(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples
     if not labels.numel():
         return float("nan"), float("nan")
     logits = task_logits(net, task, inputs).float()
-    targets = labels.to(device=logits.device, dtype=torch.int64)
-    return (float((logits.argmax(1) == targets).float().mean()),
-            float(torch.nn.functional.cross_entropy(logits, targets)))
+    targets = _targets(labels, logits)
+    return _fraction_correct(logits, targets), float(torch.nn.functional.cross_entropy(logits, targets))
+
+
+def _targets(labels: Tensor, logits: Tensor) -> Tensor:
+    return labels.to(device=logits.device, dtype=torch.int64)
+
+
+def _fraction_correct(logits: Tensor, targets: Tensor) -> float:
+    return float((logits.argmax(1) == targets).float().mean())
 
 
 def continual_metrics(matrix: list[dict[str, float]], tasks: list[str]) -> dict[str, float | None]:
