@@ -28,6 +28,7 @@ DEFAULT_MAX_FORGETTING = 0.05
 # Accuracies are fractions k/n: 1.0 − 0.95 is 0.05000000000000004 in floats, and must not count as a drop
 # past 0.05.
 TOLERANCE = 1e-9
+TASK_FREE = "(task-free)"  # what a violation of min_task_free_accuracy names as its task
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,12 @@ class PromotionPolicy:
     policy: Policy = "guarded"
     max_forgetting: float = DEFAULT_MAX_FORGETTING
     min_accuracy: float | None = None
+    min_task_free_accuracy: float | None = None
 
     @classmethod
     def of(cls, stored: Mapping[str, Any]) -> PromotionPolicy:
-        return cls(stored["policy"], stored.get("max_forgetting", DEFAULT_MAX_FORGETTING), stored.get("min_accuracy"))
+        return cls(stored["policy"], stored.get("max_forgetting", DEFAULT_MAX_FORGETTING), stored.get("min_accuracy"),
+                   stored.get("min_task_free_accuracy"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +52,7 @@ class Violation:
     """A rule the new version broke on one task: `max_forgetting` (before → after, drop) or `min_accuracy`."""
 
     task: str
-    rule: Literal["max_forgetting", "min_accuracy"]
+    rule: Literal["max_forgetting", "min_accuracy", "min_task_free_accuracy"]
     before: float | None
     after: float
     drop: float | None
@@ -78,11 +81,12 @@ class Decision:
 
 def decide(policy: PromotionPolicy, *, kind: str, task: str | None, base: int, production: int,
            earlier_tasks: Sequence[str] = (), before: Mapping[str, float] | None = None,
-           after: Mapping[str, float] | None = None) -> Decision:
+           after: Mapping[str, float] | None = None, task_free_accuracy: float | None = None) -> Decision:
     """The fate of a version made by a `kind` job ("train" or "importance") from version `base`, while
     production is `production`. `before` is the base version's accuracy per task, `after` the new
     version's; `earlier_tasks` are the tasks the base had learned (those without an eval set have no
-    accuracy and are reported as unchecked)."""
+    accuracy and are reported as unchecked); `task_free_accuracy` is the new version's task-free accuracy
+    over the eval sets of every task (None: not measured)."""
     name = policy.policy
     if base != production:
         moved = f"production moved from version {base} to {production} while this job ran"
@@ -98,11 +102,11 @@ def decide(policy: PromotionPolicy, *, kind: str, task: str | None, base: int, p
     if kind != "train":
         return Decision(True, name, "policy guarded: a refresh of importance that starts from production is "
                                     "promoted (θ is unchanged)")
-    return _guarded_train(policy, task or "", earlier_tasks, before or {}, after or {})
+    return _guarded_train(policy, task or "", earlier_tasks, before or {}, after or {}, task_free_accuracy)
 
 
 def _guarded_train(policy: PromotionPolicy, task: str, earlier_tasks: Sequence[str], before: Mapping[str, float],
-                   after: Mapping[str, float]) -> Decision:
+                   after: Mapping[str, float], task_free_accuracy: float | None) -> Decision:
     violations: list[Violation] = []
     known = dict.fromkeys([*earlier_tasks, *before])
     unchecked = [t for t in known if t != task and (t not in before or t not in after)]
@@ -127,12 +131,25 @@ def _guarded_train(policy: PromotionPolicy, task: str, earlier_tasks: Sequence[s
                            f"{policy.min_accuracy}")
     elif task not in after:
         unchecked.append(task)
+    limit = policy.min_task_free_accuracy
+    if limit is not None:
+        if task_free_accuracy is None:
+            blocked_by_unchecked = True
+            unchecked.append(TASK_FREE)
+            reasons.append(f"no task-free accuracy was measured (no eval sets), so min_task_free_accuracy {limit} "
+                           "could not be checked")
+        elif task_free_accuracy < limit - TOLERANCE:
+            violations.append(Violation(TASK_FREE, "min_task_free_accuracy", None, task_free_accuracy, None, limit))
+            reasons.append(f"task-free accuracy over every class is {task_free_accuracy:.4f}, below "
+                           f"min_task_free_accuracy {limit}")
     if violations or blocked_by_unchecked:
         return Decision(False, "guarded", "policy guarded, not promoted: " + "; ".join(reasons), tuple(violations),
                         tuple(unchecked))
     reason = f"policy guarded: no earlier task's accuracy dropped by more than {policy.max_forgetting}"
     if policy.min_accuracy is not None:
         reason += f", and the new task's is at least {policy.min_accuracy}"
+    if limit is not None:
+        reason += f", and the task-free accuracy is at least {limit}"
     if unchecked:
         reason += f" (unchecked, no eval set: {', '.join(repr(t) for t in unchecked)})"
     return Decision(True, "guarded", reason, (), tuple(unchecked))

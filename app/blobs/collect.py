@@ -34,6 +34,7 @@ from app.db.tables import Dataset, Job, Version, utcnow
 from app.jobs.states import ACTIVE
 from app.settings import Settings
 from app.store import BlobStore
+from app.task_free.stored import blobs_of
 
 COLLECTOR_LOCK_KEY = 0x626C_6F62_7367_63 # "blobsgc"
 
@@ -85,9 +86,11 @@ def exclusive_collection(settings: Settings, engine: Engine) -> Iterator[None]:
 def referenced_blobs(sessions: sessionmaker[Session]) -> set[str]:
     with sessions() as session:
         names: set[str] = set()
-        rows = select(Version.theta_blob, Version.theta_parts, Version.importance_parts)
-        for theta, theta_parts, importance_parts in session.execute(rows):
+        rows = select(Version.theta_blob, Version.theta_parts, Version.importance_parts, Version.class_statistics,
+                      Version.task_free)
+        for theta, theta_parts, importance_parts, class_statistics, task_free in session.execute(rows):
             names.update((theta, *(theta_parts or {}).values(), *(p["blob"] for p in importance_parts)))
+            names.update(blobs_of(class_statistics, task_free))
         names.update(session.scalars(select(Dataset.blob)))
         # A checkpoint matters while its job may still run: a finished job's is collected.
         names.update(session.scalars(select(Job.checkpoint_blob).where(

@@ -57,6 +57,9 @@ class Model(Base):
     # When a job's version becomes `production` (app/aliases/promotion.py): {"policy": "auto" | "manual" |
     # "guarded", "max_forgetting", "min_accuracy"}. Migration 0008 gave models made before it "auto".
     promotion: Mapped[dict[str, Any]] = mapped_column(default=lambda: PromotionPolicy().as_dict())
+    # How requests that name no task are answered: {"predictor", "unknown_rate", "projection"}
+    # (app/task_free/options.py); NULL: the defaults (models made before migration 0011 too).
+    task_free: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -114,6 +117,12 @@ class Version(Base):
     # How the version was made: the job's request, lifelong's version, worker, device, precision,
     # wall time and loss per epoch. NULL for version 0 and for versions made before migration 0007.
     made_by: Mapped[dict[str, Any] | None]
+    # Per task, in the order learned, its class statistics (app/task_free/stored.py): [{"task", "blob",
+    # "n", "at_trunk" (measured with this version's trunk), "remeasured" (by this version's job)}].
+    # NULL: made before migration 0011, or version 0.
+    class_statistics: Mapped[list[Any] | None]
+    # The fitted task-free predictors: {"blob", "projection_blob", "meta", "held_back", "eval", ...}.
+    task_free: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -20,6 +20,7 @@ from app.learning.provenance import lifelong_version
 from app.models.networks import version_network
 from app.models.service import get_model
 from app.store import BlobStore
+from app.task_free.stored import task_free_metadata
 from app.versions.service import get_version
 
 SUFFIX = {"onnx": "onnx", "torchscript": "pt"}
@@ -49,7 +50,8 @@ def export_task(session: Session, store: BlobStore, *, model_name: str, number: 
                     "num_classes": str(tasks[task]["num_classes"]), "classes": json.dumps(tasks[task].get("classes")),
                     "architecture": json.dumps(architecture, sort_keys=True),
                     "inputs": json.dumps([vars(i) for i in graph.inputs]), "outputs": "logits, probabilities",
-                    "preprocessing": preprocessing(architecture, graph), "lifelong_version": lifelong_version()}
+                    "preprocessing": preprocessing(architecture, graph), "lifelong_version": lifelong_version(),
+                    **task_free_metadata(stored.class_statistics, stored.task_free)}
         content = to_onnx(graph, metadata) if fmt == "onnx" else to_torchscript(graph, metadata)
     except ExportRefused as error:
         raise Invalid(f"a {architecture['kind']} network cannot be exported to {fmt}: {error}") from error

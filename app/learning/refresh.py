@@ -72,6 +72,7 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts, importance_parts=parts,
             tasks=list(base.tasks), accuracy=dict(base.accuracy), importance=importance_stats(theta, omega),
             made_by=made_by(row, precision="fp32", samples=n),
+            class_statistics=base.class_statistics, task_free=base.task_free,  # θ is unchanged: so are they
         )
         succeed_job(row, recorded.version.number, recorded.promotion)
         return recorded.version.number

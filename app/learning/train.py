@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -33,10 +34,12 @@ from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import accuracy
 from app.mas.learn import ImportanceChoice, MethodChoice, importance_measure, learn_task
 from app.mas.networks import MultiHeadNet, network_state
-from app.mas.samples import rows_of
+from app.mas.samples import LazySamples, rows_of
 from app.mas.training import TrainConfig, TrainingCancelled, precision_for
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 from app.models.networks import save_network, version_network
+from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved, trunk_state
+from app.task_free.options import TaskFreeOptions
 from app.versions.importance import importance_stats, load_total, with_task
 from app.versions.service import get_version, lineage, record_version
 
@@ -54,6 +57,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             eval_sets[job.task] = (session.get(Dataset, request.eval_dataset), request.classes)
         held_back = [(t.name, session.get(Dataset, t.train_dataset_id), entry["validation"], _classes_of(base, t.name))
                      for t in learned_tasks if (entry := _entry(base, t.name)) and entry.get("validation")]
+        train_sets = {t.name: session.get(Dataset, t.train_dataset_id) for t in learned_tasks}
     architecture, classes = model.architecture, request.classes
     omega = load_total(ctx.store, base.importance_parts)
     net = version_network(ctx.store, architecture, base, request.trainable_spec()).to(ctx.device)
@@ -66,6 +70,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
 
     options = request.importance
     precision = precision_for(ctx.device)
+    start_trunk = trunk_state(net)
     checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.checkpoint_interval_s)
     resume = checkpoints.latest()
     learned = learn_task(
@@ -96,6 +101,13 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         scores[task] = accuracy(net, task, inputs.to(ctx.device), labels.to(ctx.device))
 
     new_theta = to_cpu(network_state(net))
+    new_entry = _task_entry(job.task, request, split)
+    record = measure_and_fit(
+        ctx.store, net, [*_earlier_sources(ctx, architecture, net, base, train_sets, validation, eval_sets),
+                         TaskSource(job.task, request.num_classes, lambda: (x, y), _rows_of_set(validation[-1]),
+                                    _eval_rows(ctx, architecture, net, eval_sets.get(job.task)))],
+        kept=base.class_statistics, trunk_moved=trunk_moved(start_trunk, new_theta),
+        new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed)
     stored = save_network(ctx.store, architecture, net, new_theta, base)
     with ctx.sessions.begin() as session:
         if watch.cancelled_now(session):
@@ -104,13 +116,14 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         recorded = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
             theta_blob=stored.manifest, theta_parts=stored.parts, importance_parts=parts,
-            tasks=[*base.tasks, _task_entry(job.task, request, split)], accuracy=scores,
+            tasks=[*base.tasks, new_entry], accuracy=scores,
             importance=importance_stats(new_theta, omega),
             made_by=made_by(row, precision=precision, loss_per_epoch=learned.training.loss_per_epoch,
                             steps=learned.training.steps, trained_rows=len(split.train),
                             validation_rows=len(split.validation), resumed_from_step=step_of(resume),
                             **{"lambda": learned.lam},
                             lambda_search=[trial.as_dict() for trial in learned.trials]),
+            class_statistics=record.class_statistics, task_free=record.task_free,
         )
         row.result_details = {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
                               "resumed_from_step": step_of(resume)}
@@ -184,6 +197,50 @@ def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: Mult
         _, rows = split_validation(len(labels), validation["fraction"], validation["seed"])
         sets.append(ValidationSet(task, rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)))
     return sets
+
+
+def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, base: Version,
+                     train_sets: dict[str, Dataset | None], validation: list[ValidationSet],
+                     eval_sets: dict[str, tuple[Dataset, list[str] | None]]) -> list[TaskSource]:
+    """The base's tasks as task-free fitting reads them: training rows (its train split) while its dataset
+    is stored, the validation slice already read for λ "auto", and its eval set."""
+    held = {v.task: v for v in validation}
+    sources = []
+    for entry in base.tasks:
+        name, dataset = entry["name"], train_sets.get(entry["name"])
+        train = None
+        if dataset is not None and ctx.store.exists(dataset.blob):
+            train = partial(_train_rows, ctx, architecture, net, dataset, entry)
+        sources.append(TaskSource(name, entry["num_classes"], train, _rows_of_set(held.get(name)),
+                                  _eval_rows(ctx, architecture, net, eval_sets.get(name))))
+    return sources
+
+
+def _train_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+                entry: dict[str, Any]) -> tuple[Tensor | LazySamples, Tensor]:
+    """A task's training rows without its validation slice, as its job trained on them."""
+    inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
+    labels = task_labels(labels, dataset, entry.get("classes"))
+    validation = entry.get("validation") or {"fraction": 0.0, "seed": 0}
+    rows, _ = split_validation(len(labels), validation["fraction"], validation["seed"])
+    return rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)
+
+
+def _rows_of_set(validation: ValidationSet | None) -> Callable[[], tuple[Tensor | LazySamples, Tensor]] | None:
+    return None if validation is None else lambda: (validation.inputs, validation.labels)
+
+
+def _eval_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
+               eval_set: tuple[Dataset, list[str] | None] | None
+               ) -> Callable[[], tuple[Tensor | LazySamples, Tensor]] | None:
+    if eval_set is None:
+        return None
+    dataset, task_classes = eval_set
+
+    def load() -> tuple[Tensor | LazySamples, Tensor]:
+        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
+        return inputs.to(ctx.device), task_labels(labels, dataset, task_classes).to(ctx.device)
+    return load
 
 
 def _entry(version: Version, task: str) -> dict[str, Any] | None:

@@ -11,8 +11,10 @@ from app.aliases.routes import MoverDep
 from app.auth.deps import AdminScope, ReadScope, WriteScope
 from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
+from app.errors import Invalid
 from app.models import service
 from app.models.schemas import ModelIn, ModelOut, ModelPatch, Promotion
+from app.task_free.options import TaskFreeOptions
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope])
 
@@ -20,7 +22,8 @@ router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope
 def shape_model(session: Session, model: Model) -> ModelOut:
     return ModelOut(
         name=model.name, architecture=model.architecture, seed=model.seed, head=model.head, queue=model.queue,
-        promotion=Promotion.model_validate(model.promotion), aliases=aliases_of(session, model),
+        promotion=Promotion.model_validate(model.promotion), task_free=TaskFreeOptions.of(model.task_free),
+        aliases=aliases_of(session, model),
         tasks=service.head_tasks(session, model), created_at=model.created_at,
     )
 
@@ -30,7 +33,8 @@ def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: 
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
                                  model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
-                                 promotion=PromotionPolicy(**body.promotion.model_dump()), by=by)
+                                 promotion=PromotionPolicy(**body.promotion.model_dump()),
+                                 task_free=body.task_free.model_dump(), by=by)
     session.commit()
     return shape_model(session, model)
 
@@ -47,8 +51,14 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
 
 @router.patch("/{name}", response_model=ModelOut, dependencies=[WriteScope])
 def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
-    """Change the model's promotion policy (the fields given; the others stay)."""
-    model = service.update_promotion(session, service.get_model(session, name), body.promotion)
+    """Change the model's promotion policy or task-free options (the fields given; the others stay)."""
+    model = service.get_model(session, name)
+    if body.promotion is None and body.task_free is None:
+        raise Invalid("give 'promotion' or 'task_free' (or both): the fields to change")
+    if body.promotion is not None:
+        service.update_promotion(session, model, body.promotion)
+    if body.task_free is not None:
+        service.update_task_free(model, body.task_free)
     session.commit()
     return shape_model(session, model)
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.aliases.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
 from app.request_schema import Integer, not_null, refuse_null
+from app.task_free.options import TaskFreeOptions, TaskFreePatch
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # The largest integer every JSON parser reads exactly (I-JSON, RFC 7493): JavaScript's and the float64 of
@@ -28,6 +29,10 @@ class Promotion(BaseModel):
                                   description="guarded: the most an earlier task's accuracy may drop (0.05: 5 points)")
     min_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False,
                                        description="guarded: the least accuracy on the new task's eval set")
+    min_task_free_accuracy: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False,
+        description="guarded: the least task-free accuracy (over every class learned, with the model's predictor) "
+                    "on the eval sets of every task")
 
 
 class PromotionPatch(BaseModel):
@@ -39,6 +44,7 @@ class PromotionPatch(BaseModel):
     policy: Policy | None = None
     max_forgetting: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     min_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    min_task_free_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
     _refuse_null = field_validator("policy", "max_forgetting")(refuse_null)
 
@@ -46,7 +52,8 @@ class PromotionPatch(BaseModel):
 class ModelPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    promotion: PromotionPatch
+    promotion: PromotionPatch | None = None
+    task_free: TaskFreePatch | None = Field(None, description="how requests that name no task are answered")
 
 
 class ModelIn(BaseModel):
@@ -58,6 +65,7 @@ class ModelIn(BaseModel):
     queue: Queue | None = Field(None, description="where this model's jobs go: cpu or gpu workers (default: cpu)")
     promotion: Promotion = Field(Promotion(), description="when a job's version becomes production "
                                                           "(default: guarded, max_forgetting 0.05)")
+    task_free: TaskFreeOptions = Field(TaskFreeOptions(), description="how requests that name no task are answered")
 
 
 class ModelOut(BaseModel):
@@ -67,6 +75,7 @@ class ModelOut(BaseModel):
     head: int = Field(description="the version the alias production names (what predictions and new tasks use)")
     queue: str
     promotion: Promotion
+    task_free: TaskFreeOptions
     aliases: dict[str, int] = Field(description="every alias and the version it names, production first")
     tasks: list[str]
     created_at: datetime

@@ -22,13 +22,15 @@ from app.mas.networks import network_state
 from app.models.networks import save_network
 from app.models.schemas import Promotion, PromotionPatch
 from app.store import BlobStore
+from app.task_free.options import TaskFreeOptions, TaskFreePatch
 from app.versions.importance import importance_stats
 
 
 def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
                  max_input_values: int | None = None, queue: str = "cpu",
                  model_dirs: Sequence[Path] = (), max_parameters: int | None = None,
-                 promotion: PromotionPolicy | None = None, by: Mover | None = None) -> Model:
+                 promotion: PromotionPolicy | None = None, task_free: dict[str, Any] | None = None,
+                 by: Mover | None = None) -> Model:
     """A new model, its version 0 and its production alias on it; `promotion` defaults to guarded."""
     if isinstance(architecture, dict):
         check_model_path(architecture, model_dirs)  # before validation, which would read the directory
@@ -46,7 +48,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     theta = network_state(net)
     stored = save_network(store, architecture, net, theta)
     model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue,
-                  promotion=(promotion or PromotionPolicy()).as_dict())
+                  promotion=(promotion or PromotionPolicy()).as_dict(), task_free=task_free)
     session.add(model)
     session.flush()
     record_move(session, model.id, PRODUCTION, None, 0, by=by or Mover(), reason="model created")
@@ -98,6 +100,13 @@ def update_promotion(session: Session, model: Model, patch: PromotionPatch) -> M
     except ValidationError as error:
         raise Invalid("promotion: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                                 for e in error.errors())) from error
+    return model
+
+
+def update_task_free(model: Model, patch: TaskFreePatch) -> Model:
+    """Change the task-free options that `patch` names; the rest stay."""
+    merged = {**TaskFreeOptions.of(model.task_free).model_dump(), **patch.model_dump(exclude_none=True)}
+    model.task_free = TaskFreeOptions.model_validate(merged).model_dump()
     return model
 
 

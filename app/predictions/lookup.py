@@ -39,6 +39,8 @@ class Target:
     number: int
     tasks: list[dict[str, Any]]
     theta_blob: str
+    task_free: dict[str, Any] | None = None  # the version's fitted task-free predictors (None: none)
+    options: dict[str, Any] | None = None  # the model's task-free options
 
     @cached_property
     def task_entries(self) -> dict[str, dict[str, Any]]:
@@ -71,15 +73,18 @@ def find_target(session: Session, model_name: str, *, version: int | None, alias
     return Target(*row)
 
 
-def recent_target(cache: TimedCache, model_name: str, *, task: str, version: int | None,
+def recent_target(cache: TimedCache, model_name: str, *, task: str | None, version: int | None,
                   alias: str | None) -> Target | None:
-    """The target kept in `cache`, unless it lacks `task`: only a refusal could come of that, and a
-    version that a worker promoted just now may have the task."""
+    """The target kept in `cache`, unless it lacks `task` (or, with no task, task-free predictors): only a
+    refusal could come of that, and a version that a worker promoted just now may have them."""
     target = cache.get((model_name, version, alias))
-    return target if target is not None and task in target.task_entries else None
+    if target is None:
+        return None
+    return target if (task in target.task_entries if task is not None else target.task_free) else None
 
 
-def find_recent_target(cache: TimedCache, session: Session, model_name: str, *, task: str, version: int | None,
+def find_recent_target(cache: TimedCache, session: Session, model_name: str, *, task: str | None,
+                       version: int | None,
                        alias: str | None) -> Target:
     """`recent_target`, else `find_target`, kept in `cache` for the next request."""
     target = recent_target(cache, model_name, task=task, version=version, alias=alias)
@@ -92,7 +97,8 @@ def find_recent_target(cache: TimedCache, session: Session, model_name: str, *, 
 
 def _target_query(number: Any, *, by_alias: bool = False) -> Select:
     """Model and version columns where the version's number is `number` (a parameter or a column)."""
-    query = select(Model.name, Model.architecture, Version.id, Version.number, Version.tasks, Version.theta_blob)
+    query = select(Model.name, Model.architecture, Version.id, Version.number, Version.tasks, Version.theta_blob,
+                   Version.task_free, Model.task_free)
     if by_alias:
         query = query.join(Alias, (Alias.model_id == Model.id) & (Alias.name == bindparam("alias")))
     return query.join(Version, (Version.model_id == Model.id) & (Version.number == number)).where(

@@ -79,8 +79,6 @@ async def predict_from_body(request: Request) -> Response:
 
     def parse_and_predict() -> Response:
         if content_type in (NPY, MULTIPART, *IMAGES):
-            if query.task is None:
-                raise Invalid(f"with a {content_type} body, give the task as a query parameter (?task=…)")
             inputs = (service.inputs_from_npy(body, settings.max_predict_rows) if content_type == NPY
                       else files if content_type == MULTIPART else [body])
             question = Asked(query.task, query.version, query.alias, inputs, query.probabilities)
@@ -101,8 +99,9 @@ def predict_from_query(
     store: StoreDep,
     cache: CacheDep,
     targets: TargetCacheDep,
-    task: Annotated[str, Query(pattern=NAME_PATTERN)],
     inputs: Annotated[str, Query(description="JSON list of rows, at most 100")],
+    task: Annotated[str | None, Query(pattern=NAME_PATTERN,
+                                      description="the task whose head answers (absent: task-free)")] = None,
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
     alias: AliasQuery = None,
     probabilities: bool = False,
@@ -115,7 +114,7 @@ def predict_from_query(
 class Asked:
     """What a POST asks for: from its JSON body, or from the query with the other bodies."""
 
-    task: str
+    task: str | None
     version: int | None
     alias: str | None
     inputs: service.RawInputs

@@ -28,8 +28,10 @@ from app.metrics import count_prediction
 from app.models.networks import version_network
 from app.predictions.cache import NetworkCache
 from app.predictions.lookup import Target, find_recent_target, recent_target
-from app.predictions.schemas import PredictOut
+from app.predictions.schemas import ClassOut, PredictOut
+from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of
 from app.store import BlobStore
+from app.task_free.options import TaskFreeOptions
 from app.timed_cache import TimedCache
 
 RawInputs = np.ndarray | list[str] | list[bytes]  # array rows, texts, or image files
@@ -42,25 +44,51 @@ QUICK_S = 1e-3
 
 
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets: TimedCache, model_name: str,
-            task: str, version: int | None, inputs: RawInputs, probabilities: bool, alias: str | None = None
-            ) -> PredictOut:
+            task: str | None, version: int | None, inputs: RawInputs, probabilities: bool,
+            alias: str | None = None) -> PredictOut:
     """`version` by number, or by `alias`, or production when neither is given (both: 422); `targets`
-    keeps what was found a short while (app/predictions/lookup.py)."""
+    keeps what was found a short while (app/predictions/lookup.py). Without `task`, a task-free answer."""
     target = find_recent_target(targets, session, model_name, task=task, version=version, alias=alias)
-    if task not in target.task_entries:
+    if task is None:
+        check_answerable(target.model, target.number, target.tasks, target.task_free)
+    elif task not in target.task_entries:
         raise NotFound(f"version {target.number} of model {target.model!r} has no task {task!r} "
                        f"(it has {list(target.task_entries)})")
     session.rollback()  # the read transaction ends here: a prediction holds nothing a writer waits on
     x = model_inputs(target.architecture, inputs)
     net = cache.get(target.network_key, lambda: _load_network(session, store, target))
+    if task is None:
+        return _run_task_free(store, net, target, x=x, probabilities=probabilities, alias=alias)
     return _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
 
 
-def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str, version: int | None,
-                      inputs: RawInputs, probabilities: bool, alias: str | None = None) -> PredictOut | None:
+def _run_task_free(store: BlobStore, net: MultiHeadNet, target: Target, *, x: torch.Tensor, probabilities: bool,
+                   alias: str | None) -> PredictOut:
+    assert target.task_free is not None
+    options = TaskFreeOptions.of(target.options)
+    head = head_of(store, target.task_free, options)
+    answer = answer_rows(net, head, options.predictor, x)
+    count_prediction(target.model, len(x))
+    classes = class_labels(head, target.tasks)
+    indices = answer.classes.tolist()
+    return PredictOut(model=target.model, version=target.number, alias=alias, predictions=indices,
+                      labels=[classes[i]["label"] for i in indices], tasks=[classes[i]["task"] for i in indices],
+                      confidence=answer.confidence.tolist(), unknown=answer.unknown.tolist(),
+                      score=answer.score.tolist(), threshold=head.threshold if math.isfinite(head.threshold) else None,
+                      predictor=options.predictor,
+                      probabilities=answer.probabilities.tolist() if probabilities else None,
+                      classes=[ClassOut(**c) for c in classes] if probabilities else None)
+
+
+def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str | None,
+                      version: int | None, inputs: RawInputs, probabilities: bool,
+                      alias: str | None = None) -> PredictOut | None:
     """`predict` when nothing needs reading and the rows take at most QUICK_S at the network's last pace
     (its version in `targets`, its network in `cache`); None otherwise. On the event loop, where a
-    1-row prediction costs less than the thread-pool hop it would otherwise take."""
+    1-row prediction costs less than the thread-pool hop it would otherwise take. Task-free answers
+    always take the full path (their predictors are read from the store)."""
+    if task is None:
+        return None
     target = recent_target(targets, model_name, task=task, version=version, alias=alias)
     if target is None:
         return None

@@ -18,6 +18,7 @@ from app.mas.tensors_io import tensors_to_bytes
 from app.models.routes import shape_model
 from app.models.schemas import ModelOut
 from app.models.service import get_model
+from app.task_free.stored import details as task_free_details
 from app.versions import service
 from app.versions.importance import importance_download
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
@@ -39,10 +40,12 @@ def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
 
 
 @router.get("/versions/{number}", response_model=VersionDetail)
-def get_version(name: str, number: VersionNumber, session: SessionDep) -> VersionDetail:
+def get_version(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> VersionDetail:
     model = get_model(session, name)
     named = aliases_by_version(session, model)
-    return VersionDetail.of(service.get_version(session, model, number), named.get(number, []))
+    version = service.get_version(session, model, number)
+    return VersionDetail.of(version, named.get(number, []),
+                            task_free_details(store, version.class_statistics, version.task_free, model.task_free))
 
 
 def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:

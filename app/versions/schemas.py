@@ -70,9 +70,15 @@ class VersionDetail(VersionOut):
     made_by: dict[str, Any] | None = Field(
         description="the job's full request (datasets by id), lifelong version, worker, device, precision, "
                     "wall time and loss per epoch; None for version 0 and versions made before it was kept")
+    task_free: dict[str, Any] | None = Field(
+        None, description="answers without a task: the model's predictor, its held-back accuracy, task accuracy, "
+                          "calibration error (ECE) and unknown threshold; every predictor's held-back and eval "
+                          "scores; per task whether its class statistics were measured with this version's trunk. "
+                          "None for version 0 and versions made before task-free answers")
 
     @classmethod
-    def of(cls, v: Version, aliases: list[str] | None = None) -> VersionDetail:
+    def of(cls, v: Version, aliases: list[str] | None = None,
+           task_free: dict[str, Any] | None = None) -> VersionDetail:
         return cls(
             **VersionOut.of(v, aliases).model_dump(),
             tasks=[t["name"] for t in v.tasks],
@@ -83,6 +89,7 @@ class VersionDetail(VersionOut):
             importance=ImportanceOut.of(v),
             theta_sha256=v.theta_blob,
             made_by=v.made_by,
+            task_free=task_free,
         )
 
 
@@ -93,10 +100,18 @@ class HeadIn(BaseModel):
     reason: str | None = Field(None, max_length=2000, description="why, kept in production's history")
 
 
+class TaskFreeScores(BaseModel):
+    accuracy: float | None = Field(description="over every class learned so far, on every task's eval set")
+    task_accuracy: float | None = Field(description="how often the chosen class's task is the row's task")
+    ece: float | None = Field(description="expected calibration error of the confidence (15 bins)")
+
+
 class EvaluationRow(BaseModel):
     version: int
     task: str
     accuracy: dict[str, float]
+    task_free: TaskFreeScores | None = Field(None, description="the model's task-free predictor on the eval sets of "
+                                                               "every task learned so far (None: not measured)")
 
 
 class EvaluationOut(BaseModel):

@@ -1,0 +1,40 @@
+"""Task-free answers: each version's class statistics and fitted predictors, and a model's choice of them.
+
+`versions.class_statistics` lists, per task in the order learned, the blob of its class statistics
+(app/mas/class_statistics.py) and whether they were measured with this version's trunk;
+`versions.task_free` names the fitted predictors' blobs and their held-back and eval scores;
+`models.task_free` is the model's option (predictor, unknown_rate, projection). All three are NULL for
+rows written before: such a version answers only requests that name a task, until a later train job
+measures its tasks again.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # In place, never by batch mode's copy of the table (see 0008: a copy of `models` would cascade).
+    with op.batch_alter_table("versions", recreate="never") as batch_op:
+        batch_op.add_column(sa.Column("class_statistics", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("task_free", sa.JSON(), nullable=True))
+    with op.batch_alter_table("models", recreate="never") as batch_op:
+        batch_op.add_column(sa.Column("task_free", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("models", recreate="never") as batch_op:
+        batch_op.drop_column("task_free")
+    with op.batch_alter_table("versions", recreate="never") as batch_op:
+        batch_op.drop_column("task_free")
+        batch_op.drop_column("class_statistics")
