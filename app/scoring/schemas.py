@@ -19,7 +19,9 @@ def _schema(schema: dict[str, Any]) -> None:
 class EvaluateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_schema)
 
-    task: str = Field(pattern=NAME_PATTERN)
+    task: str | None = Field(None, pattern=NAME_PATTERN,
+                             description="the task whose head is scored; without it, the task-free answer over every "
+                                         "class learned (labels: global class indices, or class names / task/name)")
     data: DataRef = Field(description="labeled data: {\"dataset\": id}, or inline inputs or texts with labels")
     version: Integer | None = Field(None, ge=0, le=MAX_VERSION, description="a version by number (not with alias)")
     alias: str | None = Field(None, pattern=NAME_PATTERN,
@@ -43,11 +45,20 @@ class ClassScore(BaseModel):
     predicted: int = Field(description="rows predicted as this class")
 
 
+class TaskFreeScore(BaseModel):
+    accuracy: float = Field(description="over every class learned")
+    task_accuracy: float = Field(description="how often the answer's task is the row's task")
+    ece: float | None = Field(description="expected calibration error of the confidence (15 equal-width bins)")
+    unknown: float = Field(description="the share of rows the answer called unknown")
+
+
 class EvaluateOut(BaseModel):
     model: str
     version: int
     alias: str | None = Field(None, description="the alias the request named, which named `version`")
-    task: str
+    task: str | None = Field(None, description="the task scored (absent: task-free, over every class learned)")
+    predictor: str | None = Field(None, description="task-free: the model's predictor that answered")
+    task_free: TaskFreeScore | None = None
     n: int = Field(description="rows scored")
     accuracy: float
     per_class: list[ClassScore]

@@ -14,6 +14,8 @@ task's class indices.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
 
 import numpy as np
 import torch
@@ -22,18 +24,21 @@ from sqlalchemy.orm import Session
 from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.service import PreparedData, check_fits, prepare_data
+from app.db.tables import Model, Version
 from app.errors import Invalid, NotFound, TooLarge
 from app.learning.data import load_inputs
 from app.limits import UnpackLimits, check_inline_rows
-from app.mas import evaluation
+from app.mas import evaluation, task_free
 from app.mas.networks import InputSpec
 from app.models.networks import version_network
 from app.models.service import get_model
 from app.predictions.cache import NetworkCache
 from app.predictions.service import model_inputs
-from app.scoring.schemas import ClassScore, EvaluateOut, EvaluateRequest
+from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of
+from app.scoring.schemas import ClassScore, EvaluateOut, EvaluateRequest, TaskFreeScore
 from app.settings import Settings
 from app.store import BlobStore
+from app.task_free.options import TaskFreeOptions
 from app.versions.service import get_version
 
 
@@ -45,6 +50,8 @@ def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: 
     stored = get_version(session, model, resolve_version(session, model, version=request.version,
                                                          alias=request.alias))
     tasks = {t["name"]: t for t in stored.tasks}
+    if request.task is None:
+        return _evaluate_task_free(session, store, cache, settings, model=model, stored=stored, request=request)
     if request.task not in tasks:
         raise NotFound(f"version {stored.number} of model {model.name!r} has no task {request.task!r}"
                        f" (it has {list(tasks)})")
@@ -65,9 +72,58 @@ def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: 
                        per_class=class_scores(confusion, classes), confusion_matrix=confusion.tolist())
 
 
-def _prepare(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
-             num_classes: int, classes: list[str] | None) -> PreparedData:
-    """The data, checked against the model and the task, within the prediction limits; 413 and 422 say why not."""
+def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, *, model: Model,
+                        stored: Version, request: EvaluateRequest) -> EvaluateOut:
+    """The task-free answer (the model's predictor, over every class learned) scored on labeled data whose
+    labels are global class indices or class names (`task/name` where a name is not unique)."""
+    check_answerable(model.name, stored.number, stored.tasks, stored.task_free)
+    options = TaskFreeOptions.of(model.task_free)
+    head = head_of(store, stored.task_free, options)
+    classes = class_labels(head, stored.tasks)
+    architecture = model.architecture
+    data = _checked_data(session, request, architecture, settings, num_classes=len(classes))
+    for row in (stored, data.dataset):
+        if row is not None:
+            session.expunge(row)
+    session.rollback()
+    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
+                    lambda: version_network(store, architecture, stored))
+    x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
+    labels = _global_labels(labels, data.classes, classes)
+    answer = answer_rows(net, head, options.predictor, x)
+    scores = task_free.score(answer.classes, answer.probabilities, torch.from_numpy(labels), head.catalog)
+    confusion = confusion_matrix(labels, answer.classes, len(classes))
+    return EvaluateOut(model=model.name, version=stored.number, alias=request.alias, predictor=options.predictor,
+                       task_free=TaskFreeScore(accuracy=scores.accuracy, task_accuracy=scores.task_accuracy,
+                                               ece=scores.ece if math.isfinite(scores.ece) else None,
+                                               unknown=float(answer.unknown.double().mean())),
+                       n=int(confusion.sum()), accuracy=scores.accuracy,
+                       per_class=class_scores(confusion, [c["label"] for c in classes]),
+                       confusion_matrix=confusion.tolist())
+
+
+def _global_labels(labels: np.ndarray, data_classes: list[str] | None, classes: list[dict[str, str]]) -> np.ndarray:
+    """The data's labels as global class indices: integers as they are, names matched to the classes."""
+    if not data_classes:
+        return labels.astype(np.int64)
+    names = Counter(c["label"] for c in classes)
+    position: dict[str, int] = {}
+    for index, entry in enumerate(classes):
+        position[f"{entry['task']}/{entry['label'].removeprefix(entry['task'] + '/')}"] = index
+        if names[entry["label"]] == 1:
+            position[entry["label"]] = index
+    missing = [name for name in data_classes if name not in position]
+    if missing:
+        ambiguous = [name for name in missing if names[name] > 1]
+        raise Invalid(f"data: classes {missing[:10]} are not among the version's classes "
+                      f"{[c['label'] for c in classes][:10]}" + (f" ({ambiguous[:5]} belong to several tasks: write "
+                                                                 "them as task/name)" if ambiguous else ""))
+    return np.asarray([position[name] for name in data_classes], dtype=np.int64)[labels]
+
+
+def _checked_data(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
+                  num_classes: int) -> PreparedData:
+    """The data, checked against the model, within the prediction limits; 413 and 422 say why not."""
     inline = request.data.inputs if request.data.inputs is not None else request.data.texts
     check_inline_rows(inline, settings.max_inline_rows, "data")
     data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
@@ -76,6 +132,13 @@ def _prepare(session: Session, request: EvaluateRequest, architecture: dict, set
     check_fits(data, architecture.get("input_shape", []), labels=True,
                num_classes=None if data.classes else num_classes,
                kind=registry.get_architecture(architecture["kind"]).input_kind)
+    return data
+
+
+def _prepare(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
+             num_classes: int, classes: list[str] | None) -> PreparedData:
+    """The data, checked against the model and the task, within the prediction limits; 413 and 422 say why not."""
+    data = _checked_data(session, request, architecture, settings, num_classes=num_classes)
     if data.classes is not None:
         if classes is None:
             raise Invalid(f"data: task {request.task!r} was learned from integer labels, and these labels are"

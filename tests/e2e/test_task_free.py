@@ -161,3 +161,24 @@ def test_bad_task_free_requests_are_clear_4xx(api: Api, learned, body, status) -
     model, _, _ = learned
     response = api.http.post(f"/v1/models/{model}/predict", json=body)
     assert response.status_code == status and response.json()["detail"]
+
+
+def test_evaluate_without_a_task_scores_every_class(api: Api, learned) -> None:
+    model, _, version = learned
+    first, second = api.digits[0], api.digits[1]
+    x = np.concatenate([first.x_test, second.x_test])
+    y = np.concatenate([first.y_test, second.y_test + 2])  # global class indices: tasks in the order learned
+    response = api.http.post(f"/v1/models/{model}/evaluate", json={"data": {"inputs": x.tolist(), "labels": y.tolist()}})
+    assert response.status_code == 200, response.text
+    scored = response.json()
+    assert scored["version"] == version and scored["task"] is None and scored["n"] == len(x)
+    assert set(scored["task_free"]) == {"accuracy", "task_accuracy", "ece", "unknown"}
+    assert scored["task_free"]["accuracy"] == scored["accuracy"] > 0.8
+    assert scored["task_free"]["task_accuracy"] >= scored["task_free"]["accuracy"]
+    assert len(scored["confusion_matrix"]) == 4 and [c["label"] for c in scored["per_class"]][2] == f"{second.name}/0"
+    # The matrix's task-free column is the same predictor on the same eval sets.
+    row = api.get(f"/v1/models/{model}/evaluation")["rows"][-1]["task_free"]
+    assert abs(row["accuracy"] - scored["accuracy"]) < 1e-9 and abs(row["ece"] - scored["task_free"]["ece"]) < 1e-9
+    out_of_range = api.http.post(f"/v1/models/{model}/evaluate",
+                                 json={"data": {"inputs": x[:2].tolist(), "labels": [0, 4]}})
+    assert out_of_range.status_code == 422 and out_of_range.json()["detail"]
