@@ -33,6 +33,11 @@ def run_migrations_online() -> None:
     # once then migrate one after the other instead of both creating the tables.
     engine = make_engine(_settings())
     with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch mode rebuilds a SQLite table as a copy: with foreign keys on, dropping the old table
+            # cascades to the rows that point at it (0007's rebuild of `versions` took every `tasks` row).
+            # The pragma only takes effect outside a transaction, so on the driver's connection, first.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         # SQLite does run DDL in a transaction (the engine begins them itself), which makes a migration
         # all-or-nothing and, with BEGIN IMMEDIATE, one process's at a time.
         context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True,
