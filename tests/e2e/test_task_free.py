@@ -7,8 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
+from safetensors.torch import load as load_safetensors
 
+from app.mas.networks import load_network
 from tests.conftest import Api
 
 
@@ -54,10 +57,19 @@ def test_inputs_unlike_every_class_are_unknown_and_a_named_task_never_is(api: Ap
 
 
 def test_with_a_task_the_answer_is_as_before(api: Api, learned) -> None:
-    model, _, _ = learned
+    """The named task's head answers, as it always did: the checkpoint's θ (its task-free tensors left out)
+    rebuilt here gives the same probabilities, and the answer has no task-free field."""
+    model, _, version = learned
     task = api.digits[0]
     answer = api.predict(model, task.name, task.x_test[:5], probabilities=True)
     assert set(answer) == {"model", "version", "task", "predictions", "probabilities"}
+    stored = load_safetensors(api.http.get(f"/v1/models/{model}/versions/{version}/checkpoint").content)
+    theta = {k: v for k, v in stored.items() if not k.startswith(("task_free.", "class_statistics."))}
+    net = load_network(api.get(f"/v1/models/{model}")["architecture"], theta).eval()
+    with torch.no_grad():
+        expected = net(torch.from_numpy(task.x_test[:5]).float(), task.name).softmax(1)
+    assert np.allclose(answer["probabilities"], expected.numpy(), atol=1e-6)
+    assert answer["predictions"] == expected.argmax(1).tolist()
 
 
 def test_every_route_answers_without_a_task(api: Api, learned) -> None:
