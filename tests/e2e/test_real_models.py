@@ -58,6 +58,12 @@ def test_a_minilm_model_learns_two_text_tasks_and_answers_class_names(api, servi
     answer = api.http.post(f"/v1/models/{model}/predict",
                            json={"task": "living", "texts": ["a dog in the garden", "a red sports car"]}).json()
     assert answer["labels"] == ["animal", "vehicle"] and answer["predictions"] == [0, 1]
+    # Without a task: one answer over the four classes of both tasks, by class name.
+    free = api.http.post(f"/v1/models/{model}/predict",
+                         json={"texts": ["a dog in the garden", "a hammer and nails"]}).json()
+    assert free["labels"] == ["animal", "tool"] and free["tasks"] == ["living", "things"], free
+    statistics = detail["task_free"]["tasks"]
+    assert statistics["living"]["remeasured"] and statistics["living"]["at_this_trunk"]  # the last layer moved
     omega = detail["importance"]["layers"]
     assert all(stats["max"] == 0 for name, stats in omega.items() if ".layers.0." in name)  # frozen: no Ω
     assert any(stats["max"] > 0 for name, stats in omega.items() if ".layers.5." in name)
@@ -92,6 +98,14 @@ def test_an_efficientnet_model_learns_two_image_tasks_from_archives(api, service
     one = api.http.post(f"/v1/models/{model}/predict", params={"task": "warm"}, content=png(COLOURS["red"], 97),
                         headers={"Content-Type": "image/png"})
     assert one.status_code == 200 and one.json()["labels"] == ["red"], one.text
+    free = api.http.post(f"/v1/models/{model}/predict", files=files)
+    assert free.status_code == 200 and free.json()["labels"] == ["green", "blue"], free.text
+    free_one = api.http.post(f"/v1/models/{model}/predict", content=png(COLOURS["red"], 97),
+                             headers={"Content-Type": "image/png"})
+    assert free_one.status_code == 200 and free_one.json()["tasks"] == ["warm"], free_one.text
+    # A frozen trunk: the first task's statistics are the same blob in both versions, never measured again.
+    first, second = (api.get(f"/v1/models/{model}/versions/{v}")["task_free"]["tasks"]["warm"] for v in (1, 2))
+    assert first["blob"] == second["blob"] and not second["remeasured"] and second["at_this_trunk"]
 
     parts = _versions_parts(service.var_dir / "lifelong.sqlite3", model)
     trunk_groups = [g for g in parts[0] if not g.startswith("heads.")]
