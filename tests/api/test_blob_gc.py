@@ -249,3 +249,24 @@ def test_a_checkpoint_is_kept_while_its_job_may_run_and_collected_after(sessions
     left = {blob.name for blob in store.listing()}
     assert {blobs["running"], blobs["queued"]} <= left
     assert not {blobs["succeeded"], blobs["failed"], blobs["cancelled"]} & left
+
+
+def test_class_statistics_and_task_free_blobs_are_kept(sessions, tmp_path: Path) -> None:
+    """The blobs a version's task-free columns name (each task's class statistics, the fitted predictors and
+    the projection) are referenced: the collector keeps them, and trashes them once no row names them."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    kept = _model(sessions, store, "kept")
+    statistics, fitted, projection = (store.put(data) for data in (b"stats of a", b"fitted", b"projection"))
+    with sessions.begin() as session:
+        first = session.query(Version).first()
+        session.add(Version(model_id=first.model_id, number=1, parent=0, kind="train", task="a", job_id="j",
+                            theta_blob=first.theta_blob, theta_parts=first.theta_parts, importance_parts=[],
+                            tasks=[{"name": "a", "num_classes": 2}], accuracy={}, importance={},
+                            class_statistics=[{"task": "a", "blob": statistics, "n": 4, "at_trunk": True,
+                                               "remeasured": False}],
+                            task_free={"blob": fitted, "projection_blob": projection}))
+    collected = collect_blobs(sessions, store, min_age=NOW)
+    assert collected.trashed == 0 and _names(store) == kept | {statistics, fitted, projection}
+    with sessions.begin() as session:
+        session.query(Version).filter_by(number=1).delete()
+    assert collect_blobs(sessions, store, min_age=NOW).trashed == 3

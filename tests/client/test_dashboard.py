@@ -355,6 +355,37 @@ def test_aliases_are_marked_and_a_click_shows_how_a_version_was_made(
 
 
 @needs_chromium
+def test_the_matrix_has_a_task_free_column_and_a_version_its_task_free_section(
+        run: Run, browser: Chromium, tmp_path: Path) -> None:
+    browser.open(run.url(model=run.mas))
+    browser.shown(run.mas, 2)
+    matrix = run.get(f"/v1/models/{run.mas}/evaluation")
+    header = browser.all("#heatmap-table th", "e.innerText")
+    assert header[-1] == "task-free" and header[3:-1] == matrix["tasks"]
+    column = browser.all("#heatmap-table tr[data-version] td:last-child", "[e.className, e.innerText, e.title]")
+    assert all(row["task_free"] is not None for row in matrix["rows"]), matrix["rows"]
+    assert [(kind, float(value)) for kind, value, _ in column] == [
+        ("task-free", round(row["task_free"]["accuracy"], 3)) for row in matrix["rows"]]
+    assert all("task accuracy" in title and "ECE" in title for *_, title in column)
+    assert "task-free: ridge" in browser.text("#model-info")
+
+    detail = run.get(f"/v1/models/{run.mas}/versions/2")["task_free"]
+    fields = dict(browser.all("#version-task-free tr", "[e.dataset.field, e.cells[1].innerText]"))
+    assert fields["predictor"] == detail["predictor"] == "ridge"
+    assert fields["held-back accuracy"] == f"{detail['accuracy']:.4f}" and fields["ECE"] == f"{detail['ece']:.4f}"
+    assert fields["held back"] == f"{detail['held_back_rows']} rows from {detail['held_back_from']}"
+    statistics = browser.all("#task-free-tasks tr[data-task]", "[...e.cells].map((c) => c.innerText)")
+    assert statistics == [[task, str(s["n"]), "yes" if s["at_this_trunk"] else "no", "yes" if s["remeasured"] else "no"]
+                          for task, s in detail["tasks"].items()]
+    assert [row[0] for row in statistics] == [t.name for t in run.tasks[:2]]
+
+    browser.click('#lineage-graph g.version[data-version="0"] circle.node')  # the initial weights: no task-free
+    browser.shown(run.mas, 0)
+    assert browser.text("#version-task-free").startswith("none")
+    browser.screenshot(tmp_path / "task-free.png")
+
+
+@needs_chromium
 def test_jobs_show_why_a_version_was_kept_and_why_a_job_failed(run: Run, browser: Chromium, tmp_path: Path) -> None:
     browser.open(run.url(model=run.mas))
     browser.shown(run.mas)

@@ -121,6 +121,9 @@ def test_the_checkpoint_carries_model_version_architecture_and_tasks(api, tmp_pa
     assert json.loads(metadata["tasks"]) == [{"name": first.name, "num_classes": 2, "classes": None},
                                              {"name": second.name, "num_classes": 2, "classes": None}]
     assert metadata["lifelong_version"] == "0.1.0"
+    task_free = json.loads(metadata["task_free"])  # what answers without a task, beside θ
+    assert task_free["meta"]["tasks"] == [first.name, second.name] and "ridge" in task_free["held_back"]
+    assert [entry["task"] for entry in json.loads(metadata["class_statistics"])] == [first.name, second.name]
     v0 = _header(api.http.get(f"/v1/models/{model}/versions/0/checkpoint").content)["__metadata__"]
     assert v0["version"] == "0" and json.loads(v0["tasks"]) == []
 
@@ -141,6 +144,7 @@ def test_mlp_exports_match_the_service_and_end_in_the_named_head(api) -> None:
         assert props["task"] == task.name and props["version"] == str(version) and props["model"] == model
         assert json.loads(props["inputs"]) == [{"name": "input", "dtype": "float32", "shape": ["batch", 64]}]
         assert json.loads(props["architecture"])["kind"] == "mlp"
+        assert json.loads(props["task_free"])["meta"]["tasks"] == [first.name, second.name]  # the version's
 
 
 def test_cnn_export_reshapes_flat_rows_in_the_graph(api) -> None:

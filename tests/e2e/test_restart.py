@@ -24,7 +24,10 @@ def test_restart_keeps_everything(service_factory, api_factory, tmp_path) -> Non
         "evaluation": api.get(f"/v1/models/{model}/evaluation"),
         "jobs": api.get("/v1/jobs", model=model),
         "prediction": api.predict(model, task.name, task.x_test, probabilities=True),
+        "task_free": api.http.post(f"/v1/models/{model}/predict",
+                                   json={"inputs": task.x_test.tolist(), "probabilities": True}).json(),
     }
+    assert before["task_free"]["labels"] and before["detail"]["task_free"]["tasks"]
     # A job still running at Ctrl-C goes back to the queue and runs again after the restart.
     long_job = api.submit_task(model, api.digits[1], epochs=5000, batch_size=8)["id"]
     api.wait_for(lambda: api.get(f"/v1/jobs/{long_job}")["state"] == "running", deadline_s=60, what="a running job")
@@ -43,6 +46,8 @@ def test_restart_keeps_everything(service_factory, api_factory, tmp_path) -> Non
     assert again.get(f"/v1/models/{model}/evaluation") == before["evaluation"]
     assert again.get("/v1/jobs", model=model)[1:] == before["jobs"]
     assert again.predict(model, task.name, task.x_test, probabilities=True) == before["prediction"]
+    assert again.http.post(f"/v1/models/{model}/predict",  # the statistics and predictors came back from disk
+                           json={"inputs": task.x_test.tolist(), "probabilities": True}).json() == before["task_free"]
 
     resumed = again.wait_for(lambda: (job := again.get(f"/v1/jobs/{long_job}"))["state"] == "running" and job,
                              deadline_s=60, what="the interrupted job to run again")
