@@ -121,13 +121,26 @@ def error_for(response: httpx.Response) -> LifelongError:
 # --- response shapes (the server may send more fields) ---------------------------------------------
 
 
+Predictor = Literal["max_softmax", "energy", "ncm", "ridge", "ridge_routed"]
+
+
+class TaskFreeOptions(TypedDict):
+    """How a model answers requests that name no task (the server's defaults where not given)."""
+
+    predictor: Predictor
+    unknown_rate: float  # the largest share of held-back in-distribution rows called unknown (0 to 0.5)
+    projection: int  # width of the ridge head's random projection (0: none); set at creation only
+
+
 class ModelInfo(TypedDict):
     name: str
     architecture: dict[str, Any]
     seed: int
     head: int  # the version the alias production names
     queue: str
-    promotion: dict[str, Any]  # {"policy": "auto" | "manual" | "guarded", "max_forgetting", "min_accuracy"}
+    # {"policy": "auto" | "manual" | "guarded", "max_forgetting", "min_accuracy", "min_task_free_accuracy"}
+    promotion: dict[str, Any]
+    task_free: TaskFreeOptions
     aliases: dict[str, int]
     tasks: list[str]
     created_at: str
@@ -167,15 +180,50 @@ class VersionInfo(TypedDict):
     created_at: str
 
 
+class TaskFreeScores(TypedDict):
+    accuracy: float | None  # over every class learned
+    task_accuracy: float | None  # how often the answer's task is the row's task
+    ece: float | None  # expected calibration error of the confidence
+
+
+class TaskFreeTask(TypedDict):
+    n: int  # rows its class statistics were measured on
+    at_this_trunk: bool  # measured with this version's trunk
+    remeasured: bool  # measured again because the trunk moved since the task was learned
+    blob: str
+
+
+class TaskFreeDetail(TypedDict):
+    """What a version keeps for answers without a task: the model's predictor and its held-back scores."""
+
+    predictor: Predictor
+    accuracy: float | None
+    task_accuracy: float | None
+    ece: float | None
+    unknown_rate: float
+    threshold: float | None  # rows scoring below it are unknown
+    temperature: float | None
+    rho: float | None
+    projection: int
+    held_back_rows: int
+    held_back_from: str
+    predictors: dict[str, TaskFreeScores]  # every predictor's held-back scores
+    eval: dict[str, TaskFreeScores]  # every predictor's scores on the eval sets of every task
+    eval_rows: int
+    tasks: dict[str, TaskFreeTask]
+    blob: str
+
+
 class VersionDetail(VersionInfo):
     tasks: list[str]
     accuracy: dict[str, float]
     importance: dict[str, Any]
+    task_free: TaskFreeDetail | None  # None for version 0 and versions made before task-free answers
 
 
 class Evaluation(TypedDict):
     tasks: list[str]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # {"version", "task", "accuracy": {task: float}, "task_free": TaskFreeScores | None}
     average_accuracy: float | None
     forgetting: float | None
     bwt: float | None
@@ -183,12 +231,50 @@ class Evaluation(TypedDict):
 
 @dataclass(frozen=True)
 class Prediction:
+    """A prediction's answer. With a task: classes within that task. Without one (task-free, `task` None):
+    classes over every class learned, with each row's task, confidence and whether it is unknown."""
+
     model: str
     version: int
-    task: str
-    predictions: np.ndarray  # int64 class per row
+    task: str | None  # None: a task-free answer
+    predictions: np.ndarray  # int64 class per row (task-free: over every class learned, in `classes` order)
     probabilities: np.ndarray | None  # float32 [n, classes] when asked for
-    labels: list[str] | None = None  # class names, for tasks learned from named labels
+    labels: list[str] | None = None  # class names (task-free: always, "task/index" where labels were numbers)
+    alias: str | None = None  # the alias the request named
+    tasks: list[str] | None = None  # task-free: the task of each row's class
+    confidence: np.ndarray | None = None  # task-free: float32 calibrated probability of each row's class
+    unknown: np.ndarray | None = None  # task-free: bool, the row is unlike every class learned
+    score: np.ndarray | None = None  # task-free: float32 familiarity; below `threshold` is unknown
+    threshold: float | None = None
+    predictor: str | None = None  # task-free: the model's predictor that answered
+    classes: list[dict[str, str]] | None = None  # task-free with probabilities: [{"task", "label"}] per column
+
+    @property
+    def task_free(self) -> bool:
+        return self.task is None
+
+    @classmethod
+    def of(cls, answer: Mapping[str, Any]) -> Prediction:
+        """The server's JSON answer as arrays."""
+        def array(key: str, dtype: type) -> np.ndarray | None:
+            return None if answer.get(key) is None else np.asarray(answer[key], dtype=dtype)
+
+        return cls(model=answer["model"], version=answer["version"], task=answer.get("task"),
+                   predictions=np.asarray(answer["predictions"], dtype=np.int64),
+                   probabilities=array("probabilities", np.float32), labels=answer.get("labels"),
+                   alias=answer.get("alias"), tasks=answer.get("tasks"), confidence=array("confidence", np.float32),
+                   unknown=array("unknown", np.bool_), score=array("score", np.float32),
+                   threshold=answer.get("threshold"), predictor=answer.get("predictor"), classes=answer.get("classes"))
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer as the server sent it (arrays as lists, absent fields left out)."""
+        fields = {"model": self.model, "version": self.version, "alias": self.alias, "task": self.task,
+                  "predictions": self.predictions, "labels": self.labels, "tasks": self.tasks,
+                  "confidence": self.confidence, "unknown": self.unknown, "score": self.score,
+                  "threshold": self.threshold, "predictor": self.predictor, "probabilities": self.probabilities,
+                  "classes": self.classes}
+        return {key: value.tolist() if isinstance(value, np.ndarray) else value
+                for key, value in fields.items() if value is not None}
 
 
 # Wherever a request takes data: a dataset id, a dataset returned by `upload_dataset`, a .npz/.csv
@@ -367,19 +453,29 @@ class Client:
     # -- models --
 
     def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0,
-                     queue: QueueName | None = None, promotion: Mapping[str, Any] | None = None) -> ModelInfo:
+                     queue: QueueName | None = None, promotion: Mapping[str, Any] | None = None,
+                     task_free: Mapping[str, Any] | None = None) -> ModelInfo:
         """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise),
-        `promotion` when a job's version becomes production (default {"policy": "guarded"})."""
+        `promotion` when a job's version becomes production (default {"policy": "guarded"}), `task_free` how
+        requests that name no task are answered ({"predictor", "unknown_rate", "projection"}, each optional)."""
         body: dict[str, Any] = {"name": name, "architecture": dict(architecture), "seed": seed}
         if queue is not None:
             body["queue"] = queue
         if promotion is not None:
             body["promotion"] = dict(promotion)
+        if task_free is not None:
+            body["task_free"] = dict(task_free)
         return self._json("POST", "/v1/models", json=body)
 
-    def update_model(self, name: str, *, promotion: Mapping[str, Any]) -> ModelInfo:
-        """Change some of the model's promotion settings ({"policy": "manual"}); the others stay."""
-        return self._json("PATCH", f"/v1/models/{name}", json={"promotion": dict(promotion)})
+    def update_model(self, name: str, *, promotion: Mapping[str, Any] | None = None,
+                     task_free: Mapping[str, Any] | None = None) -> ModelInfo:
+        """Change some of the model's promotion settings ({"policy": "manual"}) and/or its task-free options
+        ({"predictor": "ncm", "unknown_rate": 0.1}); the others stay. Give at least one of the two."""
+        changes = {key: dict(value) for key, value in (("promotion", promotion), ("task_free", task_free))
+                   if value is not None}
+        if not changes:
+            raise ValueError("give promotion or task_free (or both)")
+        return self._json("PATCH", f"/v1/models/{name}", json=changes)
 
     def list_models(self) -> list[ModelInfo]:
         return self._json("GET", "/v1/models")
@@ -462,13 +558,17 @@ class Client:
     # -- predictions --
 
     def predict(self, model: str, inputs: np.ndarray | Sequence[str] | Sequence[str | os.PathLike | bytes], *,
-                task: str, version: int | None = None, probabilities: bool = False,
+                task: str | None = None, version: int | None = None, probabilities: bool = False,
                 alias: str | None = None) -> Prediction:
         """Classes (and probabilities, and class names where the task has them) for `inputs`: an array
         [n, *input_shape] (sent as a raw float32 .npy body), texts (a list of str, for text models), or
         image files (paths or bytes, for image models; sent as multipart `files`). The version is
-        production unless `version` (a number) or `alias` names another."""
-        params: dict[str, Any] = {"task": task, "probabilities": str(probabilities).lower()}
+        production unless `version` (a number) or `alias` names another. Without `task` the answer is
+        task-free: over every class learned, with each row's task, confidence and `unknown` (a version
+        that cannot answer so, such as version 0, is refused with `Conflict`)."""
+        params: dict[str, Any] = {"probabilities": str(probabilities).lower()}
+        if task is not None:
+            params["task"] = task
         if version is not None:
             params["version"] = version
         if alias is not None:
@@ -479,17 +579,13 @@ class Client:
             np.save(buffer, np.ascontiguousarray(inputs, dtype=np.float32), allow_pickle=False)
             answer = self._json("POST", path, params=params, content=buffer.getvalue(), headers={"Content-Type": NPY})
         elif all(isinstance(item, str) and not os.path.isfile(item) for item in inputs):
-            body = {"task": task, "texts": list(inputs), "probabilities": probabilities}
-            chosen = {k: v for k, v in {"version": version, "alias": alias}.items() if v is not None}
+            body = {"texts": list(inputs), "probabilities": probabilities}
+            chosen = {k: v for k, v in {"task": task, "version": version, "alias": alias}.items() if v is not None}
             answer = self._json("POST", path, json={**body, **chosen})
         else:
             files = [("files", _image_file(item)) for item in inputs]
             answer = self._json("POST", path, params=params, files=files)
-        probs = answer.get("probabilities")
-        return Prediction(model=answer["model"], version=answer["version"], task=answer["task"],
-                          predictions=np.asarray(answer["predictions"], dtype=np.int64),
-                          probabilities=None if probs is None else np.asarray(probs, dtype=np.float32),
-                          labels=answer.get("labels"))
+        return Prediction.of(answer)
 
     # -- jobs --
 
@@ -576,13 +672,16 @@ class Client:
             Path(path).write_bytes(content)
         return content
 
-    def evaluate(self, model: str, data: Data, *, task: str, version: int | None = None, alias: str | None = None,
-                 timeout: float = 300.0) -> dict[str, Any]:
+    def evaluate(self, model: str, data: Data, *, task: str | None = None, version: int | None = None,
+                 alias: str | None = None, timeout: float = 300.0) -> dict[str, Any]:
         """Score `task` at a version (`version`, `alias`, or production) on labeled `data` (a dataset id, a
         file, or (inputs, labels) arrays, uploaded first): {"accuracy", "n", "per_class": [{"index", "label",
-        "precision", "recall", "support", "predicted"}], "confusion_matrix": [labeled][predicted], ...}."""
-        body: dict[str, Any] = {"task": task, "data": self.data_ref(data)}
-        body.update({k: v for k, v in {"version": version, "alias": alias}.items() if v is not None})
+        "precision", "recall", "support", "predicted"}], "confusion_matrix": [labeled][predicted], ...}.
+        Without `task`, the task-free answer over every class learned (labels: global class indices, in the
+        order the tasks were learned, or class names / "task/name"); "task" is None, and "predictor" and
+        "task_free": {"accuracy", "task_accuracy", "ece", "unknown"} say how it answered."""
+        body: dict[str, Any] = {"data": self.data_ref(data)}
+        body.update({k: v for k, v in {"task": task, "version": version, "alias": alias}.items() if v is not None})
         return self._json("POST", f"/v1/models/{model}/evaluate", json=body, timeout=timeout)
 
     def checkpoint_metadata(self, model: str, version: int | str) -> dict[str, Any]:

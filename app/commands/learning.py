@@ -2,6 +2,8 @@
 
 `tasks add` and `importance refresh` upload their files, start the job and follow it to its end
 (a live bar on a terminal), so one command trains a task; `--detach` returns at once instead.
+`predict` without `--task` asks for the task-free answer (every class learned, each row's task,
+confidence and whether it is unknown) and prints it as a table.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from app.commands.common import (
     fail,
     handles_errors,
     print_json,
+    print_table,
 )
 from app.commands.follow import Epochs, follow
 from app.commands.models import parse_trainable
@@ -143,7 +146,9 @@ def refresh(
 def predict(
     ctx: typer.Context,
     model: str,
-    task: Annotated[str, typer.Option(help="which task's head answers")],
+    task: Annotated[str | None, typer.Option(
+        help="which task's head answers; without it every class learned answers (task-free: each row's task, "
+             "confidence and whether it is unknown, with the model's predictor)", show_default="task-free")] = None,
     inputs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=".npy, or .npz with x")] = None,
     text: Annotated[list[str] | None, typer.Option(help="a text to classify (text models); repeat for more")] = None,
     image: Annotated[list[Path] | None, typer.Option(exists=True, dir_okay=False,
@@ -154,11 +159,13 @@ def predict(
     probabilities: Annotated[bool, typer.Option("--probabilities", help="also the class probabilities")] = False,
     output: Annotated[Path | None, typer.Option(
         dir_okay=False, help="write the result to this file instead of stdout: .npy (the classes) or .npz"
-                             " (predictions, and probabilities and labels when there are)")] = None,
+                             " (predictions, and probabilities and labels when there are; task-free also tasks,"
+                             " confidence, unknown and score)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Predict classes for the rows of --inputs (sent as a raw .npy body), for --text strings or --image files.
-    The classes go to stdout (one per line), or with --output to a file."""
+    With --task the classes go to stdout (one per line); without it, a table of each row's class, task,
+    confidence and unknown (task-free). With --output the result goes to a file."""
     given = [option for option in (inputs, text, image) if option]
     if len(given) != 1:
         fail("give exactly one of --inputs FILE, --text TEXT (repeatable) or --image FILE (repeatable)", ExitCode.USAGE)
@@ -167,13 +174,9 @@ def predict(
     if output is not None:
         return _write_prediction(answer, output, as_json=as_json)
     if as_json:
-        result = {"model": answer.model, "version": answer.version, "task": answer.task,
-                  "predictions": answer.predictions.tolist()}
-        if answer.probabilities is not None:
-            result["probabilities"] = answer.probabilities.tolist()
-        if answer.labels is not None:
-            result["labels"] = answer.labels
-        return print_json(result)
+        return print_json(answer.as_json())
+    if answer.task_free:
+        return _print_task_free(answer)
     typer.echo(f"# {answer.model} version {answer.version}, task {answer.task}: {len(answer.predictions)} rows",
                err=True)
     named = answer.predictions.tolist() if answer.labels is None else [
@@ -181,6 +184,30 @@ def predict(
     rows = named if answer.probabilities is None else [
         f"{c}\t{' '.join(f'{p:.4f}' for p in probs)}" for c, probs in zip(named, answer.probabilities, strict=True)]
     typer.echo("\n".join(str(row) for row in rows))
+
+
+def _print_task_free(answer: Prediction) -> None:
+    """One row per input: the class over every class learned, its task, the confidence and whether the
+    row is unknown (unlike every class learned); with --probabilities, every class's probability."""
+    typer.echo(f"# {answer.model} version {answer.version}, task-free ({answer.predictor}, unknown below score "
+               f"{_number(answer.threshold)}): {len(answer.predictions)} rows", err=True)
+    columns = ["row", "class", "label", "task", "confidence", "unknown", "score"]
+    rows = [[i, c, label, task, f"{confidence:.4f}", "yes" if unknown else "no", f"{score:.4g}"]
+            for i, (c, label, task, confidence, unknown, score) in enumerate(zip(
+                answer.predictions.tolist(), answer.labels or [""] * len(answer.predictions), answer.tasks or [],
+                answer.confidence.tolist(), answer.unknown.tolist(), answer.score.tolist(), strict=True))]
+    if answer.probabilities is not None:
+        columns += [c["label"] for c in answer.classes or []] or [str(i) for i in range(answer.probabilities.shape[1])]
+        rows = [[*row, *(f"{p:.4f}" for p in probs)] for row, probs in zip(rows, answer.probabilities, strict=True)]
+    print_table(None, columns, rows)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _describe_answer(answer: Prediction) -> str:
+    return f"task-free ({answer.predictor})" if answer.task_free else f"task {answer.task}"
 
 
 def _write_prediction(answer: Prediction, output: Path, *, as_json: bool) -> None:
@@ -192,15 +219,19 @@ def _write_prediction(answer: Prediction, output: Path, *, as_json: bool) -> Non
             arrays["probabilities"] = answer.probabilities
         if answer.labels is not None:
             arrays["labels"] = np.asarray(answer.labels)
+        if answer.task_free:
+            arrays |= {"tasks": np.asarray(answer.tasks), "confidence": answer.confidence,
+                       "unknown": answer.unknown, "score": answer.score}
     with output.open("wb") as handle:
         if output.suffix.lower() == ".npz":
             np.savez(handle, **arrays)
         else:
             np.save(handle, answer.predictions, allow_pickle=False)
     if as_json:
-        return print_json({"model": answer.model, "version": answer.version, "task": answer.task,
-                           "rows": len(answer.predictions), "output": str(output), "arrays": list(arrays)})
-    typer.echo(f"# {answer.model} version {answer.version}, task {answer.task}: {len(answer.predictions)} rows;"
+        summary = {"model": answer.model, "version": answer.version, "task": answer.task,
+                   "rows": len(answer.predictions), "output": str(output), "arrays": list(arrays)}
+        return print_json(summary | ({"predictor": answer.predictor} if answer.task_free else {}))
+    typer.echo(f"# {answer.model} version {answer.version}, {_describe_answer(answer)}: {len(answer.predictions)} rows;"
                f" {', '.join(arrays)} written to {output}", err=True)
 
 

@@ -1,4 +1,5 @@
-"""`lifelong models create|list|show|delete`: the models on the server."""
+"""`lifelong models create|list|show|update|delete`: the models on the server, their promotion policy and
+how they answer predictions that name no task (`--task-free-predictor`, `--unknown-rate`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from app.client import QueueName
+from app.client import Predictor, QueueName
 from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
 
 models = typer.Typer(no_args_is_help=True, help="Create, list, show, update and delete models.")
@@ -24,6 +25,23 @@ MinAccuracyOption = Annotated[float | None, typer.Option(min=0, max=1, help=ACCU
 NewPolicyOption = Annotated[Policy | None, typer.Option("--promotion", help=POLICY_HELP, show_default=False)]
 NewMaxForgettingOption = Annotated[float | None, typer.Option(min=0, max=1, help=FORGETTING_HELP, show_default=False)]
 NewMinAccuracyOption = Annotated[float | None, typer.Option(min=0, max=1, help=ACCURACY_HELP, show_default=False)]
+TASK_FREE_ACCURACY_HELP = ("guarded: the least task-free accuracy (every class learned, the model's predictor) on the"
+                           " eval sets of every task")
+PREDICTOR_HELP = ("which predictor answers predictions that name no task: max_softmax, energy, ncm (nearest class"
+                  " mean), ridge (RanPAC ridge head) or ridge_routed")
+UNKNOWN_RATE_HELP = "the largest share (0 to 0.5) of held-back in-distribution rows a task-free answer calls unknown"
+MinTaskFreeAccuracyOption = Annotated[float | None, typer.Option(
+    min=0, max=1, help=TASK_FREE_ACCURACY_HELP, show_default="none")]
+PredictorOption = Annotated[Predictor | None, typer.Option(
+    "--task-free-predictor", help=PREDICTOR_HELP, show_default="ridge")]
+UnknownRateOption = Annotated[float | None, typer.Option(min=0, max=0.5, help=UNKNOWN_RATE_HELP,
+                                                         show_default="0.05")]
+NewMinTaskFreeAccuracyOption = Annotated[float | None, typer.Option(
+    min=0, max=1, help=TASK_FREE_ACCURACY_HELP, show_default=False)]
+NewPredictorOption = Annotated[Predictor | None, typer.Option(
+    "--task-free-predictor", help=PREDICTOR_HELP, show_default=False)]
+NewUnknownRateOption = Annotated[float | None, typer.Option(min=0, max=0.5, help=UNKNOWN_RATE_HELP,
+                                                            show_default=False)]
 
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.replace(" ", "").split(",") if part]
@@ -47,6 +65,12 @@ def create(
     promotion: PolicyOption = None,
     max_forgetting: MaxForgettingOption = None,
     min_accuracy: MinAccuracyOption = None,
+    min_task_free_accuracy: MinTaskFreeAccuracyOption = None,
+    task_free_predictor: PredictorOption = None,
+    unknown_rate: UnknownRateOption = None,
+    projection: Annotated[int | None, typer.Option(
+        min=0, max=8192, help="width of the ridge head's random projection (0: none, the trunk's own features);"
+                              " fixed at creation", show_default="1024")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a model; its version 0 (initial weights) is production."""
@@ -60,12 +84,16 @@ def create(
             spec["channels"] = _ints(channels)
         if trainable is not None:
             spec["trainable"] = parse_trainable(trainable)
-    policy = promotion_fields(promotion, max_forgetting, min_accuracy)
-    model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue, promotion=policy or None)
+    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy)
+    options = task_free_fields(task_free_predictor, unknown_rate) | (
+        {} if projection is None else {"projection": projection})
+    model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue, promotion=policy or None,
+                                        task_free=options or None)
     if as_json:
         return print_json(model)
     typer.echo(f"created model {model['name']} (production: version {model['head']}, "
-               f"promotion {describe_promotion(model['promotion'])})")
+               f"promotion {describe_promotion(model['promotion'])}, "
+               f"task-free {describe_task_free(model.get('task_free'))})")
 
 
 @models.command("update")
@@ -77,29 +105,61 @@ def update(
     max_forgetting: NewMaxForgettingOption = None,
     min_accuracy: NewMinAccuracyOption = None,
     no_min_accuracy: Annotated[bool, typer.Option("--no-min-accuracy", help="drop min_accuracy")] = False,
+    min_task_free_accuracy: NewMinTaskFreeAccuracyOption = None,
+    no_min_task_free_accuracy: Annotated[bool, typer.Option(
+        "--no-min-task-free-accuracy", help="drop min_task_free_accuracy")] = False,
+    task_free_predictor: NewPredictorOption = None,
+    unknown_rate: NewUnknownRateOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a model's promotion policy (the options given; the others stay)."""
-    policy = promotion_fields(promotion, max_forgetting, min_accuracy)
+    """Change a model's promotion policy and how it answers without a task (the options given; the others
+    stay; the projection is fixed at creation). A new predictor answers at once: every version fits them all."""
+    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy)
     if no_min_accuracy:
         policy["min_accuracy"] = None
-    if not policy:
-        raise typer.BadParameter("give --promotion, --max-forgetting, --min-accuracy or --no-min-accuracy")
-    model = client_of(ctx).update_model(name, promotion=policy)
-    print_json(model) if as_json else typer.echo(f"{name}: promotion {describe_promotion(model['promotion'])}")
+    if no_min_task_free_accuracy:
+        policy["min_task_free_accuracy"] = None
+    options = task_free_fields(task_free_predictor, unknown_rate)
+    if not policy and not options:
+        raise typer.BadParameter("give --promotion, --max-forgetting, --min-accuracy, --no-min-accuracy, "
+                                 "--min-task-free-accuracy, --no-min-task-free-accuracy, --task-free-predictor "
+                                 "or --unknown-rate")
+    model = client_of(ctx).update_model(name, promotion=policy or None, task_free=options or None)
+    if as_json:
+        return print_json(model)
+    typer.echo(f"{name}: promotion {describe_promotion(model['promotion'])}, "
+               f"task-free {describe_task_free(model.get('task_free'))}")
 
 
-def promotion_fields(policy: str | None, max_forgetting: float | None, min_accuracy: float | None) -> dict[str, Any]:
+def promotion_fields(policy: str | None, max_forgetting: float | None, min_accuracy: float | None,
+                     min_task_free_accuracy: float | None = None) -> dict[str, Any]:
     """The API's `promotion` fields that the options give."""
-    fields = {"policy": policy, "max_forgetting": max_forgetting, "min_accuracy": min_accuracy}
+    fields = {"policy": policy, "max_forgetting": max_forgetting, "min_accuracy": min_accuracy,
+              "min_task_free_accuracy": min_task_free_accuracy}
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def task_free_fields(predictor: str | None, unknown_rate: float | None) -> dict[str, Any]:
+    """The API's `task_free` fields that the options give."""
+    fields = {"predictor": predictor, "unknown_rate": unknown_rate}
     return {key: value for key, value in fields.items() if value is not None}
 
 
 def describe_promotion(promotion: dict[str, Any]) -> str:
     text = promotion["policy"]
     if promotion["policy"] == "guarded":
-        text += f" (max_forgetting {promotion['max_forgetting']}, min_accuracy {promotion.get('min_accuracy')})"
+        text += f" (max_forgetting {promotion['max_forgetting']}, min_accuracy {promotion.get('min_accuracy')}"
+        if promotion.get("min_task_free_accuracy") is not None:
+            text += f", min_task_free_accuracy {promotion['min_task_free_accuracy']}"
+        text += ")"
     return text
+
+
+def describe_task_free(options: dict[str, Any] | None) -> str:
+    if not options:
+        return "-"
+    return (f"predictor {options['predictor']} (unknown_rate {options['unknown_rate']}, "
+            f"projection {options['projection']})")
 
 
 def parse_trainable(text: str) -> str | dict[str, int]:
@@ -135,6 +195,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
     print_fields({"name": model["name"], "architecture": json.dumps(model["architecture"]), "seed": model["seed"],
                   "head": model["head"], "aliases": aliases or "-",
                   "promotion": describe_promotion(model["promotion"]) if "promotion" in model else "-",
+                  "task-free": describe_task_free(model.get("task_free")),
                   "tasks": ", ".join(model["tasks"]) or "-", "created": model["created_at"]})
 
 

@@ -1,4 +1,8 @@
-"""`lifelong evaluate`: score a version on labeled data (accuracy, per-class precision and recall, confusion)."""
+"""`lifelong evaluate`: score a version on labeled data (accuracy, per-class precision and recall, confusion).
+
+Without `--task` the version answers task-free, over every class learned, and the command also prints
+the task accuracy (how often the answer's task was the row's), the calibration error and the unknown share.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,34 @@ from app.commands.common import JsonOption, client_of, print_fields, print_json,
 def evaluate(
     ctx: typer.Context,
     model: str,
-    task: Annotated[str, typer.Option(help="the task whose head is scored")],
     data: Annotated[str, typer.Option(help="labeled data: a file (.npz/.csv arrays, .jsonl/.csv texts, .zip/.tar"
-                                           " images) or a dataset id")],
+                                           " images) or a dataset id; without --task, labels are global class"
+                                           " indices (tasks in the order learned) or class names / task/name")],
+    task: Annotated[str | None, typer.Option(
+        help="the task whose head is scored; without it, the task-free answer over every class learned",
+        show_default="task-free")] = None,
     version: Annotated[int | None, typer.Option(help="the version scored", show_default="production")] = None,
     alias: Annotated[str | None, typer.Option(help="score the version this alias names instead",
                                               show_default="production")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score TASK of MODEL on --data: accuracy, precision and recall of each class, and the confusion matrix
-    (rows: labeled class, columns: predicted class)."""
+    """Score MODEL on --data: accuracy, precision and recall of each class, and the confusion matrix (rows:
+    labeled class, columns: predicted class); of --task's head, or without --task task-free (every class
+    learned), with its task accuracy, calibration error (ECE) and share of rows called unknown."""
     source = Path(data) if Path(data).is_file() else data  # a file is uploaded first (same bytes, same dataset)
     scores = client_of(ctx).evaluate(model, source, task=task, version=version, alias=alias)
     if as_json:
         return print_json(scores)
-    print_fields({"model": scores["model"], "version": scores["version"], "task": scores["task"],
-                  "rows": scores["n"], "accuracy": f"{scores['accuracy']:.4f}"})
+    if scores.get("task") is None:
+        task_free = scores.get("task_free") or {}
+        print_fields({"model": scores["model"], "version": scores["version"],
+                      "task": f"none (task-free, predictor {scores.get('predictor')})", "rows": scores["n"],
+                      "task-free accuracy": f"{scores['accuracy']:.4f}",
+                      "task accuracy": _share(task_free.get("task_accuracy")), "ECE": _share(task_free.get("ece")),
+                      "unknown share": _share(task_free.get("unknown"))})
+    else:
+        print_fields({"model": scores["model"], "version": scores["version"], "task": scores["task"],
+                      "rows": scores["n"], "accuracy": f"{scores['accuracy']:.4f}"})
     names = [c["label"] if c["label"] is not None else str(c["index"]) for c in scores["per_class"]]
     print_table("per class", ["class", "precision", "recall", "support", "predicted"],
                 [(name, _share(c["precision"]), _share(c["recall"]), c["support"], c["predicted"])

@@ -2,12 +2,14 @@
 
 Every train or importance job writes a new version; the head is the one predictions use and the
 next task starts from. `evaluation` prints the accuracy matrix (row: after learning a task; column:
-accuracy on each task's eval set) with average accuracy, forgetting and backward transfer.
+accuracy on each task's eval set, and task-free: the model's predictor over every class learned) with
+average accuracy, forgetting and backward transfer. `versions show` prints a version's task-free section:
+its predictor's held-back scores and unknown threshold, and where each task's class statistics come from.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,7 +36,7 @@ def list_(ctx: typer.Context, model: str, as_json: JsonOption = False) -> None:
 @versions.command("show")
 @handles_errors
 def show(ctx: typer.Context, model: str, version: int, as_json: JsonOption = False) -> None:
-    """One version: its tasks, their accuracy, and Ω per layer."""
+    """One version: its tasks, their accuracy, Ω per layer, and how it answers without a task."""
     detail = client_of(ctx).get_version(model, version)
     if as_json:
         return print_json(detail)
@@ -51,7 +53,47 @@ def show(ctx: typer.Context, model: str, version: int, as_json: JsonOption = Fal
     if estimates:
         print_table("importance per task", ["task", "samples", "measure"],
                     [(task, e["n"], e.get("measure") or "-") for task, e in estimates.items()])
+    _print_task_free(detail.get("task_free"))
     _print_made_by(detail.get("made_by"))
+
+
+def _print_task_free(task_free: dict[str, Any] | None) -> None:
+    """The model's predictor with its held-back scores and unknown threshold, every predictor's scores, and
+    per task whether its class statistics were measured with this version's trunk."""
+    if not task_free:
+        typer.echo("task-free: none (version 0, or made before task-free answers)")
+        return
+    typer.echo("task-free:")
+    print_fields({"predictor": task_free["predictor"],
+                  "held-back accuracy": _score(task_free.get("accuracy")),
+                  "task accuracy": _score(task_free.get("task_accuracy")), "ECE": _score(task_free.get("ece")),
+                  "threshold": _score(task_free.get("threshold"), ".4g"),
+                  "unknown rate": task_free.get("unknown_rate"),
+                  "temperature": _score(task_free.get("temperature"), ".4g"),
+                  "projection": task_free.get("projection"),
+                  "held back": f"{task_free.get('held_back_rows')} rows from {task_free.get('held_back_from')}",
+                  "eval rows": task_free.get("eval_rows")})
+    scores = task_free.get("predictors") or {}
+    evals = task_free.get("eval") or {}
+    if scores:
+        print_table("task-free predictors (held back / eval sets)",
+                    ["predictor", "accuracy", "task accuracy", "ECE", "eval accuracy", "eval ECE"],
+                    [(("* " if name == task_free["predictor"] else "") + name, _score(s.get("accuracy")),
+                      _score(s.get("task_accuracy")), _score(s.get("ece")),
+                      _score((evals.get(name) or {}).get("accuracy")), _score((evals.get(name) or {}).get("ece")))
+                     for name, s in scores.items()])
+    tasks = task_free.get("tasks") or {}
+    if tasks:
+        print_table("task-free class statistics per task", ["task", "rows", "at this trunk", "remeasured"],
+                    [(task, t["n"], _yes(t["at_this_trunk"]), _yes(t["remeasured"])) for task, t in tasks.items()])
+
+
+def _score(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
 
 
 def _print_made_by(made_by: dict | None) -> None:
@@ -94,14 +136,17 @@ def set_(ctx: typer.Context, model: str, version: int, as_json: JsonOption = Fal
 def evaluation(ctx: typer.Context, model: str,
                as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
                ) -> None:
-    """The accuracy matrix along the head's lineage, with average accuracy, forgetting and BWT."""
+    """The accuracy matrix along the head's lineage, with average accuracy, forgetting and BWT; the task-free
+    column is the model's predictor over every class learned so far, on the eval sets of every task."""
     matrix = client_of(ctx).evaluation(model)
     if as_json:
         return print_json(matrix)
     tasks = matrix["tasks"]
-    print_table(f"{model}: accuracy after each task (head: {matrix.get('head')})", ["version", "learned", *tasks],
+    print_table(f"{model}: accuracy after each task (head: {matrix.get('head')})",
+                ["version", "learned", *tasks, "task-free"],
                 [(row["version"], row["task"],
-                  *(f"{row['accuracy'][t]:.4f}" if t in row["accuracy"] else "" for t in tasks))
+                  *(f"{row['accuracy'][t]:.4f}" if t in row["accuracy"] else "" for t in tasks),
+                  _score((row.get("task_free") or {}).get("accuracy")))
                  for row in matrix["rows"]])
     for key in ("average_accuracy", "forgetting", "bwt"):
         value = matrix.get(key)
