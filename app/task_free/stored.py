@@ -25,11 +25,14 @@ from app.task_free.options import TaskFreeOptions
 
 
 def save_statistics(store: BlobStore, statistics: ClassStatistics) -> str:
-    return store.put(tensors_to_bytes(statistics.as_tensors()))
+    """Stored in float32: sums are accumulated in float64, but a task's Gram matrices are its largest blob
+    (M² + d² numbers) and a moving trunk writes them again for every task; 7 digits are plenty to fit on."""
+    return store.put(tensors_to_bytes({name: t.float() for name, t in statistics.as_tensors().items()}))
 
 
 def load_statistics(store: BlobStore, blob: str) -> ClassStatistics:
-    return ClassStatistics.from_tensors(tensors_from_bytes(store.get(blob)))
+    """A task's statistics, back in float64 for fitting."""
+    return ClassStatistics.from_tensors({name: t.double() for name, t in tensors_from_bytes(store.get(blob)).items()})
 
 
 def finite_scores(scores: Scores) -> dict[str, float | None]:
