@@ -29,7 +29,7 @@ from app.errors import Invalid, NotFound, TooLarge
 from app.learning.data import load_inputs
 from app.limits import UnpackLimits, check_inline_rows
 from app.mas import evaluation, task_free
-from app.mas.networks import InputSpec
+from app.mas.networks import InputSpec, MultiHeadNet
 from app.models.networks import version_network
 from app.models.service import get_model
 from app.predictions.cache import NetworkCache
@@ -58,13 +58,7 @@ def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: 
     classes, num_classes = tasks[request.task].get("classes"), int(tasks[request.task]["num_classes"])
     architecture = model.architecture
     data = _prepare(session, request, architecture, settings, num_classes=num_classes, classes=classes)
-    for row in (stored, data.dataset):  # their columns stay readable once the transaction below has ended
-        if row is not None:
-            session.expunge(row)
-    session.rollback()
-    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
-                    lambda: version_network(store, architecture, stored))
-    x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
+    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data)
     predicted, _ = evaluation.predict(net, request.task, x)
     confusion = confusion_matrix(_task_labels(labels, data.classes, classes), predicted.cpu(), num_classes)
     return EvaluateOut(model=model_name, version=stored.number, alias=request.alias, task=request.task,
@@ -82,13 +76,7 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
     classes = class_labels(head, stored.tasks)
     architecture = model.architecture
     data = _checked_data(session, request, architecture, settings, num_classes=len(classes))
-    for row in (stored, data.dataset):
-        if row is not None:
-            session.expunge(row)
-    session.rollback()
-    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
-                    lambda: version_network(store, architecture, stored))
-    x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
+    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data)
     labels = _global_labels(labels, data.classes, classes)
     answer = answer_rows(net, head, options.predictor, x)
     scores = task_free.score(answer.classes, answer.probabilities, torch.from_numpy(labels), head.catalog)
@@ -100,6 +88,19 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
                        n=int(confusion.sum()), accuracy=scores.accuracy,
                        per_class=class_scores(confusion, [c["label"] for c in classes]),
                        confusion_matrix=confusion.tolist())
+
+
+def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, architecture: dict, stored: Version,
+                      data: PreparedData) -> tuple[MultiHeadNet, torch.Tensor, np.ndarray]:
+    """The version's network (cached) and the data's inputs and labels, read after the transaction ends."""
+    for row in (stored, data.dataset):  # their columns stay readable once the transaction below has ended
+        if row is not None:
+            session.expunge(row)
+    session.rollback()
+    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
+                    lambda: version_network(store, architecture, stored))
+    x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
+    return net, x, labels
 
 
 def _global_labels(labels: np.ndarray, data_classes: list[str] | None, classes: list[dict[str, str]]) -> np.ndarray:
