@@ -37,11 +37,12 @@ class PromotionPolicy:
     max_forgetting: float = DEFAULT_MAX_FORGETTING
     min_accuracy: float | None = None
     min_task_free_accuracy: float | None = None
+    max_negative_flip_rate: float | None = None
 
     @classmethod
     def of(cls, stored: Mapping[str, Any]) -> PromotionPolicy:
         return cls(stored["policy"], stored.get("max_forgetting", DEFAULT_MAX_FORGETTING), stored.get("min_accuracy"),
-                   stored.get("min_task_free_accuracy"))
+                   stored.get("min_task_free_accuracy"), stored.get("max_negative_flip_rate"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +53,7 @@ class Violation:
     """A rule the new version broke on one task: `max_forgetting` (before → after, drop) or `min_accuracy`."""
 
     task: str
-    rule: Literal["max_forgetting", "min_accuracy", "min_task_free_accuracy"]
+    rule: Literal["max_forgetting", "min_accuracy", "min_task_free_accuracy", "max_negative_flip_rate"]
     before: float | None
     after: float
     drop: float | None
@@ -81,12 +82,14 @@ class Decision:
 
 def decide(policy: PromotionPolicy, *, kind: str, task: str | None, base: int, production: int,
            earlier_tasks: Sequence[str] = (), before: Mapping[str, float] | None = None,
-           after: Mapping[str, float] | None = None, task_free_accuracy: float | None = None) -> Decision:
+           after: Mapping[str, float] | None = None, task_free_accuracy: float | None = None,
+           negative_flips: Mapping[str, float] | None = None) -> Decision:
     """The fate of a version made by a `kind` job ("train" or "importance") from version `base`, while
     production is `production`. `before` is the base version's accuracy per task, `after` the new
     version's; `earlier_tasks` are the tasks the base had learned (those without an eval set have no
     accuracy and are reported as unchecked); `task_free_accuracy` is the new version's task-free accuracy
-    over the eval sets of every task (None: not measured)."""
+    over the eval sets of every task (None: not measured); `negative_flips` the new version's negative flip
+    rate against its base on each earlier task's eval set."""
     name = policy.policy
     if base != production:
         moved = f"production moved from version {base} to {production} while this job ran"
@@ -102,11 +105,13 @@ def decide(policy: PromotionPolicy, *, kind: str, task: str | None, base: int, p
     if kind != "train":
         return Decision(True, name, "policy guarded: a refresh of importance that starts from production is "
                                     "promoted (θ is unchanged)")
-    return _guarded_train(policy, task or "", earlier_tasks, before or {}, after or {}, task_free_accuracy)
+    return _guarded_train(policy, task or "", earlier_tasks, before or {}, after or {}, task_free_accuracy,
+                          negative_flips or {})
 
 
 def _guarded_train(policy: PromotionPolicy, task: str, earlier_tasks: Sequence[str], before: Mapping[str, float],
-                   after: Mapping[str, float], task_free_accuracy: float | None) -> Decision:
+                   after: Mapping[str, float], task_free_accuracy: float | None,
+                   negative_flips: Mapping[str, float]) -> Decision:
     violations: list[Violation] = []
     known = dict.fromkeys([*earlier_tasks, *before])
     unchecked = [t for t in known if t != task and (t not in before or t not in after)]
@@ -131,6 +136,13 @@ def _guarded_train(policy: PromotionPolicy, task: str, earlier_tasks: Sequence[s
                            f"{policy.min_accuracy}")
     elif task not in after:
         unchecked.append(task)
+    flip_limit = policy.max_negative_flip_rate
+    if flip_limit is not None:
+        for earlier, rate in negative_flips.items():
+            if earlier != task and rate > flip_limit + TOLERANCE:
+                violations.append(Violation(earlier, "max_negative_flip_rate", None, rate, None, flip_limit))
+                reasons.append(f"{rate:.4f} of task {earlier!r}'s eval rows that the base answered right are now "
+                               f"wrong (negative flips), more than max_negative_flip_rate {flip_limit}")
     limit = policy.min_task_free_accuracy
     if limit is not None:
         if task_free_accuracy is None:
@@ -150,6 +162,8 @@ def _guarded_train(policy: PromotionPolicy, task: str, earlier_tasks: Sequence[s
         reason += f", and the new task's is at least {policy.min_accuracy}"
     if limit is not None:
         reason += f", and the task-free accuracy is at least {limit}"
+    if flip_limit is not None:
+        reason += f", and no earlier task's negative flip rate is above {flip_limit}"
     if unchecked:
         reason += f" (unchecked, no eval set: {', '.join(repr(t) for t in unchecked)})"
     return Decision(True, "guarded", reason, (), tuple(unchecked))

@@ -123,6 +123,9 @@ class Version(Base):
     class_statistics: Mapped[list[Any] | None]
     # The fitted task-free predictors: {"blob", "projection_blob", "meta", "held_back", "eval", ...}.
     task_free: Mapped[dict[str, Any] | None]
+    # A train version's flips against its parent on each earlier task's eval set: {task: {"negative",
+    # "positive", "n"}} (app/mas/evaluation.py). NULL: made before migration 0011, or not a train version.
+    flips: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -26,7 +26,7 @@ class Progress(BaseModel):
 
 class PromotionViolation(BaseModel):
     task: str
-    rule: Literal["max_forgetting", "min_accuracy", "min_task_free_accuracy"]
+    rule: Literal["max_forgetting", "min_accuracy", "min_task_free_accuracy", "max_negative_flip_rate"]
     before: float | None = Field(description="the base version's accuracy on the task (max_forgetting)")
     after: float = Field(description="the new version's accuracy on the task")
     drop: float | None = Field(description="before − after (max_forgetting)")

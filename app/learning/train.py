@@ -31,7 +31,7 @@ from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
-from app.mas.evaluation import accuracy
+from app.mas.evaluation import flip_rates, fraction_correct, predict
 from app.mas.learn import ImportanceChoice, MethodChoice, importance_measure, learn_task
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.samples import LazySamples, rows_of
@@ -68,6 +68,10 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                   ValidationSet(job.task, rows_of(x, split.validation), y[split.validation.to(y.device)])]
     x, y = rows_of(x, split.train), y[split.train.to(y.device)]
 
+    evaluated = {task: _eval_data(ctx, architecture, net, dataset, task_classes)
+                 for task, (dataset, task_classes) in eval_sets.items()}
+    before = {task: predict(net, task, inputs)[0] for task, (inputs, _) in evaluated.items() if task in net.heads}
+
     options = request.importance
     precision = precision_for(ctx.device)
     start_trunk = trunk_state(net)
@@ -94,18 +98,16 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         estimate = TaskImportance(to_cpu(learned.estimate.sums), learned.estimate.n)
         parts = with_task(ctx.store, parts, job.task, estimate, importance_measure(request.method))
         omega = total_importance([TaskImportance(omega, 1), estimate])
-    scores = {}
-    for task, (dataset, task_classes) in eval_sets.items():
-        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
-        labels = task_labels(labels, dataset, task_classes)
-        scores[task] = accuracy(net, task, inputs.to(ctx.device), labels.to(ctx.device))
+    after = {task: predict(net, task, inputs)[0] for task, (inputs, _) in evaluated.items()}
+    scores = {task: fraction_correct(after[task], labels) for task, (_, labels) in evaluated.items()}
+    flips = {task: flip_rates(before[task], after[task], evaluated[task][1]).as_dict() for task in before}
 
     new_theta = to_cpu(network_state(net))
     new_entry = _task_entry(job.task, request, split)
     record = measure_and_fit(
-        ctx.store, net, [*_earlier_sources(ctx, architecture, net, base, train_sets, validation, eval_sets),
+        ctx.store, net, [*_earlier_sources(ctx, architecture, net, base, train_sets, validation, evaluated),
                          TaskSource(job.task, request.num_classes, lambda: (x, y), _rows_of_set(validation[-1]),
-                                    _eval_rows(ctx, architecture, net, eval_sets.get(job.task)))],
+                                    _stored_rows(evaluated.get(job.task)))],
         kept=base.class_statistics, trunk_moved=trunk_moved(start_trunk, new_theta),
         new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed)
     stored = save_network(ctx.store, architecture, net, new_theta, base)
@@ -123,7 +125,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                             validation_rows=len(split.validation), resumed_from_step=step_of(resume),
                             **{"lambda": learned.lam},
                             lambda_search=[trial.as_dict() for trial in learned.trials]),
-            class_statistics=record.class_statistics, task_free=record.task_free,
+            class_statistics=record.class_statistics, task_free=record.task_free, flips=flips,
         )
         row.result_details = {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
                               "resumed_from_step": step_of(resume)}
@@ -201,7 +203,7 @@ def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: Mult
 
 def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, base: Version,
                      train_sets: dict[str, Dataset | None], validation: list[ValidationSet],
-                     eval_sets: dict[str, tuple[Dataset, list[str] | None]]) -> list[TaskSource]:
+                     evaluated: dict[str, tuple[Tensor | LazySamples, Tensor]]) -> list[TaskSource]:
     """The base's tasks as task-free fitting reads them: training rows (its train split) while its dataset
     is stored, the validation slice already read for λ "auto", and its eval set."""
     held = {v.task: v for v in validation}
@@ -212,7 +214,7 @@ def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHe
         if dataset is not None and ctx.store.exists(dataset.blob):
             train = partial(_train_rows, ctx, architecture, net, dataset, entry)
         sources.append(TaskSource(name, entry["num_classes"], train, _rows_of_set(held.get(name)),
-                                  _eval_rows(ctx, architecture, net, eval_sets.get(name))))
+                                  _stored_rows(evaluated.get(name))))
     return sources
 
 
@@ -230,17 +232,16 @@ def _rows_of_set(validation: ValidationSet | None) -> Callable[[], tuple[Tensor 
     return None if validation is None else lambda: (validation.inputs, validation.labels)
 
 
-def _eval_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
-               eval_set: tuple[Dataset, list[str] | None] | None
-               ) -> Callable[[], tuple[Tensor | LazySamples, Tensor]] | None:
-    if eval_set is None:
-        return None
-    dataset, task_classes = eval_set
+def _stored_rows(rows: tuple[Tensor | LazySamples, Tensor] | None
+                 ) -> Callable[[], tuple[Tensor | LazySamples, Tensor]] | None:
+    return None if rows is None else lambda: rows
 
-    def load() -> tuple[Tensor | LazySamples, Tensor]:
-        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
-        return inputs.to(ctx.device), task_labels(labels, dataset, task_classes).to(ctx.device)
-    return load
+
+def _eval_data(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+               task_classes: list[str] | None) -> tuple[Tensor | LazySamples, Tensor]:
+    """A task's eval set (inputs, its class indices) on the job's device, read once for the whole job."""
+    inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
+    return inputs.to(ctx.device), task_labels(labels, dataset, task_classes).to(ctx.device)
 
 
 def _entry(version: Version, task: str) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -65,6 +66,37 @@ def _targets(labels: Tensor, logits: Tensor) -> Tensor:
 
 def _fraction_correct(logits: Tensor, targets: Tensor) -> float:
     return float((logits.argmax(1) == targets).float().mean())
+
+
+def fraction_correct(predicted: Tensor, labels: Tensor) -> float:
+    """Accuracy of predicted classes (NaN for no rows, as `accuracy` answers)."""
+    if not labels.numel():
+        return float("nan")
+    return float((predicted.to(labels.device) == labels.long()).float().mean())
+
+
+@dataclass(frozen=True)
+class Flips:
+    """Yan et al. (CVPR 2021): of the rows, the share the parent got right and the new version gets wrong
+    (negative), and the reverse (positive). Accuracy can stay equal while both are large."""
+
+    negative: float
+    positive: float
+    n: int
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        return {"negative": self.negative if self.n else None, "positive": self.positive if self.n else None,
+                "n": self.n}
+
+
+def flip_rates(before: Tensor, after: Tensor, labels: Tensor) -> Flips:
+    """Flips of `after`'s predicted classes against `before`'s on labelled rows."""
+    labels = labels.long().to(before.device)
+    was, now = before == labels, after.to(before.device) == labels
+    n = labels.numel()
+    if not n:
+        return Flips(0.0, 0.0, 0)
+    return Flips(float((was & ~now).float().mean()), float((~was & now).float().mean()), n)
 
 
 def continual_metrics(matrix: list[dict[str, float]], tasks: list[str]) -> dict[str, float | None]:

@@ -33,6 +33,10 @@ class Promotion(BaseModel):
         None, ge=0, le=1, allow_inf_nan=False,
         description="guarded: the least task-free accuracy (over every class learned, with the model's predictor) "
                     "on the eval sets of every task")
+    max_negative_flip_rate: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False,
+        description="guarded: the largest share of an earlier task's eval rows that the base version answered right "
+                    "and the new version answers wrong (null: not checked)")
 
 
 class PromotionPatch(BaseModel):
@@ -45,6 +49,7 @@ class PromotionPatch(BaseModel):
     max_forgetting: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     min_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
     min_task_free_accuracy: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
+    max_negative_flip_rate: float | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
     _refuse_null = field_validator("policy", "max_forgetting")(refuse_null)
 

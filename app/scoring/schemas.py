@@ -63,3 +63,10 @@ class EvaluateOut(BaseModel):
     accuracy: float
     per_class: list[ClassScore]
     confusion_matrix: list[list[int]] = Field(description="[labeled class][predicted class] row counts")
+    parent: int | None = Field(None, description="the version this one was made from: flips are counted against it")
+    negative_flips: dict[str, float] = Field(
+        default_factory=dict, description="per task (task-free: per task of the rows' labels), the share of rows the "
+                                          "parent answered right and this version answers wrong")
+    positive_flips: dict[str, float] = Field(default_factory=dict,
+                                             description="per task, the share the parent answered wrong and this "
+                                                         "version answers right")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,12 +59,19 @@ def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: 
     classes, num_classes = tasks[request.task].get("classes"), int(tasks[request.task]["num_classes"])
     architecture = model.architecture
     data = _prepare(session, request, architecture, settings, num_classes=num_classes, classes=classes)
-    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data)
+    parent = _parent(session, model, stored)
+    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data, parent)
     predicted, _ = evaluation.predict(net, request.task, x)
-    confusion = confusion_matrix(_task_labels(labels, data.classes, classes), predicted.cpu(), num_classes)
+    labels = _task_labels(labels, data.classes, classes)
+    confusion = confusion_matrix(labels, predicted.cpu(), num_classes)
+    flips = {}
+    if parent is not None and any(t["name"] == request.task for t in parent.tasks):
+        before, _ = evaluation.predict(_network(store, cache, architecture, parent), request.task, x)
+        flips[request.task] = evaluation.flip_rates(before.cpu(), predicted.cpu(), torch.from_numpy(labels))
     return EvaluateOut(model=model_name, version=stored.number, alias=request.alias, task=request.task,
                        n=int(confusion.sum()), accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
-                       per_class=class_scores(confusion, classes), confusion_matrix=confusion.tolist())
+                       per_class=class_scores(confusion, classes), confusion_matrix=confusion.tolist(),
+                       **_flips_out(parent, flips))
 
 
 def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, *, model: Model,
@@ -76,9 +84,20 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
     classes = class_labels(head, stored.tasks)
     architecture = model.architecture
     data = _checked_data(session, request, architecture, settings, num_classes=len(classes))
-    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data)
+    parent = _parent(session, model, stored)
+    net, x, labels = _network_and_data(session, store, cache, architecture, stored, data, parent)
     labels = _global_labels(labels, data.classes, classes)
     answer = answer_rows(net, head, options.predictor, x)
+    flips = {}
+    if parent is not None and parent.task_free:
+        earlier = answer_rows(_network(store, cache, architecture, parent), head_of(store, parent.task_free, options),
+                              options.predictor, x)
+        true_task = head.catalog.class_task[torch.from_numpy(labels)]
+        for index, name in enumerate(head.catalog.tasks):
+            rows = true_task == index
+            if rows.any():
+                flips[name] = evaluation.flip_rates(earlier.classes[rows], answer.classes[rows],
+                                                    torch.from_numpy(labels)[rows])
     scores = task_free.score(answer.classes, answer.probabilities, torch.from_numpy(labels), head.catalog)
     confusion = confusion_matrix(labels, answer.classes, len(classes))
     return EvaluateOut(model=model.name, version=stored.number, alias=request.alias, predictor=options.predictor,
@@ -87,20 +106,35 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
                                                unknown=float(answer.unknown.double().mean())),
                        n=int(confusion.sum()), accuracy=scores.accuracy,
                        per_class=class_scores(confusion, [c["label"] for c in classes]),
-                       confusion_matrix=confusion.tolist())
+                       confusion_matrix=confusion.tolist(), **_flips_out(parent, flips))
 
 
 def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, architecture: dict, stored: Version,
-                      data: PreparedData) -> tuple[MultiHeadNet, torch.Tensor, np.ndarray]:
+                      data: PreparedData, parent: Version | None) -> tuple[MultiHeadNet, torch.Tensor, np.ndarray]:
     """The version's network (cached) and the data's inputs and labels, read after the transaction ends."""
-    for row in (stored, data.dataset):  # their columns stay readable once the transaction below has ended
+    for row in (stored, data.dataset, parent):  # their columns stay readable once the transaction below has ended
         if row is not None:
             session.expunge(row)
     session.rollback()
-    net = cache.get((json.dumps(architecture, sort_keys=True), stored.theta_blob),
-                    lambda: version_network(store, architecture, stored))
+    net = _network(store, cache, architecture, stored)
     x, labels = _inputs_and_labels(store, architecture, data, net.input_spec)
     return net, x, labels
+
+
+def _network(store: BlobStore, cache: NetworkCache, architecture: dict, version: Version) -> MultiHeadNet:
+    return cache.get((json.dumps(architecture, sort_keys=True), version.theta_blob),
+                     lambda: version_network(store, architecture, version))
+
+
+def _parent(session: Session, model: Model, stored: Version) -> Version | None:
+    """The version `stored` was made from: flips are counted against it."""
+    return get_version(session, model, stored.parent) if stored.parent is not None else None
+
+
+def _flips_out(parent: Version | None, flips: dict[str, evaluation.Flips]) -> dict[str, Any]:
+    return {"parent": parent.number if parent is not None else None,
+            "negative_flips": {task: f.negative for task, f in flips.items()},
+            "positive_flips": {task: f.positive for task, f in flips.items()}}
 
 
 def _global_labels(labels: np.ndarray, data_classes: list[str] | None, classes: list[dict[str, str]]) -> np.ndarray:

@@ -112,6 +112,12 @@ class EvaluationRow(BaseModel):
     accuracy: dict[str, float]
     task_free: TaskFreeScores | None = Field(None, description="the model's task-free predictor on the eval sets of "
                                                                "every task learned so far (None: not measured)")
+    negative_flips: dict[str, float | None] = Field(
+        default_factory=dict, description="per earlier task, the share of its eval rows the parent version got right "
+                                          "and this version gets wrong (empty: not measured)")
+    positive_flips: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="per earlier task, the share the parent got wrong and this version gets right")
 
 
 class EvaluationOut(BaseModel):

@@ -91,7 +91,9 @@ def evaluation(session: Session, model: Model) -> dict[str, Any]:
     """The accuracy matrix along the head's lineage (one row per train version) and its summary."""
     rows = [
         {"version": v.number, "task": v.task, "accuracy": dict(v.accuracy),
-         "task_free": eval_scores(v.task_free, model.task_free)}
+         "task_free": eval_scores(v.task_free, model.task_free),
+         "negative_flips": {t: f["negative"] for t, f in (v.flips or {}).items()},
+         "positive_flips": {t: f["positive"] for t, f in (v.flips or {}).items()}}
         for v in lineage(session, model, model.head)
         if v.kind == "train"
     ]
@@ -115,7 +117,7 @@ def record_version(
     theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[dict[str, Any]],
     accuracy: dict[str, float], importance: dict[str, Any], theta_parts: dict[str, str] | None = None,
     made_by: dict[str, Any] | None = None, class_statistics: list[dict[str, Any]] | None = None,
-    task_free: dict[str, Any] | None = None,
+    task_free: dict[str, Any] | None = None, flips: dict[str, Any] | None = None,
 ) -> Recorded:
     """Insert the job's version and promote it or keep it as its model's policy decides, or raise
     VersionConflict (auto, and production moved); one transaction.
@@ -129,7 +131,7 @@ def record_version(
         return Recorded(existing, session.scalar(select(Job.promotion).where(Job.id == job_id)))
     model = session.get(Model, model_id, populate_existing=True)
     decision = _decide(session, model, base=base, kind=kind, task=task, accuracy=accuracy,
-                       task_free_accuracy=eval_accuracy(task_free, model.task_free))
+                       task_free_accuracy=eval_accuracy(task_free, model.task_free), flips=flips)
     if decision.conflict:
         raise VersionConflict(decision.reason)
     number = next_version_number(session, model_id)
@@ -139,7 +141,7 @@ def record_version(
         model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,
         theta_blob=theta_blob, theta_parts=theta_parts, importance_parts=importance_parts,
         tasks=tasks, accuracy=accuracy, importance=importance, made_by=made_by,
-        class_statistics=class_statistics, task_free=task_free,
+        class_statistics=class_statistics, task_free=task_free, flips=flips,
     )
     session.add(version)
     session.flush()
@@ -153,9 +155,11 @@ def record_version(
 
 
 def _decide(session: Session, model: Model, *, base: int, kind: str, task: str,
-            accuracy: dict[str, float], task_free_accuracy: float | None) -> Decision:
+            accuracy: dict[str, float], task_free_accuracy: float | None,
+            flips: dict[str, Any] | None) -> Decision:
     """The model's policy applied to a version made from `base` with `accuracy` on its tasks."""
     base_version = get_version(session, model, base)
     return decide(PromotionPolicy.of(model.promotion), kind=kind, task=task, base=base, production=model.head,
                   earlier_tasks=[t["name"] for t in base_version.tasks], before=base_version.accuracy,
-                  after=accuracy, task_free_accuracy=task_free_accuracy)
+                  after=accuracy, task_free_accuracy=task_free_accuracy,
+                  negative_flips={t: f["negative"] for t, f in (flips or {}).items() if f.get("negative") is not None})

@@ -1,11 +1,13 @@
-"""Task-free answers: each version's class statistics and fitted predictors, and a model's choice of them.
+"""Task-free answers and flips: each version's class statistics and fitted predictors, a model's choice of
+them, and each train version's flips against its parent.
 
 `versions.class_statistics` lists, per task in the order learned, the blob of its class statistics
 (app/mas/class_statistics.py) and whether they were measured with this version's trunk;
 `versions.task_free` names the fitted predictors' blobs and their held-back and eval scores;
 `models.task_free` is the model's option (predictor, unknown_rate, projection). All three are NULL for
 rows written before: such a version answers only requests that name a task, until a later train job
-measures its tasks again.
+measures its tasks again. `versions.flips` is {task: {"negative", "positive", "n"}} on each earlier task's
+eval set against the parent; NULL for versions made before (not measured).
 
 Revision ID: 0011
 Revises: 0010
@@ -28,6 +30,7 @@ def upgrade() -> None:
     with op.batch_alter_table("versions", recreate="never") as batch_op:
         batch_op.add_column(sa.Column("class_statistics", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("task_free", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("flips", sa.JSON(), nullable=True))
     with op.batch_alter_table("models", recreate="never") as batch_op:
         batch_op.add_column(sa.Column("task_free", sa.JSON(), nullable=True))
 
@@ -36,5 +39,6 @@ def downgrade() -> None:
     with op.batch_alter_table("models", recreate="never") as batch_op:
         batch_op.drop_column("task_free")
     with op.batch_alter_table("versions", recreate="never") as batch_op:
+        batch_op.drop_column("flips")
         batch_op.drop_column("task_free")
         batch_op.drop_column("class_statistics")
