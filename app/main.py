@@ -22,6 +22,7 @@ from app.dashboard import router as dashboard_router
 from app.datasets.routes import router as datasets_router
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
+from app.drift.routes import router as drift_router
 from app.export.routes import router as export_router
 from app.health import router as health_router
 from app.http_errors import answer_errors, document_errors
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (predictions_router, health_router, models_router, datasets_router, learning_router, jobs_router,
                versions_router, keys_router, architectures_router, aliases_router, webhooks_router)
     routers += (export_router,)
-    routers += (scoring_router,)
+    routers += (scoring_router, drift_router)
     # The last added is the outermost: 401, then 415, then 413, each before any body byte is read.
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app.auth.deps import ReadScope
-from app.db.tables import Job, Model, Version
+from app.db.tables import DriftReport, Job, Model, Version
 
 # Process-wide: one API process counts once, however many apps a test builds in it.
 REGISTRY = CollectorRegistry()
@@ -105,6 +105,21 @@ class DatabaseCollector(Collector):
                                     value=connection.scalar(select(func.count()).select_from(Model)))
             yield GaugeMetricFamily("lifelong_versions", "Stored versions, all models",
                                     value=connection.scalar(select(func.count()).select_from(Version)))
+            yield _drift_gauge(connection)
+
+
+def _drift_gauge(connection: Any) -> GaugeMetricFamily:
+    """The p-value of each model's latest drift report, per task (low: the batch looks unlike the task)."""
+    latest = (select(DriftReport.model_id, func.max(DriftReport.id).label("id"))
+              .group_by(DriftReport.model_id).subquery())
+    rows = connection.execute(select(Model.name, DriftReport.tasks).join(latest, DriftReport.id == latest.c.id)
+                              .join(Model, Model.id == DriftReport.model_id))
+    gauge = GaugeMetricFamily("lifelong_drift_p_value", "p-value of the latest drift report, per model and task",
+                              labels=["model", "task"])
+    for model, tasks in rows:
+        for task, verdict in tasks.items():
+            gauge.add_metric([model, task], verdict["p_value"])
+    return gauge
 
 
 def _duration_histogram(rows: Any) -> HistogramMetricFamily:

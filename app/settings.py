@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     max_predict_rows: int = Field(100_000, ge=1)
     # Parameter bytes of loaded versions kept in memory for predictions (LRU).
     predict_cache_bytes: int = Field(512 * MiB, ge=0)
+    # Training rows per task whose trunk features are kept as its drift reference (MAS.md §8).
+    drift_reference_rows: int = Field(512, ge=2, le=100_000)
+    # Permutations of a drift test: the smallest p-value it can give is 1 / (1 + this).
+    drift_permutations: int = Field(2000, ge=10, le=100_000)
 
     # A job running past the soft limit is failed with error.type "timeout"; past the hard limit its
     # worker process is killed.

@@ -60,6 +60,8 @@ class Model(Base):
     # How requests that name no task are answered: {"predictor", "unknown_rate", "projection"}
     # (app/task_free/options.py); NULL: the defaults (models made before migration 0011 too).
     task_free: Mapped[dict[str, Any] | None]
+    # The level of drift reports' verdicts before the correction for the number of tasks; NULL: 0.01.
+    drift_alpha: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -221,3 +223,22 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+
+
+class DriftReport(Base):
+    """One drift report: a deployment batch tested against every task's reference features at one version
+    (app/drift/service.py), by a drift job or an importance refresh. Rows are only ever added."""
+
+    __tablename__ = "drift_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    job_id: Mapped[str] = mapped_column(String(32), unique=True)
+    source: Mapped[str] = mapped_column(String(16))  # drift | importance: the kind of job that wrote it
+    n: Mapped[int]  # rows in the batch
+    alpha: Mapped[float]  # the model's drift_alpha when it was tested (before the correction)
+    drift: Mapped[bool]  # whether any task's verdict is positive
+    nearest_task: Mapped[str | None] = mapped_column(String(64))
+    tasks: Mapped[dict[str, Any]]  # {task: {"statistic", "p_value", "drift", "reference_rows", "at_this_trunk"}}
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

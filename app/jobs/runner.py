@@ -19,6 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Dataset, Job, Version
+from app.drift.job import drift_version
+from app.drift.schemas import DriftJobRequest
 from app.jobs.context import JobContext
 from app.jobs.heartbeat import heartbeat
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
@@ -33,7 +35,7 @@ from app.versions.service import VersionConflict
 
 log = logging.getLogger(__name__)
 
-RUNNERS = {"train": train_version, "importance": refresh_version}
+RUNNERS = {"train": train_version, "importance": refresh_version, "drift": drift_version}
 
 
 class WorkerStopping(Exception):
@@ -87,7 +89,8 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     return "succeeded"
 
 
-def _starting_progress(session: Session, job: Job, request: TrainJobRequest | ImportanceJobRequest) -> None:
+def _starting_progress(session: Session, job: Job,
+                       request: TrainJobRequest | ImportanceJobRequest | DriftJobRequest) -> None:
     """Progress 0 of the job's whole work, written with the claim: a running job always shows how much
     it has to do, even when it stops (a time limit, a crash) before its first step."""
     is_train = isinstance(request, TrainJobRequest)

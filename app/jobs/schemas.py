@@ -57,6 +57,12 @@ class JobResult(BaseModel):
     resumed_from_step: int | None = Field(None, description="the checkpoint this run continued from, if any")
     promotion: PromotionOut | None = Field(
         None, description="what the model's promotion policy made of the version; None for jobs before aliases")
+    # A drift job's report (`version` is the version it tested): per task the statistic, p-value and verdict.
+    tasks: dict[str, Any] | None = Field(None, description="drift: each task's statistic, p_value and drift verdict")
+    nearest_task: str | None = Field(None, description="drift: the task whose reference is nearest the batch")
+    alpha: float | None = Field(None, description="drift: the level before the correction for the number of tasks")
+    n: int | None = Field(None, description="drift: rows in the batch")
+    drift: bool | None = Field(None, description="drift: whether any task's verdict is positive")
 
 
 class JobError(BaseModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from app.db.tables import Dataset, Job, Model
+from app.drift.service import has_references, model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
 from app.jobs.service import succeed_job
 from app.jobs.spec import JobSpec
@@ -21,6 +22,7 @@ from app.learning.job_requests import ImportanceJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by
 from app.mas.accumulation import TaskImportance
+from app.mas.class_statistics import features
 from app.mas.devices import to_cpu
 from app.mas.importance import ImportanceSum, estimate_importance
 from app.mas.networks import network_state
@@ -63,6 +65,10 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
 
     parts = with_task(ctx.store, base.importance_parts, job.task, estimate, "mas")
     omega = load_total(ctx.store, parts)
+    report = None
+    if has_references(base) and n >= 2:  # the batch is deployment data: test it for drift on the way
+        report = test_batch(ctx.store, base.class_statistics or [], features(net, inputs).cpu(),
+                            alpha=model_alpha(model), permutations=ctx.settings.drift_permutations, seed=model.seed)
     with ctx.sessions.begin() as session:
         if watch.cancelled_now(session):
             raise TrainingCancelled("cancelled before the version was written")
@@ -74,5 +80,8 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
             made_by=made_by(row, precision="fp32", samples=n),
             class_statistics=base.class_statistics, task_free=base.task_free,  # θ is unchanged: so are they
         )
+        if report is not None:
+            record_report(session, model_id=job.model_id, version=job.base_version, job_id=job.id, source="importance",
+                          report=report)
         succeed_job(row, recorded.version.number, recorded.promotion)
         return recorded.version.number

@@ -19,7 +19,7 @@ from app.learning.schemas import ImportanceRequest, TaskRequest
 router = APIRouter(prefix="/v1/models/{name}", tags=["learning"], dependencies=[WriteScope])
 
 
-def _queue(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
+def queue_job(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
     session.commit()
     try:
         enqueue_job(celery, QueuedJob(job.id, job.queue))
@@ -36,7 +36,7 @@ def learn_task(
     name: str, body: TaskRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
     settings: SettingsDep,
 ) -> JobOut:
-    return _queue(session, celery, service.submit_task(session, store, name, body, settings), response)
+    return queue_job(session, celery, service.submit_task(session, store, name, body, settings), response)
 
 
 @router.post("/importance", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
@@ -44,4 +44,4 @@ def refresh_importance(
     name: str, body: ImportanceRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
     settings: SettingsDep,
 ) -> JobOut:
-    return _queue(session, celery, service.submit_importance(session, store, name, body, settings), response)
+    return queue_job(session, celery, service.submit_importance(session, store, name, body, settings), response)

@@ -109,7 +109,8 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                          TaskSource(job.task, request.num_classes, lambda: (x, y), _rows_of_set(validation[-1]),
                                     _stored_rows(evaluated.get(job.task)))],
         kept=base.class_statistics, trunk_moved=trunk_moved(start_trunk, new_theta),
-        new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed)
+        new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed,
+        reference_rows=ctx.settings.drift_reference_rows)
     stored = save_network(ctx.store, architecture, net, new_theta, base)
     with ctx.sessions.begin() as session:
         if watch.cancelled_now(session):

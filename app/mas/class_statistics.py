@@ -74,6 +74,7 @@ class ClassStatistics:
     gram: Tensor  # [d, d] float64
     projected_sums: Tensor | None = None  # [C, M]
     projected_gram: Tensor | None = None  # [M, M]
+    reference: Tensor | None = None  # [k, d] features of a reservoir of the rows: drift tests' reference (§8)
 
     @property
     def n(self) -> int:
@@ -88,17 +89,20 @@ class ClassStatistics:
         tensors = {"counts": self.counts, "sums": self.sums, "gram": self.gram}
         if self.projected_sums is not None and self.projected_gram is not None:
             tensors |= {"projected_sums": self.projected_sums, "projected_gram": self.projected_gram}
+        if self.reference is not None:
+            tensors["reference"] = self.reference
         return {name: t.contiguous() for name, t in tensors.items()}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Tensor]) -> ClassStatistics:
         return cls(tensors["counts"], tensors["sums"], tensors["gram"], tensors.get("projected_sums"),
-                   tensors.get("projected_gram"))
+                   tensors.get("projected_gram"), tensors.get("reference"))
 
 
 def measure(net: MultiHeadNet, inputs: Inputs, labels: Tensor, num_classes: int,
-            projection: Projection | None = None) -> ClassStatistics:
-    """A task's statistics on (inputs, labels), one pass of the trunk over the rows."""
+            projection: Projection | None = None, reference_rows: Tensor | None = None) -> ClassStatistics:
+    """A task's statistics on (inputs, labels), one pass of the trunk over the rows; with `reference_rows`
+    (sorted row indices) the features of those rows are kept as well."""
     d = net.feature_dim
     counts = torch.zeros(num_classes, dtype=torch.float64)
     sums, gram = torch.zeros(num_classes, d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
@@ -106,9 +110,12 @@ def measure(net: MultiHeadNet, inputs: Inputs, labels: Tensor, num_classes: int,
     p_sums = torch.zeros(num_classes, width, dtype=torch.float64)
     p_gram = torch.zeros(width, width, dtype=torch.float64)
     labels = labels.cpu().long()
-    start = 0
+    start, kept = 0, []
     for chunk in feature_chunks(net, inputs):
         y = labels[start : start + chunk.shape[0]]
+        if reference_rows is not None:
+            inside = reference_rows[(reference_rows >= start) & (reference_rows < start + chunk.shape[0])]
+            kept.append(chunk[(inside - start).to(chunk.device)].cpu())
         start += chunk.shape[0]
         f = chunk.cpu().double()
         onehot = torch.nn.functional.one_hot(y, num_classes).double()
@@ -119,9 +126,10 @@ def measure(net: MultiHeadNet, inputs: Inputs, labels: Tensor, num_classes: int,
             h = projection(f)
             p_sums += onehot.T @ h
             p_gram += h.T @ h
+    reference = torch.cat(kept) if kept else (torch.zeros(0, d) if reference_rows is not None else None)
     if projection is None:
-        return ClassStatistics(counts, sums, gram)
-    return ClassStatistics(counts, sums, gram, p_sums, p_gram)
+        return ClassStatistics(counts, sums, gram, reference=reference)
+    return ClassStatistics(counts, sums, gram, p_sums, p_gram, reference)
 
 
 def head_logits(net: MultiHeadNet, tasks: list[str], inputs: Inputs, f: Tensor) -> list[Tensor]:

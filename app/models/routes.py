@@ -12,6 +12,7 @@ from app.auth.deps import AdminScope, ReadScope, WriteScope
 from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
 from app.errors import Invalid
+from app.mas.drift import DEFAULT_ALPHA
 from app.models import service
 from app.models.schemas import ModelIn, ModelOut, ModelPatch, Promotion
 from app.task_free.options import TaskFreeOptions
@@ -23,6 +24,7 @@ def shape_model(session: Session, model: Model) -> ModelOut:
     return ModelOut(
         name=model.name, architecture=model.architecture, seed=model.seed, head=model.head, queue=model.queue,
         promotion=Promotion.model_validate(model.promotion), task_free=TaskFreeOptions.of(model.task_free),
+        drift_alpha=model.drift_alpha if model.drift_alpha is not None else DEFAULT_ALPHA,
         aliases=aliases_of(session, model),
         tasks=service.head_tasks(session, model), created_at=model.created_at,
     )
@@ -34,7 +36,7 @@ def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: 
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
                                  model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
                                  promotion=PromotionPolicy(**body.promotion.model_dump()),
-                                 task_free=body.task_free.model_dump(), by=by)
+                                 task_free=body.task_free.model_dump(), drift_alpha=body.drift_alpha, by=by)
     session.commit()
     return shape_model(session, model)
 
@@ -53,12 +55,14 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
 def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
     """Change the model's promotion policy or task-free options (the fields given; the others stay)."""
     model = service.get_model(session, name)
-    if body.promotion is None and body.task_free is None:
-        raise Invalid("give 'promotion' or 'task_free' (or both): the fields to change")
+    if body.promotion is None and body.task_free is None and body.drift_alpha is None:
+        raise Invalid("give 'promotion', 'task_free' or 'drift_alpha' (or several): the fields to change")
     if body.promotion is not None:
         service.update_promotion(session, model, body.promotion)
     if body.task_free is not None:
         service.update_task_free(model, body.task_free)
+    if body.drift_alpha is not None:
+        model.drift_alpha = body.drift_alpha
     session.commit()
     return shape_model(session, model)
 

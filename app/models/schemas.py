@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.aliases.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
+from app.mas.drift import DEFAULT_ALPHA
 from app.request_schema import Integer, not_null, refuse_null
 from app.task_free.options import TaskFreeOptions, TaskFreePatch
 
@@ -59,6 +60,8 @@ class ModelPatch(BaseModel):
 
     promotion: PromotionPatch | None = None
     task_free: TaskFreePatch | None = Field(None, description="how requests that name no task are answered")
+    drift_alpha: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False,
+                                      description="the level of drift reports' verdicts")
 
 
 class ModelIn(BaseModel):
@@ -71,6 +74,8 @@ class ModelIn(BaseModel):
     promotion: Promotion = Field(Promotion(), description="when a job's version becomes production "
                                                           "(default: guarded, max_forgetting 0.05)")
     task_free: TaskFreeOptions = Field(TaskFreeOptions(), description="how requests that name no task are answered")
+    drift_alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, allow_inf_nan=False,
+                               description="the level of drift reports' verdicts, before Bonferroni over the tasks")
 
 
 class ModelOut(BaseModel):
@@ -81,6 +86,7 @@ class ModelOut(BaseModel):
     queue: str
     promotion: Promotion
     task_free: TaskFreeOptions
+    drift_alpha: float = Field(description="the level of drift reports' verdicts, before Bonferroni over the tasks")
     aliases: dict[str, int] = Field(description="every alias and the version it names, production first")
     tasks: list[str]
     created_at: datetime

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from app.mas import task_free
 from app.mas.class_statistics import ClassStatistics, Projection, features, head_logits, measure
+from app.mas.drift import reservoir_rows
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples, rows_of
 from app.mas.task_statistics import KEY_PART
@@ -29,6 +30,7 @@ from app.task_free.stored import load_statistics, save_fitted, save_statistics
 Inputs = Tensor | LazySamples
 Rows = Callable[[], tuple[Inputs, Tensor]]  # loads a task's rows (inputs, labels) when called
 FALLBACK_ROWS = 512  # training rows per task that stand in for held-back rows when no task holds any back
+DEFAULT_REFERENCE_ROWS = 512  # training rows per task whose features are a drift test's reference
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,19 @@ class TaskFreeRecord:
 
 def measure_and_fit(store: BlobStore, net: MultiHeadNet, tasks: Sequence[TaskSource], *,
                     kept: Sequence[dict[str, Any]] | None, trunk_moved: bool, new_task: str | None,
-                    options: TaskFreeOptions, seed: int) -> TaskFreeRecord:
+                    options: TaskFreeOptions, seed: int, reference_rows: int = DEFAULT_REFERENCE_ROWS
+                    ) -> TaskFreeRecord:
     """Statistics for every task of `tasks` (in the order learned) at `net`'s trunk, and every predictor
-    fitted; `kept` are the base version's entries, `trunk_moved` whether the job changed the trunk."""
+    fitted; `kept` are the base version's entries, `trunk_moved` whether the job changed the trunk. Each
+    measured task also keeps the features of `reference_rows` of its rows (a reservoir drawn from `seed`),
+    the reference that drift reports test deployment batches against (app/mas/drift.py)."""
     projection = Projection.draw(net.feature_dim, options.projection, seed) if options.projection else None
     by_task = {entry["task"]: entry for entry in kept or []}
     entries, statistics = [], []
     for source in tasks:
         entry = _statistics_entry(store, net, source, by_task.get(source.name), trunk_moved=trunk_moved,
-                                  is_new=source.name == new_task, projection=projection)
+                                  is_new=source.name == new_task, projection=projection,
+                                  reference_rows=reference_rows, seed=seed)
         if entry is None:  # a task with no statistics and no rows: nothing task-free can answer for it
             return TaskFreeRecord(entries, None)
         entries.append(entry)
@@ -97,15 +103,17 @@ def trunk_moved(before: dict[str, Tensor], after: dict[str, Tensor]) -> bool:
 
 
 def _statistics_entry(store: BlobStore, net: MultiHeadNet, source: TaskSource, old: dict[str, Any] | None, *,
-                      trunk_moved: bool, is_new: bool, projection: Projection | None) -> dict[str, Any] | None:
+                      trunk_moved: bool, is_new: bool, projection: Projection | None, reference_rows: int,
+                      seed: int) -> dict[str, Any] | None:
     """A task's entry: kept where still exact, measured where its rows are there, else kept as stale."""
     if old is not None and old["at_trunk"] and not trunk_moved and not is_new:
         return {**old, "remeasured": False}
     if source.train is not None:
         inputs, labels = source.train()
-        stats: ClassStatistics = measure(net, inputs, labels, source.num_classes, projection)
+        reference = reservoir_rows(len(labels), reference_rows, seed)
+        stats: ClassStatistics = measure(net, inputs, labels, source.num_classes, projection, reference)
         return {"task": source.name, "blob": save_statistics(store, stats), "n": stats.n, "at_trunk": True,
-                "remeasured": not is_new}
+                "remeasured": not is_new, "reference_rows": len(reference)}
     if old is not None:
         return {**old, "at_trunk": False, "remeasured": False}
     return None

@@ -16,12 +16,12 @@ from uuid import uuid4
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
-from app.db.tables import AliasMove, Job, Model, Version, utcnow
+from app.db.tables import AliasMove, DriftReport, Job, Model, Version, utcnow
 from app.webhooks.tables import Webhook, WebhookDelivery
 
-EventName = Literal["job.finished", "version.created", "alias.moved"]
+EventName = Literal["job.finished", "version.created", "alias.moved", "drift.detected"]
 EVENTS: tuple[str, ...] = get_args(EventName)
-JOB_FINISHED, VERSION_CREATED, ALIAS_MOVED = EVENTS
+JOB_FINISHED, VERSION_CREATED, ALIAS_MOVED, DRIFT_DETECTED = EVENTS
 
 
 def emit(session: Session, *, model_id: int, event: str, data: dict[str, Any]) -> int:
@@ -68,6 +68,15 @@ def emit_alias_moved(session: Session, move: AliasMove) -> None:
     emit(session, model_id=move.model_id, event=ALIAS_MOVED, data={
         "alias": move.alias, "from": move.from_version, "to": move.to_version, "by": by, "key": move.key_prefix,
         "job": move.job_id, "reason": move.reason, "at": _iso(move.at),
+    })
+
+
+def emit_drift_detected(session: Session, report: DriftReport) -> None:
+    """`drift.detected` for a report in which some task's verdict is positive."""
+    emit(session, model_id=report.model_id, event=DRIFT_DETECTED, data={
+        "report": report.id, "version": report.version, "job": report.job_id, "source": report.source,
+        "n": report.n, "alpha": report.alpha, "nearest_task": report.nearest_task,
+        "drifted": [task for task, verdict in report.tasks.items() if verdict["drift"]], "tasks": report.tasks,
     })
 
 
