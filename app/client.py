@@ -132,15 +132,26 @@ class TaskFreeOptions(TypedDict):
     projection: int  # width of the ridge head's random projection (0: none); set at creation only
 
 
+class Promotion(TypedDict):
+    """When a job's version becomes production; the guarded policy's limits (None: not checked)."""
+
+    policy: Literal["auto", "manual", "guarded"]
+    max_forgetting: float  # the most an earlier task's accuracy may drop
+    min_accuracy: float | None  # the least accuracy on the new task's eval set
+    min_task_free_accuracy: float | None
+    max_negative_flip_rate: float | None  # the largest share of an earlier task's eval rows the base version
+    # answered right and the new version answers wrong
+
+
 class ModelInfo(TypedDict):
     name: str
     architecture: dict[str, Any]
     seed: int
     head: int  # the version the alias production names
     queue: str
-    # {"policy": "auto" | "manual" | "guarded", "max_forgetting", "min_accuracy", "min_task_free_accuracy"}
-    promotion: dict[str, Any]
+    promotion: Promotion
     task_free: TaskFreeOptions
+    drift_alpha: float  # the level of drift reports' verdicts, before Bonferroni over the tasks
     aliases: dict[str, int]
     tasks: list[str]
     created_at: str
@@ -221,12 +232,83 @@ class VersionDetail(VersionInfo):
     task_free: TaskFreeDetail | None  # None for version 0 and versions made before task-free answers
 
 
+class EvaluationRow(TypedDict):
+    """One row of the accuracy matrix: the version made by learning `task`, scored on every task so far."""
+
+    version: int
+    task: str
+    accuracy: dict[str, float]
+    task_free: TaskFreeScores | None
+    # Against the version's parent, per earlier task (on its eval set): the share of rows the parent answered
+    # right and this version answers wrong (negative), and wrong then right (positive); {} for the first task.
+    negative_flips: dict[str, float]
+    positive_flips: dict[str, float]
+
+
 class Evaluation(TypedDict):
     tasks: list[str]
-    rows: list[dict[str, Any]]  # {"version", "task", "accuracy": {task: float}, "task_free": TaskFreeScores | None}
+    rows: list[EvaluationRow]
     average_accuracy: float | None
     forgetting: float | None
     bwt: float | None
+
+
+class ClassScores(TypedDict):
+    index: int
+    label: str | None
+    precision: float | None
+    recall: float | None
+    support: int
+    predicted: int
+
+
+class Scores(TypedDict, total=False):
+    """`evaluate`'s answer: a version's scores on labeled data (task-free where `task` is None)."""
+
+    model: str
+    version: int
+    alias: str | None
+    task: str | None
+    predictor: str | None  # task-free: the model's predictor that answered
+    task_free: dict[str, float | None] | None  # {"accuracy", "task_accuracy", "ece", "unknown"}
+    n: int
+    accuracy: float
+    per_class: list[ClassScores]
+    confusion_matrix: list[list[int]]  # [labeled class][predicted class]
+    parent: int | None  # the version this one was made from: flips are counted against it
+    negative_flips: dict[str, float]  # per task: the share of rows the parent answered right and this one wrong
+    positive_flips: dict[str, float]  # per task: wrong then right
+
+
+class DriftVerdict(TypedDict):
+    """One task's test of a batch against its reference features (MMD², by permutation)."""
+
+    statistic: float  # unbiased MMD² between the task's reference features and the batch's
+    p_value: float
+    drift: bool  # p_value ≤ alpha / the number of tasks (Bonferroni)
+    reference_rows: int
+    at_this_trunk: bool  # the reference was measured with this version's trunk
+
+
+class DriftResult(TypedDict):
+    """A drift job's result: the batch tested against every task of `version`."""
+
+    version: int
+    tasks: dict[str, DriftVerdict]
+    nearest_task: str | None  # the task whose reference is nearest the batch (smallest MMD²)
+    alpha: float  # the model's drift_alpha
+    n: int  # rows in the batch
+    drift: bool  # any task's verdict is positive
+
+
+class DriftReport(DriftResult):
+    """A kept drift report: a drift job's, or an importance refresh's batch (`source` "importance")."""
+
+    id: int
+    model: str
+    job: str
+    source: Literal["drift", "importance"]
+    created_at: str
 
 
 @dataclass(frozen=True)
@@ -323,6 +405,11 @@ class Job:
     def version(self) -> int | None:
         """The version the job created, once it succeeded."""
         return (self.data.get("result") or {}).get("version")
+
+    @property
+    def drift(self) -> DriftResult | None:
+        """A drift job's report once it succeeded: per task its statistic, p-value and verdict."""
+        return self.data.get("result") if self.kind == "drift" and self.succeeded else None
 
     @property
     def promotion(self) -> dict[str, Any] | None:
@@ -454,10 +541,12 @@ class Client:
 
     def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0,
                      queue: QueueName | None = None, promotion: Mapping[str, Any] | None = None,
-                     task_free: Mapping[str, Any] | None = None) -> ModelInfo:
+                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None) -> ModelInfo:
         """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise),
-        `promotion` when a job's version becomes production (default {"policy": "guarded"}), `task_free` how
-        requests that name no task are answered ({"predictor", "unknown_rate", "projection"}, each optional)."""
+        `promotion` when a job's version becomes production (default {"policy": "guarded"}; the guarded
+        limits max_forgetting, min_accuracy, min_task_free_accuracy, max_negative_flip_rate), `task_free` how
+        requests that name no task are answered ({"predictor", "unknown_rate", "projection"}, each optional),
+        `drift_alpha` the level of its drift reports' verdicts (the server's default 0.01)."""
         body: dict[str, Any] = {"name": name, "architecture": dict(architecture), "seed": seed}
         if queue is not None:
             body["queue"] = queue
@@ -465,16 +554,21 @@ class Client:
             body["promotion"] = dict(promotion)
         if task_free is not None:
             body["task_free"] = dict(task_free)
+        if drift_alpha is not None:
+            body["drift_alpha"] = drift_alpha
         return self._json("POST", "/v1/models", json=body)
 
     def update_model(self, name: str, *, promotion: Mapping[str, Any] | None = None,
-                     task_free: Mapping[str, Any] | None = None) -> ModelInfo:
-        """Change some of the model's promotion settings ({"policy": "manual"}) and/or its task-free options
-        ({"predictor": "ncm", "unknown_rate": 0.1}); the others stay. Give at least one of the two."""
-        changes = {key: dict(value) for key, value in (("promotion", promotion), ("task_free", task_free))
-                   if value is not None}
+                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None) -> ModelInfo:
+        """Change some of the model's promotion settings ({"policy": "manual"}, {"max_negative_flip_rate": None}),
+        its task-free options ({"predictor": "ncm", "unknown_rate": 0.1}) and/or its `drift_alpha`; the others
+        stay. Give at least one of the three."""
+        changes: dict[str, Any] = {key: dict(value) for key, value in (("promotion", promotion),
+                                                                       ("task_free", task_free)) if value is not None}
+        if drift_alpha is not None:
+            changes["drift_alpha"] = drift_alpha
         if not changes:
-            raise ValueError("give promotion or task_free (or both)")
+            raise ValueError("give promotion, task_free or drift_alpha (or several)")
         return self._json("PATCH", f"/v1/models/{name}", json=changes)
 
     def list_models(self) -> list[ModelInfo]:
@@ -554,6 +648,25 @@ class Client:
                    "base_version": base_version, "queue": queue, "base_alias": base_alias}
         body = {"data": self.data_ref(data), **{k: v for k, v in options.items() if v is not None}}
         return Job(self, self._json("POST", f"/v1/models/{model}/importance", json=body))
+
+    # -- drift --
+
+    def drift(self, model: str, data: Data | Sequence[str], *, version: int | None = None,
+              alias: str | None = None, queue: QueueName | None = None) -> Job:
+        """Start testing a deployment batch (labels, if any, are ignored) against every task's reference
+        features at a version (`version`, `alias`, or production) (202): returns the queued drift job, whose
+        `.drift` once it succeeded is the report. `data` is any `Data`, or a list of texts (text models).
+        Refused with `Conflict` when a task of the version has no reference (made before drift reports)."""
+        texts = isinstance(data, Sequence) and not isinstance(data, str | tuple) and all(
+            isinstance(item, str) for item in data)
+        body: dict[str, Any] = {"data": {"texts": list(data)} if texts else self.data_ref(data)}
+        body.update({k: v for k, v in {"version": version, "alias": alias, "queue": queue}.items() if v is not None})
+        return Job(self, self._json("POST", f"/v1/models/{model}/drift", json=body))
+
+    def drift_reports(self, model: str, limit: int | None = None) -> list[DriftReport]:
+        """The model's drift reports, newest first: drift jobs' and importance refreshes' batches."""
+        params = {} if limit is None else {"limit": limit}
+        return self._json("GET", f"/v1/models/{model}/drift", params=params)
 
     # -- predictions --
 
@@ -673,13 +786,14 @@ class Client:
         return content
 
     def evaluate(self, model: str, data: Data, *, task: str | None = None, version: int | None = None,
-                 alias: str | None = None, timeout: float = 300.0) -> dict[str, Any]:
+                 alias: str | None = None, timeout: float = 300.0) -> Scores:
         """Score `task` at a version (`version`, `alias`, or production) on labeled `data` (a dataset id, a
         file, or (inputs, labels) arrays, uploaded first): {"accuracy", "n", "per_class": [{"index", "label",
         "precision", "recall", "support", "predicted"}], "confusion_matrix": [labeled][predicted], ...}.
         Without `task`, the task-free answer over every class learned (labels: global class indices, in the
         order the tasks were learned, or class names / "task/name"); "task" is None, and "predictor" and
-        "task_free": {"accuracy", "task_accuracy", "ece", "unknown"} say how it answered."""
+        "task_free": {"accuracy", "task_accuracy", "ece", "unknown"} say how it answered. "parent",
+        "negative_flips" and "positive_flips" ({task: share of rows}) compare its answers with its parent's."""
         body: dict[str, Any] = {"data": self.data_ref(data)}
         body.update({k: v for k, v in {"task": task, "version": version, "alias": alias}.items() if v is not None})
         return self._json("POST", f"/v1/models/{model}/evaluate", json=body, timeout=timeout)
@@ -704,8 +818,9 @@ class Client:
     # -- webhooks --
 
     def add_webhook(self, model: str, url: str, events: Sequence[str], secret: str) -> WebhookInfo:
-        """Send `events` of `model` ("job.finished", "version.created", "alias.moved") to `url`, signed with
-        `secret` (X-Lifelong-Signature: sha256=<hex HMAC-SHA256 of the body>); the secret is never sent back."""
+        """Send `events` of `model` ("job.finished", "version.created", "alias.moved", "drift.detected") to
+        `url`, signed with `secret` (X-Lifelong-Signature: sha256=<hex HMAC-SHA256 of the body>); the secret is
+        never sent back."""
         body = {"url": url, "events": list(events), "secret": secret}
         return self._json("POST", f"/v1/models/{model}/webhooks", json=body)
 

@@ -37,6 +37,8 @@ from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
 from app.scoring.routes import router as scoring_router
 from app.settings import Settings, get_settings
+from app.shadow.routes import router as shadow_router
+from app.shadow.runner import ShadowRunner
 from app.store import open_blob_store
 from app.timed_cache import TimedCache, clear_on_commit
 from app.versions.routes import router as versions_router
@@ -49,7 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(settings)
+        app.state.shadows.start()
         yield
+        app.state.shadows.stop()
         app.state.engine.dispose()
         app.state.reader_engine.dispose()
 
@@ -66,12 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.target_cache = TimedCache(settings.auth_cache_s)
     clear_on_commit(app.state.sessions, app.state.key_cache, app.state.target_cache)
     app.state.celery = make_celery(settings)
+    app.state.shadows = ShadowRunner(app.state.sessions, app.state.store, app.state.cache,
+                                     queue_size=settings.shadow_queue)
     # Predictions first: a request is matched against the routes in this order, and no other route
     # matches a prediction's path, so the busiest route is found without trying the others first.
     routers = (predictions_router, health_router, models_router, datasets_router, learning_router, jobs_router,
                versions_router, keys_router, architectures_router, aliases_router, webhooks_router)
     routers += (export_router,)
-    routers += (scoring_router, drift_router)
+    routers += (scoring_router, drift_router, shadow_router)
     # The last added is the outermost: 401, then 415, then 413, each before any body byte is read.
     app.add_middleware(BodyReadTimeout, timeout_s=settings.body_read_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK_BYTES)

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     predict_cache_bytes: int = Field(512 * MiB, ge=0)
     # Training rows per task whose trunk features are kept as its drift reference (MAS.md §8).
     drift_reference_rows: int = Field(512, ge=2, le=100_000)
+    # Sampled prediction requests waiting to be replayed on a model's shadow; more are dropped and counted.
+    shadow_queue: int = Field(1000, ge=1, le=1_000_000)
     # Permutations of a drift test: the smallest p-value it can give is 1 / (1 + this).
     drift_permutations: int = Field(2000, ge=10, le=100_000)
 

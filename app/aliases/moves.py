@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.db.tables import Alias, AliasMove, Model, utcnow
+from app.db.tables import Alias, AliasMove, Model, Shadow, utcnow
 from app.webhooks.events import emit_alias_moved
 
 PRODUCTION = "production"
@@ -55,6 +55,8 @@ def record_move(session: Session, model_id: int, alias: str, old: int | None, ne
                      job_id=by.job_id, reason=reason, at=utcnow())
     session.add(move)
     emit_alias_moved(session, move)
+    if old != new:  # a shadow on this alias ends: what it compares is no longer what the alias names
+        session.execute(delete(Shadow).where(Shadow.model_id == model_id, Shadow.alias == alias))
     return move
 
 

@@ -12,6 +12,7 @@ import typer
 from app.commands.aliases import aliases, promote
 from app.commands.common import connect, handles_errors
 from app.commands.datasets import datasets
+from app.commands.drift import drift, drift_reports
 from app.commands.export import export
 from app.commands.jobs import jobs
 from app.commands.learning import importance, predict, tasks
@@ -32,3 +33,5 @@ def register(cli: typer.Typer) -> None:
     cli.command("promote")(handles_errors(promote))
     cli.command("export")(handles_errors(export))
     cli.command("evaluate")(handles_errors(evaluate))
+    cli.command("drift")(handles_errors(drift))
+    cli.command("drift-reports")(handles_errors(drift_reports))

@@ -16,6 +16,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,8 +33,10 @@ from app.commands.common import ExitCode, print_json
 LINE_EVERY_S = 10.0
 
 
-def follow(client: Client, job: Job, *, as_json: bool, timeout: float | None, epochs: Epochs | None = None) -> None:
-    """Wait for the job with a live bar (on a terminal) or lines (off one), then report and exit."""
+def follow(client: Client, job: Job, *, as_json: bool, timeout: float | None, epochs: Epochs | None = None,
+           show: Callable[[Job], None] | None = None) -> None:
+    """Wait for the job with a live bar (on a terminal) or lines (off one), then report and exit; `show`
+    prints what a job that succeeded found (a drift job's report), where there is more than its version."""
     try:
         if sys.stderr.isatty():
             with JobBar(epochs=epochs) as bar:
@@ -43,7 +46,7 @@ def follow(client: Client, job: Job, *, as_json: bool, timeout: float | None, ep
     except KeyboardInterrupt:
         say_still_running(client, job)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    report_finished(client, job, as_json=as_json)
+    report_finished(client, job, as_json=as_json, show=show)
 
 
 def say_still_running(client: Client, job: Job) -> None:
@@ -189,13 +192,16 @@ class LineReporter:
 # --- the end --------------------------------------------------------------------------------------
 
 
-def report_finished(client: Client, job: Job, *, as_json: bool) -> None:
+def report_finished(client: Client, job: Job, *, as_json: bool, show: Callable[[Job], None] | None = None) -> None:
     if as_json:
         print_json(job.data)
     elif job.succeeded:
-        typer.echo(f"job {job.id} succeeded: {job.model} version {job.version}")
+        tested = " (the version tested)" if job.kind == "drift" else ""
+        typer.echo(f"job {job.id} succeeded: {job.model} version {job.version}{tested}")
         if job.kind == "train" and job.version is not None:
             print_accuracy(client.get_version(job.model, job.version))
+        if show is not None:
+            show(job)
     if not job.succeeded:
         error = job.error or {}
         reason = f" ({error.get('type')}: {error.get('message')})" if error else ""

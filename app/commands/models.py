@@ -1,5 +1,6 @@
-"""`lifelong models create|list|show|update|delete`: the models on the server, their promotion policy and
-how they answer predictions that name no task (`--task-free-predictor`, `--unknown-rate`)."""
+"""`lifelong models create|list|show|update|delete`: the models on the server, their promotion policy (with
+`--max-negative-flip-rate`), how they answer predictions that name no task (`--task-free-predictor`,
+`--unknown-rate`) and the level of their drift reports (`--drift-alpha`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ NewPredictorOption = Annotated[Predictor | None, typer.Option(
     "--task-free-predictor", help=PREDICTOR_HELP, show_default=False)]
 NewUnknownRateOption = Annotated[float | None, typer.Option(min=0, max=0.5, help=UNKNOWN_RATE_HELP,
                                                             show_default=False)]
+FLIP_RATE_HELP = ("guarded: the largest share of an earlier task's eval rows that the base version answered right"
+                  " and the new version answers wrong (negative flips)")
+DRIFT_ALPHA_HELP = ("the level (0 to 1) of drift reports' verdicts (each task is tested at it / the number of"
+                    " tasks): the chance of a false alarm on a batch like the training data")
+MaxNegativeFlipRateOption = Annotated[float | None, typer.Option(min=0, max=1, help=FLIP_RATE_HELP,
+                                                                 show_default="none")]
+
+
+def check_drift_alpha(value: float | None) -> float | None:
+    """0 < alpha < 1, checked here so that a typo is a usage error (exit 2), not the server's 422."""
+    if value is not None and not 0 < value < 1:
+        raise typer.BadParameter(f"{value} is not between 0 and 1 (both excluded)")
+    return value
+
+
+DriftAlphaOption = Annotated[float | None, typer.Option(callback=check_drift_alpha, help=DRIFT_ALPHA_HELP,
+                                                        show_default="0.01")]
+NewMaxNegativeFlipRateOption = Annotated[float | None, typer.Option(min=0, max=1, help=FLIP_RATE_HELP,
+                                                                    show_default=False)]
+NewDriftAlphaOption = Annotated[float | None, typer.Option(callback=check_drift_alpha, help=DRIFT_ALPHA_HELP,
+                                                           show_default=False)]
+
 
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.replace(" ", "").split(",") if part]
@@ -66,11 +89,13 @@ def create(
     max_forgetting: MaxForgettingOption = None,
     min_accuracy: MinAccuracyOption = None,
     min_task_free_accuracy: MinTaskFreeAccuracyOption = None,
+    max_negative_flip_rate: MaxNegativeFlipRateOption = None,
     task_free_predictor: PredictorOption = None,
     unknown_rate: UnknownRateOption = None,
     projection: Annotated[int | None, typer.Option(
         min=0, max=8192, help="width of the ridge head's random projection (0: none, the trunk's own features);"
                               " fixed at creation", show_default="1024")] = None,
+    drift_alpha: DriftAlphaOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a model; its version 0 (initial weights) is production."""
@@ -84,16 +109,16 @@ def create(
             spec["channels"] = _ints(channels)
         if trainable is not None:
             spec["trainable"] = parse_trainable(trainable)
-    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy)
+    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy, max_negative_flip_rate)
     options = task_free_fields(task_free_predictor, unknown_rate) | (
         {} if projection is None else {"projection": projection})
     model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue, promotion=policy or None,
-                                        task_free=options or None)
+                                        task_free=options or None, drift_alpha=drift_alpha)
     if as_json:
         return print_json(model)
     typer.echo(f"created model {model['name']} (production: version {model['head']}, "
                f"promotion {describe_promotion(model['promotion'])}, "
-               f"task-free {describe_task_free(model.get('task_free'))})")
+               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')})")
 
 
 @models.command("update")
@@ -108,34 +133,40 @@ def update(
     min_task_free_accuracy: NewMinTaskFreeAccuracyOption = None,
     no_min_task_free_accuracy: Annotated[bool, typer.Option(
         "--no-min-task-free-accuracy", help="drop min_task_free_accuracy")] = False,
+    max_negative_flip_rate: NewMaxNegativeFlipRateOption = None,
+    no_max_negative_flip_rate: Annotated[bool, typer.Option(
+        "--no-max-negative-flip-rate", help="drop max_negative_flip_rate (flips are not checked)")] = False,
     task_free_predictor: NewPredictorOption = None,
     unknown_rate: NewUnknownRateOption = None,
+    drift_alpha: NewDriftAlphaOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a model's promotion policy and how it answers without a task (the options given; the others
-    stay; the projection is fixed at creation). A new predictor answers at once: every version fits them all."""
-    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy)
-    if no_min_accuracy:
-        policy["min_accuracy"] = None
-    if no_min_task_free_accuracy:
-        policy["min_task_free_accuracy"] = None
+    """Change a model's promotion policy, how it answers without a task and its drift alpha (the options given;
+    the others stay; the projection is fixed at creation). A new predictor answers at once: every version fits
+    them all; a new drift alpha applies to the reports made from now on."""
+    policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy, max_negative_flip_rate)
+    dropped = {"min_accuracy": no_min_accuracy, "min_task_free_accuracy": no_min_task_free_accuracy,
+               "max_negative_flip_rate": no_max_negative_flip_rate}
+    policy |= {key: None for key, drop in dropped.items() if drop}
     options = task_free_fields(task_free_predictor, unknown_rate)
-    if not policy and not options:
+    if not policy and not options and drift_alpha is None:
         raise typer.BadParameter("give --promotion, --max-forgetting, --min-accuracy, --no-min-accuracy, "
-                                 "--min-task-free-accuracy, --no-min-task-free-accuracy, --task-free-predictor "
-                                 "or --unknown-rate")
-    model = client_of(ctx).update_model(name, promotion=policy or None, task_free=options or None)
+                                 "--min-task-free-accuracy, --no-min-task-free-accuracy, --max-negative-flip-rate, "
+                                 "--no-max-negative-flip-rate, --task-free-predictor, --unknown-rate or --drift-alpha")
+    model = client_of(ctx).update_model(name, promotion=policy or None, task_free=options or None,
+                                        drift_alpha=drift_alpha)
     if as_json:
         return print_json(model)
     typer.echo(f"{name}: promotion {describe_promotion(model['promotion'])}, "
-               f"task-free {describe_task_free(model.get('task_free'))}")
+               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')}")
 
 
 def promotion_fields(policy: str | None, max_forgetting: float | None, min_accuracy: float | None,
-                     min_task_free_accuracy: float | None = None) -> dict[str, Any]:
+                     min_task_free_accuracy: float | None = None,
+                     max_negative_flip_rate: float | None = None) -> dict[str, Any]:
     """The API's `promotion` fields that the options give."""
     fields = {"policy": policy, "max_forgetting": max_forgetting, "min_accuracy": min_accuracy,
-              "min_task_free_accuracy": min_task_free_accuracy}
+              "min_task_free_accuracy": min_task_free_accuracy, "max_negative_flip_rate": max_negative_flip_rate}
     return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -151,6 +182,8 @@ def describe_promotion(promotion: dict[str, Any]) -> str:
         text += f" (max_forgetting {promotion['max_forgetting']}, min_accuracy {promotion.get('min_accuracy')}"
         if promotion.get("min_task_free_accuracy") is not None:
             text += f", min_task_free_accuracy {promotion['min_task_free_accuracy']}"
+        if promotion.get("max_negative_flip_rate") is not None:
+            text += f", max_negative_flip_rate {promotion['max_negative_flip_rate']}"
         text += ")"
     return text
 
@@ -195,7 +228,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
     print_fields({"name": model["name"], "architecture": json.dumps(model["architecture"]), "seed": model["seed"],
                   "head": model["head"], "aliases": aliases or "-",
                   "promotion": describe_promotion(model["promotion"]) if "promotion" in model else "-",
-                  "task-free": describe_task_free(model.get("task_free")),
+                  "task-free": describe_task_free(model.get("task_free")), "drift alpha": model.get("drift_alpha"),
                   "tasks": ", ".join(model["tasks"]) or "-", "created": model["created_at"]})
 
 

@@ -2,6 +2,8 @@
 
 Without `--task` the version answers task-free, over every class learned, and the command also prints
 the task accuracy (how often the answer's task was the row's), the calibration error and the unknown share.
+Both end with the flips against the version's parent: per task, the share of rows the parent answered right
+and this version answers wrong (negative), and wrong then right (positive).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def evaluate(
 ) -> None:
     """Score MODEL on --data: accuracy, precision and recall of each class, and the confusion matrix (rows:
     labeled class, columns: predicted class); of --task's head, or without --task task-free (every class
-    learned), with its task accuracy, calibration error (ECE) and share of rows called unknown."""
+    learned), with its task accuracy, calibration error (ECE) and share of rows called unknown; then per task
+    the flips against the version's parent (negative: right then wrong; positive: wrong then right)."""
     source = Path(data) if Path(data).is_file() else data  # a file is uploaded first (same bytes, same dataset)
     scores = client_of(ctx).evaluate(model, source, task=task, version=version, alias=alias)
     if as_json:
@@ -51,6 +54,18 @@ def evaluate(
                  for name, c in zip(names, scores["per_class"], strict=True)])
     print_table("confusion matrix", ["labeled \\ predicted", *names],
                 [(name, *row) for name, row in zip(names, scores["confusion_matrix"], strict=True)])
+    _print_flips(scores)
+
+
+def _print_flips(scores: dict) -> None:
+    """Per task, how the version's answers changed against its parent's on these rows."""
+    negative, positive = scores.get("negative_flips") or {}, scores.get("positive_flips") or {}
+    if scores.get("parent") is None or not (negative or positive):
+        typer.echo("flips against the parent: none (no parent, or no task both versions know)")
+        return
+    print_table(f"flips against the parent, version {scores['parent']} (share of rows)",
+                ["task", "negative flips (right → wrong)", "positive flips (wrong → right)"],
+                [(task, _share(negative.get(task)), _share(positive.get(task))) for task in {**negative, **positive}])
 
 
 def _share(value: float | None) -> str:

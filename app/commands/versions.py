@@ -2,9 +2,11 @@
 
 Every train or importance job writes a new version; the head is the one predictions use and the
 next task starts from. `evaluation` prints the accuracy matrix (row: after learning a task; column:
-accuracy on each task's eval set, and task-free: the model's predictor over every class learned) with
-average accuracy, forgetting and backward transfer. `versions show` prints a version's task-free section:
-its predictor's held-back scores and unknown threshold, and where each task's class statistics come from.
+accuracy on each task's eval set, task-free: the model's predictor over every class learned, and neg.
+flips: the largest share of an earlier task's rows that the row's parent answered right and it answers
+wrong) with average accuracy, forgetting and backward transfer. `versions show` prints a version's
+task-free section: its predictor's held-back scores and unknown threshold, and where each task's class
+statistics come from.
 """
 
 from __future__ import annotations
@@ -88,6 +90,14 @@ def _print_task_free(task_free: dict[str, Any] | None) -> None:
                     [(task, t["n"], _yes(t["at_this_trunk"]), _yes(t["remeasured"])) for task, t in tasks.items()])
 
 
+def worst_flips(flips: dict[str, float] | None) -> str:
+    """`0.0312 (digits-0-1)`: the largest negative flip rate of a row and its task; `-` with none."""
+    if not flips:
+        return "-"
+    task = max(flips, key=flips.__getitem__)
+    return f"{flips[task]:.4f} ({task})"
+
+
 def _score(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -137,16 +147,18 @@ def evaluation(ctx: typer.Context, model: str,
                as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
                ) -> None:
     """The accuracy matrix along the head's lineage, with average accuracy, forgetting and BWT; the task-free
-    column is the model's predictor over every class learned so far, on the eval sets of every task."""
+    column is the model's predictor over every class learned so far, on the eval sets of every task; neg. flips
+    is the largest share of an earlier task's eval rows that the row's parent answered right and it answers
+    wrong (with that task; every task's flips, negative and positive, are in --json)."""
     matrix = client_of(ctx).evaluation(model)
     if as_json:
         return print_json(matrix)
     tasks = matrix["tasks"]
     print_table(f"{model}: accuracy after each task (head: {matrix.get('head')})",
-                ["version", "learned", *tasks, "task-free"],
+                ["version", "learned", *tasks, "task-free", "neg. flips"],
                 [(row["version"], row["task"],
                   *(f"{row['accuracy'][t]:.4f}" if t in row["accuracy"] else "" for t in tasks),
-                  _score((row.get("task_free") or {}).get("accuracy")))
+                  _score((row.get("task_free") or {}).get("accuracy")), worst_flips(row.get("negative_flips")))
                  for row in matrix["rows"]])
     for key in ("average_accuracy", "forgetting", "bwt"):
         value = matrix.get(key)

@@ -242,3 +242,23 @@ class DriftReport(Base):
     nearest_task: Mapped[str | None] = mapped_column(String(64))
     tasks: Mapped[dict[str, Any]]  # {task: {"statistic", "p_value", "drift", "reference_rows", "at_this_trunk"}}
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Shadow(Base):
+    """A model's shadow: a share of production's predictions replayed on the version an alias named when the
+    shadow was set (app/shadow/), and what the comparison has counted so far. It ends (the row goes) when
+    the alias moves or is deleted, or on DELETE."""
+
+    __tablename__ = "shadows"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), unique=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    fraction: Mapped[float] = mapped_column(Float)
+    compared: Mapped[int] = mapped_column(Integer, default=0)  # rows answered by both
+    agreed: Mapped[int] = mapped_column(Integer, default=0)  # rows both answered alike
+    dropped: Mapped[int] = mapped_column(Integer, default=0)  # rows sampled but not replayed (queue full)
+    tasks: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {task: {"compared", "agreed"}}
+    disagreements: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"production\tshadow": count}
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -73,7 +73,7 @@ async def predict_from_body(request: Request) -> Response:
         # 1-row prediction more than the prediction itself.
         asked = _from_json(body, settings.max_predict_rows)
         answer = service.predict_in_memory(state.cache, targets=state.target_cache, model_name=name,
-                                           **asked.arguments())
+                                           shadows=state.shadows, **asked.arguments())
         if answer is not None:
             return _json(answer)
 
@@ -86,7 +86,7 @@ async def predict_from_body(request: Request) -> Response:
             question = asked or _from_json(body, settings.max_predict_rows)
         with state.read_sessions() as session:
             return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
-                                         model_name=name, **question.arguments()))
+                                         model_name=name, shadows=state.shadows, **question.arguments()))
 
     # Parsing, the forward pass and the JSON are CPU work: off the event loop, as in the sync routes.
     return await run_in_threadpool(parse_and_predict)
@@ -94,6 +94,7 @@ async def predict_from_body(request: Request) -> Response:
 
 @router.get("", response_model=PredictOut, response_model_exclude_none=True, dependencies=[ReadScope])
 def predict_from_query(
+    request: Request,
     name: str,
     session: ReadSessionDep,
     store: StoreDep,
@@ -107,7 +108,8 @@ def predict_from_query(
     probabilities: bool = False,
 ) -> PredictOut:
     return service.predict(session, store, cache, targets=targets, model_name=name, task=task, version=version,
-                           alias=alias, inputs=service.inputs_from_query(inputs), probabilities=probabilities)
+                           alias=alias, inputs=service.inputs_from_query(inputs), probabilities=probabilities,
+                           shadows=request.app.state.shadows)
 
 
 @dataclass(frozen=True)

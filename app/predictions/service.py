@@ -30,6 +30,7 @@ from app.predictions.cache import NetworkCache
 from app.predictions.lookup import Target, find_recent_target, recent_target
 from app.predictions.schemas import ClassOut, PredictOut
 from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of
+from app.shadow.runner import ShadowRunner
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
 from app.timed_cache import TimedCache
@@ -45,7 +46,7 @@ QUICK_S = 1e-3
 
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets: TimedCache, model_name: str,
             task: str | None, version: int | None, inputs: RawInputs, probabilities: bool,
-            alias: str | None = None) -> PredictOut:
+            alias: str | None = None, shadows: ShadowRunner | None = None) -> PredictOut:
     """`version` by number, or by `alias`, or production when neither is given (both: 422); `targets`
     keeps what was found a short while (app/predictions/lookup.py). Without `task`, a task-free answer."""
     target = find_recent_target(targets, session, model_name, task=task, version=version, alias=alias)
@@ -58,17 +59,27 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets:
     x = model_inputs(target.architecture, inputs)
     net = cache.get(target.network_key, lambda: _load_network(session, store, target))
     if task is None:
-        return _run_task_free(store, net, target, x=x, probabilities=probabilities, alias=alias)
-    return _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+        answer = _run_task_free(store, net, target, x=x, probabilities=probabilities, alias=alias)
+    else:
+        answer = _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    if shadows is not None:
+        shadows.offer(answer, x, asked_version=version, asked_alias=alias)
+    return answer
 
 
 def _run_task_free(store: BlobStore, net: MultiHeadNet, target: Target, *, x: torch.Tensor, probabilities: bool,
                    alias: str | None) -> PredictOut:
+    answer = _task_free_answer(store, net, target, x=x, probabilities=probabilities, alias=alias)
+    count_prediction(target.model, len(x))
+    return answer
+
+
+def _task_free_answer(store: BlobStore, net: MultiHeadNet, target: Target, *, x: torch.Tensor, probabilities: bool,
+                      alias: str | None) -> PredictOut:
     assert target.task_free is not None
     options = TaskFreeOptions.of(target.options)
     head = head_of(store, target.task_free, options)
     answer = answer_rows(net, head, options.predictor, x)
-    count_prediction(target.model, len(x))
     classes = class_labels(head, target.tasks)
     indices = answer.classes.tolist()
     return PredictOut(model=target.model, version=target.number, alias=alias, predictions=indices,
@@ -82,7 +93,7 @@ def _run_task_free(store: BlobStore, net: MultiHeadNet, target: Target, *, x: to
 
 def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str | None,
                       version: int | None, inputs: RawInputs, probabilities: bool,
-                      alias: str | None = None) -> PredictOut | None:
+                      alias: str | None = None, shadows: ShadowRunner | None = None) -> PredictOut | None:
     """`predict` when nothing needs reading and the rows take at most QUICK_S at the network's last pace
     (its version in `targets`, its network in `cache`); None otherwise. On the event loop, where a
     1-row prediction costs less than the thread-pool hop it would otherwise take. Task-free answers
@@ -96,7 +107,10 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
     if net is None:
         return None
     x = model_inputs(target.architecture, inputs)
-    return _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    answer = _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    if shadows is not None:
+        shadows.offer(answer, x, asked_version=version, asked_alias=alias)
+    return answer
 
 
 def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
@@ -105,11 +119,32 @@ def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x
     predicted, probs = forward(net, task, x, probabilities)
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
+    return _task_answer(target, task, predicted, probs, alias)
+
+
+def _task_answer(target: Target, task: str, predicted: torch.Tensor, probs: torch.Tensor | None,
+                 alias: str | None) -> PredictOut:
     indices = predicted.tolist()
     classes = target.task_entries[task].get("classes")
     return PredictOut(model=target.model, version=target.number, alias=alias, task=task, predictions=indices,
                       labels=[classes[i] for i in indices] if classes else None,
                       probabilities=probs.tolist() if probs is not None else None)
+
+
+def answer_version(store: BlobStore, net: MultiHeadNet, model: str, version: Version, options: dict | None, *,
+                   task: str | None, x: torch.Tensor) -> PredictOut | None:
+    """What `version` answers to preprocessed inputs `x`, as a prediction would (no metrics, no pace): a shadow's
+    replay. None when it cannot answer (it lacks the task, or task-free predictors)."""
+    target = Target(model, {}, version.id, version.number, version.tasks, version.theta_blob, version.task_free,
+                    options)
+    if task is None:
+        if not target.task_free:
+            return None
+        return _task_free_answer(store, net, target, x=x, probabilities=False, alias=None)
+    if task not in target.task_entries:
+        return None
+    predicted, _ = forward(net, task, x, False)
+    return _task_answer(target, task, predicted, None, None)
 
 
 def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,

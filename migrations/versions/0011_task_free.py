@@ -10,7 +10,7 @@ version's flips against its parent.
 rows written before: such a version answers only requests that name a task, until a later train job
 measures its tasks again. `versions.flips` is {task: {"negative", "positive", "n"}} on each earlier task's
 eval set against the parent; NULL for versions made before (not measured). `drift_reports` keeps every
-drift report; `models.drift_alpha` their level (NULL: 0.01).
+drift report; `models.drift_alpha` their level (NULL: 0.01); `shadows` each model's shadow and its counts.
 
 Revision ID: 0011
 Revises: 0010
@@ -52,10 +52,26 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_drift_reports_model_id", "drift_reports", ["model_id"])
+    op.create_table(
+        "shadows",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("model_id", sa.Integer(), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False,
+                  unique=True),
+        sa.Column("alias", sa.String(64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("fraction", sa.Float(), nullable=False),
+        sa.Column("compared", sa.Integer(), nullable=False),
+        sa.Column("agreed", sa.Integer(), nullable=False),
+        sa.Column("dropped", sa.Integer(), nullable=False),
+        sa.Column("tasks", sa.JSON(), nullable=False),
+        sa.Column("disagreements", sa.JSON(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    )
     op.create_index("ix_drift_reports_created_at", "drift_reports", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_table("shadows")
     op.drop_table("drift_reports")
     with op.batch_alter_table("models", recreate="never") as batch_op:
         batch_op.drop_column("drift_alpha")

@@ -1,0 +1,69 @@
+"""A shadow over HTTP: production's predictions (named task, task-free, .npy) replayed on the candidate off
+the request path, agreement overall and per task, the most frequent disagreements; only production's
+requests are sampled; the counts survive a restart; the shadow ends when its alias moves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.conftest import Api
+
+
+def _shadow(api: Api, model: str, *, rows: int) -> dict:
+    return api.wait_for(lambda: (s := api.get(f"/v1/models/{model}/shadow"))["compared"] >= rows and s,
+                        deadline_s=30, what=f"{rows} rows compared")
+
+
+def test_the_candidate_shadows_production_and_the_counts_survive_a_restart(service_factory, api_factory,
+                                                                          tmp_path) -> None:
+    var_dir = tmp_path / "var"
+    first_service = service_factory(var_dir)
+    api = api_factory(first_service)
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("shadowed", promotion={"policy": "auto"})
+    api.learn(model, first)
+    api.http.patch(f"/v1/models/{model}", json={"promotion": {"policy": "manual"}})
+    candidate = api.learn(model, second, method="finetune", lr=0.5, epochs=10)  # kept as candidate: production is 1
+    refused = api.http.put(f"/v1/models/{model}/shadow", json={"alias": "production", "fraction": 1.0})
+    assert refused.status_code == 422
+    assert api.http.put(f"/v1/models/{model}/shadow", json={"alias": "nope", "fraction": 1.0}).status_code == 404
+    assert api.http.put(f"/v1/models/{model}/shadow", json={"alias": "candidate", "fraction": 0}).status_code == 422
+    response = api.http.put(f"/v1/models/{model}/shadow", json={"alias": "candidate", "fraction": 1.0})
+    assert response.status_code == 200, response.text
+    assert (response.json()["version"], response.json()["compared"]) == (candidate, 0)
+
+    x = first.x_test[:30]
+    served = api.predict(model, first.name, x)  # production answers as always
+    assert served["version"] == 1
+    api.http.post(f"/v1/models/{model}/predict", json={"inputs": x[:10].tolist()})  # task-free
+    api.http.post(f"/v1/models/{model}/predict", params={"task": first.name},
+                  content=api.npy_bytes(x[:5].astype(np.float32)), headers={"content-type": "application/x-npy"})
+    api.predict(model, first.name, x, version=1)  # by number: not production's traffic, not sampled
+    shadow = _shadow(api, model, rows=45)
+    assert shadow["compared"] == 45 and shadow["dropped"] == 0 and shadow["alias"] == "candidate"
+    assert set(shadow["tasks"]) <= {first.name, second.name} and shadow["tasks"][first.name]["compared"] >= 35
+    agreed = round(shadow["agreement"] * shadow["compared"])
+    assert sum(d["count"] for d in shadow["disagreements"]) == shadow["compared"] - agreed
+    counts = [d["count"] for d in shadow["disagreements"]]
+    assert counts == sorted(counts, reverse=True)
+
+    # The counts are the database's: a restarted service reports them and goes on counting.
+    first_service.stop()
+    again = api_factory(service_factory(var_dir))
+    assert again.get(f"/v1/models/{model}/shadow")["compared"] == 45
+    again.predict(model, first.name, x[:7])
+    assert _shadow(again, model, rows=52)["compared"] == 52
+
+    moved = again.http.put(f"/v1/models/{model}/aliases/candidate", json={"version": 1, "reason": "test"})
+    assert moved.status_code == 200, moved.text
+    ended = again.http.get(f"/v1/models/{model}/shadow")
+    assert ended.status_code == 404 and "no shadow" in ended.json()["detail"]
+
+
+def test_a_shadow_can_be_ended(api: Api) -> None:
+    model = api.create_model("unshadowed", promotion={"policy": "manual"})
+    api.learn(model, api.digits[0])
+    assert api.http.put(f"/v1/models/{model}/shadow", json={"alias": "candidate", "fraction": 0.5}).status_code == 200
+    assert api.http.delete(f"/v1/models/{model}/shadow").status_code == 204
+    assert api.http.get(f"/v1/models/{model}/shadow").status_code == 404
+    assert api.http.delete(f"/v1/models/{model}/shadow").status_code == 404
