@@ -361,8 +361,8 @@ def test_the_matrix_has_a_task_free_column_and_a_version_its_task_free_section(
     browser.shown(run.mas, 2)
     matrix = run.get(f"/v1/models/{run.mas}/evaluation")
     header = browser.all("#heatmap-table th", "e.innerText")
-    assert header[-1] == "task-free" and header[3:-1] == matrix["tasks"]
-    column = browser.all("#heatmap-table tr[data-version] td:last-child", "[e.className, e.innerText, e.title]")
+    assert header[-2:] == ["task-free", "neg. flips"] and header[3:-2] == matrix["tasks"]
+    column = browser.all("#heatmap-table tr[data-version] td.task-free", "[e.className, e.innerText, e.title]")
     assert all(row["task_free"] is not None for row in matrix["rows"]), matrix["rows"]
     assert [(kind, float(value)) for kind, value, _ in column] == [
         ("task-free", round(row["task_free"]["accuracy"], 3)) for row in matrix["rows"]]
@@ -383,6 +383,42 @@ def test_the_matrix_has_a_task_free_column_and_a_version_its_task_free_section(
     browser.shown(run.mas, 0)
     assert browser.text("#version-task-free").startswith("none")
     browser.screenshot(tmp_path / "task-free.png")
+
+
+@needs_chromium
+def test_the_matrix_shows_flips_and_the_drift_panel_the_latest_reports(
+        run: Run, api: Api, browser: Chromium, tmp_path: Path) -> None:
+    browser.open(run.url(model=run.finetune))
+    browser.shown(run.finetune, 2)
+    assert browser.text("#drift-list").startswith("no drift reports yet")
+    first, second = run.tasks[:2]
+    for rows in (first.x_test, np.random.default_rng(0).uniform(0, 16, size=(40, 64))):  # like a task, then noise
+        response = api.http.post(f"/v1/models/{run.mas}/drift", json={"data": {"inputs": rows.tolist()}})
+        assert response.status_code == 202, response.text
+        assert api.wait_job(response.json()["id"])["state"] == "succeeded"
+    browser.open(run.url(model=run.mas))
+    browser.shown(run.mas, 2)
+    reports = run.get(f"/v1/models/{run.mas}/drift")
+    shown = browser.all("#drift-table tr[data-report]", "[Number(e.dataset.report), e.className, "
+                        "e.querySelector('td.nearest').innerText, [...e.querySelectorAll('.verdict')]"
+                        ".map((v) => [v.dataset.task, v.dataset.drift === 'true'])]")
+    assert shown == [[r["id"], "drifted" if r["drift"] else "steady", r["nearest_task"],
+                      [[t, v["drift"]] for t, v in r["tasks"].items()]] for r in reports[:10]]
+    assert len(shown) == 2 and shown[1][2] == first.name and shown[0][1] == "drifted"  # newest (noise) first
+    assert "drifted" in browser.text("#drift-table tr[data-report] td.tasks")
+    assert browser.text("#model-drift-alpha") == "0.01"
+
+    # Flips: per row and earlier task, the share its parent answered right and it answers wrong.
+    matrix = run.get(f"/v1/models/{run.mas}/evaluation")
+    flips = browser.all("#heatmap-table tr[data-version]",
+                        "[Number(e.dataset.version), [...e.querySelectorAll('td.flips .flip')]"
+                        ".map((f) => [f.dataset.task, f.querySelector('b').innerText])]")
+    assert flips == [[row["version"], [[t, f"{v:.3f}"] for t, v in row["negative_flips"].items()]]
+                     for row in matrix["rows"]]
+    assert flips[0][1] == [] and [t for t, _ in flips[1][1]] == [first.name] and second.name in matrix["tasks"]
+    title = browser.evaluate("document.querySelector('#heatmap-table td.flips:not(.flips-none)').title")
+    assert "right → wrong" in title and "wrong → right" in title
+    browser.screenshot(tmp_path / "drift-and-flips.png")
 
 
 @needs_chromium
