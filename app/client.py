@@ -301,6 +301,21 @@ class DriftResult(TypedDict):
     drift: bool  # any task's verdict is positive
 
 
+class ShadowState(TypedDict):
+    """A model's shadow (`GET …/shadow`)."""
+
+    model: str
+    alias: str
+    version: int  # the version the alias named when the shadow was set
+    fraction: float
+    compared: int
+    dropped: int  # sampled rows not replayed: the replay queue was full
+    agreement: float | None
+    tasks: dict[str, dict[str, Any]]  # {task: {"compared", "agreement"}}
+    disagreements: list[dict[str, Any]]  # [{"production", "shadow", "count"}], most first
+    started_at: str
+
+
 class DriftReport(DriftResult):
     """A kept drift report: a drift job's, or an importance refresh's batch (`source` "importance")."""
 
@@ -667,6 +682,20 @@ class Client:
         """The model's drift reports, newest first: drift jobs' and importance refreshes' batches."""
         params = {} if limit is None else {"limit": limit}
         return self._json("GET", f"/v1/models/{model}/drift", params=params)
+
+    # -- shadow --
+
+    def set_shadow(self, model: str, alias: str, fraction: float) -> ShadowState:
+        """Replay `fraction` of production's predictions on the version `alias` names now (off the request
+        path); counts start at zero; it ends when the alias moves, or with `end_shadow`."""
+        return self._json("PUT", f"/v1/models/{model}/shadow", json={"alias": alias, "fraction": fraction})
+
+    def shadow(self, model: str) -> ShadowState:
+        """What the shadow compared: rows, agreement overall and per task, the most frequent disagreements."""
+        return self._json("GET", f"/v1/models/{model}/shadow")
+
+    def end_shadow(self, model: str) -> None:
+        self._request("DELETE", f"/v1/models/{model}/shadow")
 
     # -- predictions --
 

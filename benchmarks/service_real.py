@@ -200,11 +200,17 @@ def version_of(local: Local, model: str, number: int) -> Any:
 
 
 def written_by(local: Local, version: Any, files: dict[str, int]) -> dict[str, int]:
-    """The new files split by what the version row names them as; `other` must stay 0."""
+    """The new files split by what the version row names them as (`task_free`: class statistics, reference
+    features and fitted task-free predictors, app/task_free/stored.py); `other` must stay 0."""
+    from app.task_free.stored import blobs_of
+
     parts = {blob: group for group, blob in (version.theta_parts or {}).items()}
-    split = {"theta_parts": 0, "theta_manifest": 0, "omega": 0, "other": 0}
+    task_free = set(blobs_of(version.class_statistics, version.task_free))
+    split = {"theta_parts": 0, "theta_manifest": 0, "omega": 0, "task_free": 0, "other": 0}
     for name, size in files.items():
-        if name in parts:
+        if name in task_free:
+            split["task_free"] += size
+        elif name in parts:
             split["theta_parts"] += size
         elif name == version.theta_blob:
             split["theta_manifest"] += size
@@ -262,7 +268,7 @@ def measure_storage(root: Path, sizes: dict[str, int]) -> dict[str, Any]:
         sizes_here = group_bytes(local, model, version, trainable)
         denominator = sizes_here["trained_blocks_bytes"] or sizes_here["head_bytes"]
         figures[label] = {"trainable": trainable, "job_seconds": seconds, "written": written, **sizes_here,
-                          "written_vs_trained": written["total"] / denominator,
+                          "written_vs_trained": (written["total"] - written["task_free"]) / denominator,
                           "theta_written_vs_trained": (written["theta_parts"] + written["theta_manifest"])
                           / denominator,
                           "written_vs_whole_theta_file": written["total"] / sizes_here["whole_theta_file_bytes"]}
@@ -513,15 +519,16 @@ def markdown(results: dict[str, Any]) -> str:
              f" {env['torch_threads']} torch threads, {env['date']}{', quick sizes' if results['quick'] else ''}).",
              "", f"### Storage: MiniLM text-encoder (max_length {storage['architecture']['max_length']}),"
              f" one train job of 1 epoch on {storage['train_texts']} sentences, Ω measured on them", "",
-             "| trainable | bytes written | θ parts + manifest | Ω | trained groups' θ (safetensors) |"
-             " written / trained | θ written / trained | written / whole-θ file |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| trainable | bytes written | θ parts + manifest | Ω | task-free | trained groups' θ (safetensors) |"
+             " θ and Ω written / trained | θ written / trained | written / whole-θ file |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label in ("last_2", "none"):
         s, w = storage[label], storage[label]["written"]
         trained = s["trained_blocks_bytes"] or s["head_bytes"]
         what = " + ".join(s["trained_groups"]) or "the head"
         lines.append(f"| {json.dumps(s['trainable'])} | {w['total']:,} | {w['theta_parts'] + w['theta_manifest']:,}"
-                     f" | {w['omega']:,} | {trained:,} ({what}) | {s['written_vs_trained']:.3f} |"
+                     f" | {w['omega']:,} | {w.get('task_free', 0):,} | {trained:,} ({what}) |"
+                     f" {s['written_vs_trained']:.3f} |"
                      f" {s['theta_written_vs_trained']:.3f} | {s['written_vs_whole_theta_file']:.4f} |")
     lines += ["", f"Version 0 (the pretrained weights, {storage['version0_files']} blobs):"
               f" {storage['version0_bytes']:,} bytes; θ as one safetensors file:"

@@ -18,6 +18,7 @@ from app.commands.jobs import jobs
 from app.commands.learning import importance, predict, tasks
 from app.commands.models import models
 from app.commands.scoring import evaluate
+from app.commands.shadow import shadow
 from app.commands.versions import evaluation, head, versions
 from app.commands.webhooks import webhooks
 
@@ -28,6 +29,7 @@ def register(cli: typer.Typer) -> None:
                         ("jobs", jobs), ("versions", versions), ("head", head), ("aliases", aliases)):
         cli.add_typer(group, name=name)
     cli.add_typer(webhooks, name="webhooks")
+    cli.add_typer(shadow, name="shadow")
     cli.command("predict")(handles_errors(predict))
     cli.command("evaluation")(handles_errors(evaluation))
     cli.command("promote")(handles_errors(promote))

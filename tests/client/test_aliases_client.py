@@ -61,7 +61,8 @@ def test_the_client_moves_aliases_and_reads_their_history(lifelong: Client, digi
 
     updated = lifelong.update_model(name, promotion={"policy": "guarded", "max_forgetting": 0.1})
     assert updated["promotion"] == {"policy": "guarded", "max_forgetting": 0.1, "min_accuracy": None,
-                                    "min_task_free_accuracy": None}
+                                    "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     refresh = lifelong.refresh_importance(name, task.x_test[:20], base_alias="production").wait()
     assert refresh.succeeded and refresh.promotion["promoted"] is True
     assert lifelong.get_model(name)["head"] == refresh.version
@@ -72,11 +73,13 @@ def test_the_cli_creates_updates_lists_moves_and_promotes(run, lifelong: Client,
     created = ok_json(run("models", "create", name, "--input-shape", "64", "--hidden", "16", "--promotion", "guarded",
                           "--max-forgetting", "0.1", "--min-accuracy", "0.5", "--json"))
     assert created["promotion"] == {"policy": "guarded", "max_forgetting": 0.1, "min_accuracy": 0.5,
-                                    "min_task_free_accuracy": None}
+                                    "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     updated = run("models", "update", name, "--promotion", "manual", "--no-min-accuracy")
     assert updated.exit_code == 0 and "manual" in updated.stdout
     assert lifelong.get_model(name)["promotion"] == {"policy": "manual", "max_forgetting": 0.1, "min_accuracy": None,
-                                                     "min_task_free_accuracy": None}
+                                                     "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     assert run("models", "update", name).exit_code == ExitCode.USAGE
     shown = run("models", "show", name)
     assert "production → 0" in shown.stdout and "manual" in shown.stdout

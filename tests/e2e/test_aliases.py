@@ -42,7 +42,8 @@ def test_guarded_keeps_a_bad_update_as_candidate_and_serves_production(api: Api)
     first, second = api.digits[0], api.digits[1]
     model = _model(api, "guarded")
     assert api.get(f"/v1/models/{model}")["promotion"] == {"policy": "guarded", "max_forgetting": 0.05,
-                                                           "min_accuracy": None, "min_task_free_accuracy": None}
+                                                           "min_accuracy": None, "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     good = _job(api, model, first)
     assert good["result"]["version"] == 1 and good["result"]["promotion"]["promoted"] is True
     before = api.predict(model, first.name, first.x_test, probabilities=True)
@@ -91,7 +92,8 @@ def test_min_accuracy_cannot_be_checked_without_an_eval_set(api: Api) -> None:
     changed = api.http.patch(f"/v1/models/{model}", json={"promotion": {"min_accuracy": None}})
     assert changed.status_code == 200, changed.text
     assert changed.json()["promotion"] == {"policy": "guarded", "max_forgetting": 0.05, "min_accuracy": None,
-                                           "min_task_free_accuracy": None}
+                                           "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     unchecked = _job(api, model, api.digits[1], eval=None, base_alias="candidate")
     assert unchecked["base_version"] == 1
     assert unchecked["result"]["promotion"]["promoted"] is False  # its base (1) is not production (0)

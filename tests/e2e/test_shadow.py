@@ -4,8 +4,14 @@ requests are sampled; the counts survive a restart; the shadow ends when its ali
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
+import numpy as np
+from click.testing import Result
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.client import Client
 from tests.conftest import Api
 
 
@@ -60,10 +66,28 @@ def test_the_candidate_shadows_production_and_the_counts_survive_a_restart(servi
     assert ended.status_code == 404 and "no shadow" in ended.json()["detail"]
 
 
-def test_a_shadow_can_be_ended(api: Api) -> None:
-    model = api.create_model("unshadowed", promotion={"policy": "manual"})
+def test_a_shadow_can_be_ended_and_driven_from_the_cli_and_client(api: Api, service) -> None:
+    model = api.create_model("unshadowed", promotion={"policy": "auto"})
     api.learn(model, api.digits[0])
-    assert api.http.put(f"/v1/models/{model}/shadow", json={"alias": "candidate", "fraction": 0.5}).status_code == 200
-    assert api.http.delete(f"/v1/models/{model}/shadow").status_code == 204
+    api.http.patch(f"/v1/models/{model}", json={"promotion": {"policy": "manual"}})
+    api.learn(model, api.digits[1])
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        result = runner.invoke(cli, ["--url", service.url, "shadow", *args])
+        return result
+
+    assert run("set", model, "candidate", "--fraction", "1").exit_code == 0
+    assert "compared: 0 rows" in run("show", model).stdout
+    api.predict(model, api.digits[0].name, api.digits[0].x_test[:4])
+    with Client(service.url) as client:
+        state = api.wait_for(lambda: (s := client.shadow(model))["compared"] >= 4 and s, deadline_s=30,
+                             what="4 rows compared")
+        assert state["alias"] == "candidate" and state["version"] == 2
+    shown = json.loads(run("show", model, "--json").stdout)
+    assert shown["compared"] == 4 and "agreement" in run("show", model).stdout
+    assert run("set", model, "production").exit_code != 0  # production cannot shadow itself
+    assert run("end", model).exit_code == 0
     assert api.http.get(f"/v1/models/{model}/shadow").status_code == 404
     assert api.http.delete(f"/v1/models/{model}/shadow").status_code == 404
+    assert run("show", model).exit_code != 0

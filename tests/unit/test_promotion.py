@@ -104,9 +104,11 @@ def test_a_refresh_is_promoted_when_it_starts_from_production(policy: str, base:
 
 
 def test_policies_round_trip_as_stored() -> None:
-    stored = {"policy": "guarded", "max_forgetting": 0.1, "min_accuracy": 0.7, "min_task_free_accuracy": 0.8}
+    stored = {"policy": "guarded", "max_forgetting": 0.1, "min_accuracy": 0.7, "min_task_free_accuracy": 0.8,
+              "max_negative_flip_rate": 0.02}
     assert PromotionPolicy.of(stored).as_dict() == stored
     assert PromotionPolicy().as_dict() == {"policy": "guarded", "max_forgetting": 0.05, "min_accuracy": None,
-                                           "min_task_free_accuracy": None}
+                                           "min_task_free_accuracy": None,
+     "max_negative_flip_rate": None}
     before = {"policy": "auto", "max_forgetting": 0.05, "min_accuracy": None}  # as stored before task-free answers
     assert PromotionPolicy.of(before).min_task_free_accuracy is None
