@@ -109,6 +109,11 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("DELETE", "/v1/keys/{key_id}"): {409},  # the caller's own key, or already revoked
     ("DELETE", "/v1/models/{name}/aliases/{alias}"): {409},  # production
     ("GET", "/v1/models/{name}/versions/{number}/export"): {503},  # a server without the `export` extra
+    # Without a task: a version with no task, or without class statistics for every task.
+    ("POST", "/v1/models/{name}/predict"): {409},
+    ("GET", "/v1/models/{name}/predict"): {409},
+    ("POST", "/v1/models/{name}/evaluate"): {409},
+    ("POST", "/v1/models/{name}/drift"): {409, 429, 503},  # a task without reference; active jobs; the broker
 }
 # Answers 503 with its own body (which part is not ready), not an error body.
 NOT_READY = {("GET", "/readyz")}

@@ -28,7 +28,7 @@ from torch.nn import functional
 
 from app.mas.class_statistics import ClassStatistics, Projection
 
-PREDICTORS = ("max_softmax", "energy", "ncm", "ridge", "ridge_routed")
+PREDICTORS = ("max_softmax", "energy", "ncm", "ridge", "ridge_routed")  # ridge is fitted before ridge_routed
 ROUTED = ("max_softmax", "energy", "ridge_routed")  # these need each task head's logits
 DEFAULT_PREDICTOR = "ridge"
 DEFAULT_UNKNOWN_RATE = 0.05
@@ -190,7 +190,10 @@ def raw_answer(head: TaskFreeHead, predictor: str, f: Tensor,
     elif predictor == "energy":
         task_score = torch.stack([logits.float().logsumexp(1) for logits in head_logits], 1)
     else:
-        ridge = (_ridge_inputs(f, head.projection) @ head.ridge.to(f.device)).softmax(1)
+        # The ridge head's probabilities at its own fitted temperature: raw, they are nearly flat, and their sum
+        # over a task's classes would favour the task with the most classes.
+        logits = _ridge_inputs(f, head.projection) @ head.ridge.to(f.device)
+        ridge = (logits / head.temperatures.get("ridge", 1.0)).softmax(1)
         task_score = torch.stack([part.sum(1) for part in ridge.split(list(head.catalog.sizes), 1)], 1).log()
     task_log_probs = task_score.log_softmax(1)
     log_probs = torch.cat([task_log_probs[:, [t]] + w for t, w in enumerate(within)], 1)

@@ -11,7 +11,6 @@ from app.aliases.routes import MoverDep
 from app.auth.deps import AdminScope, ReadScope, WriteScope
 from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
-from app.errors import Invalid
 from app.mas.drift import DEFAULT_ALPHA
 from app.models import service
 from app.models.schemas import ModelIn, ModelOut, ModelPatch, Promotion
@@ -53,10 +52,9 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
 
 @router.patch("/{name}", response_model=ModelOut, dependencies=[WriteScope])
 def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
-    """Change the model's promotion policy or task-free options (the fields given; the others stay)."""
+    """Change the model's promotion policy, task-free options or drift_alpha (the fields given; the others stay;
+    a body that gives none changes nothing)."""
     model = service.get_model(session, name)
-    if body.promotion is None and body.task_free is None and body.drift_alpha is None:
-        raise Invalid("give 'promotion', 'task_free' or 'drift_alpha' (or several): the fields to change")
     if body.promotion is not None:
         service.update_promotion(session, model, body.promotion)
     if body.task_free is not None:

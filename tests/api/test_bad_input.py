@@ -101,7 +101,6 @@ CASES = [
          422, "predictor"),
     Case("model: task-free unknown rate above 0.5", "POST", "/v1/models",
          js(lambda r: arch(task_free={"unknown_rate": 0.9})), 422, "unknown_rate"),
-    Case("model: patch nothing", "PATCH", "/v1/models/{model}", js(lambda r: {}), 422, "task_free"),
     Case("model: taken name", "POST", "/v1/models", js(lambda r: arch(name=r["model"])), 409, "exists"),
     Case("model: unknown", "GET", "/v1/models/no-such-model", None, 404, "no-such-model"),
     Case("model: delete unknown", "DELETE", "/v1/models/no-such-model", None, 404, "no-such-model"),

@@ -467,7 +467,7 @@ def test_routed_answers_take_the_routed_task_heads_argmax(predictor: str) -> Non
             task_score = np.array([np.log(np.exp(z).sum()) for z in per_task])
             task_log_probs = log_softmax(task_score)
         else:
-            p = softmax(hand_ridge_logits(head, row))
+            p = softmax(hand_ridge_logits(head, row) / head.temperatures["ridge"])  # at the ridge's temperature
             task_score = np.array([p[o : o + s].sum() for o, s in zip(offsets, sizes, strict=True)])
             task_log_probs = np.log(task_score)  # already a distribution over tasks
         routed = int(task_score.argmax())
