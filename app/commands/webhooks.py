@@ -13,10 +13,11 @@ from typing import Annotated, Literal
 import typer
 
 from app.commands.common import JsonOption, client_of, handles_errors, print_json, print_table
+from app.webhooks.events import EVENTS as WEBHOOK_EVENTS
 
 webhooks = typer.Typer(no_args_is_help=True, help="Send a model's events to a URL, signed; show the deliveries.")
 
-EVENTS = "job.finished,version.created,alias.moved"
+EVENTS = ",".join(WEBHOOK_EVENTS)
 State = Literal["pending", "delivered", "failed"]
 
 
@@ -28,7 +29,7 @@ def add(
     url: Annotated[str, typer.Option(help="the http(s) URL events are POSTed to")],
     secret: Annotated[str, typer.Option(prompt=True, hide_input=True,
                                         help="key of the HMAC-SHA256 signature (asked for when not given)")],
-    events: Annotated[str, typer.Option(help="comma-separated: job.finished, version.created, alias.moved")] = EVENTS,
+    events: Annotated[str, typer.Option(help="comma-separated: " + ", ".join(WEBHOOK_EVENTS))] = EVENTS,
     as_json: JsonOption = False,
 ) -> None:
     """Send EVENTS of MODEL to URL, signed with SECRET (X-Lifelong-Signature: sha256=<hex HMAC of the body>)."""

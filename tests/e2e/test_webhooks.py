@@ -207,7 +207,8 @@ def test_the_cli_adds_lists_shows_deliveries_and_removes(hooked_service: Service
                                "--json").stdout)
         assert (added["url"], added["events"]) == (receiver.url(), ["alias.moved"])
         prompted = run("add", model, "--url", receiver.url("/other"), stdin="typed secret\n").stdout
-        assert "sends job.finished, version.created, alias.moved" in prompted and "typed secret" not in prompted
+        assert "sends job.finished, version.created, alias.moved, drift.detected" in prompted
+        assert "typed secret" not in prompted
         listed = run("list", model).stdout
         assert receiver.url() in listed and "alias.moved" in listed
         assert hooked.http.put(f"/v1/models/{model}/aliases/canary", json={"version": 0}).status_code == 200
