@@ -14,39 +14,16 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner, Result
 
-from app.cli import cli
 from app.client import Client, Conflict
-from tests.conftest import DigitsTask, Service, unique
-
-FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05, "lambda_": 1.0}
-
-
-@pytest.fixture(scope="module")
-def run(service: Service):  # noqa: ANN201
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, ["--url", service.url, *args], catch_exceptions=False, env={"COLUMNS": "200"})
-
-    return invoke
-
-
-def ok_json(result: Result):  # noqa: ANN201
-    assert result.exit_code == 0, (result.stdout, result.stderr)
-    return json.loads(result.stdout)
+from tests.client.conftest import ok_json, two_task_model
+from tests.conftest import DigitsTask, unique
 
 
 @pytest.fixture(scope="module")
 def learned(lifelong: Client, digits: list[DigitsTask]) -> str:
     """A model that learned the first two digit tasks (versions 1 and 2; 2 is production)."""
-    name = unique("taskfree-cli")
-    lifelong.create_model(name, {"kind": "mlp", "input_shape": [64], "hidden": [32]}, promotion={"policy": "auto"})
-    for task in digits[:2]:
-        job = lifelong.add_task(name, task.name, (task.x_train, task.y_train), (task.x_test, task.y_test), **FAST)
-        assert job.wait(timeout=120).succeeded, job.data
-    return name
+    return two_task_model(lifelong, digits, "taskfree-cli")
 
 
 @pytest.fixture(scope="module")
