@@ -642,7 +642,10 @@ def _pm(stat: dict[str, float]) -> str:
 def markdown(results: dict) -> str:
     lines = ["# Drift reports and negative flips", "",
              f"Profile `{results['profile']}`; {results['machine']}, {results['workers']} worker processes of one "
-             f"thread; wall time {results['seconds'] / 60:.1f} min. Command: `{results['command']}`.", ""]
+             f"thread; wall time {results['seconds'] / 60:.1f} min"
+             + ("" if len(results["part_seconds"]) < 2 else " (" + ", ".join(
+                 f"{part} {seconds / 60:.1f}" for part, seconds in results["part_seconds"].items()) + ")")
+             + ". Command: " + "; ".join(f"`{c}`" for c in results["commands"].values()) + ".", ""]
     if "drift" in results:
         lines += ["## Drift: false alarms and detection", "",
                   f"Every batch tested by `app.drift.service.test_batch` against the task's stored reference at "
@@ -681,7 +684,7 @@ def kept_results(path: Path, profile: str, parts: list[str]) -> dict:
     if earlier.get("profile") != profile:
         raise SystemExit(f"{path} holds another profile's results: run every part, or use another --out")
     return {part: earlier[part] for part in PARTS if part not in parts and part in earlier} | {
-        "part_seconds": earlier.get("part_seconds", {})}
+        "part_seconds": earlier.get("part_seconds", {}), "commands": earlier.get("commands", {})}
 
 
 def main() -> None:
@@ -720,12 +723,14 @@ def main() -> None:
         results["flips"] = flips_results(profile, done, lambdas)
     seconds = time.perf_counter() - started
     part_seconds |= {"+".join(args.parts): seconds}
+    command = " ".join(["python -m benchmarks.drift", *sys.argv[1:]])
+    commands = results.get("commands", {}) | {"+".join(args.parts): command}
     results |= {"profile": args.profile, "alpha": DEFAULT_ALPHA, "targets": TARGETS, "workers": args.workers,
                 "settings": {key: value for key, value in profile.items() if key != "permutations"}
                 | {"permutations": {str(k): v for k, v in profile["permutations"].items()}},
                 "independent": INDEPENDENT, "machine": f"{platform.machine()}, torch {torch.__version__}",
-                "command": " ".join(["python -m benchmarks.drift", *sys.argv[1:]]),
-                "part_seconds": part_seconds, "seconds": sum(part_seconds.values())}
+                "command": "; ".join(commands.values()), "commands": commands, "part_seconds": part_seconds,
+                "seconds": sum(part_seconds.values())}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "drift.json").write_text(json.dumps(results, indent=1))
     (args.out / "drift.md").write_text(markdown(results))
