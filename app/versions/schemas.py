@@ -76,6 +76,10 @@ class VersionDetail(VersionOut):
                           "scores; per task whether its class statistics were measured with this version's trunk. "
                           "None for version 0 and versions made before task-free answers")
 
+    flips: dict[str, Any] = Field(
+        default_factory=dict, description="a train version's flips against its parent on each earlier task's eval set: "
+                                          "{task: {negative, positive, n}} (empty: none measured)")
+
     @classmethod
     def of(cls, v: Version, aliases: list[str] | None = None,
            task_free: dict[str, Any] | None = None) -> VersionDetail:
@@ -90,6 +94,7 @@ class VersionDetail(VersionOut):
             theta_sha256=v.theta_blob,
             made_by=v.made_by,
             task_free=task_free,
+            flips=v.flips or {},
         )
 
 

@@ -53,6 +53,24 @@ def test_the_candidate_shadows_production_and_the_counts_survive_a_restart(servi
     counts = [d["count"] for d in shadow["disagreements"]]
     assert counts == sorted(counts, reverse=True)
 
+    # The careless candidate's flips against its parent on the first task: what its job measured on the same
+    # eval set, and the net change of accuracy is positive minus negative flips.
+    scored = api.http.post(f"/v1/models/{model}/evaluate", json={
+        "task": first.name, "version": candidate,
+        "data": {"inputs": first.x_test.tolist(), "labels": first.y_test.tolist()}}).json()
+    assert scored["parent"] == 1 and set(scored["negative_flips"]) == {first.name}
+    negative, positive = scored["negative_flips"][first.name], scored["positive_flips"][first.name]
+    assert negative > 0.1  # fine-tuning hard on the second task broke answers to the first
+    details = {v: api.get(f"/v1/models/{model}/versions/{v}") for v in (1, candidate)}
+    assert details[1]["flips"] == {}  # the first task had nothing to flip
+    assert details[candidate]["flips"][first.name] == {"negative": negative, "positive": positive,
+                                                      "n": len(first.y_test)}  # the job's, on the same eval set
+    change = details[candidate]["accuracy"][first.name] - details[1]["accuracy"][first.name]
+    assert abs(positive - negative - change) < 1e-9
+    free = api.http.post(f"/v1/models/{model}/evaluate", json={
+        "version": candidate, "data": {"inputs": first.x_test.tolist(), "labels": first.y_test.tolist()}}).json()
+    assert set(free["negative_flips"]) == {first.name} and 0 <= free["negative_flips"][first.name] <= 1
+
     # The counts are the database's: a restarted service reports them and goes on counting.
     first_service.stop()
     again = api_factory(service_factory(var_dir))
