@@ -181,7 +181,7 @@ def test_evaluate_without_a_task_scores_every_class(api: Api, learned) -> None:
     x = np.concatenate([first.x_test, second.x_test])
     y = np.concatenate([first.y_test, second.y_test + 2])  # global class indices: tasks in the order learned
     response = api.http.post(f"/v1/models/{model}/evaluate",
-                             json={"data": {"inputs": x.tolist(), "labels": y.tolist()}})
+                             json={"data": {"inputs": x.tolist(), "labels": y.tolist()}, "version": version})
     assert response.status_code == 200, response.text
     scored = response.json()
     assert scored["version"] == version and scored["task"] is None and scored["n"] == len(x)
