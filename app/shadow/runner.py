@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from sqlalchemy import select
@@ -31,6 +32,8 @@ from app.shadow.service import Counts, add_counts
 from app.store import BlobStore
 
 log = logging.getLogger(__name__)
+MAX_BATCH_REQUESTS = 256  # sampled requests replayed in one pass at most
+COALESCE_S = 0.05  # how long the replay thread lets sampled requests gather before a pass
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ShadowRunner:
         self.refresh_s, self.flush_s = refresh_s, flush_s
         self._queue: queue.Queue[Replay] = queue.Queue(maxsize=max(1, queue_size))
         self._shadows: dict[str, Shadowed] = {}
+        self._versions: dict[tuple[int, int], tuple[Version, dict[str, Any], dict[str, Any] | None]] = {}
         self._pending: dict[tuple[int, int], Counts] = defaultdict(Counts)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -93,15 +97,11 @@ class ShadowRunner:
     def _run(self) -> None:
         refreshed = flushed = time.monotonic()
         while not self._stop.is_set():
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                item = None
-            if item is not None:
+            for group in self._next_groups():
                 try:
-                    self._replay(item)
+                    self._replay(group)
                 except Exception:  # a shadow must never take the API down: log and go on
-                    log.exception("shadow replay for model %s failed", item.model)
+                    log.exception("shadow replay for model %s failed", group[0].model)
             now = time.monotonic()
             if now - flushed >= self.flush_s:
                 self._flush()
@@ -110,26 +110,60 @@ class ShadowRunner:
                 self.refresh()
                 refreshed = now
 
-    def _replay(self, item: Replay) -> None:
+    def _next_groups(self) -> list[list[Replay]]:
+        """What waits in the queue (after waiting a moment for the first), grouped so that each group is one
+        forward pass: the same shadow, task and input shape. Replaying a burst in one pass keeps the thread's
+        share of the interpreter small, which is what production's requests would otherwise wait on."""
+        try:
+            items = [self._queue.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        time.sleep(COALESCE_S)  # let a burst gather: nobody waits on a replay, production waits on each pass
+        while len(items) < MAX_BATCH_REQUESTS:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        groups: dict[tuple[Any, ...], list[Replay]] = defaultdict(list)
+        for item in items:
+            groups[(item.model, item.shadow, item.task, tuple(item.x.shape[1:]), item.x.dtype)].append(item)
+        return list(groups.values())
+
+    def _replay(self, group: list[Replay]) -> None:
         from app.predictions.service import answer_version  # the prediction path, for the shadow's version
 
-        with self.sessions() as session:
-            version = session.scalar(select(Version).join(Model, Model.id == Version.model_id).where(
-                Model.id == item.shadow.model_id, Version.number == item.shadow.version))
-            architecture = session.scalar(select(Model.architecture).where(Model.id == item.shadow.model_id))
-            options = session.scalar(select(Model.task_free).where(Model.id == item.shadow.model_id))
-            if version is None:
-                return
-            session.expunge(version)
+        first = group[0]
+        found = self._version(first.shadow)
+        if found is None:
+            return
+        version, architecture, options = found
         net = self.cache.get((json.dumps(architecture, sort_keys=True), version.theta_blob),
                              lambda: version_network(self.store, architecture, version))
-        replayed = answer_version(self.store, net, item.model, version, options, task=item.task, x=item.x)
+        x = torch.cat([item.x for item in group]) if len(group) > 1 else first.x
+        replayed = answer_version(self.store, net, first.model, version, options, task=first.task, x=x)
         if replayed is None:  # the shadow's version cannot answer this (it lacks the task)
             return
         with self._lock:
-            self._pending[(item.shadow.model_id, item.shadow.version)].add_rows(item.production,
-                                                                                 production_labels(replayed),
-                                                                                 item.tasks)
+            self._pending[(first.shadow.model_id, first.shadow.version)].add_rows(
+                [label for item in group for label in item.production], production_labels(replayed),
+                [task for item in group for task in item.tasks])
+
+    def _version(self, shadow: Shadowed) -> tuple[Version, dict[str, Any], dict[str, Any] | None] | None:
+        """The shadow's version row (detached), its model's architecture and task-free options; kept until the
+        next refresh (a version never changes; the options may)."""
+        key = (shadow.model_id, shadow.version)
+        found = self._versions.get(key)
+        if found is None:
+            with self.sessions() as session:
+                version = session.scalar(select(Version).where(Version.model_id == shadow.model_id,
+                                                               Version.number == shadow.version))
+                model = session.get(Model, shadow.model_id)
+                if version is None or model is None:
+                    return None
+                session.expunge(version)
+                found = (version, model.architecture, model.task_free)
+            self._versions[key] = found  # a refresh may empty the dict meanwhile: `found` stays ours
+        return found
 
     def _flush(self) -> None:
         with self._lock:
@@ -146,6 +180,7 @@ class ShadowRunner:
             rows = session.execute(select(Model.name, Shadow.model_id, Shadow.version, Shadow.fraction)
                                    .join(Model, Model.id == Shadow.model_id)).all()
         self._shadows = {name: Shadowed(model_id, version, fraction) for name, model_id, version, fraction in rows}
+        self._versions = {}
 
 def production_labels(answer: PredictOut) -> list[str]:
     """Each row's class as a comparable name: the label, or task/index for a task learned from numbers."""
