@@ -8,33 +8,19 @@ shifts against what they must do, and the interval against its closed form.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from benchmarks.paper.data import FASHION_ENV
-from tests.benchmarks.test_paper_smoke import REPO, needs_data, needs_pretrained
-
-
-def _run(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "benchmarks.drift", "--profile", "smoke", "--out", str(out)]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=55,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+from tests.benchmarks.smoke import check_missing_data_refused, run_smoke
+from tests.benchmarks.test_paper_smoke import needs_data, needs_pretrained
 
 
 @pytest.mark.timeout(60)
 def test_missing_data_says_how_to_install_and_exits_nonzero(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    done = _run(tmp_path / "out", env={FASHION_ENV: str(empty)})
-    assert done.returncode == 2, done.stderr
-    assert "apt-get install dataset-fashion-mnist wordnet-base" in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "out" / "drift.json").exists()
+    check_missing_data_refused("benchmarks.drift", "drift.json", tmp_path, timeout=55)
 
 
 def _mmd2_by_pairs(x: np.ndarray, y: np.ndarray, sigma: float) -> float:
@@ -95,7 +81,7 @@ def test_clopper_pearson_has_its_closed_form_at_zero_and_all() -> None:
 @needs_pretrained
 @pytest.mark.timeout(60)
 def test_smoke_profile_reports_every_study_the_agreement_and_the_flips(tmp_path: Path) -> None:
-    done = _run(tmp_path)
+    done = run_smoke("benchmarks.drift", tmp_path, timeout=55)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "drift.json").read_text())
     assert results["alpha"] == 0.01 and results["targets"]["detection_size"] == 200

@@ -7,33 +7,19 @@ them it is skipped, saying what is missing. The missing-data check points the lo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from app.mas.task_free import DEFAULT_PREDICTOR, PREDICTORS
-from benchmarks.paper.data import FASHION_ENV
-from tests.benchmarks.test_paper_smoke import REPO, needs_data, needs_pretrained
-
-
-def _run(out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "benchmarks.task_free", "--profile", "smoke", "--out", str(out)]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=170,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+from tests.benchmarks.smoke import check_missing_data_refused, run_smoke
+from tests.benchmarks.test_paper_smoke import needs_data, needs_pretrained
 
 
 @pytest.mark.timeout(60)
 def test_missing_data_says_how_to_install_and_exits_nonzero(tmp_path: Path) -> None:
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    done = _run(tmp_path / "out", env={FASHION_ENV: str(empty)})
-    assert done.returncode == 2, done.stderr
-    assert "apt-get install dataset-fashion-mnist wordnet-base" in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "out" / "task_free.json").exists()
+    check_missing_data_refused("benchmarks.task_free", "task_free.json", tmp_path, timeout=170)
 
 
 def test_auroc_is_the_mann_whitney_count() -> None:
@@ -49,7 +35,7 @@ def test_auroc_is_the_mann_whitney_count() -> None:
 @needs_pretrained
 @pytest.mark.timeout(180)
 def test_smoke_profile_scores_every_predictor_setting_and_step(tmp_path: Path) -> None:
-    done = _run(tmp_path)
+    done = run_smoke("benchmarks.task_free", tmp_path, timeout=170)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "task_free.json").read_text())
     assert results["default_predictor"] == DEFAULT_PREDICTOR and results["settings"]["lambda"] == "auto"
