@@ -86,8 +86,10 @@ def _print_task_free(task_free: dict[str, Any] | None) -> None:
                      for name, s in scores.items()])
     tasks = task_free.get("tasks") or {}
     if tasks:
-        print_table("task-free class statistics per task", ["task", "rows", "at this trunk", "remeasured"],
-                    [(task, t["n"], _yes(t["at_this_trunk"]), _yes(t["remeasured"])) for task, t in tasks.items()])
+        print_table("task-free class statistics per task",
+                    ["task", "rows", "at this trunk", "remeasured", "drift reference rows"],
+                    [(task, t["n"], _yes(t["at_this_trunk"]), _yes(t["remeasured"]), t.get("reference_rows", 0))
+                     for task, t in tasks.items()])
 
 
 def worst_flips(flips: dict[str, float] | None) -> str:

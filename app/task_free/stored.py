@@ -127,7 +127,8 @@ def details(store: BlobStore, class_statistics: list[dict[str, Any]] | None, tas
         "eval": task_free.get("eval", {}),
         "eval_rows": task_free.get("eval_rows", 0),
         "tasks": {entry["task"]: {"n": entry["n"], "at_this_trunk": entry["at_trunk"],
-                                  "remeasured": entry["remeasured"], "blob": entry["blob"]}
+                                  "remeasured": entry["remeasured"], "blob": entry["blob"],
+                                  "reference_rows": entry.get("reference_rows", 0)}
                   for entry in class_statistics or []},
         "blob": task_free["blob"],
     }
