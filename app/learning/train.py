@@ -38,7 +38,7 @@ from app.mas.samples import LazySamples, rows_of
 from app.mas.training import TrainConfig, TrainingCancelled, precision_for
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 from app.models.networks import save_network, version_network
-from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved, trunk_state
+from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved
 from app.task_free.options import TaskFreeOptions
 from app.versions.importance import importance_stats, load_total, with_task
 from app.versions.service import get_version, lineage, record_version
@@ -74,14 +74,14 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
 
     options = request.importance
     precision = precision_for(ctx.device)
-    start_trunk = trunk_state(net)
+    theta_star = to_device(network_state(net), ctx.device)  # the anchor, and the trunk the job started from
     checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.checkpoint_interval_s)
     resume = checkpoints.latest()
     learned = learn_task(
         net, job.task, request.num_classes, x, y,
         method=MethodChoice(request.method, 1.0 if request.auto else request.lambda_, request.penalty,
                             request.method_options),
-        theta_star=to_device(network_state(net), ctx.device), omega=to_device(omega, ctx.device),
+        theta_star=theta_star, omega=to_device(omega, ctx.device),
         config=TrainConfig(epochs=request.epochs, batch_size=request.batch_size, optimizer=request.optimizer,
                            lr=request.lr, momentum=request.momentum, seed=request.seed, precision=precision),
         importance=ImportanceChoice(options.variant, options.output, options.reduction)
@@ -108,7 +108,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         ctx.store, net, [*_earlier_sources(ctx, architecture, net, base, train_sets, validation, evaluated),
                          TaskSource(job.task, request.num_classes, lambda: (x, y), _rows_of_set(validation[-1]),
                                     _stored_rows(evaluated.get(job.task)))],
-        kept=base.class_statistics, trunk_moved=trunk_moved(start_trunk, new_theta),
+        kept=base.class_statistics, trunk_moved=trunk_moved(theta_star, new_theta),
         new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed,
         reference_rows=ctx.settings.drift_reference_rows)
     stored = save_network(ctx.store, architecture, net, new_theta, base)
@@ -193,13 +193,8 @@ def _validation_split(n: int, request: TrainJobRequest) -> Split:
 def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
                         held_back: list[tuple[str, Dataset, dict[str, Any], list[str] | None]]) -> list[ValidationSet]:
     """Each earlier task's validation slice, read again from its training set with its own split."""
-    sets = []
-    for task, dataset, validation, task_classes in held_back:
-        inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
-        labels = task_labels(labels, dataset, task_classes)
-        _, rows = split_validation(len(labels), validation["fraction"], validation["seed"])
-        sets.append(ValidationSet(task, rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)))
-    return sets
+    return [ValidationSet(task, *_task_rows(ctx, architecture, net, dataset, task_classes, validation, HELD_BACK))
+            for task, dataset, validation, task_classes in held_back]
 
 
 def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, base: Version,
@@ -213,19 +208,24 @@ def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHe
         name, dataset = entry["name"], train_sets.get(entry["name"])
         train = None
         if dataset is not None and ctx.store.exists(dataset.blob):
-            train = partial(_train_rows, ctx, architecture, net, dataset, entry)
+            train = partial(_task_rows, ctx, architecture, net, dataset, entry.get("classes"), entry.get("validation"),
+                            TRAINED)
         sources.append(TaskSource(name, entry["num_classes"], train, _rows_of_set(held.get(name)),
                                   _stored_rows(evaluated.get(name))))
     return sources
 
 
-def _train_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
-                entry: dict[str, Any]) -> tuple[Tensor | LazySamples, Tensor]:
-    """A task's training rows without its validation slice, as its job trained on them."""
-    inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
-    labels = task_labels(labels, dataset, entry.get("classes"))
-    validation = entry.get("validation") or {"fraction": 0.0, "seed": 0}
-    rows, _ = split_validation(len(labels), validation["fraction"], validation["seed"])
+TRAINED, HELD_BACK = 0, 1  # the two parts of `split_validation`
+
+
+def _task_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+               task_classes: list[str] | None, validation: dict[str, Any] | None,
+               part: int) -> tuple[Tensor | LazySamples, Tensor]:
+    """One part of a task's training set, split as its own job split it: the rows it trained on (TRAINED) or
+    its validation slice (HELD_BACK); a task that held nothing back trained on every row."""
+    inputs, labels = _labelled(ctx, architecture, net, dataset, task_classes)
+    validation = validation or {"fraction": 0.0, "seed": 0}
+    rows = split_validation(len(labels), validation["fraction"], validation["seed"])[part]
     return rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)
 
 
@@ -241,8 +241,15 @@ def _stored_rows(rows: tuple[Tensor | LazySamples, Tensor] | None
 def _eval_data(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
                task_classes: list[str] | None) -> tuple[Tensor | LazySamples, Tensor]:
     """A task's eval set (inputs, its class indices) on the job's device, read once for the whole job."""
+    inputs, labels = _labelled(ctx, architecture, net, dataset, task_classes)
+    return inputs.to(ctx.device), labels.to(ctx.device)
+
+
+def _labelled(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+              task_classes: list[str] | None) -> tuple[Tensor | LazySamples, Tensor]:
+    """A dataset's inputs as the network takes them and its labels as the task's class indices."""
     inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)
-    return inputs.to(ctx.device), task_labels(labels, dataset, task_classes).to(ctx.device)
+    return inputs, task_labels(labels, dataset, task_classes)
 
 
 def _entry(version: Version, task: str) -> dict[str, Any] | None:

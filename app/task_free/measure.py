@@ -90,16 +90,11 @@ def measure_and_fit(store: BlobStore, net: MultiHeadNet, tasks: Sequence[TaskSou
     return TaskFreeRecord(entries, record)
 
 
-def trunk_state(net: MultiHeadNet) -> dict[str, Tensor]:
-    """Copies of what the trunk's features depend on: its parameters and shared buffers (per-task batch-norm
-    copies excluded: features without a task never use them)."""
-    return {name: tensor.detach().cpu().clone() for name, tensor in net.state_dict().items()
-            if name.startswith("trunk.") and KEY_PART not in name}
-
-
 def trunk_moved(before: dict[str, Tensor], after: dict[str, Tensor]) -> bool:
-    """Whether a trunk tensor of `before` differs in `after` (a network state, θ)."""
-    return any(name not in after or not torch.equal(tensor, after[name].cpu()) for name, tensor in before.items())
+    """Whether what the trunk's features depend on differs between two network states (θ): its parameters
+    and shared buffers (per-task batch-norm copies aside: features without a task never use them)."""
+    return any(name not in after or not torch.equal(tensor.cpu(), after[name].cpu())
+               for name, tensor in before.items() if name.startswith("trunk.") and KEY_PART not in name)
 
 
 def _statistics_entry(store: BlobStore, net: MultiHeadNet, source: TaskSource, old: dict[str, Any] | None, *,

@@ -22,11 +22,11 @@ from app.db.migrate import alembic_config
 from app.db.tables import Model, Version
 from app.errors import Conflict
 from app.mas import class_statistics
-from app.mas.networks import build_network
+from app.mas.networks import build_network, network_state
 from app.predictions.task_free import check_answerable
 from app.settings import Settings
 from app.store import LocalBlobStore
-from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved, trunk_state
+from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved
 from app.task_free.options import TaskFreeOptions
 from app.task_free.stored import load_head, load_statistics
 from tests.unit.test_migration_0008 import FIXTURE, _learn
@@ -84,7 +84,7 @@ def test_a_moved_trunk_measures_again_where_rows_are_stored_and_marks_the_rest_s
     net, rows, store = setting
     before = measure_and_fit(store, net, _sources(net, rows), kept=None, trunk_moved=False, new_task="b",
                              options=OPTIONS, seed=0)
-    start = trunk_state(net)
+    start = network_state(net)
     with torch.no_grad():
         net.trunk[0].weight.add_(0.5)
     assert trunk_moved(start, net.state_dict()) and not trunk_moved(start, start)
