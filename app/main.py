@@ -30,9 +30,11 @@ from app.jobs.celery_app import make_celery
 from app.jobs.routes import router as jobs_router
 from app.learning.routes import router as learning_router
 from app.limits import MULTIPART_SLACK_BYTES, BodyLimit
+from app.mas.devices import pick_device
 from app.media_types import RequireMediaType, body_operations
 from app.metrics import install_metrics
 from app.models.routes import router as models_router
+from app.predictions.batching import Coalescer
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
 from app.scoring.routes import router as scoring_router
@@ -65,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.reader_engine = make_engine(settings, reader=True)
     app.state.read_sessions = make_session_factory(app.state.reader_engine)
     app.state.store = open_blob_store(settings)
-    app.state.cache = NetworkCache(settings.predict_cache_bytes)
+    app.state.cache = NetworkCache(settings.predict_cache_bytes, pick_device(settings.predict_device),
+                                   Coalescer(settings.predict_batch_wait_ms / 1000, settings.predict_batch_rows))
     app.state.key_cache = TimedCache(settings.auth_cache_s)
     app.state.target_cache = TimedCache(settings.auth_cache_s)
     clear_on_commit(app.state.sessions, app.state.key_cache, app.state.target_cache)

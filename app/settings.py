@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     max_predict_rows: int = Field(100_000, ge=1)
     # Parameter bytes of loaded versions kept in memory for predictions (LRU).
     predict_cache_bytes: int = Field(512 * MiB, ge=0)
+    # Where the API runs its networks for predictions: cpu, cuda or cuda:N (bf16 autocast on CUDA).
+    predict_device: str = "cpu"
+    # Concurrent predictions of one version and task share a forward pass (app/predictions/batching.py):
+    # a pass taking over from a finished one waits at most this long for more rows, and holds at most
+    # predict_batch_rows rows; 0 ms turns the sharing off.
+    predict_batch_wait_ms: float = Field(2.0, ge=0, le=50)
+    predict_batch_rows: int = Field(256, ge=1, le=100_000)
     # Training rows per task whose trunk features are kept as its drift reference (MAS.md §8).
     drift_reference_rows: int = Field(512, ge=2, le=100_000)
     # Sampled prediction requests waiting to be replayed on a model's shadow; more are dropped and counted.
@@ -103,6 +110,9 @@ class Settings(BaseSettings):
     max_model_parameters: int = Field(100_000_000, ge=1)
     # Training rows seen by one job, epochs × rows (422 beyond).
     max_job_samples: int = Field(50_000_000, ge=1)
+    # Bytes a train job may hold of its frozen layers' outputs, computed once for its rows and reused by
+    # every epoch, λ trial and Ω pass (app/mas/frozen_prefix.py); beyond it, or 0, the uncached path.
+    prefix_cache_bytes: int = Field(2 * 1024**3, ge=0)
     # Queued or running jobs of one model at once (429 beyond).
     max_active_jobs_per_model: int = Field(8, ge=1)
     # A running job's process writes its heartbeat this often; a job whose heartbeat is older than

@@ -38,6 +38,25 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+CPU_ACTIVATION_BUDGET = 2 << 30  # bytes of activations one chunk of a per-sample measurement may hold on a CPU
+GPU_FREE_SHARE = 0.4  # the share of a GPU's free memory one such chunk may take (the rest: θ, Ω, the allocator)
+
+
+def activation_budget(device: torch.device) -> int:
+    """Bytes that one chunk of work on `device` may hold in activations.
+
+    On a CPU a fixed 2 GiB, which keeps a chunk in reach of the caches and leaves the host room. On a
+    GPU a share of the memory free now: a GPU is fast only with large chunks (per-chunk host work, the
+    Python of recording layer calls, is the same for 16 rows as for 2,048), and its memory is the
+    only limit. The free memory is read at each call, so a worker that shares its GPU takes what is left.
+    """
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # free to torch too
+        return int((free + cached) * GPU_FREE_SHARE)
+    return CPU_ACTIVATION_BUDGET
+
+
 def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 

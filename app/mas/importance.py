@@ -28,6 +28,7 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
+from app.mas.devices import activation_budget
 from app.mas.layer_calls import Recording, record_calls
 from app.mas.networks import MultiHeadNet
 from app.mas.per_sample_layers import Use, parameter_sums
@@ -49,7 +50,10 @@ class ImportanceSum:
     fallback: tuple[str, ...] = ()
 
 
-_MEMORY_BUDGET = 2 << 30  # bytes of activations one chunk of a per-sample measurement may hold
+BATCH_CHUNK_ROWS = 256  # the reference libraries' batch: what `batch` reduction sums over by default
+# Rows one chunk may hold at most, per device type, when the caller names no chunk size; fewer when the
+# device's activation budget (devices.activation_budget) says so. A GPU needs large chunks to be busy.
+MAX_CHUNK_ROWS = {"cpu": 256, "cuda": 4096}
 Measured = tuple[dict[str, Tensor], list[str]]  # one chunk's sums, and the parameters measured by vmap
 
 
@@ -61,15 +65,19 @@ def estimate_importance(
     variant: str = "global",
     output: str = "l2",
     reduction: str = "per_sample",
-    chunk_size: int = 256,
+    chunk_size: int | None = None,
 ) -> ImportanceSum:
     """Importance sums over `inputs` for the trunk and the named task's head, in bounded chunks.
 
-    With reduction `batch`, each chunk is one batch of the reference implementations: |∇ Σ_k ‖F(x_k)‖²|,
-    so the result depends on `chunk_size`, as theirs depends on their batch size.
+    `chunk_size` caps the rows of one chunk (default: the device's MAX_CHUNK_ROWS, fewer where the
+    activations would pass the device's budget; per-sample sums do not depend on it). With reduction
+    `batch`, each chunk is one batch of the reference implementations: |∇ Σ_k ‖F(x_k)‖²|, so the result
+    depends on `chunk_size` (default BATCH_CHUNK_ROWS), as theirs depends on their batch size.
     """
-    _check_options(net, task, variant, output, reduction, chunk_size)
     fixed = reduction == "batch"  # the reference estimate depends on its batch: its chunks are never resized
+    if chunk_size is None:
+        chunk_size = BATCH_CHUNK_ROWS if fixed else _max_chunk_rows(net)
+    _check_options(net, task, variant, output, reduction, chunk_size)
     if variant == "local":
         return _over_chunks(net, task, inputs, chunk_size, lambda x, _: _local_chunk(net, task, x, reduction),
                             fixed_chunks=fixed)
@@ -79,13 +87,14 @@ def estimate_importance(
 
 
 def squared_gradient_sums(
-    net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, chunk_size: int = 256
+    net: MultiHeadNet, task: str, inputs: Tensor, labels: Tensor, chunk_size: int | None = None
 ) -> ImportanceSum:
     """Σ_k (∂ log p(y_k | x_k) / ∂θ)²: the diagonal of the empirical Fisher (EWC), exact per sample.
 
     The same per-sample layer gradients as MAS's Ω, squared instead of |·| (for one position,
     (δ aᵀ)² = δ² (a²)ᵀ, so Σ_k g_k² = (Δ²)ᵀ(A²)).
     """
+    chunk_size = chunk_size or _max_chunk_rows(net)
     _check_options(net, task, "global", "l2", "per_sample", chunk_size)
     labels = labels.to(torch.int64)
 
@@ -102,7 +111,7 @@ def squared_gradient_sums(
 
 
 def estimate_importance_vmap(
-    net: MultiHeadNet, task: str, inputs: Tensor, *, output: str = "l2", chunk_size: int = 256
+    net: MultiHeadNet, task: str, inputs: Tensor, *, output: str = "l2", chunk_size: int = BATCH_CHUNK_ROWS
 ) -> ImportanceSum:
     """Exact per-sample importance by vmap over grad for every parameter: slow, general, the reference."""
     _check_options(net, task, "global", output, "per_sample", chunk_size)
@@ -124,6 +133,15 @@ def fallback_parameters(net: MultiHeadNet, task: str, inputs: Tensor | None = No
         inputs = torch.zeros(2, *net.input_shape, dtype=net.input_spec.dtype, device=device)
     with _eval_mode(net):
         return _record(net, task, net.input_spec.cast(inputs)).fallback
+
+
+def _max_chunk_rows(net: MultiHeadNet) -> int:
+    return MAX_CHUNK_ROWS.get(_device_of(net).type, MAX_CHUNK_ROWS["cpu"])
+
+
+def _device_of(net: MultiHeadNet) -> torch.device:
+    first = next(net.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _check_options(net: MultiHeadNet, task: str, variant: str, output: str, reduction: str, chunk: int) -> None:
@@ -164,9 +182,10 @@ def _over_chunks(
 
 def _rows_within_budget(net: MultiHeadNet, task: str, inputs: Tensor, chunk_size: int) -> int:
     """At most `chunk_size` rows, and few enough that a chunk's activations, kept for the backward pass
-    and the per-sample rules (about 3× the forward's outputs), stay within _MEMORY_BUDGET. Per-sample
-    sums do not depend on the chunking, so this changes nothing but memory: 256 images of EfficientNet
-    at 224 px, or 256 texts of MiniLM at 128 tokens, would hold several GiB at once."""
+    and the per-sample rules (about 3× the forward's outputs), stay within the device's activation
+    budget (2 GiB on a CPU, a share of the free memory on a GPU). Per-sample sums do not depend on the
+    chunking, so this changes nothing but memory and speed: 256 images of EfficientNet at 224 px, or
+    256 texts of MiniLM at 128 tokens, would hold several GiB at once."""
     probe = inputs[: min(2, inputs.shape[0])]
     if probe.shape[0] == 0:
         return chunk_size
@@ -186,7 +205,7 @@ def _rows_within_budget(net: MultiHeadNet, task: str, inputs: Tensor, chunk_size
         for handle in handles:
             handle.remove()
     per_row = max(1, 3 * total // probe.shape[0])
-    return max(1, min(chunk_size, _MEMORY_BUDGET // per_row))
+    return max(1, min(chunk_size, activation_budget(_device_of(net)) // per_row))
 
 
 @contextmanager

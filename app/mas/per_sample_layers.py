@@ -8,8 +8,8 @@ eval-mode batch norm Σ_positions δ ⊙ x̂ and Σ_positions δ. f is |·| (MAS
 the norm over outputs (MAS's vector variant) or the identity (a batch gradient, for local MAS).
 
 Memory stays bounded: dense per-sample gradients are built a block of samples at a time (at most
-`_BUDGET` elements, which also keeps a block in cache), an embedding never holds more than one row per
-(sample, distinct token) of the chunk, and norm parameters hold one [samples, features] tensor.
+`block_elements` of the device, which on a CPU also keeps a block in cache), an embedding never holds
+more than one row per (sample, distinct token) of the chunk, and norm parameters hold one [samples, features] tensor.
 The rank-1 shortcut Σ_k |δ_k a_kᵀ| = |Δ|ᵀ|A| is used only where it holds: one call, one position.
 """
 
@@ -22,11 +22,25 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor
 
+from app.mas.devices import activation_budget
 from app.mas.layer_calls import LayerCall
 
 MODES = ("abs", "square", "norm", "sum")
-_BUDGET = 1 << 23  # elements of one block of per-sample gradients (32 MiB in float32): 12 samples of a
-# 384×1536 weight; 3 samples a block (8 MiB) made the matmuls 2.5× slower on a 2-core CPU
+_CPU_BLOCK = 1 << 23  # elements of one block of per-sample gradients on a CPU (32 MiB in float32): 12 samples
+# of a 384×1536 weight; 3 samples a block (8 MiB) made the matmuls 2.5× slower on a 2-core CPU
+
+# How a depthwise convolution's per-sample weight gradients are computed, per device type: one grouped
+# convolution backward ("grouped") or a multiply-and-sum per kernel tap ("shifted"). Both are exact; on a
+# 2-core CPU the grouped form was 1.2–5× faster on EfficientNet-Lite0's depthwise layers (benchmarks/gpu_speed.py
+# measures both on the device it runs on).
+DEPTHWISE_FORM: dict[str, str] = {"cpu": "grouped", "cuda": "grouped", "mps": "grouped"}
+
+
+def block_elements(device: torch.device) -> int:
+    """Elements of one block of per-sample gradients: on a CPU what stays near the caches, on a GPU a
+    share of its free memory (an eighth of the activation budget), so that a block is a whole chunk and
+    a layer costs a few large kernels rather than one small matmul per dozen samples."""
+    return _CPU_BLOCK if device.type != "cuda" else max(_CPU_BLOCK, activation_budget(device) // 32)
 
 Use = tuple[LayerCall, str, list[Tensor]]  # a call, the parameter's role in it, δ at its output per model output
 
@@ -102,7 +116,7 @@ def _dense_sums(uses: list[Use], mode: str) -> Tensor:
     call, role, _ = uses[0]
     weight = call.options[role]
     n = call.inputs.shape[0]
-    block = max(1, _BUDGET // weight.numel())
+    block = max(1, block_elements(weight.device) // weight.numel())
     total = torch.zeros_like(weight, memory_format=torch.contiguous_format)
     for start in range(0, n, block):
         rows = slice(start, start + block)
@@ -122,19 +136,44 @@ def _weight_grads(call: LayerCall, delta: Tensor, rows: slice) -> Tensor:
 
 
 def _conv_weight_grads(call: LayerCall, delta: Tensor, x: Tensor) -> Tensor:
-    """The samples become groups of one convolution backward: b·groups groups give b weight gradients."""
+    """The samples become groups of one convolution backward: b·groups groups give b weight gradients.
+    A depthwise convolution (one input channel per group) may take the shifted-product form instead
+    (DEPTHWISE_FORM)."""
     weight, options = call.options["weight"], call.options
     spatial = weight.dim() - 2
     stride, padding, dilation = (_tuple(options[k], spatial) for k in ("stride", "padding", "dilation"))
     if isinstance(options["padding"], str):
         x, padding = _padded(x, weight.shape[2:], dilation, options["padding"]), (0,) * spatial
     b, groups = x.shape[0], options["groups"]
+    if weight.shape[1] == 1 and groups == x.shape[1] and spatial == 2 and DEPTHWISE_FORM[x.device.type] == "shifted":
+        return _depthwise_weight_grads(weight, delta, x, stride, padding, dilation)
     shape = (b * weight.shape[0], *weight.shape[1:])
     grads = torch.ops.aten.convolution_backward(
         delta.reshape(1, -1, *delta.shape[2:]), x.reshape(1, -1, *x.shape[2:]), delta.new_empty(1).expand(shape),
         None, stride, padding, dilation, False, (0,) * spatial, b * groups, (False, True, False),
     )[1]
     return grads.view(b, *weight.shape)
+
+
+def _depthwise_weight_grads(weight: Tensor, delta: Tensor, x: Tensor, stride: tuple, padding: tuple,
+                            dilation: tuple) -> Tensor:
+    """[b, C_out, 1, kh, kw] for a depthwise 2-d convolution: g[n, o, 0, i, j] = Σ_{h,w} δ[n, o, h, w] ·
+    x_pad[n, o // m, h·s + i·d, w·s + j·d] (m output channels per input channel). One multiply-and-sum per
+    kernel tap over the whole block: kh·kw large kernels, where a convolution backward with b·C groups of
+    one channel each runs b·C tiny convolutions (on a GPU, thousands of launches' worth of work per layer)."""
+    x = functional.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x
+    multiplier = weight.shape[0] // x.shape[1]
+    if multiplier > 1:
+        x = x.repeat_interleave(multiplier, dim=1)
+    (kh, kw), (h_out, w_out) = weight.shape[2:], delta.shape[2:]
+    grads = delta.new_empty(delta.shape[0], weight.shape[0], kh * kw)
+    for i in range(kh):
+        for j in range(kw):
+            top, left = i * dilation[0], j * dilation[1]
+            window = x[:, :, top : top + stride[0] * (h_out - 1) + 1 : stride[0],
+                       left : left + stride[1] * (w_out - 1) + 1 : stride[1]]
+            torch.sum(window * delta, dim=(2, 3), out=grads[:, :, i * kw + j])
+    return grads.view(delta.shape[0], weight.shape[0], 1, kh, kw)
 
 
 def _tuple(value: int | tuple | str, spatial: int) -> tuple:

@@ -5,6 +5,7 @@ rows, so the API keeps recently used versions in memory. Keys are (architecture,
 that share θ (importance refreshes) share one entry. Loading happens outside the lock, so one slow
 load never blocks predictions from versions already in memory. Each entry also keeps the pace of its
 last prediction (seconds per row), from which `quick` tells whether a small one may run on the event loop.
+Networks are kept on the cache's device (LIFELONG_PREDICT_DEVICE), moved there once when loaded.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+import torch
+
 from app.mas.networks import MultiHeadNet
 from app.metrics import count_cache_lookup
+from app.predictions.batching import Coalescer
 
 
 def network_bytes(net: MultiHeadNet) -> int:
@@ -22,8 +26,10 @@ def network_bytes(net: MultiHeadNet) -> int:
 
 
 class NetworkCache:
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, device: torch.device | None = None, passes: Coalescer | None = None):
         self.max_bytes = max_bytes
+        self.device = device or torch.device("cpu")
+        self.passes = passes or Coalescer(wait_s=0.0, max_rows=1)  # how concurrent predictions share passes
         self._entries: OrderedDict[Hashable, tuple[MultiHeadNet, int]] = OrderedDict()
         self._pace: dict[Hashable, float] = {}  # seconds per row of each entry's last prediction
         self._lock = threading.Lock()
@@ -36,7 +42,7 @@ class NetworkCache:
                 count_cache_lookup(hit=True)
                 return self._entries[key][0]
         count_cache_lookup(hit=False)
-        net = load().eval()
+        net = load().eval().to(self.device)
         size = network_bytes(net)
         with self._lock:
             if key not in self._entries and size <= self.max_bytes:

@@ -42,6 +42,7 @@ QUERY_ROWS = 100  # the API's limit for inputs carried in a GET's query string
 # thread pool: a few rows of a small network (whose pass costs less than the ~0.1 ms hop), while a pass
 # long enough to hold other requests up noticeably takes the hop.
 QUICK_S = 1e-3
+GPU_PASS_ROWS = 1024  # rows per forward pass on a GPU (the text encoder cuts its own passes further)
 
 
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets: TimedCache, model_name: str,
@@ -98,8 +99,8 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
     (its version in `targets`, its network in `cache`); None otherwise. On the event loop, where a
     1-row prediction costs less than the thread-pool hop it would otherwise take. Task-free answers
     always take the full path (their predictors are read from the store)."""
-    if task is None:
-        return None
+    if task is None or not isinstance(inputs, np.ndarray):
+        return None  # texts and images are tokenised or decoded in the thread pool, never on the event loop
     target = recent_target(targets, model_name, task=task, version=version, alias=alias)
     if target is None:
         return None
@@ -116,7 +117,7 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
 def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
          alias: str | None) -> PredictOut:
     started = time.perf_counter()
-    predicted, probs = forward(net, task, x, probabilities)
+    predicted, probs = shared_forward(cache, target.network_key, net, task, x, probabilities)
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
     return _task_answer(target, task, predicted, probs, alias)
@@ -149,15 +150,38 @@ def answer_version(store: BlobStore, net: MultiHeadNet, model: str, version: Ver
 
 def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
             probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(classes, probabilities when asked): evaluation.predict, less its switch to eval mode and back (that
-    walks every module twice, which cost a 1-row prediction as much as its forward pass, and the cache
-    holds its networks in eval mode) and less the softmax nobody asked for."""
-    if net.training or not isinstance(x, torch.Tensor) or not 0 < x.shape[0] <= evaluation.rows_per_chunk(x):
+    """(classes, probabilities when asked), on the CPU, from the network on its own device: in passes of at
+    most evaluation.rows_per_chunk rows on a CPU and GPU_PASS_ROWS on a GPU, with bf16 autocast on CUDA
+    (probabilities within about 1e-2 of fp32's; tests/unit/test_cuda.py). The network is in eval mode
+    (the cache holds it so); evaluation.predict's switch to eval mode and back walks every module twice,
+    which cost a 1-row prediction as much as its forward pass, so it is taken only for a network in
+    training mode or lazily decoded inputs."""
+    device = _device_of(net)
+    if net.training or not isinstance(x, torch.Tensor) or x.shape[0] == 0:
         predicted, probs = evaluation.predict(net, task, x)
         return predicted, probs if probabilities else None
-    with torch.inference_mode():
-        logits = net(net.input_spec.cast(x), task)
-        return logits.argmax(1), logits.softmax(1) if probabilities else None
+    rows = evaluation.rows_per_chunk(x) if device.type == "cpu" else GPU_PASS_ROWS
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        parts = [net(net.input_spec.cast(x[i : i + rows]).to(device, non_blocking=True), task).float()
+                 for i in range(0, x.shape[0], rows)]
+        logits = parts[0] if len(parts) == 1 else torch.cat(parts)
+        predicted, probs = logits.argmax(1), logits.softmax(1) if probabilities else None
+    if device.type == "cpu":
+        return predicted, probs
+    return predicted.cpu(), probs.cpu() if probs is not None else None
+
+
+def shared_forward(cache: NetworkCache, key: object, net: MultiHeadNet, task: str, x: torch.Tensor,
+                   probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`forward`, in one pass with the concurrent requests for the same network and task (batching.py);
+    the probabilities are computed for every pass (cheap next to the network) and dropped where unasked."""
+    predicted, probs = cache.passes.run((key, task), x, lambda rows: forward(net, task, rows, True))
+    return predicted, probs if probabilities else None
+
+
+def _device_of(net: MultiHeadNet) -> torch.device:
+    first = next(net.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHeadNet:

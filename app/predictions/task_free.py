@@ -64,7 +64,10 @@ def head_of(store: BlobStore, fitted: dict[str, Any], options: TaskFreeOptions) 
 
 
 def answer_rows(net: MultiHeadNet, head: task_free.TaskFreeHead, predictor: str, x: torch.Tensor) -> task_free.Answer:
-    """The task-free answer for preprocessed inputs `x`."""
+    """The task-free answer for preprocessed inputs `x` (on the network's device; the head's math on the CPU)."""
+    first = next(net.parameters(), None)
+    if first is not None:
+        x = x.to(first.device)
     f = features(net, x)
     logits = head_logits(net, list(head.catalog.tasks), x, f) if predictor in task_free.ROUTED else None
     with torch.inference_mode():

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor, nn
 
+from app.mas import per_sample_layers
 from app.mas.importance import estimate_importance, fallback_parameters, squared_gradient_sums
 from app.mas.networks import InputSpec, MultiHeadNet
 from tests.unit.conftest import sample_inputs, with_heads
@@ -153,7 +154,14 @@ def test_bert_fisher_equals_a_slow_loop_of_squared_log_loss_gradients() -> None:
     assert_close(result.sums, slow_loop(net, "a", ids, "square", labels))
 
 
-def test_efficientnet_every_parameter_equals_the_slow_loop() -> None:
+@pytest.fixture(params=["grouped", "shifted"])
+def depthwise_form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both exact forms of a depthwise convolution's per-sample gradients (each device picks one)."""
+    monkeypatch.setitem(per_sample_layers.DEPTHWISE_FORM, "cpu", request.param)
+    return request.param
+
+
+def test_efficientnet_every_parameter_equals_the_slow_loop(depthwise_form: str) -> None:
     net = efficientnet_net()
     x = sample_inputs(net, 3)
     result = estimate_importance(net, "a", x)
@@ -186,14 +194,15 @@ def test_fallback_names_exactly_the_parameters_without_a_rule(shared: bool) -> N
 
 
 class Zoo(nn.Module):
-    """Grouped 'same' and depthwise (multiplier 2, reflect padding) convolutions, an in-place ReLU on a
-    convolution's output, eval-mode batch norm, and a layer norm applied twice."""
+    """Grouped 'same' and depthwise (multiplier 2, reflect padding; dilated) convolutions, an in-place ReLU
+    on a convolution's output, eval-mode batch norm, and a layer norm applied twice."""
 
     def __init__(self) -> None:
         super().__init__()
         self.grouped = nn.Conv2d(4, 6, 3, padding="same", groups=2)
         self.bn = nn.BatchNorm2d(6)
         self.depthwise = nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=6, padding_mode="reflect")
+        self.dilated = nn.Conv2d(12, 12, (3, 2), padding=(2, 1), dilation=2, groups=12)
         self.norm = nn.LayerNorm(12)
         with torch.no_grad():
             self.bn.running_mean.uniform_(-0.5, 0.5)
@@ -201,10 +210,10 @@ class Zoo(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.bn(torch.relu_(self.grouped(x)))
-        return self.norm(self.norm(self.depthwise(x).mean((2, 3))))
+        return self.norm(self.norm(self.dilated(self.depthwise(x)).mean((2, 3))))
 
 
-def test_grouped_convolutions_in_place_activations_and_shared_norms_stay_exact() -> None:
+def test_grouped_convolutions_in_place_activations_and_shared_norms_stay_exact(depthwise_form: str) -> None:
     torch.manual_seed(0)
     net = with_heads(MultiHeadNet(Zoo(), 12, InputSpec((4, 7, 6), torch.float64)), {"a": 3}).double().eval()
     x = sample_inputs(net, 6).double()
