@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     job_stale_after_s: float = Field(120.0, gt=0)
     sweep_interval_s: float = Field(30.0, gt=0)
+    # The sweeper deletes datasets uploaded more than this many days ago that no queued or running job needs
+    # (app/datasets/retention.py); a dataset's own `retain_until` overrides it. None (unset): keep them.
+    dataset_retention_days: float | None = Field(None, gt=0)
     # Webhooks (app/webhooks/): each worker's main process looks for due deliveries every `webhook_poll_s`
     # and sends up to `webhook_concurrency` at once, each request within `webhook_timeout_s` (connect: 2 s at
     # most). A failed one is retried after webhook_backoff_s × 2^(attempt−1), capped at webhook_backoff_max_s,

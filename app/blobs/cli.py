@@ -28,8 +28,11 @@ def gc(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Collect the blobs no version or dataset names (left by cancelled or conflicting jobs, deleted models):
-    to the trash first, deleted for good by a later run once still unreferenced after --min-age-hours."""
+    to the trash first, deleted for good by a later run once still unreferenced after --min-age-hours.
+    The blobs of deleted datasets are deleted at once (in place and in the trash) unless another dataset
+    names the same blob."""
     from app.blobs.collect import CollectorBusy, collect_blobs, exclusive_collection
+    from app.blobs.purge import Purge, purge_deleted_blobs
     from app.db.engine import make_engine, make_session_factory
     from app.db.migrate import upgrade_database
     from app.store import open_blob_store
@@ -37,16 +40,23 @@ def gc(
     settings = get_settings()
     upgrade_database(settings)
     engine = make_engine(settings)
+    sessions, store = make_session_factory(engine), open_blob_store(settings)
+    purge = Purge()
     try:
         with exclusive_collection(settings, engine):
-            result = collect_blobs(make_session_factory(engine), open_blob_store(settings),
-                                   min_age=timedelta(hours=min_age_hours), dry_run=dry_run)
+            if not dry_run:  # deleted datasets' blobs go at once, the trash's waiting period aside
+                with sessions() as session:
+                    purge = purge_deleted_blobs(session, store)
+            result = collect_blobs(sessions, store, min_age=timedelta(hours=min_age_hours), dry_run=dry_run)
     except CollectorBusy as busy:
         typer.echo(f"lifelong blobs gc: {busy}; nothing done", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps({"dry_run": dry_run, **asdict(result)}))
+        typer.echo(json.dumps({"dry_run": dry_run, **asdict(result), "dataset_blobs_purged": len(purge.purged),
+                               "deleted_datasets_sharing_a_blob": purge.shared}))
         return
+    if purge.purged:
+        typer.echo(f"deleted datasets: purged {len(purge.purged)} blobs.")
     would = "would " if dry_run else ""
     typer.echo(
         f"{result.blobs} blobs: {result.referenced} in use, {result.too_recent} younger than {min_age_hours:g} h"

@@ -85,17 +85,22 @@ def exclusive_collection(settings: Settings, engine: Engine) -> Iterator[None]:
 
 def referenced_blobs(sessions: sessionmaker[Session]) -> set[str]:
     with sessions() as session:
-        names: set[str] = set()
-        rows = select(Version.theta_blob, Version.theta_parts, Version.importance_parts, Version.class_statistics,
-                      Version.task_free)
-        for theta, theta_parts, importance_parts, class_statistics, task_free in session.execute(rows):
-            names.update((theta, *(theta_parts or {}).values(), *(p["blob"] for p in importance_parts)))
-            names.update(blobs_of(class_statistics, task_free))
-        names.update(session.scalars(select(Dataset.blob)))
-        # A checkpoint matters while its job may still run: a finished job's is collected.
-        names.update(session.scalars(select(Job.checkpoint_blob).where(
-            Job.checkpoint_blob.is_not(None), Job.state.in_(ACTIVE))))
-        return names
+        return blobs_named(session)
+
+
+def blobs_named(session: Session) -> set[str]:
+    """Every blob a row names, read in the caller's transaction."""
+    names: set[str] = set()
+    rows = select(Version.theta_blob, Version.theta_parts, Version.importance_parts, Version.class_statistics,
+                  Version.task_free)
+    for theta, theta_parts, importance_parts, class_statistics, task_free in session.execute(rows):
+        names.update((theta, *(theta_parts or {}).values(), *(p["blob"] for p in importance_parts)))
+        names.update(blobs_of(class_statistics, task_free))
+    names.update(session.scalars(select(Dataset.blob)))
+    # A checkpoint matters while its job may still run: a finished job's is collected.
+    names.update(session.scalars(select(Job.checkpoint_blob).where(
+        Job.checkpoint_blob.is_not(None), Job.state.in_(ACTIVE))))
+    return names
 
 
 def collect_blobs(sessions: sessionmaker[Session], store: BlobStore, *, min_age: timedelta,

@@ -53,3 +53,16 @@ class DatasetOut(BaseModel):
     bytes: int
     format: str
     created_at: datetime
+    retain_until: datetime | None = Field(
+        None, description="when the sweeper deletes the dataset (given at upload); None: "
+                          "LIFELONG_DATASET_RETENTION_DAYS after created_at, or never when that is unset")
+
+
+class DatasetStateOut(BaseModel):
+    """A dataset a job or version names: whether it still exists, and if not, when and why it was deleted."""
+
+    id: str
+    exists: bool
+    deleted_at: datetime | None = Field(None, description="None while it exists (or for an id never stored)")
+    deleted_by: Literal["request", "retention"] | None = Field(
+        None, description="request: DELETE /v1/datasets/{id}; retention: the sweeper")

@@ -6,7 +6,8 @@ or `image` (raw items a model's own front end turns into tensors); app/datasets/
 of them back in bounded chunks.
 
 Data-taking requests are handled in two steps, `prepare_data` (check, write nothing) then
-`save_data`, so that a request refused for any reason writes nothing.
+`save_data`, so that a request refused for any reason writes nothing. A deleted dataset
+(app/datasets/deletion.py) is a 404 that says when it was deleted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -21,12 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.blobs.purge import lock_deletions_of
+from app.datasets.deletion import missing_dataset
 from app.datasets.images import Images
 from app.datasets.parsing import Arrays, Parsed, parse_inline, parse_upload
 from app.datasets.schemas import DataRef
 from app.datasets.text import Texts, encode_texts, parse_inline_texts
-from app.db.tables import Dataset
-from app.errors import Invalid, NotFound, TooLarge
+from app.db.tables import Dataset, utcnow
+from app.errors import Invalid, TooLarge
 from app.limits import UnpackLimits
 from app.mas.tensors_io import tensors_to_bytes
 from app.store import BlobStore
@@ -35,22 +39,42 @@ _ID_LENGTH = 24  # hex digits of the sha256: 96 bits, collision-free for any rea
 
 
 def upload_dataset(session: Session, store: BlobStore, data: bytes, filename: str | None, max_bytes: int,
-                   limits: UnpackLimits | None = None) -> Dataset:
+                   limits: UnpackLimits | None = None, *, retain_until: datetime | None = None) -> Dataset:
+    """The dataset of these bytes, stored if new. `retain_until` (when given) is when the sweeper deletes it,
+    set on an existing dataset too: the latest upload that says when decides."""
     if len(data) > max_bytes:
         raise TooLarge(f"the file has {len(data)} bytes, more than the limit of {max_bytes}")
+    if retain_until is not None:
+        retain_until = check_retain_until(retain_until)
     sha256 = hashlib.sha256(data).hexdigest()
     existing = session.scalar(select(Dataset).where(Dataset.sha256 == sha256))
     if existing is not None:
+        if retain_until is not None:
+            existing.retain_until = retain_until
         return existing
     session.rollback()  # parsing a large file can take a while: hold no database lock meanwhile
     parsed, file_format = parse_upload(data, filename, limits)
-    return _insert(session, store, parsed, _encode(parsed), sha256=sha256, file_format=file_format, size=len(data))
+    dataset = _insert(session, store, parsed, _encode(parsed), sha256=sha256, file_format=file_format,
+                      size=len(data))
+    if retain_until is not None:
+        dataset.retain_until = retain_until
+    return dataset
+
+
+def check_retain_until(retain_until: datetime) -> datetime:
+    """A moment in the future, in UTC (a time without a zone is taken as UTC); 422 for one already past."""
+    if retain_until.tzinfo is None:
+        retain_until = retain_until.replace(tzinfo=UTC)
+    if retain_until <= utcnow():
+        raise Invalid(f"retain_until: {retain_until.isoformat()} is in the past; give a later time, or delete the"
+                      " dataset with DELETE /v1/datasets/{id}")
+    return retain_until
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise NotFound(f"no dataset {dataset_id!r}")
+        raise missing_dataset(session, dataset_id)
     return dataset
 
 
@@ -98,9 +122,11 @@ def _inline(prepared: PreparedData) -> Arrays | Texts:
 
 def prepare_data(session: Session, ref: DataRef, purpose: str, limits: UnpackLimits | None = None) -> PreparedData:
     if ref.dataset is not None:
-        dataset = session.get(Dataset, ref.dataset)
+        # FOR SHARE on PostgreSQL: a deletion of the dataset waits until this request's job is committed,
+        # then sees it and refuses (app/datasets/deletion.py).
+        dataset = session.get(Dataset, ref.dataset, with_for_update={"read": True})
         if dataset is None:
-            raise NotFound(f"{purpose}: no dataset {ref.dataset!r}")
+            raise missing_dataset(session, ref.dataset, purpose)
         return PreparedData(purpose, dataset=dataset)
     try:
         if ref.texts is not None:
@@ -185,4 +211,6 @@ def _insert(session: Session, store: BlobStore, parsed: Parsed, encoded: bytes, 
     except IntegrityError:
         # The same bytes were uploaded concurrently: theirs is ours.
         return session.scalars(select(Dataset).where(Dataset.sha256 == sha256)).one()
+    if lock_deletions_of(session, dataset.blob) and not store.exists(dataset.blob):
+        store.put(encoded)  # a purge of a deleted dataset with the same content took it since our put
     return dataset

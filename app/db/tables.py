@@ -141,8 +141,10 @@ class Task(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     num_classes: Mapped[int]
-    train_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
-    eval_dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"))
+    # Dataset ids, not foreign keys (since migration 0012): a task outlives the deletion of its data, and
+    # `dataset_deletions` says when that happened.
+    train_dataset_id: Mapped[str] = mapped_column(String(32))
+    eval_dataset_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -166,6 +168,24 @@ class Dataset(Base):
     classes: Mapped[list[Any] | None]
     bytes: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted by the sweeper once past (app/datasets/retention.py), whatever LIFELONG_DATASET_RETENTION_DAYS
+    # says; NULL: the retention setting decides.
+    retain_until: Mapped[datetime | None]
+
+
+class DatasetDeletion(Base):
+    """One deletion of a dataset (its row is gone): when, why, and whether its blob is gone too. Rows are
+    only ever added; a dataset uploaded again after its deletion is a live row again, and keeps its history.
+    `blob_purged_at` stays NULL while another dataset row names the same blob (same parsed content)."""
+
+    __tablename__ = "dataset_deletions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(32), index=True)
+    blob: Mapped[str] = mapped_column(String(64), index=True)
+    reason: Mapped[str] = mapped_column(String(16))  # request | retention
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blob_purged_at: Mapped[datetime | None]
 
 
 class Job(Base):
