@@ -14,6 +14,7 @@ from app.architectures.registry import (
     installed_architectures,
     load_network,
     theta_groups,
+    trunk_split,
     validate_architecture,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "installed_architectures",
     "load_network",
     "theta_groups",
+    "trunk_split",
     "validate_architecture",
 ]

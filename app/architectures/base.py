@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
+from app.mas.frozen_prefix import TrunkSplit
 from app.mas.networks import InputSpec
 
 InputKind = Literal["array", "text", "image"]
@@ -52,6 +53,12 @@ class Architecture(ABC):
     @abstractmethod
     def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
         """Raw inputs (arrays, texts or encoded images, per `input_kind`) as one batch for the trunk."""
+
+    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> TrunkSplit | None:
+        """Optional: the trunk split before block `start` (the first that trains; `len(blocks)` when none
+        does) into a frozen prefix a job computes once for its rows and the suffix that trains
+        (app/mas/frozen_prefix.py). None (the default): the job runs the whole trunk every time."""
+        return None
 
 
 def parameter_groups(trunk: nn.Module, prefixes: Sequence[str]) -> list[list[str]]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,41 @@ class EfficientNetLiteTrunk(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.flatten(self.pool(self.head(x)))
+
+
+class ImageSuffix(nn.Module):
+    """The trunk from MBConv block `start` on (the head convolution included when it trains), then its
+    pooling; over the cached activation entering that block. Names as in the trunk (`blocks.<i>`, `head`)."""
+
+    def __init__(self, trunk: EfficientNetLiteTrunk, start: int, with_head: bool):
+        super().__init__()
+        self.blocks = nn.ModuleDict({str(i): trunk.blocks[i] for i in range(start, len(trunk.blocks))})
+        self.head = trunk.head if with_head else None
+        self.pool, self.flatten = trunk.pool, trunk.flatten
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.blocks.values():
+            x = block(x)
+        return self.flatten(self.pool(self.head(x) if self.head is not None else x))
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """EfficientNet-Lite0 split before trunk block `start` (a `TrunkSplit`): 1…16 the MBConv blocks, 17 the
+    head convolution, 18 nothing left to train. In eval mode every row is computed on its own (batch norm
+    with running statistics), so a row's activation does not depend on its batch."""
+
+    start: int
+
+    def prefix(self, trunk: nn.Module, raw: Tensor) -> Tensor:
+        x = trunk.stem(raw)
+        for block in list(trunk.blocks)[: self.start - 1]:
+            x = block(x)
+        return trunk.head(x) if self.start > len(trunk.blocks) + 1 else x
+
+    def suffix(self, trunk: nn.Module) -> nn.Module:
+        first = min(self.start - 1, len(trunk.blocks))
+        return ImageSuffix(trunk, first, with_head=self.start <= len(trunk.blocks) + 1)
 
 
 def weights_path() -> str:
@@ -199,6 +235,9 @@ class ImageBackbone(Architecture):
 
     def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
         return parameter_groups(trunk, ["stem", *[f"blocks.{i}" for i in range(len(trunk.blocks))], "head"])
+
+    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> ImageSplit | None:
+        return ImageSplit(start) if start >= 1 else None
 
     def preprocess(self, spec: dict, raw: Sequence[Any], *, max_pixels: int = MAX_PIXELS) -> Tensor:
         """Encoded images (PNG, JPEG, anything Pillow reads) or uint8 arrays → float32 [n, 3, S, S].

@@ -23,6 +23,7 @@ from app.architectures.arrays import CNN, MLP
 from app.architectures.base import Architecture, normalise_trainable
 from app.architectures.image import ImageBackbone
 from app.architectures.text import TextEncoder
+from app.mas.frozen_prefix import TrunkSplit
 from app.mas.networks import MultiHeadNet, load_state
 from app.mas.task_statistics import KEY_PART
 
@@ -104,6 +105,15 @@ def frozen_names(spec: dict, net: MultiHeadNet, trainable: Any = None) -> frozen
         return frozenset()
     learning = set() if choice == "none" else {n for block in blocks[len(blocks) - choice["last"]:] for n in block}
     return frozenset(trunk - learning)
+
+
+def trunk_split(spec: dict, net: MultiHeadNet) -> TrunkSplit | None:
+    """Where `net`'s trunk splits into the frozen prefix a job computes once and the part that trains: before
+    its first block with a trainable parameter; None where the kind offers no split or nothing is frozen."""
+    architecture = get_architecture(spec["kind"])
+    blocks = architecture.blocks(spec, net.trunk)
+    start = next((i for i, block in enumerate(blocks) if any(name not in net.frozen for name in block)), len(blocks))
+    return architecture.trunk_split(spec, net.trunk, start) if start > 0 else None
 
 
 def theta_groups(spec: dict, net: MultiHeadNet) -> dict[str, list[str]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -132,38 +133,97 @@ class TextEncoderTrunk(nn.Module):
         return in_length_order(self._encode, ids, (ids != self.pad_id).sum(1), self.INFERENCE_BATCH)
 
     def _encode(self, ids: Tensor) -> Tensor:
-        ids = self._without_padding_columns(ids)
+        ids = ids[:, :used_columns(ids != self.pad_id)]
         mask = ids != self.pad_id
         hidden = self.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
-        additive = (~mask)[:, None, None, :].to(hidden.dtype) * torch.finfo(hidden.dtype).min
-        for layer in self.layers:
-            self._sync_attention_dropout(layer)
-            hidden = layer(hidden, additive)
-            hidden = hidden[0] if isinstance(hidden, tuple) else hidden
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-        return functional.normalize(pooled, p=2, dim=1) if self.normalize else pooled
+        return pool(encode_layers(self.layers, hidden, mask), mask, self.normalize)
 
     def _without_padding_columns(self, ids: Tensor) -> Tensor:
-        """Texts are tokenised to `max_length`; trailing columns that are padding in every row of the batch
-        change nothing (masked in attention and pooling), so they are cut: sentences of 10 words then cost
-        10 positions, not 128, as sentence-transformers pads only to a batch's longest text. Under
-        torch.func's vmap (one sample at a time) the length cannot be read, and nothing is cut."""
-        try:
-            used = (ids != self.pad_id).any(0).nonzero()
-            keep = int(used.max()) + 1 if used.numel() else 1
-        except RuntimeError:  # data-dependent control flow inside vmap
-            return ids
-        return ids[:, :keep] if keep < ids.shape[1] else ids
+        return ids[:, : used_columns(ids != self.pad_id)]
 
     @staticmethod
     def _sync_attention_dropout(layer: nn.Module) -> None:
-        """Attention-probability dropout follows its owner's `training` flag, not its Dropout module's; a
-        frozen layer (whose Dropout modules MultiHeadNet.train leaves in eval mode) must stay deterministic."""
-        for module in layer.modules():
-            dropout = getattr(module, "dropout", None)
-            if isinstance(dropout, nn.Dropout) and module.training and not dropout.training:
-                module.training = False
+        _sync_attention_dropout(layer)
+
+
+def used_columns(mask: Tensor) -> int:
+    """Texts are tokenised to `max_length`; trailing columns that are padding in every row of the batch
+    change nothing (masked in attention and pooling), so they are cut: sentences of 10 words then cost
+    10 positions, not 128, as sentence-transformers pads only to a batch's longest text. Under
+    torch.func's vmap (one sample at a time) the length cannot be read, and nothing is cut."""
+    try:
+        used = mask.any(0).nonzero()
+        return int(used.max()) + 1 if used.numel() else 1
+    except RuntimeError:  # data-dependent control flow inside vmap
+        return mask.shape[1]
+
+
+def encode_layers(layers: Sequence[nn.Module], hidden: Tensor, mask: Tensor) -> Tensor:
+    """Token states through encoder layers, pad keys masked additively (a row's states at its real tokens
+    do not depend on which rows share its batch, nor on trailing pad columns)."""
+    additive = (~mask)[:, None, None, :].to(hidden.dtype) * torch.finfo(hidden.dtype).min
+    for layer in layers:
+        _sync_attention_dropout(layer)
+        hidden = layer(hidden, additive)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden
+
+
+def pool(hidden: Tensor, mask: Tensor, normalize: bool) -> Tensor:
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+    return functional.normalize(pooled, p=2, dim=1) if normalize else pooled
+
+
+def _sync_attention_dropout(layer: nn.Module) -> None:
+    """Attention-probability dropout follows its owner's `training` flag, not its Dropout module's; a
+    frozen layer (whose Dropout modules MultiHeadNet.train leaves in eval mode) must stay deterministic."""
+    for module in layer.modules():
+        dropout = getattr(module, "dropout", None)
+        if isinstance(dropout, nn.Dropout) and module.training and not dropout.training:
+            module.training = False
+
+
+class TextSuffix(nn.Module):
+    """The encoder layers from `start` on, over cached prefix states: inputs [n, T, hidden + 1], the last
+    channel the pad mask (1 at real tokens). Its layers keep the trunk's names (`layers.<i>`)."""
+
+    def __init__(self, trunk: TextEncoderTrunk, start: int):
+        super().__init__()
+        self.layers = nn.ModuleDict({str(i): trunk.layers[i] for i in range(start, len(trunk.layers))})
+        self.normalize = trunk.normalize
+
+    def forward(self, packed: Tensor) -> Tensor:
+        lengths = (packed[..., -1] > 0).sum(1)
+        return in_length_order(self._encode, packed, lengths, TextEncoderTrunk.INFERENCE_BATCH)
+
+    def _encode(self, packed: Tensor) -> Tensor:
+        packed = packed[:, : used_columns(packed[..., -1] > 0)]
+        mask = packed[..., -1] > 0
+        return pool(encode_layers(list(self.layers.values()), packed[..., :-1], mask), mask, self.normalize)
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """The text trunk split before encoder layer `start` (a `TrunkSplit`): the prefix is the embeddings and
+    the layers before it, its output the token states with the pad mask as one more channel, padded with
+    zeros to the full `max_length` (each chunk of rows is computed cut to its longest text)."""
+
+    start: int
+
+    def prefix(self, trunk: nn.Module, raw: Tensor) -> Tensor:
+        columns = used_columns(raw != trunk.pad_id)
+        ids = raw[:, :columns]
+        mask = ids != trunk.pad_id
+        hidden = trunk.embeddings(input_ids=ids, token_type_ids=torch.zeros_like(ids))
+        hidden = encode_layers(list(trunk.layers)[: self.start], hidden, mask)
+        packed = hidden.new_zeros(raw.shape[0], raw.shape[1], hidden.shape[-1] + 1)
+        packed[:, :columns, :-1] = hidden
+        packed[:, :columns, -1] = mask.to(hidden.dtype)
+        return packed
+
+    def suffix(self, trunk: nn.Module) -> nn.Module:
+        return TextSuffix(trunk, self.start)
 
 
 class TextEncoder(Architecture):
@@ -231,6 +291,11 @@ class TextEncoder(Architecture):
     def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
         layers = [f"layers.{i}" for i in range(len(trunk.layers))]
         return parameter_groups(trunk, ["embeddings", *layers])
+
+    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> TextSplit | None:
+        """Block `start` is encoder layer start − 1 (block 0 is the embeddings); from `len(blocks)` on, the
+        suffix is the pooling alone (`trainable: "none"`)."""
+        return TextSplit(start - 1) if start >= 1 else None
 
     def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
         """Texts → token ids [n, max_length] int64, truncated and padded to max_length."""

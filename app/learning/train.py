@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from torch import Tensor
 
+from app.architectures import trunk_split
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.checkpoints import JobCheckpoints, step_of
 from app.jobs.context import JobContext
@@ -51,13 +52,16 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         base = get_version(session, model, job.base_version)
         train_set = session.get(Dataset, request.train_dataset)
         learned_tasks = _learned_tasks(session, model, base)
-        eval_sets = {t.name: (session.get(Dataset, t.eval_dataset_id), _classes_of(base, t.name))
-                     for t in learned_tasks if t.eval_dataset_id is not None}
+        # An earlier task whose data was deleted is left out of what reads it (its accuracy, its validation
+        # slice, its statistics measured again); what the base derived from that data is kept instead.
+        eval_sets = {t.name: (dataset, _classes_of(base, t.name)) for t in learned_tasks
+                     if t.eval_dataset_id is not None and (dataset := session.get(Dataset, t.eval_dataset_id))}
         if request.eval_dataset is not None:
             eval_sets[job.task] = (session.get(Dataset, request.eval_dataset), request.classes)
-        held_back = [(t.name, session.get(Dataset, t.train_dataset_id), entry["validation"], _classes_of(base, t.name))
-                     for t in learned_tasks if (entry := _entry(base, t.name)) and entry.get("validation")]
         train_sets = {t.name: session.get(Dataset, t.train_dataset_id) for t in learned_tasks}
+        held_back = [(t.name, train_sets[t.name], entry["validation"], _classes_of(base, t.name))
+                     for t in learned_tasks
+                     if (entry := _entry(base, t.name)) and entry.get("validation") and train_sets[t.name]]
     architecture, classes = model.architecture, request.classes
     omega = load_total(ctx.store, base.importance_parts)
     net = version_network(ctx.store, architecture, base, request.trainable_spec()).to(ctx.device)
@@ -90,6 +94,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         progress=_with_epochs(watch, epochs=request.epochs, steps_per_epoch=math.ceil(len(y) / request.batch_size)),
         should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
+        prefix=trunk_split(net.architecture, net), prefix_budget=ctx.settings.prefix_cache_bytes,
     )
     net = learned.net
     parts = base.importance_parts
@@ -206,12 +211,14 @@ def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHe
     sources = []
     for entry in base.tasks:
         name, dataset = entry["name"], train_sets.get(entry["name"])
-        train = None
+        train, unavailable = None, "its training dataset was deleted"
         if dataset is not None and ctx.store.exists(dataset.blob):
             train = partial(_task_rows, ctx, architecture, net, dataset, entry.get("classes"), entry.get("validation"),
                             TRAINED)
+        elif dataset is not None:
+            unavailable = "its training dataset's blob is missing from the store"
         sources.append(TaskSource(name, entry["num_classes"], train, _rows_of_set(held.get(name)),
-                                  _stored_rows(evaluated.get(name))))
+                                  _stored_rows(evaluated.get(name)), unavailable=unavailable))
     return sources
 
 

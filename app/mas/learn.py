@@ -19,6 +19,7 @@ from torch import Tensor
 
 from app.mas.accumulation import TaskImportance
 from app.mas.evaluation import accuracy_and_loss
+from app.mas.frozen_prefix import CachedPrefix, TrunkSplit, cache_prefix
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet
@@ -97,6 +98,8 @@ def learn_task(
     should_stop: Callable[[], bool] | None = None,
     resume: Snapshot | None = None,
     checkpoint: Callable[[Callable[[], Snapshot]], None] | None = None,
+    prefix: TrunkSplit | None = None,
+    prefix_budget: int = 0,
 ) -> LearnedTask:
     """Train `task` on (inputs, labels), anchored at θ* with Ω, then measure its estimate.
 
@@ -110,31 +113,42 @@ def learn_task(
 
     `checkpoint` and `resume` work as `train_task`'s, for the whole search: a snapshot also holds the
     trials already done and the best one's network and method state; resumed on the network as it
-    began, the result is the uninterrupted one, bit for bit on the CPU."""
+    began, the result is the uninterrupted one, bit for bit on the CPU.
+
+    `prefix` (the trunk's split at its first trainable block) computes the frozen prefix once for the
+    training, validation and importance rows, within `prefix_budget` bytes, and every trial trains the
+    suffix on those features (app/mas/frozen_prefix.py): the same run up to rounding, names unchanged."""
     searchable = _lambda_matters(method.name, omega, net, task) and any(v.task != task for v in validation)
     grid = list(lambda_grid) if lambda_grid and searchable else [method.lam]
     if task not in net.heads:  # every trial starts from the same new head
         net.add_head(task, num_classes, seed=config.seed)
         net.heads[task].to(inputs.device)
+    row_sets = [inputs, *(v.inputs for v in validation), *(data for data, _ in importance_data or ())]
+    cache = cache_prefix(net, prefix, row_sets, prefix_budget)
+    if cache is not None:
+        inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
     resume = resume or {"trial": 0, "done": [], "best": None, "run": None}
     done = [Trial.from_dict(t) for t in resume["done"]]
-    best = _restored_best(net, task, num_classes, inputs, method, theta_star, omega, config, resume["best"], done)
+    best = _restored_best(net, task, num_classes, inputs, method, theta_star, omega, config, resume["best"], done,
+                          cache)
     for index in range(resume["trial"], len(grid)):
         lam = grid[index]
         candidate = copy.deepcopy(net) if len(grid) > 1 else net
+        trained = candidate if cache is None else cache.view(candidate)
         learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty,
                               options=method.options)
         keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), best, task)
-        training = train_task(candidate, task, num_classes, inputs, labels, learner, config,
+        training = train_task(trained, task, num_classes, inputs, labels, learner, config,
                               progress=_offset(progress, index, len(grid)), should_stop=should_stop,
                               resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
-        measured = {v.task: accuracy_and_loss(candidate, v.task, v.inputs, v.labels) for v in validation
+        measured = {v.task: accuracy_and_loss(trained, v.task, v.inputs, v.labels) for v in validation
                     if len(v.labels)}
         done.append(Trial(lam, {t: m[0] for t, m in measured.items()}, {t: m[1] for t, m in measured.items()}))
         if best is None or best_trial([best.trial, done[-1]]) is done[-1]:
-            best = _Best(done[-1], candidate, learner, training)
+            best = _Best(done[-1], candidate, learner, training, trained)
     assert best is not None
     net, learner, training, chosen = best.net, best.learner, best.training, best.trial
+    trained = best.trained
     searched = done if len(grid) > 1 else []
     learned = LearnedTask(net, training, learner, chosen.lam, None, trials=searched)
     if importance is None:
@@ -143,7 +157,7 @@ def learn_task(
         raise TrainingCancelled("stopped before measuring importance")
     estimate, fallback = TaskImportance(), ()
     for data, data_labels in importance_data if importance_data is not None else [(inputs, labels)]:
-        measured: ImportanceSum = learner.task_importance(net, task, data, data_labels, importance.as_options())
+        measured: ImportanceSum = learner.task_importance(trained, task, data, data_labels, importance.as_options())
         estimate, fallback = estimate.accumulate(measured), (*fallback, *measured.fallback)
     learned.estimate, learned.fallback = estimate, tuple(dict.fromkeys(fallback))
     return learned
@@ -155,6 +169,22 @@ class _Best:
     net: MultiHeadNet
     learner: Method
     training: TrainResult
+    trained: MultiHeadNet  # `net` as training ran it: itself, or its view over cached prefix features
+
+
+def _cached_rows(cache: CachedPrefix, net: MultiHeadNet, inputs: Inputs, validation: Sequence[ValidationSet],
+                 importance_data: Sequence[tuple[Inputs, Tensor]] | None
+                 ) -> tuple[Tensor, list[ValidationSet], list[tuple[Inputs, Tensor]] | None]:
+    """Every row set of the job as the prefix's features, each distinct set computed once."""
+    computed: dict[int, Tensor] = {}
+
+    def features(rows: Inputs) -> Tensor:
+        if id(rows) not in computed:
+            computed[id(rows)] = cache.features(net, rows)
+        return computed[id(rows)]
+
+    return (features(inputs), [ValidationSet(v.task, features(v.inputs), v.labels) for v in validation],
+            None if importance_data is None else [(features(data), labels) for data, labels in importance_data])
 
 
 def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index: int, done: list[Trial],
@@ -162,7 +192,7 @@ def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index
     """Hand `checkpoint` a snapshot of the whole search: the run in progress is one trial of it."""
     def snapshot() -> Snapshot:
         kept = None if best is None else {
-            "lambda": best.trial.lam, "network": network_snapshot(best.net, best.net.task_parameters(task)),
+            "lambda": best.trial.lam, "network": network_snapshot(best.trained, best.trained.task_parameters(task)),
             "method": best.learner.state(), "training": asdict(best.training),
         }
         return {"trial": index, "done": [t.as_dict() for t in done], "best": kept, "run": run()}
@@ -171,19 +201,21 @@ def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index
 
 def _restored_best(net: MultiHeadNet, task: str, num_classes: int, inputs: Inputs, method: MethodChoice,
                    theta_star: dict[str, Tensor], omega: dict[str, Tensor], config: TrainConfig,
-                   kept: Snapshot | None, done: list[Trial]) -> _Best | None:
+                   kept: Snapshot | None, done: list[Trial], cache: CachedPrefix | None) -> _Best | None:
     """The best finished trial of an interrupted search, rebuilt from its snapshot on a copy of the start."""
     if kept is None:
         return None
     candidate = copy.deepcopy(net)
     learner = make_method(method.name, lam=kept["lambda"], theta_star=theta_star, omega=omega, form=method.penalty,
                           options=method.options)
-    begin_training(candidate, task, num_classes, inputs, learner, config)
-    restore_network(candidate, kept["network"])
+    trained = candidate if cache is None else cache.view(candidate)
+    begin_training(trained, task, num_classes, inputs, learner, config)
+    names = trained.state_dict().keys()  # a snapshot of the whole network also holds the prefix's buffers
+    restore_network(trained, {name: value for name, value in kept["network"].items() if name in names})
     learner.load_state(kept["method"])
     candidate.eval()
     trial = next(t for t in done if t.lam == kept["lambda"])
-    return _Best(trial, candidate, learner, TrainResult(**kept["training"]))
+    return _Best(trial, candidate, learner, TrainResult(**kept["training"]), trained)
 
 
 def _lambda_matters(method: str, omega: dict[str, Tensor], net: MultiHeadNet, task: str) -> bool:
