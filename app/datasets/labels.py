@@ -17,6 +17,7 @@ import numpy as np
 from app.errors import Invalid
 
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ def encode_labels(raw: Sequence[Any], *, source: str) -> Labels:
     if all(isinstance(label, str) for label in raw):
         if any(not label.strip() for label in raw):
             raise Invalid(f"{source}: a class name must not be empty")
+        for label in raw:
+            check_unicode(label, f"{source}: the class name {label[:40]!r}")
         classes = sorted(set(raw))
         index = {name: i for i, name in enumerate(classes)}
         return Labels(np.asarray([index[label] for label in raw], dtype=np.int64), classes)
@@ -50,3 +53,12 @@ def labels_from_cells(cells: Sequence[str], *, source: str) -> Labels:
     if all(_WHOLE_NUMBER.fullmatch(cell) for cell in stripped):
         return encode_labels([int(cell) for cell in stripped], source=source)
     return encode_labels(stripped, source=source)
+
+
+def check_unicode(text: str, what: str) -> None:
+    """422 for a lone surrogate (JSON's "\\ud800" decodes to one): it is not a character, and no UTF-8
+    text, no database and no tokenizer can hold it."""
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise Invalid(f"{what} holds a lone surrogate (\\u{ord(found.group()):04x} at character {found.start()}),"
+                      " which is not valid Unicode: escape a character outside the BMP as a surrogate pair")

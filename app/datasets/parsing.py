@@ -13,8 +13,8 @@ is refused without being expanded.
 
 from __future__ import annotations
 
-import csv
 import io
+import itertools
 import math
 import zipfile
 from dataclasses import dataclass, replace
@@ -25,7 +25,7 @@ import numpy as np
 
 from app.datasets.images import Images, parse_image_archive
 from app.datasets.labels import encode_labels
-from app.datasets.text import Texts, csv_records, has_text_column, parse_jsonl, parse_text_csv
+from app.datasets.text import Texts, csv_rows, has_text_column, parse_jsonl, parse_text_csv
 from app.errors import Invalid, TooLarge
 from app.limits import UnpackLimits
 
@@ -126,53 +126,86 @@ def _check_npz_sizes(archive: zipfile.ZipFile, names: list[str], limits: UnpackL
 
 
 def parse_csv(data: bytes) -> Arrays:
-    """Numeric columns; a first row with any non-numeric cell is a header, whose `label` column is y."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise Invalid("a .csv upload must be UTF-8 text (or an .npz archive)") from error
-    try:
-        records = csv_records(text)
-    except csv.Error as error:  # a stray carriage return, a NUL byte: not a CSV file we can read
-        raise Invalid(f"not a readable .csv file: {error}") from error
-    if not records:
+    """Numeric columns; a first row with any non-numeric cell is a header, whose `label` column is y.
+
+    Rows are read one at a time and written into float32 blocks (labels apart), so that memory is the
+    final array twice at most (the blocks and their concatenation), never a Python object per cell."""
+    rows = csv_rows(data)
+    first = next(rows, None)
+    if first is None:
         raise Invalid("the .csv file has no rows")
-    first = records[0][1]
-    header = None if all(_is_number(cell) for cell in first) else [cell.strip().lower() for cell in first]
-    body = records[1:] if header is not None else records
-    if not body:
-        raise Invalid("the .csv file has a header but no data rows")
-    values = _csv_values(body, len(header) if header is not None else len(body[0][1]))
-    lines = np.asarray([line for line, _ in body])
+    header = None if all(_is_number(cell) for cell in first[1]) else [cell.strip().lower() for cell in first[1]]
     label_column = header.index("label") if header is not None and "label" in header else None
-    features = values if label_column is None else np.delete(values, label_column, axis=1)
+    width = len(header) if header is not None else len(first[1])
+    blocks = _CsvBlocks(width, label_column)
+    for line, row in rows if header is not None else itertools.chain([first], rows):
+        blocks.add(line, row)
+    features, labels = blocks.finish()
+    if features is None:
+        raise Invalid("the .csv file has a header but no data rows")
     if features.shape[1] == 0:
         raise Invalid("the .csv file has a label column but no feature columns")
-    beyond = ~np.isfinite(features) | (np.abs(features) > np.finfo(np.float32).max)
-    if beyond.any():
-        raise Invalid(f"csv line {_first_line(beyond.any(axis=1), lines)} holds a non-finite value (NaN,"
-                      " infinite or beyond float32)")
-    if label_column is None:
-        return check_arrays(features, None, source="csv")
-    labels = values[:, label_column]
-    whole = np.isfinite(labels) & (labels == np.round(labels))
-    if not whole.all():
-        raise Invalid(f"csv line {_first_line(~whole, lines)}: the column 'label' must hold whole numbers")
-    if (labels < 0).any():
-        raise Invalid(f"csv line {_first_line(labels < 0, lines)}: labels must be ≥ 0")
-    return check_arrays(features, labels.astype(np.int64), source="csv")
+    return check_arrays(features, labels, source="csv")
 
 
-def _csv_values(body: list[tuple[int, list[str]]], width: int) -> np.ndarray:
-    values = np.empty((len(body), width), dtype=np.float64)
-    for index, (line, row) in enumerate(body):
-        if len(row) != width:
-            raise Invalid(f"csv line {line} has {len(row)} columns, expected {width}")
+_CSV_BLOCK_ROWS = 4096
+
+
+class _CsvBlocks:
+    """CSV rows gathered into float64 blocks of `_CSV_BLOCK_ROWS`, each checked (finite, within float32; whole,
+    non-negative labels) and kept as float32 features and int64 labels: the checks name the row's line."""
+
+    def __init__(self, width: int, label_column: int | None):
+        self.width, self.label_column = width, label_column
+        self.values = np.empty((_CSV_BLOCK_ROWS, width), dtype=np.float64)
+        self.lines = np.empty(_CSV_BLOCK_ROWS, dtype=np.int64)
+        self.filled = 0
+        self.features: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+
+    def add(self, line: int, row: list[str]) -> None:
+        if len(row) != self.width:
+            raise Invalid(f"csv line {line} has {len(row)} columns, expected {self.width}")
         try:
-            values[index] = [float(cell) for cell in row]
+            self.values[self.filled] = [float(cell) for cell in row]
         except ValueError as error:
             raise Invalid(f"csv line {line} holds a value that is not a number: {error}") from error
-    return values
+        self.lines[self.filled] = line
+        self.filled += 1
+        if self.filled == _CSV_BLOCK_ROWS:
+            self._flush()
+
+    def finish(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        self._flush()
+        if not self.features:
+            return None, None
+        features = self.features[0] if len(self.features) == 1 else np.concatenate(self.features)
+        self.features.clear()
+        if self.label_column is None:
+            return features, None
+        return features, np.concatenate(self.labels)
+
+    def _flush(self) -> None:
+        if self.filled == 0:
+            return
+        values, lines = self.values[:self.filled], self.lines[:self.filled]
+        self.filled = 0
+        column = self.label_column
+        features = values if column is None else np.delete(values, column, axis=1)
+        beyond = ~np.isfinite(features) | (np.abs(features) > np.finfo(np.float32).max)
+        if beyond.any():
+            raise Invalid(f"csv line {_first_line(beyond.any(axis=1), lines)} holds a non-finite value (NaN,"
+                          " infinite or beyond float32)")
+        self.features.append(features.astype(np.float32))
+        if column is None:
+            return
+        labels = values[:, column]
+        whole = np.isfinite(labels) & (labels == np.round(labels))
+        if not whole.all():
+            raise Invalid(f"csv line {_first_line(~whole, lines)}: the column 'label' must hold whole numbers")
+        if (labels < 0).any():
+            raise Invalid(f"csv line {_first_line(labels < 0, lines)}: labels must be ≥ 0")
+        self.labels.append(labels.astype(np.int64))
 
 
 def _first_line(bad_rows: np.ndarray, lines: np.ndarray) -> int:
@@ -196,7 +229,7 @@ def check_arrays(x: np.ndarray, y: np.ndarray | None, *, source: str) -> Arrays:
         raise Invalid(f"{source} is empty (shape {list(x.shape)}): at least one row of values is needed")
     if x.ndim < 2:
         raise Invalid(f"{source} must have shape [n, *input_shape] (a list of rows), got shape {list(x.shape)}")
-    x = x.astype(np.float32)
+    x = x.astype(np.float32, copy=False)  # no second copy of an upload that is float32 already
     if not np.all(np.isfinite(x)):
         bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
         raise Invalid(f"{source} holds non-finite values (NaN, infinite or beyond float32), first in row {bad}")

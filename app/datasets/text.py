@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from app.datasets.labels import encode_labels, labels_from_cells
+from app.datasets.labels import check_unicode, encode_labels, labels_from_cells
 from app.errors import Invalid, TooLarge
 from app.limits import UnpackLimits
 
@@ -44,26 +44,54 @@ class Texts:
 
 def parse_jsonl(data: bytes, limits: UnpackLimits) -> Texts:
     """One JSON object per line with a string `text` and an optional `label`; blank lines are skipped.
-    Lines are split at "\n" only, so that a refusal's line number is the one an editor shows."""
-    lines = _decode(data, ".jsonl").split("\n")
+    Lines are split at "\n" only, so that a refusal's line number is the one an editor shows, and each is
+    decoded on its own: the upload is never held a second time as one string or a list of lines."""
     texts: list[str] = []
     labels: list[Any] = []
     unlabelled: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, line in enumerate(io.BytesIO(data), start=1):
+        record = _json_record(line.removeprefix(_BOM) if number == 1 else line, number)
+        if record is None:
             continue
-        try:
-            record = json.loads(line)
-        except ValueError as error:
-            raise Invalid(f"jsonl line {number} is not JSON: {error}") from error
-        if not isinstance(record, dict):
-            raise Invalid(f"jsonl line {number} is not an object with a 'text' field")
         texts.append(_checked_text(record.get("text", _MISSING), f"jsonl line {number}", limits))
         if record.get("label") is not None:
-            labels.append(record["label"])
+            labels.append(_checked_label(record["label"], f"jsonl line {number}"))
         else:
             unlabelled.append(f"line {number}")
     return _texts(texts, labels, source="jsonl", unlabelled=unlabelled)
+
+
+_BOM = "\ufeff".encode()
+
+
+def _json_record(line: bytes, number: int) -> dict[str, Any] | None:
+    """The object on one .jsonl line, None for a blank line; 422 naming the line for anything else."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Invalid(f"jsonl line {number} is not UTF-8 text: {error}") from error
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError as error:
+        raise Invalid(f"jsonl line {number} is not JSON: {error}") from error
+    except RecursionError as error:  # json's C parser recurses once per bracket
+        raise Invalid(f"jsonl line {number} is nested too deeply (thousands of brackets): a record is"
+                      " {\"text\": \"…\", \"label\": …} with a string or integer label") from error
+    if not isinstance(record, dict):
+        raise Invalid(f"jsonl line {number} is not an object with a 'text' field")
+    return record
+
+
+def _checked_label(label: Any, where: str) -> Any:
+    """A label as JSON gave it; a list or an object is refused here, where the line is known."""
+    if isinstance(label, list | dict):
+        raise Invalid(f"{where}: 'label' must be a class name (string) or an integer, got a JSON"
+                      f" {'array' if isinstance(label, list) else 'object'}")
+    if isinstance(label, str):
+        check_unicode(label, f"{where}: the label")
+    return label
 
 
 def has_text_column(data: bytes) -> bool:
@@ -79,26 +107,38 @@ def csv_records(text: str) -> list[tuple[int, list[str]]]:
     """The non-blank records of a CSV text, each with the line of the file it starts on (1-based: a
     header is line 1). Every CSV refusal names a row by this number, which is what an editor shows,
     whatever blank lines or quoted line breaks come before it. Raises csv.Error."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records, line = [], 1
+    return list(_records(csv.reader(io.StringIO(text, newline=""))))
+
+
+def csv_rows(data: bytes, suffix: str = ".csv") -> Iterator[tuple[int, list[str]]]:
+    """The records of `csv_records`, read one at a time from the upload's bytes (decoded a piece at a time),
+    so that memory holds one row, not every row's strings: a 61 MB numeric CSV held as lists of str took
+    about 15 times its size. A decoding or CSV error is a 422 naming the line."""
+    reader = csv.reader(io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline=""))
+    try:
+        yield from _records(reader)
+    except UnicodeDecodeError as error:
+        raise Invalid(f"a {suffix} upload must be UTF-8 text (line {reader.line_num + 1} is not): {error}") from error
+    except csv.Error as error:  # a stray carriage return, a NUL byte: not a CSV file we can read
+        raise Invalid(f"not a readable .csv file (line {reader.line_num}): {error}") from error
+
+
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    line = 1
     for row in reader:
         if any(cell.strip() for cell in row):
-            records.append((line, row))
+            yield line, row
         line = reader.line_num + 1
-    return records
 
 
 def parse_text_csv(data: bytes, limits: UnpackLimits) -> Texts:
     """A header with a `text` column and an optional `label` column; other columns are ignored."""
-    try:
-        records = csv_records(_decode(data, ".csv"))
-    except csv.Error as error:
-        raise Invalid(f"not a readable .csv file: {error}") from error
-    header = [cell.strip().lower() for cell in records[0][1]]
+    records = csv_rows(data)
+    header = [cell.strip().lower() for cell in next(records)[1]]
     text_column = header.index("text")
     label_column = header.index("label") if "label" in header else None
     texts, cells = [], []
-    for line, row in records[1:]:
+    for line, row in records:
         if len(row) != len(header):
             raise Invalid(f"csv line {line} has {len(row)} columns, expected {len(header)}")
         texts.append(_checked_text(row[text_column], f"csv line {line}", limits))
@@ -121,9 +161,13 @@ def parse_inline_texts(texts: Sequence[Any], labels: Sequence[Any] | None, limit
 
 def encode_texts(texts: Texts) -> bytes:
     labels = texts.y.tolist() if texts.y is not None else None
-    lines = [json.dumps({"format": TEXTS_FORMAT, "n": texts.n, "labels": labels})]
-    lines += [json.dumps(text, ensure_ascii=False) for text in texts.texts]
-    return ("\n".join(lines) + "\n").encode("utf-8")
+    out = io.BytesIO()  # written line by line: no list of encoded lines beside the result
+    out.write(json.dumps({"format": TEXTS_FORMAT, "n": texts.n, "labels": labels}).encode("utf-8"))
+    for text in texts.texts:
+        out.write(b"\n")
+        out.write(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+    out.write(b"\n")
+    return out.getvalue()
 
 
 def read_texts_header(lines: Iterator[bytes]) -> dict[str, Any]:
@@ -142,6 +186,7 @@ def _checked_text(text: Any, where: str, limits: UnpackLimits) -> str:
         raise Invalid(f"{where} has no 'text' field")
     if not isinstance(text, str):
         raise Invalid(f"{where}: 'text' must be a string, got {type(text).__name__}")
+    check_unicode(text, f"{where}: the text")
     if len(text) > limits.max_text_chars:
         raise TooLarge(f"{where}: the text has {len(text)} characters, more than the limit of"
                        f" {limits.max_text_chars} (LIFELONG_MAX_TEXT_CHARS)")
@@ -159,10 +204,3 @@ def _texts(texts: list[str], labels: list[Any], *, source: str, unlabelled: list
                       " record, or none")
     encoded = encode_labels(labels, source=f"{source} labels")
     return Texts(texts, encoded.y, encoded.classes)
-
-
-def _decode(data: bytes, suffix: str) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise Invalid(f"a {suffix} upload must be UTF-8 text: {error}") from error
