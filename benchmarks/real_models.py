@@ -1,7 +1,8 @@
 """Real-model benchmark: exact per-sample Ω and the MAS training step on all-MiniLM-L6-v2 and EfficientNet-Lite0.
 
     python -m benchmarks.real_models                  # rewrites benchmarks/results/real_models.{json,md}
-    python -m benchmarks.real_models --quick --out /tmp/x
+    python -m benchmarks.real_models --quick --out /tmp/x                 # the real networks, few samples
+    python -m benchmarks.real_models --profile smoke --out /tmp/x         # tiny random stand-ins (CI, seconds)
 
 benchmarks/speed.py measures the same ratios on small MLPs and CNNs; here the networks are the service's
 pretrained kinds (MAS.md §6: linear layers on sequences, embeddings, layer norm, depthwise convolutions,
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -48,6 +48,8 @@ from app.mas.importance import estimate_importance, estimate_importance_vmap
 from app.mas.methods import make_method
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.training import TrainConfig, train_task
+from benchmarks.provenance import provenance, write_results
+from benchmarks.standins import tiny_network
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = 2
@@ -61,7 +63,8 @@ CASES: dict[str, dict] = {
     "efficientnet_lite0_96_last2": {**IMAGE, "trainable": {"last": 2}},
 }
 # samples for exact/batch Ω, for the per-sample libraries, training steps of batch 16
-SIZES = {"full": {"exact": 64, "library": 8, "steps": 5}, "quick": {"exact": 8, "library": 2, "steps": 2}}
+SIZES = {"full": {"exact": 64, "library": 8, "steps": 5}, "quick": {"exact": 8, "library": 2, "steps": 2},
+         "smoke": {"exact": 4, "library": 2, "steps": 2}}
 BATCH = 16
 CLASSES = 4
 WORD_PIECES = (1996, 30522)  # bert-base-uncased's vocabulary after its [unused] and single-character entries
@@ -217,11 +220,13 @@ def importance_throughput(net: MultiHeadNet, n: int, n_library: int, repeats: in
 # --- the training step ----------------------------------------------------------------------------
 
 
-def step_seconds(net: MultiHeadNet, start: dict[str, Tensor], method_of: Callable[[], object],
-                 x: Tensor, y: Tensor) -> list[float]:
-    """Seconds of each step but the first (which creates the momentum buffers) of one train_task epoch from
-    θ = `start`, timed between its progress callbacks."""
-    net.load_state_dict(start)
+def step_seconds(start: MultiHeadNet, method_of: Callable[[], object], x: Tensor, y: Tensor) -> list[float]:
+    """Seconds of each step but the first (which creates the momentum buffers) of one train_task epoch on a
+    copy of `start`, timed between its progress callbacks.
+
+    A copy, not `start` reloaded: training adds per-task batch-norm statistics (app/mas/task_statistics.py)
+    that a state taken before it does not name, so it would not load back."""
+    net = copy.deepcopy(start)
     stamps: list[float] = []
     config = TrainConfig(epochs=1, batch_size=BATCH, lr=1e-3, momentum=0.9, seed=0)
     train_task(net, "t", CLASSES, x, y, method_of(), config, progress=lambda *_: stamps.append(time.perf_counter()))
@@ -244,11 +249,10 @@ def training_step(net: MultiHeadNet, steps: int, repeats: int) -> dict:
     }
     per_step: dict[str, list[float]] = {name: [] for name in methods}
     for method_of in methods.values():  # warm-up: the first epoch in a process allocates the optimizer state
-        step_seconds(net, start, method_of, x[: 2 * BATCH], y[: 2 * BATCH])
+        step_seconds(net, method_of, x[: 2 * BATCH], y[: 2 * BATCH])
     for _ in range(repeats):
         for name, method_of in methods.items():
-            per_step[name] += step_seconds(net, start, method_of, x, y)
-    net.load_state_dict(start)
+            per_step[name] += step_seconds(net, method_of, x, y)
     del net.heads["old"]
     medians = {name: statistics.median(t) for name, t in per_step.items()}  # over every timed step of every repeat
     return {
@@ -263,8 +267,9 @@ def training_step(net: MultiHeadNet, steps: int, repeats: int) -> dict:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def case_network(spec: dict) -> MultiHeadNet:
-    net = build_network(spec, seed=0)
+def case_network(spec: dict, profile: str = "full") -> MultiHeadNet:
+    """The kind's network as the service builds it, or (profile smoke) its tiny random stand-in."""
+    net = tiny_network(spec) if profile == "smoke" else build_network(spec, seed=0)
     net.add_head("t", CLASSES, seed=0)
     return net.eval()
 
@@ -346,7 +351,9 @@ def importance_rows(cases: dict) -> list[str]:
 def markdown(results: dict) -> str:
     env, sizes = results["environment"], results["sizes"]
     lines = ["# Real-model benchmark", "",
-             f"`python -m benchmarks.real_models{' --quick' if results['quick'] else ''}`, {env['date']}: "
+             f"Profile {results.get('profile', 'quick' if results['quick'] else 'full')}"
+             f"{' (tiny random stand-ins: the code path, not figures)' if results.get('profile') == 'smoke' else ''}"
+             f", {env['date']}: "
              f"{env['cpu']}, {env['torch_threads']} torch threads, torch {env['packages']['torch']}, "
              f"median of {results['repeats']} repeat(s), alternated within each repeat. Load average (1/5/15 min) "
              f"before the run {results['load_before']}, after it {env['load_average_1_5_15']} on {env['cpus']} CPUs: "
@@ -373,27 +380,29 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=None, help="timings per figure (median); default 3, --quick 1")
-    parser.add_argument("--quick", action="store_true", help="few samples and one repeat: the code path, not figures")
+    parser.add_argument("--repeats", type=int, default=None, help="timings per figure (median); default 3, else 1")
+    parser.add_argument("--profile", choices=list(SIZES), default="full",
+                        help="full; quick: the real networks on few samples; smoke: tiny random stand-ins")
+    parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
-    sizes = SIZES["quick" if args.quick else "full"]
-    repeats = args.repeats or (1 if args.quick else 3)
+    started = provenance()
+    profile = "quick" if args.quick else args.profile
+    torch.set_num_threads(1 if profile == "smoke" else THREADS)  # smoke: tiny tensors, where threads only contend
+    sizes = SIZES[profile]
+    repeats = args.repeats or (3 if profile == "full" else 1)
     cases, load_before = {}, [round(v, 2) for v in os.getloadavg()]
     for name, spec in CASES.items():
-        started = time.perf_counter()
-        cases[name] = run_case(case_network(spec), sizes, repeats)
+        started_case = time.perf_counter()
+        cases[name] = run_case(case_network(spec, profile), sizes, repeats)
         cases[name]["spec"] = spec
-        print(name, f"{time.perf_counter() - started:.0f} s",
+        print(name, f"{time.perf_counter() - started_case:.0f} s",
               cases[name]["importance"].get("ratios", cases[name]["importance"].get("error")),
               "mas/finetune", round(cases[name]["training_step"]["mas_vs_finetune"], 3), flush=True)
-    results = {"quick": args.quick, "repeats": repeats, "load_before": load_before, "sizes": sizes,
-               "environment": environment(), "targets": TARGETS, "cases": cases}
+    results = {"quick": profile != "full", "profile": profile, "repeats": repeats, "load_before": load_before,
+               "sizes": sizes, "environment": environment(), "targets": TARGETS, "cases": cases}
     results["verdicts"] = verdicts(cases)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "real_models.json").write_text(json.dumps(results, indent=1))
-    (args.out / "real_models.md").write_text(markdown(results))
+    write_results(args.out, "real_models", results, markdown(results), started=started)
     print((args.out / "real_models.md").read_text())
 
 

@@ -80,33 +80,3 @@ def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
     assert service["predictions"]["one_row"]["p50_ms"] > 0 and service["pickup"]["jobs"] == 2
     assert 0 < service["storage"]["importance_version_bytes"] < service["storage"]["train_version_bytes"]
     assert "Against the targets" in (tmp_path / "speed.md").read_text()
-
-
-@pytest.mark.timeout(120)
-def test_real_models_functions_on_a_tiny_random_bert(tmp_path: Path) -> None:
-    """benchmarks.real_models' sections on a 2-layer BERT of width 32 (random weights, no download)."""
-    import torch
-
-    from app.architectures.text import TextEncoderTrunk, _hide_broken_torchvision
-    from app.mas.networks import InputSpec, MultiHeadNet
-    from benchmarks import real_models
-
-    _hide_broken_torchvision()
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=37, max_position_embeddings=16, attn_implementation="eager")
-    trunk = TextEncoderTrunk(BertModel(config, add_pooling_layer=False), pad_id=0, normalize=True)
-    net = MultiHeadNet(trunk, 32, InputSpec((12,), torch.int64))
-    net.add_head("t", real_models.CLASSES, seed=0)
-    case = real_models.run_case(net.eval(), {"exact": 4, "library": 2, "steps": 2}, repeats=1)
-    importance = case["importance"]
-    assert importance["ratios"]["exact_vs_batch"] > 0
-    assert importance["vmap_over_grad"]["relative_l1_difference_to_exact"] < 1e-4
-    assert all("samples_per_s" in importance[k] or "error" in importance[k] for k in ("opacus", "backpack"))
-    assert case["training_step"]["mas_vs_finetune"] > 0 and case["training_step"]["anchored_parameters"] > 0
-    results = {"quick": True, "repeats": 1, "load_before": [0, 0, 0], "sizes": {"exact": 4, "library": 2},
-               "cases": {"tiny_bert": case}, "environment": real_models.environment(), "targets": real_models.TARGETS}
-    results["verdicts"] = real_models.verdicts(results["cases"])
-    assert "Against the targets" in real_models.markdown(results)
