@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -180,6 +181,7 @@ class DatasetInfo(TypedDict):
     has_labels: bool
     sha256: str
     bytes: int
+    retain_until: str | None
 
 
 class VersionInfo(TypedDict):
@@ -597,9 +599,11 @@ class Client:
 
     # -- datasets --
 
-    def upload_dataset(self, source: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None) -> DatasetInfo:
+    def upload_dataset(self, source: str | os.PathLike | np.ndarray, labels: np.ndarray | None = None, *,
+                       retain_until: datetime | str | None = None) -> DatasetInfo:
         """Upload a file (.npz/.csv arrays, .jsonl/.csv texts, .zip/.tar images), or arrays (sent as .npz
-        with `x` and `y`). Same bytes, same dataset."""
+        with `x` and `y`). Same bytes, same dataset. `retain_until`: when the server deletes it (a datetime
+        or an ISO 8601 string), whatever its retention setting says."""
         if isinstance(source, np.ndarray):
             arrays = {"x": source} if labels is None else {"x": source, "y": np.asarray(labels)}
             buffer = io.BytesIO()
@@ -608,7 +612,15 @@ class Client:
         else:
             path = Path(source)
             files = {"file": (path.name, path.read_bytes(), "application/octet-stream")}
-        return self._json("POST", "/v1/datasets", files=files)
+        if retain_until is None:
+            return self._json("POST", "/v1/datasets", files=files)
+        until = retain_until.isoformat() if isinstance(retain_until, datetime) else retain_until
+        return self._json("POST", "/v1/datasets", files=files, data={"retain_until": until})
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset and its blob; ApiError 409 (naming the jobs) while a queued or running job needs
+        it. The versions trained on it keep working."""
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
 
     def get_dataset(self, dataset_id: str) -> DatasetInfo:
         return self._json("GET", f"/v1/datasets/{dataset_id}")

@@ -17,13 +17,13 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app.auth.deps import ReadScope
-from app.db.tables import DriftReport, Job, Model, Version
+from app.db.tables import Dataset, DatasetDeletion, DriftReport, Job, Model, Version
 
 # Process-wide: one API process counts once, however many apps a test builds in it.
 REGISTRY = CollectorRegistry()
@@ -106,6 +106,23 @@ class DatabaseCollector(Collector):
             yield GaugeMetricFamily("lifelong_versions", "Stored versions, all models",
                                     value=connection.scalar(select(func.count()).select_from(Version)))
             yield _drift_gauge(connection)
+            yield from _dataset_metrics(connection)
+
+
+def _dataset_metrics(connection: Any) -> Iterator[Any]:
+    """Datasets stored, deleted (by request or by retention: `dataset_deletions` rows are only ever added,
+    so a counter), and deleted ones whose blob is still stored (another dataset names it, or a purge is due)."""
+    yield GaugeMetricFamily("lifelong_datasets", "Stored datasets",
+                            value=connection.scalar(select(func.count()).select_from(Dataset)))
+    deleted = CounterMetricFamily("lifelong_datasets_deleted", "Datasets deleted, by reason (request or retention)",
+                                  labels=["reason"])
+    counts = dict(connection.execute(select(DatasetDeletion.reason, func.count()).group_by(DatasetDeletion.reason)))
+    for reason in ("request", "retention"):
+        deleted.add_metric([reason], counts.get(reason, 0))
+    yield deleted
+    yield GaugeMetricFamily("lifelong_deleted_dataset_blobs_kept", "Deleted datasets whose blob is still stored",
+                            value=connection.scalar(select(func.count()).select_from(DatasetDeletion)
+                                                    .where(DatasetDeletion.blob_purged_at.is_(None))))
 
 
 def _drift_gauge(connection: Any) -> GaugeMetricFamily:

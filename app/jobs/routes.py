@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth.deps import ReadScope, WriteScope
+from app.datasets.deletion import DATA_FIELDS, dataset_states
 from app.db.tables import Job, Model
 from app.deps import SessionDep, TargetCacheDep
 from app.jobs import service
@@ -22,7 +23,15 @@ State = JobState
 
 
 def shape_job(session: Session, job: Job) -> JobOut:
-    return JobOut.of(job, session.scalar(select(Model.name).where(Model.id == job.model_id)) or "")
+    return JobOut.of(job, session.scalar(select(Model.name).where(Model.id == job.model_id)) or "",
+                     _datasets(session, [job]))
+
+
+def _datasets(session: Session, jobs: list[Job]) -> dict[str, dict[str, object]]:
+    """Whether each dataset the jobs' requests name still exists (or when it was deleted), by id."""
+    states = dataset_states(session, [job.request.get(name) for job in jobs for name in DATA_FIELDS])
+    return {i: {"id": i, "exists": s.exists, "deleted_at": s.deleted_at, "deleted_by": s.deleted_by}
+            for i, s in states.items()}
 
 
 @router.get("", response_model=list[JobOut])
@@ -35,7 +44,8 @@ def list_jobs(
     owner = get_model(session, model) if model is not None else None
     jobs = service.list_jobs(session, model=owner, state=state, limit=limit)
     names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
-    return [JobOut.of(job, names.get(job.model_id, "")) for job in jobs]
+    datasets = _datasets(session, jobs)
+    return [JobOut.of(job, names.get(job.model_id, ""), datasets) for job in jobs]
 
 
 @router.get("/{job_id}", response_model=JobOut)

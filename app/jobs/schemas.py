@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.datasets.schemas import DatasetStateOut
 from app.db.tables import Job
 from app.mas.training import precision_for
 
@@ -102,9 +103,12 @@ class JobOut(BaseModel):
     finished_at: datetime | None
     result: JobResult | None
     error: JobError | None
+    datasets: dict[str, DatasetStateOut] = Field(
+        default_factory=dict, description="per field of `request` that names a dataset (train_dataset, "
+                                          "eval_dataset, dataset): whether it still exists, or when it was deleted")
 
     @classmethod
-    def of(cls, job: Job, model_name: str) -> JobOut:
+    def of(cls, job: Job, model_name: str, datasets: dict[str, Any] | None = None) -> JobOut:
         progress = None
         if job.progress_total is not None:
             progress = Progress(done=job.progress_done or 0, total=job.progress_total,
@@ -120,4 +124,6 @@ class JobOut(BaseModel):
             result=JobResult(version=job.result_version, promotion=job.promotion, **(job.result_details or {}))
             if job.result_version is not None else None,
             error=JobError(type=job.error_type, message=job.error_message or "") if job.error_type else None,
+            datasets={name: (datasets or {})[job.request[name]] for name in ("train_dataset", "eval_dataset", "dataset")
+                      if job.request.get(name) in (datasets or {})},
         )

@@ -42,6 +42,7 @@ class TaskSource:
     train: Rows | None
     held_back: Rows | None = None
     eval: Rows | None = None
+    unavailable: str | None = None  # why `train` is None, kept in the entry of statistics kept as stale
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ def _statistics_entry(store: BlobStore, net: MultiHeadNet, source: TaskSource, o
                       seed: int) -> dict[str, Any] | None:
     """A task's entry: kept where still exact, measured where its rows are there, else kept as stale."""
     if old is not None and old["at_trunk"] and not trunk_moved and not is_new:
-        return {**old, "remeasured": False}
+        return {key: value for key, value in old.items() if key != "kept_because"} | {"remeasured": False}
     if source.train is not None:
         inputs, labels = source.train()
         reference = reservoir_rows(len(labels), reference_rows, seed)
@@ -110,7 +111,8 @@ def _statistics_entry(store: BlobStore, net: MultiHeadNet, source: TaskSource, o
         return {"task": source.name, "blob": save_statistics(store, stats), "n": stats.n, "at_trunk": True,
                 "remeasured": not is_new, "reference_rows": len(reference)}
     if old is not None:
-        return {**old, "at_trunk": False, "remeasured": False}
+        return {**old, "at_trunk": False, "remeasured": False,
+                "kept_because": source.unavailable or "its training rows could not be read"}
     return None
 
 

@@ -128,7 +128,9 @@ def details(store: BlobStore, class_statistics: list[dict[str, Any]] | None, tas
         "eval_rows": task_free.get("eval_rows", 0),
         "tasks": {entry["task"]: {"n": entry["n"], "at_this_trunk": entry["at_trunk"],
                                   "remeasured": entry["remeasured"], "blob": entry["blob"],
-                                  "reference_rows": entry.get("reference_rows", 0)}
+                                  "reference_rows": entry.get("reference_rows", 0),
+                                  # statistics (and drift references) kept from an older trunk: why
+                                  "kept_because": entry.get("kept_because")}
                   for entry in class_statistics or []},
         "blob": task_free["blob"],
     }

@@ -22,6 +22,7 @@ from app.task_free.stored import details as task_free_details
 from app.versions import service
 from app.versions.importance import importance_download
 from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
+from app.versions.sources import data_sources
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
 
@@ -45,7 +46,8 @@ def get_version(name: str, number: VersionNumber, session: SessionDep, store: St
     named = aliases_by_version(session, model)
     version = service.get_version(session, model, number)
     return VersionDetail.of(version, named.get(number, []),
-                            task_free_details(store, version.class_statistics, version.task_free, model.task_free))
+                            task_free_details(store, version.class_statistics, version.task_free, model.task_free),
+                            data_sources(session, model, version))
 
 
 def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:

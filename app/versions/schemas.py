@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.datasets.schemas import DatasetStateOut
 from app.db.tables import Version
 from app.request_schema import Integer
 
@@ -58,6 +59,30 @@ class ImportanceOut(BaseModel):
         )
 
 
+class ThetaSource(DatasetStateOut):
+    task: str = Field(description="the task θ was trained on this dataset for")
+
+
+class StatisticsSource(BaseModel):
+    dataset: DatasetStateOut = Field(description="the task's training set, which its statistics were measured on")
+    at_this_trunk: bool = Field(description="measured with this version's trunk (else kept from an older one)")
+    kept_because: str | None = Field(description="why they were kept from an older trunk (e.g. the training "
+                                                 "dataset was deleted); None when measured at this trunk")
+
+
+class DataSources(BaseModel):
+    """Which datasets each derived part of the version came from, and whether they still exist. The parts are
+    the version's own blobs: deleting a dataset removes none of them (docs/data-retention.md)."""
+
+    theta: list[ThetaSource] = Field(description="θ: the training set of every task along the lineage, in turn")
+    importance: dict[str, list[DatasetStateOut]] = Field(
+        description="each task's Ω: its training set and the data of each importance refresh since")
+    class_statistics: dict[str, StatisticsSource] = Field(
+        description="each task's class statistics and drift reference features")
+    accuracy: dict[str, DatasetStateOut | None] = Field(description="each task's eval set (None: it has none)")
+    deleted: list[str] = Field(description="the datasets above that no longer exist")
+
+
 class VersionDetail(VersionOut):
     tasks: list[str]
     num_classes: dict[str, int]
@@ -79,10 +104,12 @@ class VersionDetail(VersionOut):
     flips: dict[str, Any] = Field(
         default_factory=dict, description="a train version's flips against its parent on each earlier task's eval set: "
                                           "{task: {negative, positive, n}} (empty: none measured)")
+    data: DataSources | None = Field(None, description="which datasets θ, Ω, class statistics and accuracy came "
+                                                       "from, and whether each still exists")
 
     @classmethod
     def of(cls, v: Version, aliases: list[str] | None = None,
-           task_free: dict[str, Any] | None = None) -> VersionDetail:
+           task_free: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> VersionDetail:
         return cls(
             **VersionOut.of(v, aliases).model_dump(),
             tasks=[t["name"] for t in v.tasks],
@@ -95,6 +122,7 @@ class VersionDetail(VersionOut):
             made_by=v.made_by,
             task_free=task_free,
             flips=v.flips or {},
+            data=DataSources.model_validate(data) if data is not None else None,
         )
 
 
