@@ -26,6 +26,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import struct
 import tarfile
 import warnings
 import zipfile
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageChops, UnidentifiedImageError
 
 from app.datasets.labels import Labels, labels_from_cells
 from app.datasets.text import csv_records
@@ -49,8 +51,8 @@ IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}
 ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z", ".rar", ".npz", ".jar"}
 OTHER_IMAGE_SUFFIXES = {".gif", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".ico", ".svg",
                         ".ppm", ".pgm", ".pbm", ".jp2"}
-# Images up to this many pixels are decoded in full to find corrupt data; bigger ones are checked
-# from their structure (PNG chunk checksums) or decoded at 1/8 scale (JPEG), to bound memory.
+# Images up to this many pixels are also decoded in full to find corrupt data; bigger ones are checked
+# to their end in bounded memory: a PNG's data inflated a piece at a time, a JPEG decoded at a smaller scale.
 FULL_DECODE_PIXELS = 1 << 22
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 _TAR_HEADER_BYTES = 512
@@ -95,7 +97,11 @@ def parse_image_archive(data: bytes, file_format: str, limits: UnpackLimits) -> 
 
 
 def verify_image(name: str, data: bytes, limits: UnpackLimits) -> str:
-    """`png` or `jpg`: the image's real type, once it is known to be whole and within the pixel limit."""
+    """`png` or `jpg`: the image's real type, once it is known to be whole and within the pixel limit.
+
+    Every image is decoded to the end, in bounded memory: a PNG's image data is inflated a piece at a time
+    and checked row by row (`_check_png_data`), and a JPEG is decoded at the scale that keeps it within
+    FULL_DECODE_PIXELS, twice (`_check_jpeg_data`). Small images are also decoded in full, as a model will."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
@@ -105,10 +111,12 @@ def verify_image(name: str, data: bytes, limits: UnpackLimits) -> str:
                     raise Invalid(f"{name} is a {kind} image; only PNG and JPEG images are taken")
                 _check_pixels(name, width, height, limits)
                 image.verify()
-            if width * height <= FULL_DECODE_PIXELS or kind == "JPEG":
+            if kind == "PNG":
+                _check_png_data(name, data)
+            else:
+                _check_jpeg_data(name, data, width, height)
+            if width * height <= FULL_DECODE_PIXELS:
                 with Image.open(io.BytesIO(data)) as image:
-                    if width * height > FULL_DECODE_PIXELS:
-                        image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
                     image.load()
     except Image.DecompressionBombError as error:
         raise TooLarge(f"{name}: the image is larger than the limit of {limits.max_image_pixels} pixels"
@@ -116,6 +124,126 @@ def verify_image(name: str, data: bytes, limits: UnpackLimits) -> str:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error) as error:
         raise Invalid(f"{name} is not a readable PNG or JPEG image (corrupt or truncated): {error}") from error
     return "png" if kind == "PNG" else "jpg"
+
+
+# PNG color type → samples per pixel; Adam7's passes as (first column, first row, column step, row step).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+_INFLATE_PIECE = 1 << 20
+
+
+def _check_png_data(name: str, data: bytes) -> None:
+    """What a decoder checks, without the decoded image: the IDAT chunks inflate (a piece at a time) as one
+    whole zlib stream to at least the rows the header promises, each starting with a filter type 0–4.
+    Chunk checksums were checked by `verify`; this catches what they cannot (a data chunk of garbage with a
+    correct CRC, a stream that ends early), so memory stays one piece however large the image."""
+    width, height, depth, color, interlace = struct.unpack(">IIBBxxB", data[16:29])
+    if color not in _PNG_SAMPLES:
+        raise Invalid(f"{name} is not a readable PNG image: unknown color type {color}")
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    rows = []  # (row count, bytes per row with its filter byte) per pass
+    for x0, y0, dx, dy in passes:
+        columns, count = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and count > 0:
+            rows.append((count, -(-(columns * _PNG_SAMPLES[color] * depth) // 8) + 1))
+    expected = sum(count * stride for count, stride in rows)
+    inflate, produced = zlib.decompressobj(), 0
+    for piece in _png_chunks(data, b"IDAT"):
+        while piece and produced < expected:
+            out = inflate.decompress(piece, _INFLATE_PIECE)
+            _check_filters(name, out, produced, rows)
+            produced += len(out)
+            piece = inflate.unconsumed_tail
+    if produced < expected:
+        raise Invalid(f"{name} is not a readable PNG image (truncated): its image data holds {produced} of the"
+                      f" {expected} bytes that {width}×{height} pixels need")
+
+
+def _png_chunks(data: bytes, kind: bytes) -> Iterator[memoryview]:
+    view, position = memoryview(data), 8
+    while position + 8 <= len(data):
+        length, = struct.unpack(">I", data[position:position + 4])
+        if data[position + 4:position + 8] == kind:
+            yield view[position + 8:position + 8 + length]
+        position += 12 + length
+
+
+def _check_filters(name: str, out: bytes, start: int, rows: list[tuple[int, int]]) -> None:
+    """422 when a row of the inflated bytes `out` (at offset `start` of the image data) has no filter type 0–4."""
+    if not out:
+        return
+    chunk, offset = np.frombuffer(out, dtype=np.uint8), 0
+    for count, stride in rows:
+        first = max(0, -(-(start - offset) // stride))
+        last = min(count, (start + len(out) - offset + stride - 1) // stride)
+        if first < last:
+            positions = offset + np.arange(first, last, dtype=np.int64) * stride - start
+            bad = chunk[positions] > 4
+            if bad.any():
+                raise Invalid(f"{name} is not a readable PNG image (corrupt data): a row has filter type"
+                              f" {int(chunk[positions][bad][0])}, and PNG has types 0–4")
+        offset += count * stride
+
+
+# Bytes a truncated JPEG's decoder would read as image data in place of the data it lacks (never 0xFF:
+# no marker); a whole JPEG's decoder has read all it needs before them and skips them.
+_JPEG_PROBE = bytes(np.random.default_rng(0).integers(0, 255, 4096, dtype=np.uint8))
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_STANDALONE = {0x01, 0xD8, *range(0xD0, 0xD8)}
+
+
+def _check_jpeg_data(name: str, data: bytes, width: int, height: int) -> None:
+    """A JPEG cut short, with or without its end-of-image marker put back, is refused.
+
+    libjpeg reads a scan that ends early as if the missing data were zeros, with a warning that Pillow does
+    not pass on, so a truncated JPEG would decode "fine" (and train). So the image is decoded twice, the
+    second time with `_JPEG_PROBE` inserted before its end-of-image marker: a whole image has decoded every
+    block before reaching those bytes and gives the same pixels; a truncated one decodes them as its missing
+    blocks and differs. Images over FULL_DECODE_PIXELS are decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+    scaled IDCT, from the low-frequency coefficients), so memory stays within FULL_DECODE_PIXELS pixels."""
+    end = _jpeg_end(data)
+    if end is None:
+        raise Invalid(f"{name} is not a readable JPEG image (truncated): it ends before its end-of-image marker")
+    scale = next((s for s in (1, 2, 4) if width * height <= FULL_DECODE_PIXELS * s * s), 8)
+    size = (max(1, -(-width // scale)), max(1, -(-height // scale)))
+    whole = _decode_scaled(data, size)
+    probed = _decode_scaled(data[:end] + _JPEG_PROBE + data[end:], size)
+    if ImageChops.difference(whole, probed).getbbox() is not None:
+        raise Invalid(f"{name} is not a readable JPEG image (truncated): its image data ends before its last"
+                      " block, and the end-of-image marker follows early")
+
+
+def _decode_scaled(data: bytes, size: tuple[int, int]) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft(image.mode, size)
+        image.load()
+        return image.copy() if image.mode in ("L", "RGB", "CMYK") else image.convert("RGB")
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """The offset of the end-of-image marker that ends the first image, walking the markers (segments by
+    their lengths, scans up to the next marker); None when the file ends first."""
+    position = 2
+    while position + 2 <= len(data):
+        if data[position] != 0xFF:
+            return None
+        while position + 1 < len(data) and data[position + 1] == 0xFF:
+            position += 1  # fill bytes before a marker
+        if position + 2 > len(data):
+            return None
+        marker = data[position + 1]
+        if marker == 0xD9:
+            return position
+        if marker in _JPEG_STANDALONE:
+            position += 2
+            continue
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if marker == 0xDA:
+            found = _JPEG_MARKER.search(data, position)
+            if found is None:
+                return None
+            position = found.start()
+    return None
 
 
 def _check_pixels(name: str, width: int, height: int, limits: UnpackLimits) -> None:
