@@ -9,9 +9,14 @@ non-pad tokens, then, where the directory's `modules.json` lists a `Normalize` m
 all-MiniLM-L6-v2), the L2 normalisation. So the features equal `SentenceTransformer(path).encode`,
 and a linear head on them sees the embeddings that model was trained to produce.
 
-The trunk calls the embeddings and the encoder layers itself with an additive attention mask and
-eager attention: transformers' own mask builder branches on tensor values, which torch.func's vmap
-cannot follow, and eager attention keeps every sample separate. Inputs are token ids [n, max_length]
+The trunk calls the embeddings and the encoder layers itself with an additive attention mask:
+transformers' own mask builder branches on tensor values, which torch.func's vmap cannot follow.
+Attention runs as one fused kernel (`torch.nn.functional.scaled_dot_product_attention`, transformers'
+"sdpa") in training, Ω and predictions alike: it keeps every sample separate as eager attention does,
+its features equal eager's within fp32 rounding, and the exact per-sample Ω path records only the
+parametrised calls around it (the linear layers, layer norms, embeddings), so it needs no eager
+attention; vmap over it (the fallback and the `estimate_importance_vmap` reference) works too, through
+torch's slower batching fallback (tests/unit/test_attention_kernels.py). Inputs are token ids [n, max_length]
 padded with the tokenizer's pad id; the mask is `ids != pad id`, token types are zeros. Blocks are
 the embeddings and each encoder layer; the pooler is never built (it is unused by mean pooling).
 """
@@ -41,6 +46,7 @@ from app.mas.networks import InputSpec
 
 DEFAULT_MAX_LENGTH = 128
 DEFAULT_TRAINABLE = {"last": 2}
+ATTENTION = "sdpa"  # transformers' attention implementation: "sdpa" (fused) or "eager"
 
 
 def _hide_broken_torchvision() -> None:
@@ -123,6 +129,17 @@ class TextEncoderTrunk(nn.Module):
         self.normalize = normalize
 
     INFERENCE_BATCH = 16  # rows per pass when nothing needs gradients (predictions, evaluation)
+
+    @property
+    def attention(self) -> str:
+        return self.layers[0].attention.self.config._attn_implementation if len(self.layers) else ATTENTION
+
+    def set_attention(self, implementation: str) -> None:
+        """Switch every layer to "sdpa" or "eager" attention (read by transformers at each forward)."""
+        if implementation not in ("sdpa", "eager"):
+            raise ValueError("attention must be 'sdpa' or 'eager'")
+        for layer in self.layers:
+            layer.attention.self.config._attn_implementation = implementation
 
     def forward(self, ids: Tensor) -> Tensor:
         """Pooled features of a batch. Without gradients the rows go through in passes of 16, shortest
@@ -274,10 +291,10 @@ class TextEncoder(Architecture):
         try:
             if pretrained:
                 model = AutoModel.from_pretrained(
-                    directory, local_files_only=True, add_pooling_layer=False, attn_implementation="eager"
+                    directory, local_files_only=True, add_pooling_layer=False, attn_implementation=ATTENTION
                 )
             else:
-                model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="eager")
+                model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation=ATTENTION)
         finally:
             transformers_logging.set_verbosity(verbosity)
             if progress:
