@@ -29,6 +29,7 @@ import torch
 from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID
+from benchmarks.provenance import provenance, write_markdown, write_results
 from benchmarks.sequences import SEQUENCES, with_validation
 
 RESULTS = Path(__file__).parent / "results"
@@ -251,12 +252,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--replot", action="store_true", help="redraw table and plots from the JSON in --out")
     args = parser.parse_args()
+    started = provenance()
     # One thread: these small networks gain little from a second one, and on a shared 2-core machine a second
     # OpenMP thread spin-waits for the first (measured: a 5-task run 3.9 s with one thread, 40 s with two).
     torch.set_num_threads(1)
     if args.replot:
         results = json.loads((args.out / "continual.json").read_text())
-        (args.out / "continual.md").write_text(markdown(results))
+        write_markdown(args.out, "continual", results, markdown(results))
         print(plot(results, args.out))
         return
     profile = PROFILES[args.profile]
@@ -267,8 +269,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "sequences": {name: benchmark_sequence(name, profile) for name in profile["sequences"]},
     }
-    (args.out / "continual.json").write_text(json.dumps(results, indent=1))
-    (args.out / "continual.md").write_text(markdown(results))
+    write_results(args.out, "continual", results, markdown(results), started=started)
     plots = plot(results, args.out)
     print(f"wrote {args.out / 'continual.json'}, continual.md and {', '.join(plots)}")
 

@@ -42,6 +42,7 @@ from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID, TIE_BREAK, split_validation
 from benchmarks.continual import ARCHITECTURE_HIDDEN
+from benchmarks.provenance import provenance, write_results
 from benchmarks.sequences import SEQUENCES
 
 RESULTS = Path(__file__).parent / "results"
@@ -322,6 +323,7 @@ def main() -> None:
                              "the profile's")
     parser.add_argument("--add", action="store_true", help="keep the settings already in --out beside this one")
     args = parser.parse_args()
+    started = provenance()
     # One thread: these small networks gain little from a second one, and on a shared 2-core machine a second
     # OpenMP thread spin-waits for the first (measured: a 5-task run 3.9 s with one thread, 40 s with two).
     torch.set_num_threads(1)
@@ -336,16 +338,16 @@ def main() -> None:
     results = {"profile": args.profile, "service_defaults": defaults, "targets": TARGETS,
                "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
                "settings": {}}
+    earlier = None
     if args.add and path.exists():
-        results = json.loads(path.read_text())
+        results = earlier = json.loads(path.read_text())
         if results["profile"] != args.profile or results["service_defaults"] != defaults:
             raise SystemExit(f"{path} holds another profile or other service defaults: run without --add")
     seeds = list(range(args.seeds[0], args.seeds[-1] + 1)) if args.seeds else list(range(profile["seeds"]))
     name = label(settings) + (f", seeds {seeds[0]}–{seeds[-1]}" if args.seeds else "")
     results["settings"][name] = run_setting(settings, profile, seeds)
     args.out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
-    (args.out / "defaults.md").write_text(markdown(results))
+    write_results(args.out, "defaults", results, markdown(results), started=started, earlier=earlier)
     print(f"wrote {path} and {args.out / 'defaults.md'}")
 
 

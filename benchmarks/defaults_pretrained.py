@@ -49,6 +49,7 @@ from benchmarks.paper.backbones import MODALITY, Prepared, check_data, load_rows
 from benchmarks.paper.data import MissingData
 from benchmarks.paper.experiments import PROFILES as PAPER_PROFILES
 from benchmarks.paper.runner import run_tasks
+from benchmarks.provenance import provenance, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BACKBONES = ["minilm", "efficientnet", "cnn"]
@@ -119,7 +120,8 @@ def kept_results(path: Path, results: dict, rerun: list[str]) -> dict[str, dict]
     first_run = {"date": "2026-12-01", "seconds": earlier.get("seconds")}  # results from before backbone_runs
     runs = earlier.get("backbone_runs") or dict.fromkeys(BACKBONES, first_run)
     return {"sequences": {k: v for k, v in earlier["sequences"].items() if v["backbone"] not in rerun},
-            "backbone_runs": {b: r for b, r in runs.items() if b not in rerun}}
+            "backbone_runs": {b: r for b, r in runs.items() if b not in rerun},
+            "provenance": earlier.get("provenance")}
 
 
 def _runs_line(results: dict) -> str:
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--backbones", type=lambda text: text.split(","),
                         help="re-run only these (comma-separated) and keep the others' stored results")
     args = parser.parse_args()
+    began = provenance()
     profile = dict(PROFILES[args.profile])
     if args.backbones:
         if unknown := set(args.backbones) - set(profile["backbones"]):
@@ -192,6 +195,7 @@ def main() -> None:
                        f"definitions per category, at most {paper['max_length']} tokens",
                "machine": f"{platform.machine()}, torch {torch.__version__}",
                "backbone_runs": {b: {"date": time.strftime("%Y-%m-%d"), "seconds": seconds} for b in _PREPARED}}
+    kept = None
     if args.backbones:
         kept = kept_results(args.out / "defaults_pretrained.json", results, args.backbones)
         sequences = kept.get("sequences", {}) | sequences
@@ -202,9 +206,7 @@ def main() -> None:
     results |= {"both_hold_everywhere": all(s["comparison"]["both_hold"] for s in sequences.values()),
                 "mean_new_task_points": statistics.fmean(s["comparison"]["new_task_points"]["mean"]
                                                          for s in sequences.values())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "defaults_pretrained.json").write_text(json.dumps(results, indent=1))
-    (args.out / "defaults_pretrained.md").write_text(markdown(results))
+    write_results(args.out, "defaults_pretrained", results, markdown(results), started=began, earlier=kept or None)
     print(f"wrote {args.out / 'defaults_pretrained.json'} and defaults_pretrained.md")
 
 

@@ -72,6 +72,7 @@ from benchmarks.paper.data import (
 )
 from benchmarks.paper.experiments import PROFILES as PAPER_PROFILES
 from benchmarks.paper.sequences import DATA_SEED, IMAGE_TASKS, TEXT_TASKS
+from benchmarks.provenance import provenance, write_markdown, write_results
 
 RESULTS = Path(__file__).parent / "results"
 PAPER_RESULTS = RESULTS / "paper.json"
@@ -685,7 +686,7 @@ def rewrite_tables(out: Path) -> None:
         entry["agreement"] = {kind: summarise_agreement(a["batches"], a["permutations"])
                               for kind, a in entry["agreement"].items()}
     (out / "drift.json").write_text(json.dumps(results, indent=1))
-    (out / "drift.md").write_text(markdown(results))
+    write_markdown(out, "drift", results, markdown(results))
 
 
 def kept_results(path: Path, profile: str, parts: list[str]) -> dict:
@@ -696,7 +697,8 @@ def kept_results(path: Path, profile: str, parts: list[str]) -> dict:
     if earlier.get("profile") != profile:
         raise SystemExit(f"{path} holds another profile's results: run every part, or use another --out")
     return {part: earlier[part] for part in PARTS if part not in parts and part in earlier} | {
-        "part_seconds": earlier.get("part_seconds", {}), "commands": earlier.get("commands", {})}
+        "part_seconds": earlier.get("part_seconds", {}), "commands": earlier.get("commands", {}),
+        "provenance": earlier.get("provenance")}
 
 
 def main() -> None:
@@ -712,8 +714,10 @@ def main() -> None:
     if args.tables:
         rewrite_tables(args.out)
         return
+    began = provenance()
     profile, started = PROFILES[args.profile], time.perf_counter()
     results = kept_results(args.out / "drift.json", args.profile, args.parts)
+    earlier = {"provenance": results.pop("provenance")} if results else None
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="drift-store-") as root:
         try:
@@ -744,9 +748,7 @@ def main() -> None:
                 "independent": INDEPENDENT, "machine": f"{platform.machine()}, torch {torch.__version__}",
                 "command": "; ".join(commands.values()), "commands": commands, "part_seconds": part_seconds,
                 "seconds": sum(part_seconds.values())}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "drift.json").write_text(json.dumps(results, indent=1))
-    (args.out / "drift.md").write_text(markdown(results))
+    write_results(args.out, "drift", results, markdown(results), started=began, earlier=earlier)
     print(f"wrote {args.out / 'drift.json'} and drift.md in {seconds / 60:.1f} min")
 
 

@@ -13,7 +13,6 @@ transactions and rows written during the run; they include the client's polls (c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -27,6 +26,7 @@ import numpy as np
 import psycopg
 
 from app.mas.data import split_digits
+from benchmarks.provenance import provenance, write_results
 from scripts.cluster import Cluster, start_cluster
 from tests.conftest import npz_bytes
 
@@ -161,13 +161,11 @@ def main() -> None:
                         help="workers×threads to run, e.g. 2x1,1x2 (default: " +
                              ",".join(f"{w}x{t}" for w, t in CONFIGS) + ")")
     args = parser.parse_args()
+    started = provenance()
     rows = measure(args.jobs, args.epochs, args.repeats, args.configs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scaling.json").write_text(json.dumps(
-        {"jobs": args.jobs, "epochs": args.epochs, "repeats": args.repeats, "rows": rows}, indent=1))
-    table = markdown(rows, args.jobs, args.epochs)
-    (args.out / "scaling.md").write_text(table)
-    print(table)
+    results = {"jobs": args.jobs, "epochs": args.epochs, "repeats": args.repeats, "rows": rows}
+    write_results(args.out, "scaling", results, markdown(rows, args.jobs, args.epochs), started=started)
+    print((args.out / "scaling.md").read_text())
 
 
 if __name__ == "__main__":

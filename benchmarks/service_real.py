@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.provenance import provenance, write_results
 from scripts.make_examples import COLOURS, SUBJECTS, png
 
 RESULTS = Path(__file__).parent / "results"
@@ -569,6 +570,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    started = provenance()
     sizes = SIZES["quick" if args.quick else "full"]
     results: dict[str, Any] = {"quick": args.quick, "sizes": sizes, "targets": TARGETS, "environment": environment()}
     with tempfile.TemporaryDirectory(prefix="lifelong-service-real-") as root:
@@ -576,10 +578,8 @@ def main() -> None:
         results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"])
         results["predictions"] = measure_predictions(Path(root) / "predictions", sizes)
     results["verdicts"] = verdicts(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "service_real.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "service_real.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.out, "service_real", results, markdown(results), started=started, indent=2)
+    print((args.out / "service_real.md").read_text())
 
 
 if __name__ == "__main__":

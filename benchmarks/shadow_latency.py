@@ -14,7 +14,6 @@ falls on both alike, and the report gives p50 and p99 of each and their ratio, a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 from datetime import datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from benchmarks.provenance import provenance, write_results
 from benchmarks.service_speed import DEFAULTS, _latencies, _wait_job
 from tests.conftest import npz_bytes, start_service, wait_for
 
@@ -94,11 +94,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400, help="1-row requests to each model [400]")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    started = provenance()
     results = measure(args.requests)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "shadow_latency.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "shadow_latency.md").write_text(markdown(results))
-    print(markdown(results))
+    write_results(args.out, "shadow_latency", results, markdown(results), started=started, indent=2)
+    print((args.out / "shadow_latency.md").read_text())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Sections (each figure is the median of repeated timings, min and max kept in the
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -29,6 +28,7 @@ import torch.nn.functional as functional
 from app.mas.importance import estimate_importance, estimate_importance_vmap
 from app.mas.methods import make_method
 from app.mas.networks import MultiHeadNet, build_network, network_state
+from benchmarks.provenance import provenance, write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--service", action="store_true", help="also measure the running service (HTTP, jobs, storage)")
     args = parser.parse_args()
+    started = provenance()
     profile = PROFILES[args.profile]
     results: dict = {
         "profile": args.profile,
@@ -207,9 +208,7 @@ def main() -> None:
         results["service"] = service["results"]
         results["service_markdown"] = service["markdown"]
         results["verdicts"] += service["verdicts"]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(results, indent=1))
-    (args.out / "speed.md").write_text(markdown(results))
+    write_results(args.out, "speed", results, markdown(results), started=started)
     print((args.out / "speed.md").read_text())
 
 

@@ -54,6 +54,7 @@ from benchmarks.paper.backbones import MODALITY, check_data, load_rows, prepare
 from benchmarks.paper.data import LEXNAMES, MissingData, definition, load_wordnet_definitions, wordnet_dir
 from benchmarks.paper.experiments import PROFILES as PAPER_PROFILES
 from benchmarks.paper.sequences import DATA_SEED, TEXT_TASKS
+from benchmarks.provenance import provenance, write_markdown, write_results
 
 RESULTS = Path(__file__).parent / "results"
 BACKBONES = ["efficientnet", "minilm"]
@@ -423,8 +424,10 @@ def main() -> None:
     parser.add_argument("--tables", action="store_true", help="only rewrite task_free.md from --out's task_free.json")
     args = parser.parse_args()
     if args.tables:
-        (args.out / "task_free.md").write_text(markdown(json.loads((args.out / "task_free.json").read_text())))
+        stored = json.loads((args.out / "task_free.json").read_text())
+        write_markdown(args.out, "task_free", stored, markdown(stored))
         return
+    began = provenance()
     profile = PROFILES[args.profile]
     defaults = service_defaults()
     settings = defaults | {"epochs": profile["epochs"] or defaults["epochs"]}
@@ -459,9 +462,7 @@ def main() -> None:
             "tasks": [t.name for t in _SETTINGS[backbone, trainable].tasks],
             "summary": summarise(sequence, joint, stale_too=trainable != "none"), "runs": sequence, "joint": joint}
     results["seconds"] = time.perf_counter() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "task_free.json").write_text(json.dumps(results, indent=1))
-    (args.out / "task_free.md").write_text(markdown(results))
+    write_results(args.out, "task_free", results, markdown(results), started=began)
     print(f"wrote {args.out / 'task_free.json'} and task_free.md in {results['seconds'] / 60:.1f} min")
 
 

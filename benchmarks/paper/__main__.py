@@ -21,6 +21,7 @@ from benchmarks.paper.data import FASHION_ENV, WORDNET_ENV, MissingData
 from benchmarks.paper.experiments import PROFILES, Outcome, run_all
 from benchmarks.paper.service import compare, learn_through_service
 from benchmarks.paper.summary import claims, collect
+from benchmarks.provenance import provenance, write_markdown, write_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 BACKBONES = ["minilm", "efficientnet", "cnn"]
@@ -80,10 +81,14 @@ def _service_runs(prepared: dict[str, Prepared], backbones: dict, profile: dict)
     return out
 
 
-def _write(results: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "paper.json").write_text(json.dumps(results, indent=1))
-    (out / "paper.md").write_text(report.markdown(results))
+def _write(results: dict, out: Path, *, started: dict | None = None, earlier: dict | None = None) -> None:
+    """Results and markdown of a run begun with `started`; without it, paper.md again (--replot) under the
+    provenance the results have."""
+    if started is None:
+        (out / "paper.json").write_text(json.dumps(results, indent=1))
+        write_markdown(out, "paper", results, report.markdown(results))
+    else:
+        write_results(out, "paper", results, report.markdown(results), started=started, earlier=earlier)
     print(f"wrote {out / 'paper.json'}, paper.md and {', '.join(report.plot(results, out))}", flush=True)
 
 
@@ -122,6 +127,7 @@ def _merged(results: dict, out: Path) -> dict:
     old = json.loads(path.read_text())
     if old.get("profile") != results["profile"]:
         return results
+    results["earlier_provenance"] = {"provenance": old.get("provenance")}
     for name, entry in old["backbones"].items():
         results["backbones"].setdefault(name, entry)
     for name, entry in old.get("service", {}).items():
@@ -143,6 +149,7 @@ def main() -> None:
         results["claims"] = claims(results["backbones"])
         _write(results, args.out)
         return
+    began = provenance()
     try:
         results = run(args)
     except MissingData as error:
@@ -151,7 +158,7 @@ def main() -> None:
     if args.add:
         results = _merged(results, args.out)
     results["claims"] = claims(results["backbones"])
-    _write(results, args.out)
+    _write(results, args.out, started=began, earlier=results.pop("earlier_provenance", None))
 
 
 if __name__ == "__main__":

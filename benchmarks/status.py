@@ -1,0 +1,185 @@
+"""Which benchmark results describe today's code: each results file, its commit, and whether what it measures
+has changed since.
+
+    python -m benchmarks.status              # a table on stdout
+    python -m benchmarks.status --check      # and exit 1 if any result is stale or of unknown commit
+
+What a results file measures is its benchmark module and every first-party module that one reaches
+through the import graph (imports anywhere in a module, lazy ones too, and module names written as strings,
+such as `"app.cli"` started in a subprocess or `"benchmarks.bare_endpoint:app"` handed to uvicorn), found
+by reading the sources of today's tree with `ast`; the modules that only record and show results
+(provenance, status, tables) are left out. A file is **fresh** when none of those files differs between
+its commit and HEAD (`git diff`) and its run was on a clean tree, **stale** when one does (they are listed),
+and **unknown** when it records no commit (results from before provenance was kept) or one this
+repository does not have. A run kept in parts (`--add`) is as fresh as its oldest part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.provenance import REPO, UNKNOWN
+
+RESULTS = REPO / "benchmarks" / "results"
+FIRST_PARTY = ("app", "benchmarks", "scripts", "workers", "tests")
+REPORTING = {"benchmarks.provenance", "benchmarks.status", "benchmarks.tables"}
+# results files whose benchmark module is not benchmarks.<stem>, for files that do not record it
+MEASURED_BY = {"defaults_search": "benchmarks.defaults"}
+MODULE_NAME = re.compile(r"^(?:" + "|".join(FIRST_PARTY) + r")(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
+
+
+def module_file(name: str, root: Path = REPO) -> Path | None:
+    """The source of a first-party module (a .py file or a package's __init__.py), if it exists."""
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _with_parents(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def imports_of(name: str, root: Path = REPO) -> set[str]:
+    """First-party modules that module `name` imports (anywhere in its body) or names in a string."""
+    path = module_file(name, root)
+    if path is None:
+        return set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
+            found.add(node.value.split(":")[0])
+    return {m for n in found if n.split(".")[0] in FIRST_PARTY for m in _with_parents(n)
+            if module_file(m, root) is not None}
+
+
+def measured_modules(module: str, root: Path = REPO) -> set[str]:
+    """`module` and everything first-party it reaches, reporting modules left out."""
+    seen: set[str] = set()
+    todo = [m for m in _with_parents(module) if module_file(m, root)]
+    while todo:
+        name = todo.pop()
+        if name in seen or name in REPORTING:
+            continue
+        seen.add(name)
+        todo.extend(imports_of(name, root) - seen)
+    return seen
+
+
+def measured_files(module: str, root: Path = REPO) -> list[str]:
+    return sorted(str(module_file(m, root).relative_to(root)) for m in measured_modules(module, root))  # type: ignore[union-attr]
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def changed_since(commit: str, files: list[str]) -> list[str] | None:
+    """Files among `files` that differ between `commit` and HEAD; None if the commit is not in this repository."""
+    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+        return None
+    done = _git("diff", "--name-only", commit, "HEAD", "--", *files)
+    return sorted(done.stdout.split()) if done.returncode == 0 else None
+
+
+@dataclass
+class Status:
+    results: str
+    module: str
+    commit: str | None
+    date: str | None
+    command: str | None
+    state: str  # fresh, stale or unknown
+    reasons: list[str] = field(default_factory=list)
+
+
+def module_for(stem: str, entry: dict | None) -> str:
+    recorded = (entry or {}).get("module")
+    return recorded or MEASURED_BY.get(stem, f"benchmarks.{stem}")
+
+
+def status_of(path: Path) -> Status:
+    """One results file's status (see the module's docstring)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return Status(path.name, "?", None, None, None, "unknown", [f"unreadable: {error}"])
+    entry = data.get("provenance") if isinstance(data, dict) else None
+    module = module_for(path.stem, entry)
+    files = measured_files(module)
+    status = Status(path.name, module, (entry or {}).get("commit"), (entry or {}).get("date"),
+                    (entry or {}).get("command"), "fresh")
+    runs = [entry or {}, *(entry or {}).get("parts", [])]
+    for run in runs:
+        commit = run.get("commit")
+        if not commit:
+            status.state = "unknown"
+            status.reasons.append(f"{UNKNOWN}" + (" (an earlier part)" if run is not runs[0] else ""))
+            continue
+        changed = changed_since(commit, files)
+        if changed is None:
+            status.state = "unknown"
+            status.reasons.append(f"commit {commit[:12]} is not in this repository")
+            continue
+        dirty = sorted(set(run.get("changed_files", [])) & set(files))
+        moved = None
+        if run.get("commit_at_end"):  # HEAD moved while it ran: what moved between the two counts too
+            moved = _git("diff", "--name-only", commit, run["commit_at_end"], "--", *files).stdout.split()
+        if changed or dirty or moved:
+            status.state = "unknown" if status.state == "unknown" else "stale"
+        if changed:
+            status.reasons.append(f"changed since {commit[:12]}: {', '.join(changed)}")
+        if dirty:
+            status.reasons.append(f"ran with uncommitted changes to {', '.join(dirty)}")
+        if moved:
+            status.reasons.append(f"HEAD moved while it ran, changing {', '.join(moved)}")
+    return status
+
+
+def statuses(results: Path = RESULTS) -> list[Status]:
+    return [status_of(path) for path in sorted(results.glob("*.json"))]
+
+
+def markdown_table(rows: list[Status]) -> str:
+    head = _git("rev-parse", "--short=12", "HEAD").stdout.strip()
+    lines = [f"Status against commit `{head}` (`python -m benchmarks.status`):", "",
+             "| results | benchmark | commit | date | status | why |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        shown = "; ".join(row.reasons) if row.reasons else "nothing it measures changed since"
+        lines.append(f"| `{row.results}` | `{row.module}` | {f'`{row.commit[:12]}`' if row.commit else UNKNOWN} | "
+                     f"{(row.date or '')[:10]} | **{row.state}** | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--check", action="store_true", help="exit 1 if any result is stale or unknown")
+    args = parser.parse_args()
+    rows = statuses(args.results)
+    print(markdown_table(rows), end="")
+    if args.check and any(row.state != "fresh" for row in rows):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

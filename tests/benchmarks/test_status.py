@@ -1,0 +1,75 @@
+"""benchmarks.status and benchmarks.provenance: what a results file records, and how its staleness is read."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from benchmarks import provenance, status
+
+REPO = provenance.REPO
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _results(tmp_path: Path, entry: dict | None) -> Path:
+    path = tmp_path / "real_models.json"
+    path.write_text(json.dumps({"cases": {}} | ({"provenance": entry} if entry else {})))
+    return path
+
+
+def test_provenance_records_commit_tree_command_machine_and_date(tmp_path: Path) -> None:
+    entry = provenance.provenance([str(REPO / "benchmarks" / "real_models.py"), "--profile", "smoke"])
+    assert entry["commit"] == _git("rev-parse", "HEAD") and isinstance(entry["clean"], bool)
+    assert entry["command"] == "python -m benchmarks.real_models --profile smoke"
+    assert entry["module"] == "benchmarks.real_models"
+    assert entry["machine"]["cpus"] and entry["machine"]["cpu"] and entry["date"][:2] == "20"
+    provenance.write_results(tmp_path, "x", {"a": 1}, "# Title\n\nbody\n", started=entry)
+    written = json.loads((tmp_path / "x.json").read_text())
+    assert written["provenance"]["commit"] == entry["commit"] and written["a"] == 1
+    lines = (tmp_path / "x.md").read_text().splitlines()
+    assert lines[0] == "# Title" and lines[2].startswith(f"Provenance: commit `{entry['commit'][:12]}`")
+    assert "python -m benchmarks.real_models --profile smoke" in lines[2] and entry["date"] in lines[2]
+
+
+def test_a_run_that_adds_to_earlier_results_keeps_their_provenance() -> None:
+    now = {"commit": "b" * 40, "clean": True, "command": "python -m benchmarks.paper --add", "date": "2026-12-02"}
+    kept = provenance.merged(now, {"provenance": {"commit": "a" * 40, "command": "old", "date": "2026-12-01"}})
+    assert kept["commit"] == "b" * 40 and [p["commit"] for p in kept["parts"]] == ["a" * 40]
+    unknown = provenance.merged(now, {"backbones": {}})
+    assert unknown["parts"][0]["commit"] is None and "unknown commit" in provenance.describe(None)
+
+
+def test_the_import_graph_follows_lazy_imports_relative_imports_and_module_names_in_strings(tmp_path: Path) -> None:
+    for name, text in {
+        "benchmarks/__init__.py": "", "benchmarks/b.py": "def f():\n    from app import c\n",
+        "benchmarks/provenance.py": "import app.unused\n", "app/__init__.py": "",
+        "app/c.py": "from . import d\nCOMMAND = ['-m', 'app.e']\n", "app/d.py": "import os\n", "app/e.py": "",
+        "app/unused.py": "", "benchmarks/a.py": "import benchmarks.b\nfrom benchmarks import provenance\n",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert status.measured_files("benchmarks.a", tmp_path) == [
+        "app/__init__.py", "app/c.py", "app/d.py", "app/e.py",
+        "benchmarks/__init__.py", "benchmarks/a.py", "benchmarks/b.py"]  # provenance (reporting) left out
+
+
+def test_results_are_fresh_stale_or_unknown(tmp_path: Path) -> None:
+    assert status.status_of(_results(tmp_path, None)).state == "unknown"
+    head = _git("rev-parse", "HEAD")
+    fresh = status.status_of(_results(tmp_path, {"commit": head, "clean": True, "module": "benchmarks.real_models"}))
+    assert fresh.state == "fresh" and fresh.reasons == []
+    touched = _git("log", "-1", "--format=%H", "--", "benchmarks/real_models.py")
+    stale = status.status_of(_results(tmp_path, {"commit": f"{touched}~1", "clean": True}))
+    assert stale.state == "stale" and "benchmarks/real_models.py" in stale.reasons[0]
+    dirty = status.status_of(_results(tmp_path, {"commit": head, "clean": False,
+                                                 "changed_files": ["app/mas/training.py", "docs/x.md"]}))
+    assert dirty.state == "stale" and dirty.reasons == ["ran with uncommitted changes to app/mas/training.py"]
+    elsewhere = status.status_of(_results(tmp_path, {"commit": head, "clean": False, "changed_files": ["docs/x.md"]}))
+    assert elsewhere.state == "fresh"
+    assert status.status_of(_results(tmp_path, {"commit": "0" * 40, "clean": True})).state == "unknown"
+    table = status.markdown_table([stale, fresh])
+    assert "| `real_models.json` | `benchmarks.real_models` |" in table and "**stale**" in table
