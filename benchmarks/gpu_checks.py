@@ -209,13 +209,14 @@ def check_omega(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
 class RunningService:
     """`python -m app.cli serve` over a temporary var dir, its worker on `device`."""
 
-    def __init__(self, root: Path, device: torch.device):
+    def __init__(self, root: Path, device: torch.device, settings: dict[str, str] | None = None):
         self.root, self.port = root, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIFELONG_")}
         env.update(LIFELONG_VAR_DIR=str(root / "var"), LIFELONG_WORKER_DEVICE=str(device),
                    LIFELONG_BROKER_POLL_S="0.05", LIFELONG_PROGRESS_INTERVAL_S="0.2", LIFELONG_CANCEL_POLL_S="0.2",
                    PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        env.update(settings or {})
         self.log_path = root / "serve.log"
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],

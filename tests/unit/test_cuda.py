@@ -52,3 +52,64 @@ def test_a_job_on_cuda_matches_the_cpu(name: str, method: str) -> None:
             assert gpu_tensors[key].device.type == "cpu"
             torch.testing.assert_close(gpu_tensors[key], cpu_tensors[key], rtol=1e-3, atol=1e-4)
     assert on_gpu[2] == pytest.approx(on_cpu[2], abs=0.05)
+
+
+def _zoo_net() -> tuple:
+    """A network with a depthwise convolution (multiplier 2, stride 2), a grouped one and batch norm."""
+    from torch import nn
+
+    from app.mas.networks import InputSpec, MultiHeadNet
+
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                          nn.Conv2d(6, 12, 3, stride=2, padding=1, groups=6), nn.Conv2d(12, 12, 1, groups=3),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net = MultiHeadNet(trunk, 12, InputSpec((3, 9, 9)))
+    net.add_head("a", 5, seed=0)
+    with torch.no_grad():
+        net.trunk[1].running_mean.uniform_(-0.5, 0.5)
+        net.trunk[1].running_var.uniform_(0.5, 2.0)
+    return net.eval(), torch.randn(40, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("form", ["grouped", "shifted"])
+def test_exact_importance_on_cuda_matches_the_cpu_in_both_depthwise_forms(form: str, monkeypatch) -> None:
+    from app.mas import per_sample_layers
+    from app.mas.importance import estimate_importance
+
+    net, x = _zoo_net()
+    on_cpu = estimate_importance(net, "a", x).sums
+    monkeypatch.setitem(per_sample_layers.DEPTHWISE_FORM, "cuda", form)
+    on_gpu = estimate_importance(net.to("cuda"), "a", x.to("cuda")).sums
+    for name, value in on_cpu.items():
+        torch.testing.assert_close(on_gpu[name].cpu(), value, rtol=1e-4, atol=1e-6)
+
+
+def test_activation_budget_is_a_share_of_the_free_gpu_memory() -> None:
+    from app.mas.devices import CPU_ACTIVATION_BUDGET, GPU_FREE_SHARE, activation_budget
+
+    free, _ = torch.cuda.mem_get_info()
+    budget = activation_budget(torch.device("cuda"))
+    assert 0.9 * GPU_FREE_SHARE * free <= budget <= GPU_FREE_SHARE * (free + torch.cuda.memory_reserved()) + 1
+    assert activation_budget(torch.device("cpu")) == CPU_ACTIVATION_BUDGET
+
+
+def test_predictions_on_cuda_in_bf16_match_fp32_on_the_cpu() -> None:
+    from app.predictions.service import forward
+
+    net, x = _zoo_net()
+    classes_cpu, probs_cpu = forward(net, "a", x, True)
+    on_gpu = net.to("cuda")
+    classes_gpu, probs_gpu = forward(on_gpu, "a", x, True)
+    assert probs_gpu.device.type == "cpu" and probs_gpu.dtype == torch.float32
+    torch.testing.assert_close(probs_gpu, probs_cpu, rtol=0, atol=2e-2)  # bf16 keeps 8 bits of mantissa
+    margin = probs_cpu.topk(2).values
+    clear = (margin[:, 0] - margin[:, 1]) > 0.05  # a near tie may flip under bf16 rounding
+    assert torch.equal(classes_gpu[clear], classes_cpu[clear])
+
+
+def test_text_trunk_takes_large_passes_on_a_gpu_and_small_ones_on_a_cpu() -> None:
+    from app.architectures.text import GPU_INFERENCE_BATCH, TextEncoderTrunk, inference_rows
+
+    assert inference_rows(torch.zeros(2, 3, device="cuda")) == GPU_INFERENCE_BATCH
+    assert inference_rows(torch.zeros(2, 3)) == TextEncoderTrunk.INFERENCE_BATCH
