@@ -116,7 +116,8 @@ def _dataset_metrics(connection: Any) -> Iterator[Any]:
                             value=connection.scalar(select(func.count()).select_from(Dataset)))
     deleted = CounterMetricFamily("lifelong_datasets_deleted", "Datasets deleted, by reason (request or retention)",
                                   labels=["reason"])
-    counts = dict(connection.execute(select(DatasetDeletion.reason, func.count()).group_by(DatasetDeletion.reason)))
+    counts = dict(connection.execute(select(DatasetDeletion.reason, func.count())
+                                     .group_by(DatasetDeletion.reason)).tuples().all())
     for reason in ("request", "retention"):
         deleted.add_metric([reason], counts.get(reason, 0))
     yield deleted

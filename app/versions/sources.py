@@ -26,7 +26,8 @@ def data_sources(session: Session, model: Model, version: Version) -> dict[str, 
     chain = lineage(session, model, version.number)
     tasks = {t.version_id: t for t in session.scalars(select(Task).where(Task.version_id.in_([v.id for v in chain])))}
     job_ids = [v.job_id for v in chain if v.job_id]
-    requests = dict(session.execute(select(Job.id, Job.request).where(Job.id.in_(job_ids)))) if job_ids else {}
+    requests = dict(session.execute(select(Job.id, Job.request).where(Job.id.in_(job_ids))).tuples().all()) \
+        if job_ids else {}
     theta: list[tuple[str, str]] = []  # (task, dataset id)
     importance: dict[str, list[str]] = {}
     learned: dict[str, Task] = {}
