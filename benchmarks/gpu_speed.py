@@ -323,7 +323,9 @@ def _body_of(quick: bool) -> Callable[[int, int], dict]:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run(device: torch.device, quick: bool, sections: list[str]) -> dict[str, Any]:
+def run(device: torch.device, quick: bool, sections: list[str],
+        save: Callable[[dict[str, Any]], None] = lambda _: None) -> dict[str, Any]:
+    """Every section asked for, in order; `save` is handed the results after each (a run cut short keeps them)."""
     sizes = PROFILES["quick" if quick else device.type if device.type in PROFILES else "cpu"]
     results: dict[str, Any] = {"device": str(device), "profile": "quick" if quick else "full", "sizes": sizes,
                                "environment": environment(device) | {"weights": _weights_note(quick)}}
@@ -343,6 +345,7 @@ def run(device: torch.device, quick: bool, sections: list[str]) -> dict[str, Any
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results.setdefault("section_seconds", {})[name] = time.perf_counter() - started
         print(f"{name}: {time.perf_counter() - started:.1f} s", flush=True)
+        save(results)
     return results
 
 
@@ -406,11 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = pick_checked_device(args.device)
     sections = [s for s in args.sections.split(",") if s]
-    results = run(device, args.quick, sections)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu_speed_{device.type}" + ("_quick" if args.quick else "")
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(results))
+
+    def save(results: dict[str, Any]) -> None:
+        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+        (args.out / f"{stem}.md").write_text(markdown(results))
+
+    results = run(device, args.quick, sections, save)
     print(markdown(results))
     return 1 if any(isinstance(v, dict) and "error" in v for v in results.values()) else 0
 
