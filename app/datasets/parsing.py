@@ -229,7 +229,8 @@ def check_arrays(x: np.ndarray, y: np.ndarray | None, *, source: str) -> Arrays:
         raise Invalid(f"{source} is empty (shape {list(x.shape)}): at least one row of values is needed")
     if x.ndim < 2:
         raise Invalid(f"{source} must have shape [n, *input_shape] (a list of rows), got shape {list(x.shape)}")
-    x = x.astype(np.float32, copy=False)  # no second copy of an upload that is float32 already
+    # No second copy of an upload that is float32 already; a read-only view is copied (torch writes to it).
+    x = x.astype(np.float32, copy=not x.flags.writeable)
     if not np.all(np.isfinite(x)):
         bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
         raise Invalid(f"{source} holds non-finite values (NaN, infinite or beyond float32), first in row {bad}")
