@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     predict_device: str = "cpu"
     # Concurrent predictions of one version and task share a forward pass (app/predictions/batching.py):
     # a pass taking over from a finished one waits at most this long for more rows, and holds at most
-    # predict_batch_rows rows; 0 ms turns the sharing off.
+    # predict_batch_rows rows; 1 row turns the sharing off.
     predict_batch_wait_ms: float = Field(2.0, ge=0, le=50)
     predict_batch_rows: int = Field(256, ge=1, le=100_000)
     # Training rows per task whose trunk features are kept as its drift reference (MAS.md §8).

@@ -57,6 +57,12 @@ def activation_budget(device: torch.device) -> int:
     return CPU_ACTIVATION_BUDGET
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters (the CPU for a module without any)."""
+    first = next(module.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
 def to_device(tensors: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return {name: tensor.to(device) for name, tensor in tensors.items()}
 

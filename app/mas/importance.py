@@ -28,7 +28,7 @@ import torch.nn.functional as functional
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vmap
 
-from app.mas.devices import activation_budget
+from app.mas.devices import activation_budget, device_of
 from app.mas.layer_calls import Recording, record_calls
 from app.mas.networks import MultiHeadNet
 from app.mas.per_sample_layers import Use, parameter_sums
@@ -136,12 +136,7 @@ def fallback_parameters(net: MultiHeadNet, task: str, inputs: Tensor | None = No
 
 
 def _max_chunk_rows(net: MultiHeadNet) -> int:
-    return MAX_CHUNK_ROWS.get(_device_of(net).type, MAX_CHUNK_ROWS["cpu"])
-
-
-def _device_of(net: MultiHeadNet) -> torch.device:
-    first = next(net.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
+    return MAX_CHUNK_ROWS.get(device_of(net).type, MAX_CHUNK_ROWS["cpu"])
 
 
 def _check_options(net: MultiHeadNet, task: str, variant: str, output: str, reduction: str, chunk: int) -> None:
@@ -205,7 +200,7 @@ def _rows_within_budget(net: MultiHeadNet, task: str, inputs: Tensor, chunk_size
         for handle in handles:
             handle.remove()
     per_row = max(1, 3 * total // probe.shape[0])
-    return max(1, min(chunk_size, activation_budget(_device_of(net)) // per_row))
+    return max(1, min(chunk_size, activation_budget(device_of(net)) // per_row))
 
 
 @contextmanager

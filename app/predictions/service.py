@@ -22,6 +22,7 @@ from app.datasets.service import fit_inputs
 from app.db.tables import Version
 from app.errors import Invalid, NotFound, TooLarge
 from app.mas import evaluation
+from app.mas.devices import device_of
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples
 from app.metrics import count_prediction
@@ -156,7 +157,7 @@ def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
     (the cache holds it so); evaluation.predict's switch to eval mode and back walks every module twice,
     which cost a 1-row prediction as much as its forward pass, so it is taken only for a network in
     training mode or lazily decoded inputs."""
-    device = _device_of(net)
+    device = device_of(net)
     if net.training or not isinstance(x, torch.Tensor) or x.shape[0] == 0:
         predicted, probs = evaluation.predict(net, task, x)
         return predicted, probs if probabilities else None
@@ -177,11 +178,6 @@ def shared_forward(cache: NetworkCache, key: object, net: MultiHeadNet, task: st
     the probabilities are computed for every pass (cheap next to the network) and dropped where unasked."""
     predicted, probs = cache.passes.run((key, task), x, lambda rows: forward(net, task, rows, True))
     return predicted, probs if probabilities else None
-
-
-def _device_of(net: MultiHeadNet) -> torch.device:
-    first = next(net.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHeadNet:

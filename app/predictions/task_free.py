@@ -17,6 +17,7 @@ import torch
 from app.errors import Conflict
 from app.mas import task_free
 from app.mas.class_statistics import features, head_logits
+from app.mas.devices import device_of
 from app.mas.networks import MultiHeadNet
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
@@ -65,9 +66,7 @@ def head_of(store: BlobStore, fitted: dict[str, Any], options: TaskFreeOptions) 
 
 def answer_rows(net: MultiHeadNet, head: task_free.TaskFreeHead, predictor: str, x: torch.Tensor) -> task_free.Answer:
     """The task-free answer for preprocessed inputs `x` (on the network's device; the head's math on the CPU)."""
-    first = next(net.parameters(), None)
-    if first is not None:
-        x = x.to(first.device)
+    x = x.to(device_of(net))
     f = features(net, x)
     logits = head_logits(net, list(head.catalog.tasks), x, f) if predictor in task_free.ROUTED else None
     with torch.inference_mode():
