@@ -25,9 +25,13 @@ branch_labels = None
 depends_on = None
 
 
-def _table(dataset_key: tuple[sa.ForeignKey, ...]) -> sa.Table:
-    """`tasks` as 0001 made it, with (`dataset_key` given) or without the two foreign keys to `datasets`."""
+def _table(*, dataset_keys: bool) -> sa.Table:
+    """`tasks` as 0001 made it, with or without the two foreign keys to `datasets`."""
     metadata = sa.MetaData()
+
+    def dataset_key() -> tuple[sa.ForeignKey, ...]:
+        return (sa.ForeignKey("datasets.id"),) if dataset_keys else ()
+
     return sa.Table(
         "tasks", metadata,
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -36,8 +40,8 @@ def _table(dataset_key: tuple[sa.ForeignKey, ...]) -> sa.Table:
                   unique=True),
         sa.Column("name", sa.String(64), nullable=False),
         sa.Column("num_classes", sa.Integer(), nullable=False),
-        sa.Column("train_dataset_id", sa.String(32), *dataset_key, nullable=False),
-        sa.Column("eval_dataset_id", sa.String(32), *dataset_key, nullable=True),
+        sa.Column("train_dataset_id", sa.String(32), *dataset_key(), nullable=False),
+        sa.Column("eval_dataset_id", sa.String(32), *dataset_key(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Index("ix_tasks_model_id", "model_id"),
     )
@@ -64,7 +68,7 @@ def upgrade() -> None:
     op.create_index("ix_dataset_deletions_dataset_id", "dataset_deletions", ["dataset_id"])
     op.create_index("ix_dataset_deletions_blob", "dataset_deletions", ["blob"])
     if bind.dialect.name == "sqlite":
-        with op.batch_alter_table("tasks", recreate="always", copy_from=_table(())):
+        with op.batch_alter_table("tasks", recreate="always", copy_from=_table(dataset_keys=False)):
             pass
     else:
         for name in _dataset_keys(bind):
@@ -76,7 +80,7 @@ def downgrade() -> None:
     # On PostgreSQL the foreign keys come back only if every task's datasets still exist (a deletion
     # makes the downgrade fail); SQLite rebuilds the table with foreign keys off and does not check.
     if bind.dialect.name == "sqlite":
-        with op.batch_alter_table("tasks", recreate="always", copy_from=_table((sa.ForeignKey("datasets.id"),))):
+        with op.batch_alter_table("tasks", recreate="always", copy_from=_table(dataset_keys=True)):
             pass
     else:
         op.create_foreign_key("tasks_train_dataset_id_fkey", "tasks", "datasets", ["train_dataset_id"], ["id"])

@@ -93,7 +93,8 @@ def test_a_moved_trunk_measures_again_where_rows_are_stored_and_marks_the_rest_s
     after = measure_and_fit(store, net, _sources(net, rows, missing=frozenset({"a"})), kept=before.class_statistics,
                             trunk_moved=True, new_task="c", options=OPTIONS, seed=0)
     a, b, c = after.class_statistics
-    assert a == {**before.class_statistics[0], "at_trunk": False, "remeasured": False}  # its rows are gone: kept
+    assert a == {**before.class_statistics[0], "at_trunk": False, "remeasured": False,  # its rows are gone: kept
+                 "kept_because": "its training rows could not be read"}
     assert b["at_trunk"] and b["remeasured"] and b["blob"] != before.class_statistics[1]["blob"]
     assert c["at_trunk"] and not c["remeasured"]
     assert after.task_free is not None  # stale statistics still answer; the details say which
