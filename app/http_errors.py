@@ -102,6 +102,7 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("POST", "/v1/models"): {409, 503},  # a taken name; the initial θ is written to the blob store
     ("DELETE", "/v1/models/{name}"): {409},  # queued or running jobs
     ("POST", "/v1/datasets"): {503},
+    ("DELETE", "/v1/datasets/{dataset_id}"): {409},  # a queued or running job needs the data
     ("GET", "/v1/jobs"): {404},  # ?model= names no model
     ("POST", "/v1/jobs/{job_id}/cancel"): {409},  # already finished
     ("POST", "/v1/models/{name}/tasks"): {409, 429, 503},  # the task exists; active jobs; the broker
@@ -173,7 +174,8 @@ def answer_errors(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status_code)
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code,
+                            headers=getattr(error, "headers", None))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> Response:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
 from app.auth.deps import ReadScope, WriteScope
+from app.blobs.collect import CollectorBusy, exclusive_collection
 from app.blobs.purge import purge_deleted_blobs
 from app.datasets import service
 from app.datasets.deletion import delete_dataset as delete_dataset_row
@@ -52,14 +53,17 @@ def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                dependencies=[WriteScope])
-def delete_dataset(dataset_id: str, session: SessionDep, store: StoreDep) -> Response:
+def delete_dataset(dataset_id: str, session: SessionDep, store: StoreDep, settings: SettingsDep) -> Response:
     """The row goes at once (409 while a queued or running job needs the data); the blob right after,
-    unless another dataset row names the same blob. A blob the store would not delete now is left to the
-    sweeper and `lifelong blobs gc`."""
+    unless another dataset row names the same blob. A blob that cannot go now (the store fails, or a
+    `lifelong blobs gc` holds the collector's lock) is left to the sweeper and the next gc."""
     delete_dataset_row(session, dataset_id, reason="request")
     session.commit()
     try:
-        purge_deleted_blobs(session, store)
-    except OSError:
-        log.warning("dataset %s deleted; its blob is left for the sweeper to delete", dataset_id, exc_info=True)
+        with exclusive_collection(settings, session.get_bind()):
+            purge_deleted_blobs(session, store)
+    except CollectorBusy:
+        log.info("dataset %s deleted; a blob collection is running, so the sweeper purges its blob", dataset_id)
+    except Exception:  # noqa: BLE001 - the deletion is committed: the client's request succeeded
+        log.warning("dataset %s deleted; its blob is left for the sweeper to purge", dataset_id, exc_info=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
