@@ -429,6 +429,12 @@ class Job:
         return self.data.get("result") if self.kind == "drift" and self.succeeded else None
 
     @property
+    def lambda_selection(self) -> dict[str, Any] | None:
+        """How a train job's λ "auto" chose, once it succeeded: {"rule", "new_task_tolerance", "basis",
+        "admissible", "lambda", "reason"}; None where nothing was searched."""
+        return (self.data.get("result") or {}).get("lambda_selection")
+
+    @property
     def promotion(self) -> dict[str, Any] | None:
         """What the model's promotion policy made of the version: {"promoted", "policy", "alias", "reason",
         "violations", "unchecked"}, once the job succeeded."""
@@ -646,13 +652,17 @@ class Client:
                  num_classes: int | None = None, base_version: int | None = None, method: str | None = None,
                  lambda_: float | Literal["auto"] | None = None, lambda_grid: Sequence[float] | None = None,
                  validation_fraction: float | None = None, checkpoint_interval_s: float | None = None,
+                 lambda_selection: Literal["constrained", "mean"] | None = None,
+                 new_task_tolerance: float | None = None,
                  epochs: int | None = None, batch_size: int | None = None,
                  optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
                  momentum: float | None = None, seed: int | None = None,
                  importance: Mapping[str, str] | None = None, queue: QueueName | None = None,
                  trainable: str | Mapping[str, int] | None = None, base_alias: str | None = None,
                  **extra: Any) -> Job:
-        """Start learning `task` (202): returns the queued job; `.wait()` on it."""
+        """Start learning `task` (202): returns the queued job; `.wait()` on it. With λ "auto",
+        `lambda_selection` ("constrained" or "mean") and `new_task_tolerance` say how it chooses (default: the
+        model's); the finished job's `result["lambda_selection"]` says how it did (rule, basis, admissible λ)."""
         body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
         if eval is not None:
             body["eval"] = self.data_ref(eval)
@@ -661,7 +671,8 @@ class Client:
                    "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None,
                    "queue": queue, "trainable": dict(trainable) if isinstance(trainable, Mapping) else trainable,
                    "base_alias": base_alias, "lambda_grid": list(lambda_grid) if lambda_grid else None,
-                   "validation_fraction": validation_fraction, "checkpoint_interval_s": checkpoint_interval_s}
+                   "validation_fraction": validation_fraction, "checkpoint_interval_s": checkpoint_interval_s,
+                   "lambda_selection": lambda_selection, "new_task_tolerance": new_task_tolerance}
         body.update({k: v for k, v in options.items() if v is not None}, **extra)
         return Job(self, self._json("POST", f"/v1/models/{model}/tasks", json=body))
 

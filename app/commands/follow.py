@@ -199,6 +199,7 @@ def report_finished(client: Client, job: Job, *, as_json: bool, show: Callable[[
         tested = " (the version tested)" if job.kind == "drift" else ""
         typer.echo(f"job {job.id} succeeded: {job.model} version {job.version}{tested}")
         if job.kind == "train" and job.version is not None:
+            print_lambda_choice((job.data.get("result") or {}).get("lambda_selection"))
             print_accuracy(client.get_version(job.model, job.version))
         if show is not None:
             show(job)
@@ -207,6 +208,17 @@ def report_finished(client: Client, job: Job, *, as_json: bool, show: Callable[[
         reason = f" ({error.get('type')}: {error.get('message')})" if error else ""
         typer.echo(f"error: job {job.id} {job.state}{reason}", err=True)
         raise typer.Exit(int(ExitCode.JOB_FAILED))
+
+
+def print_lambda_choice(choice: dict[str, Any] | None) -> None:
+    """How λ "auto" chose, where it searched: the λ, the rule, the basis it compared and why."""
+    if not choice:
+        return
+    admissible = ", ".join(f"{lam:g}" for lam in choice.get("admissible", []))
+    tolerance = f" within {choice['new_task_tolerance']:g} of the best new-task" if choice["rule"] == "constrained" \
+        else ""
+    typer.echo(f"λ {choice['lambda']:g} chosen by the {choice['rule']} rule on validation {choice['basis']} "
+               f"(λ{tolerance}: {admissible}; {choice.get('reason', '')})")
 
 
 def print_accuracy(version: dict[str, Any]) -> None:

@@ -72,6 +72,13 @@ def add(
         show_default="auto")] = None,
     lambda_grid: Annotated[str | None, typer.Option(
         help="the λ values auto tries, comma-separated", show_default="0.1,1,10,100")] = None,
+    lambda_selection: Annotated[Literal["constrained", "mean"] | None, typer.Option(
+        help="how auto chooses: constrained (least forgetting among the λ within --new-task-tolerance of the best "
+             "new-task validation accuracy) or mean (best mean validation accuracy over every task)",
+        show_default="the model's, else constrained")] = None,
+    new_task_tolerance: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="constrained: how far below the best new-task validation accuracy a λ may fall",
+        show_default="the model's, else 0.02")] = None,
     validation_fraction: Annotated[float | None, typer.Option(
         help="share of the training rows held back for validation (0: none; then --lambda must be a number)",
         show_default="0.1")] = None,
@@ -104,6 +111,7 @@ def add(
     job = client.add_task(model, task, train_set, None if eval_ is None else _data(eval_),
                           lambda_=parse_lambda(lambda_), lambda_grid=parse_floats(lambda_grid, "--lambda-grid"),
                           validation_fraction=validation_fraction, checkpoint_interval_s=checkpoint_interval,
+                          lambda_selection=lambda_selection, new_task_tolerance=new_task_tolerance,
                           epochs=epochs, method=method, num_classes=num_classes, batch_size=batch_size, lr=lr,
                           optimizer=optimizer, base_version=base_version, base_alias=base_alias, seed=seed,
                           queue=queue,

@@ -72,5 +72,5 @@ def step_of(snapshot: Snapshot | None) -> int | None:
 
 
 def _steps_per_trial(snapshot: Snapshot) -> int:
-    best = snapshot.get("best")
-    return best["training"]["steps"] if best else 0
+    kept = snapshot.get("kept") or ([snapshot["best"]] if snapshot.get("best") else [])
+    return kept[0]["training"]["steps"] if kept else 0

@@ -55,6 +55,10 @@ class JobResult(BaseModel):
     lambda_search: list[dict[str, Any]] | None = Field(
         None, description="λ 'auto': every λ tried with its validation accuracy and cross-entropy per task "
                           "and their means")
+    lambda_selection: dict[str, Any] | None = Field(
+        None, description="λ 'auto': how the λ was chosen: {rule, new_task_tolerance, basis ('accuracy', or "
+                          "'loss' where a validation slice is too small for the tolerance), admissible (the λ "
+                          "within the tolerance), lambda, reason}; None when nothing was searched")
     resumed_from_step: int | None = Field(None, description="the checkpoint this run continued from, if any")
     promotion: PromotionOut | None = Field(
         None, description="what the model's promotion policy made of the version; None for jobs before aliases")

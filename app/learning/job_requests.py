@@ -17,6 +17,7 @@ from app.drift.schemas import DriftJobRequest
 from app.learning.schemas import ImportanceOptions, Output, Reduction, Trainable, Variant, known_method
 from app.mas.methods import PENALTY_FORMS
 from app.mas.training import OPTIMIZERS
+from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, SELECTION_RULES, Selection
 
 
 class TrainJobRequest(BaseModel):
@@ -30,6 +31,9 @@ class TrainJobRequest(BaseModel):
     method: str
     lambda_: float | Literal["auto"] = Field(alias="lambda")
     lambda_grid: list[float] | None = None
+    # Jobs queued before the constrained rule chose by the mean rule.
+    lambda_selection: Literal[SELECTION_RULES] = "mean"
+    new_task_tolerance: float = Field(DEFAULT_NEW_TASK_TOLERANCE, ge=0, le=1)
     penalty: Literal[PENALTY_FORMS] = "proximal"
     method_options: dict[str, float] | None = None
     epochs: int = Field(ge=1)
@@ -48,6 +52,10 @@ class TrainJobRequest(BaseModel):
     @property
     def auto(self) -> bool:
         return self.lambda_ == "auto"
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(self.lambda_selection, self.new_task_tolerance)
 
     def trainable_spec(self) -> Any:
         """`trainable` as the architecture plugins take it ("all", "none" or {"last": N}), or None."""

@@ -11,7 +11,7 @@ from app.jobs.dispatch import Queue
 from app.mas.importance import OUTPUTS, REDUCTIONS, VARIANTS
 from app.mas.methods import METHODS, PENALTY_FORMS
 from app.mas.training import OPTIMIZERS
-from app.mas.validation import DEFAULT_GRID
+from app.mas.validation import DEFAULT_GRID, DEFAULT_NEW_TASK_TOLERANCE, SELECTION_RULES
 from app.models.schemas import MAX_SEED, NAME_PATTERN
 from app.request_schema import Integer, at_most_one_of
 from app.versions.schemas import MAX_VERSION
@@ -74,10 +74,19 @@ class TaskRequest(BaseModel):
     method: str = "mas"
     lambda_: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] | Literal["auto"] = Field(
         "auto", alias="lambda",
-        description="the penalty's strength, or 'auto': each λ of `lambda_grid` is trained and the best mean "
-                    "accuracy over every task's validation slice wins")
+        description="the penalty's strength, or 'auto': each λ of `lambda_grid` is trained and "
+                    "`lambda_selection` chooses on every task's validation slice")
     lambda_grid: list[Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]] | None = Field(
         None, min_length=2, max_length=8, description=f"the λ tried by 'auto'; default {list(DEFAULT_GRID)}")
+    lambda_selection: Literal[SELECTION_RULES] | None = Field(
+        None, description="how 'auto' chooses: 'constrained' (the least forgetting on the earlier tasks' "
+                          "validation slices among the λ within new_task_tolerance of the best new-task "
+                          "validation accuracy) or 'mean' (the best mean accuracy over every task's slice); "
+                          "default: the model's, else 'constrained'")
+    new_task_tolerance: float | None = Field(
+        None, ge=0, le=1, allow_inf_nan=False,
+        description="constrained: how far below the best new-task validation accuracy a λ may fall "
+                    f"(0.02: 2 points); default: the model's, else {DEFAULT_NEW_TASK_TOLERANCE}")
     checkpoint_interval_s: float = Field(
         60.0, ge=0, le=86_400, description="the job saves its training state at most this often, and a job "
                                            "stopped or killed resumes from its last save; 0: after every step")
@@ -105,6 +114,11 @@ class TaskRequest(BaseModel):
                              "or a number for lambda")
         if self.lambda_grid is not None and self.lambda_ != "auto":
             raise ValueError("lambda_grid is the list that lambda 'auto' searches: send it with lambda 'auto'")
+        if self.lambda_ != "auto" and (self.lambda_selection is not None or self.new_task_tolerance is not None):
+            raise ValueError("lambda_selection and new_task_tolerance say how lambda 'auto' chooses: send them "
+                             "with lambda 'auto'")
+        if self.lambda_selection == "mean" and self.new_task_tolerance is not None:
+            raise ValueError("new_task_tolerance belongs to lambda_selection 'constrained'; 'mean' has none")
         return self
 
     @model_validator(mode="after")
@@ -120,8 +134,9 @@ class TaskRequest(BaseModel):
         spec, sent = METHODS[self.method], self.model_fields_set
         if not spec.anchored and "penalty" in sent:
             raise ValueError(f"method {self.method!r} has no quadratic penalty: leave out `penalty`")
-        if not spec.uses_lambda and sent & {"lambda_", "lambda_grid"}:
-            raise ValueError(f"method {self.method!r} has no λ: leave out `lambda` and `lambda_grid`")
+        if not spec.uses_lambda and sent & {"lambda_", "lambda_grid", "lambda_selection", "new_task_tolerance"}:
+            raise ValueError(f"method {self.method!r} has no λ: leave out `lambda`, `lambda_grid`, "
+                             "`lambda_selection` and `new_task_tolerance`")
         self.method_options = spec.checked_options(self.method, self.method_options)
         return self
 

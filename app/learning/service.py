@@ -19,6 +19,7 @@ from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
 from app.learning.schemas import ImportanceRequest, TaskRequest
 from app.limits import UnpackLimits, check_active_jobs, check_inline_rows, check_job_samples
+from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
 from app.models.service import get_model
 from app.settings import Settings, get_settings
 from app.store import BlobStore
@@ -55,11 +56,13 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
         raise Invalid(f"train: a task needs at least 2 classes, the labels name only {classes}")
     check_trainable(model.architecture, request.trainable)
     normalised = request.model_dump(by_alias=True,
-                                    exclude={"train", "eval", "base_version", "base_alias", "queue"})
+                                    exclude={"train", "eval", "base_version", "base_alias", "queue",
+                                             "lambda_selection", "new_task_tolerance"})
     normalised |= {
         "num_classes": num_classes,
         "classes": classes,
         "seed": model.seed if request.seed is None else request.seed,
+        **_lambda_selection(request),
         "train_dataset": save_data(session, store, train),
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
     }
@@ -87,6 +90,16 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
+
+
+def _lambda_selection(request: TaskRequest) -> dict[str, object]:
+    """How "auto" chooses, with the defaults filled in (a job queued without them chose by the mean rule, so
+    the stored request always names its rule)."""
+    if request.lambda_ != "auto":
+        return {}
+    rule = request.lambda_selection or DEFAULT_SELECTION
+    tolerance = request.new_task_tolerance if request.new_task_tolerance is not None else DEFAULT_NEW_TASK_TOLERANCE
+    return {"lambda_selection": rule, "new_task_tolerance": tolerance}
 
 
 def _base(session: Session, model: Model, request: TaskRequest | ImportanceRequest) -> Version:

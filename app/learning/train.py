@@ -91,6 +91,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         importance=ImportanceChoice(options.variant, options.output, options.reduction)
         if options.on == "train" else None,
         lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=validation,
+        selection=request.selection,
         progress=_with_epochs(watch, epochs=request.epochs, steps_per_epoch=math.ceil(len(y) / request.batch_size)),
         should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
@@ -107,6 +108,7 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
     scores = {task: fraction_correct(after[task], labels) for task, (_, labels) in evaluated.items()}
     flips = {task: flip_rates(before[task], after[task], evaluated[task][1]).as_dict() for task in before}
 
+    choice = learned.choice.as_dict() if learned.choice is not None else None
     new_theta = to_cpu(network_state(net))
     new_entry = _task_entry(job.task, request, split)
     record = measure_and_fit(
@@ -130,11 +132,12 @@ def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                             steps=learned.training.steps, trained_rows=len(split.train),
                             validation_rows=len(split.validation), resumed_from_step=step_of(resume),
                             **{"lambda": learned.lam},
-                            lambda_search=[trial.as_dict() for trial in learned.trials]),
+                            lambda_search=[trial.as_dict() for trial in learned.trials],
+                            lambda_selection=choice),
             class_statistics=record.class_statistics, task_free=record.task_free, flips=flips,
         )
         row.result_details = {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
-                              "resumed_from_step": step_of(resume)}
+                              "lambda_selection": choice, "resumed_from_step": step_of(resume)}
         if session.scalar(select(Task.id).where(Task.version_id == recorded.version.id)) is None:
             session.add(Task(model_id=job.model_id, version_id=recorded.version.id, name=job.task,
                              num_classes=request.num_classes, train_dataset_id=request.train_dataset,

@@ -34,7 +34,7 @@ from app.mas.training import (
     restore_network,
     train_task,
 )
-from app.mas.validation import Trial, ValidationSet, best_trial
+from app.mas.validation import Choice, Selection, Trial, ValidationSet, choose_trial, contenders, selection_basis
 
 Inputs = Tensor | LazySamples
 # What each method's estimate measures (MAS.md §4: measures of different units are labelled, not mixed
@@ -77,6 +77,7 @@ class LearnedTask:
     estimate: TaskImportance | None  # this task's (S_t, n_t); None when not measured
     fallback: tuple[str, ...] = field(default=())  # parameters whose Ω went through vmap
     trials: list[Trial] = field(default_factory=list)  # every λ tried, with its validation scores
+    choice: Choice | None = None  # how the search chose among them (rule, basis, admissible λ); None: no search
 
 
 def learn_task(
@@ -94,6 +95,7 @@ def learn_task(
     importance_data: Sequence[tuple[Inputs, Tensor]] | None = None,
     lambda_grid: Sequence[float] | None = None,
     validation: Sequence[ValidationSet] = (),
+    selection: Selection = Selection(),
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: Snapshot | None = None,
@@ -103,17 +105,19 @@ def learn_task(
 ) -> LearnedTask:
     """Train `task` on (inputs, labels), anchored at θ* with Ω, then measure its estimate.
 
-    With `lambda_grid`, each λ is trained from the same start on a copy of `net` and the best mean
-    validation accuracy over `validation` wins, a tie going to the lower validation loss
-    (`LearnedTask.net` is then that copy); a grid is only searched when λ can change anything (an
-    anchored method with Ω, or LwF with earlier heads) and an earlier task has validation data to say
-    what it forgets; otherwise `method.lam` is used.
+    With `lambda_grid`, each λ is trained from the same start on a copy of `net` and `selection` chooses
+    on `validation` (app/mas/validation.py: by default the least forgetting among the trials within a
+    tolerance of the best new-task accuracy; `LearnedTask.net` is then that copy, `LearnedTask.choice`
+    says how it was chosen). Every trial that could still be chosen keeps its copy until the search
+    ends (under the constrained rule all admissible ones: up to one network per λ). A grid is only
+    searched when λ can change anything (an anchored method with Ω, or LwF with earlier heads) and an
+    earlier task has validation data to say what it forgets; otherwise `method.lam` is used.
     `importance=None` measures nothing (the request's `importance.on = "none"`); `importance_data`
     measures on other inputs than the training ones (the benchmarks' Ω from held-out data).
 
     `checkpoint` and `resume` work as `train_task`'s, for the whole search: a snapshot also holds the
-    trials already done and the best one's network and method state; resumed on the network as it
-    began, the result is the uninterrupted one, bit for bit on the CPU.
+    trials already done and the network and method state of each that could still be chosen; resumed on
+    the network as it began, the result is the uninterrupted one, bit for bit on the CPU.
 
     `prefix` (the trunk's split at its first trainable block) computes the frozen prefix once for the
     training, validation and importance rows, within `prefix_budget` bytes, and every trial trains the
@@ -127,30 +131,35 @@ def learn_task(
     cache = cache_prefix(net, prefix, row_sets, prefix_budget)
     if cache is not None:
         inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
-    resume = resume or {"trial": 0, "done": [], "best": None, "run": None}
+    resume = resume or {"trial": 0, "done": [], "kept": [], "run": None}
     done = [Trial.from_dict(t) for t in resume["done"]]
-    best = _restored_best(net, task, num_classes, inputs, method, theta_star, omega, config, resume["best"], done,
-                          cache)
+    basis, why = selection_basis({v.task: len(v.labels) for v in validation}, selection)
+    kept = _restored_kept(net, task, num_classes, inputs, method, theta_star, omega, config,
+                          resume.get("kept", [resume["best"]] if resume.get("best") else []), done, cache)
     for index in range(resume["trial"], len(grid)):
         lam = grid[index]
         candidate = copy.deepcopy(net) if len(grid) > 1 else net
         trained = candidate if cache is None else cache.view(candidate)
         learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty,
                               options=method.options)
-        keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), best, task)
+        keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), list(kept),
+                                                       task)
         training = train_task(trained, task, num_classes, inputs, labels, learner, config,
                               progress=_offset(progress, index, len(grid)), should_stop=should_stop,
                               resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
         measured = {v.task: accuracy_and_loss(trained, v.task, v.inputs, v.labels) for v in validation
                     if len(v.labels)}
         done.append(Trial(lam, {t: m[0] for t, m in measured.items()}, {t: m[1] for t, m in measured.items()}))
-        if best is None or best_trial([best.trial, done[-1]]) is done[-1]:
-            best = _Best(done[-1], candidate, learner, training, trained)
-    assert best is not None
+        kept.append(_Best(done[-1], candidate, learner, training, trained, index))
+        still = contenders(done, task, selection, basis)
+        kept = [best for best in kept if any(best.trial is trial for trial in still)]
+    choice = choose_trial(done, task, selection, basis, why)
+    best = next(best for best in kept if best.trial is choice.trial)
     net, learner, training, chosen = best.net, best.learner, best.training, best.trial
     trained = best.trained
     searched = done if len(grid) > 1 else []
-    learned = LearnedTask(net, training, learner, chosen.lam, None, trials=searched)
+    learned = LearnedTask(net, training, learner, chosen.lam, None, trials=searched,
+                          choice=choice if len(grid) > 1 else None)
     if importance is None:
         return learned
     if should_stop is not None and should_stop():
@@ -170,6 +179,7 @@ class _Best:
     learner: Method
     training: TrainResult
     trained: MultiHeadNet  # `net` as training ran it: itself, or its view over cached prefix features
+    index: int  # its place in the grid (a grid may name a λ twice)
 
 
 def _cached_rows(cache: CachedPrefix, net: MultiHeadNet, inputs: Inputs, validation: Sequence[ValidationSet],
@@ -188,34 +198,35 @@ def _cached_rows(cache: CachedPrefix, net: MultiHeadNet, inputs: Inputs, validat
 
 
 def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index: int, done: list[Trial],
-                     best: _Best | None, task: str, run: Callable[[], Snapshot]) -> None:
+                     kept: list[_Best], task: str, run: Callable[[], Snapshot]) -> None:
     """Hand `checkpoint` a snapshot of the whole search: the run in progress is one trial of it."""
     def snapshot() -> Snapshot:
-        kept = None if best is None else {
-            "lambda": best.trial.lam, "network": network_snapshot(best.trained, best.trained.task_parameters(task)),
-            "method": best.learner.state(), "training": asdict(best.training),
-        }
-        return {"trial": index, "done": [t.as_dict() for t in done], "best": kept, "run": run()}
+        stored = [{"index": best.index, "lambda": best.trial.lam,
+                   "network": network_snapshot(best.trained, best.trained.task_parameters(task)),
+                   "method": best.learner.state(), "training": asdict(best.training)} for best in kept]
+        return {"trial": index, "done": [t.as_dict() for t in done], "kept": stored, "run": run()}
     checkpoint(snapshot)
 
 
-def _restored_best(net: MultiHeadNet, task: str, num_classes: int, inputs: Inputs, method: MethodChoice,
+def _restored_kept(net: MultiHeadNet, task: str, num_classes: int, inputs: Inputs, method: MethodChoice,
                    theta_star: dict[str, Tensor], omega: dict[str, Tensor], config: TrainConfig,
-                   kept: Snapshot | None, done: list[Trial], cache: CachedPrefix | None) -> _Best | None:
-    """The best finished trial of an interrupted search, rebuilt from its snapshot on a copy of the start."""
-    if kept is None:
-        return None
-    candidate = copy.deepcopy(net)
-    learner = make_method(method.name, lam=kept["lambda"], theta_star=theta_star, omega=omega, form=method.penalty,
-                          options=method.options)
-    trained = candidate if cache is None else cache.view(candidate)
-    begin_training(trained, task, num_classes, inputs, learner, config)
-    names = trained.state_dict().keys()  # a snapshot of the whole network also holds the prefix's buffers
-    restore_network(trained, {name: value for name, value in kept["network"].items() if name in names})
-    learner.load_state(kept["method"])
-    candidate.eval()
-    trial = next(t for t in done if t.lam == kept["lambda"])
-    return _Best(trial, candidate, learner, TrainResult(**kept["training"]), trained)
+                   stored: list[Snapshot], done: list[Trial], cache: CachedPrefix | None) -> list[_Best]:
+    """The finished trials an interrupted search still held, each rebuilt from its snapshot on a copy of the
+    start (a snapshot from before the constrained rule holds one, as "best", without its index)."""
+    kept = []
+    for entry in stored:
+        candidate = copy.deepcopy(net)
+        learner = make_method(method.name, lam=entry["lambda"], theta_star=theta_star, omega=omega,
+                              form=method.penalty, options=method.options)
+        trained = candidate if cache is None else cache.view(candidate)
+        begin_training(trained, task, num_classes, inputs, learner, config)
+        names = trained.state_dict().keys()  # a snapshot of the whole network also holds the prefix's buffers
+        restore_network(trained, {name: value for name, value in entry["network"].items() if name in names})
+        learner.load_state(entry["method"])
+        candidate.eval()
+        index = entry.get("index", next(i for i, t in enumerate(done) if t.lam == entry["lambda"]))
+        kept.append(_Best(done[index], candidate, learner, TrainResult(**entry["training"]), trained, index))
+    return kept
 
 
 def _lambda_matters(method: str, omega: dict[str, Tensor], net: MultiHeadNet, task: str) -> bool:

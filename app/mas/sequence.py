@@ -18,7 +18,7 @@ from app.mas.evaluation import accuracy, continual_metrics
 from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.networks import build_network, network_state
 from app.mas.training import TrainConfig
-from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
+from app.mas.validation import DEFAULT_GRID, Choice, Selection, ValidationSet, split_validation
 
 
 def nbytes(tensors: dict[str, Tensor]) -> int:
@@ -34,6 +34,7 @@ class SequenceResult:
     training_state_bytes: int = 0  # the most a method held while training (θ*, Ω, SI's path, LwF's targets)
     seconds: float = 0.0
     lambdas: list[float] = field(default_factory=list)  # the λ each task trained with (chosen, for "auto")
+    choices: list[Choice | None] = field(default_factory=list)  # how "auto" chose each task's λ; None: no search
 
     @property
     def summary(self) -> dict[str, float | None]:
@@ -52,12 +53,13 @@ def run_sequence(
     importance_on: str = "train",
     validation_fraction: float = 0.1,
     lambda_grid: tuple[float, ...] = DEFAULT_GRID,
+    selection: Selection = Selection(),
 ) -> SequenceResult:
     """Train `tasks` in order with one method; `importance_on` picks Ω's inputs (MAS.md §4, Table 3 of
     the paper): "train" (the task's training inputs), "test" (its held-out inputs, unlabelled as in
     deployment), or "both". `lam="auto"` holds back `validation_fraction` of each task's training data
-    and chooses λ from `lambda_grid` on every task's held-back rows, as a train job does; the chosen λ
-    per task is in `SequenceResult.lambdas`."""
+    and chooses λ from `lambda_grid` on every task's held-back rows by `selection`, as a train job does;
+    the chosen λ per task is in `SequenceResult.lambdas`, how it was chosen in `SequenceResult.choices`."""
     if importance_on not in ("train", "test", "both"):
         raise ValueError("importance_on is 'train', 'test' or 'both'")
     architecture = architecture or {"kind": "mlp", "input_shape": [tasks[0].x_train.shape[1]], "hidden": [128, 128]}
@@ -82,10 +84,11 @@ def run_sequence(
             method=MethodChoice(method, 1.0 if auto else float(lam)), theta_star=network_state(net),
             omega=total_importance(estimates.values()), config=config,
             importance=choice, importance_data=sources[importance_on],
-            lambda_grid=lambda_grid if auto else None, validation=validation,
+            lambda_grid=lambda_grid if auto else None, validation=validation, selection=selection,
         )
         net = learned.net
         result.lambdas.append(learned.lam)
+        result.choices.append(learned.choice)
         if learned.estimate is not None:
             estimates[data.name] = learned.estimate
         result.training_state_bytes = max(result.training_state_bytes, nbytes(learned.method.extra_state()))
