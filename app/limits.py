@@ -86,6 +86,33 @@ def check_model_parameters(count: int, max_parameters: int) -> None:
                       f" {max_parameters:,} (LIFELONG_MAX_MODEL_PARAMETERS)")
 
 
+def check_class_count(num_classes: int, max_classes: int, what: str) -> None:
+    """422 for a task of more classes than LIFELONG_MAX_CLASSES (`what` says where the count came from):
+    integer labels name classes 0..label, so a label of 10¹² would ask the worker for 10¹² head rows."""
+    if num_classes > max_classes:
+        raise Invalid(f"{what}: a task of {num_classes:,} classes, more than the limit of {max_classes:,}"
+                      f" (LIFELONG_MAX_CLASSES); integer labels must lie in 0..{max_classes - 1:,}")
+
+
+def head_parameters(feature_dim: int, num_classes: int) -> int:
+    """A task's head: a linear layer from the trunk's features to its classes, weights and biases."""
+    return num_classes * (feature_dim + 1)
+
+
+def check_network_parameters(*, trunk: int, feature_dim: int, heads: list[int], num_classes: int,
+                             max_parameters: int) -> None:
+    """422 when the network a train job would make (the trunk, the heads it has, and the new task's head)
+    passes LIFELONG_MAX_MODEL_PARAMETERS; counted from shapes, before anything is queued or allocated."""
+    earlier = sum(head_parameters(feature_dim, classes) for classes in heads)
+    new = head_parameters(feature_dim, num_classes)
+    total = trunk + earlier + new
+    if total > max_parameters:
+        raise Invalid(f"the network would have {total:,} parameters, more than the limit of {max_parameters:,}"
+                      f" (LIFELONG_MAX_MODEL_PARAMETERS): the trunk's {trunk:,}, {earlier:,} in the heads of"
+                      f" {len(heads)} earlier tasks, and {new:,} in this task's head ({num_classes:,} classes ×"
+                      f" ({feature_dim:,} features + 1))")
+
+
 def check_job_samples(epochs: int, rows: int, max_samples: int) -> None:
     if epochs * rows > max_samples:
         raise Invalid(f"{epochs} epochs × {rows} rows = {epochs * rows} training samples, more than the limit of"

@@ -106,8 +106,12 @@ class Settings(BaseSettings):
     max_inline_rows: int = Field(10_000, ge=1)
     # Values per input row: the product of a model's input_shape (422 beyond).
     max_input_values: int = Field(1 << 20, ge=1)
-    # Trunk parameters a model may have (413 above): counted before anything is allocated.
+    # Parameters of a model's network (422 above), counted from shapes before anything is allocated: the
+    # trunk when the model is created; the trunk and every head, the new task's included, when a task is.
     max_model_parameters: int = Field(100_000_000, ge=1)
+    # Classes of one task: integer labels lie in 0..max_classes−1, class names are at most this many (422
+    # beyond). Each class is a row of the task's head, counted against max_model_parameters with the trunk.
+    max_classes: int = Field(10_000, ge=2, le=65_536)
     # Training rows seen by one job, epochs × rows (422 beyond).
     max_job_samples: int = Field(50_000_000, ge=1)
     # Bytes a train job may hold of its frozen layers' outputs, computed once for its rows and reused by

@@ -12,8 +12,9 @@ broken package cannot take the service down.
 
 from __future__ import annotations
 
+import json
 import logging
-from functools import cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -80,9 +81,21 @@ def _network(spec: dict, *, pretrained: bool, seed: int) -> MultiHeadNet:
 def trunk_parameter_count(spec: dict) -> int:
     """Parameters of the trunk a (validated) spec describes, counted on the meta device: nothing is
     allocated, so a spec asking for 40 GB is measured, and refused, without taking it."""
+    return trunk_size(spec)[0]
+
+
+def trunk_size(spec: dict) -> tuple[int, int]:
+    """The trunk's parameter count and feature width (what each task's head takes), measured on the meta
+    device; kept per spec, since every task submission asks (a head's size depends on the width)."""
+    return _trunk_size(json.dumps(spec, sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _trunk_size(spec_json: str) -> tuple[int, int]:
+    spec = json.loads(spec_json)
     with torch.device("meta"), torch.random.fork_rng(devices=[]):
-        trunk, _, _ = get_architecture(spec["kind"]).build_trunk(spec, pretrained=False, seed=0)
-    return sum(parameter.numel() for parameter in trunk.parameters())
+        trunk, feature_dim, _ = get_architecture(spec["kind"]).build_trunk(spec, pretrained=False, seed=0)
+    return sum(parameter.numel() for parameter in trunk.parameters()), int(feature_dim)
 
 
 def build_network(spec: dict, seed: int) -> MultiHeadNet:

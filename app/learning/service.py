@@ -18,7 +18,14 @@ from app.db.tables import Job, Model, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
 from app.learning.schemas import ImportanceRequest, TaskRequest
-from app.limits import UnpackLimits, check_active_jobs, check_inline_rows, check_job_samples
+from app.limits import (
+    UnpackLimits,
+    check_active_jobs,
+    check_class_count,
+    check_inline_rows,
+    check_job_samples,
+    check_network_parameters,
+)
 from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
 from app.models.service import get_model
 from app.settings import Settings, get_settings
@@ -44,16 +51,10 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
     for data in (train, evaluation):
         if data is not None:
             check_model_takes(model.architecture, data, labels=True, num_classes=request.num_classes, classes=classes)
-    if classes:
-        num_classes = len(classes)
-        if request.num_classes is not None and request.num_classes != num_classes:
-            raise Invalid(f"num_classes is {request.num_classes}, but the train labels name {num_classes} classes")
-    else:
-        num_classes = request.num_classes or max(
-            2, 1 + max(train.max_label or 0, (evaluation.max_label or 0) if evaluation is not None else 0)
-        )
-    if num_classes < 2:
-        raise Invalid(f"train: a task needs at least 2 classes, the labels name only {classes}")
+    num_classes = _num_classes(request, train, evaluation, settings.max_classes)
+    trunk, feature_dim = registry.trunk_size(model.architecture)
+    check_network_parameters(trunk=trunk, feature_dim=feature_dim, heads=[int(t["num_classes"]) for t in base.tasks],
+                             num_classes=num_classes, max_parameters=settings.max_model_parameters)
     check_trainable(model.architecture, request.trainable)
     normalised = request.model_dump(by_alias=True,
                                     exclude={"train", "eval", "base_version", "base_alias", "queue",
@@ -90,6 +91,27 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
+
+
+def _num_classes(request: TaskRequest, train: PreparedData, evaluation: PreparedData | None, max_classes: int) -> int:
+    """The task's class count: its class names, or `num_classes`, or one more than the largest label; within
+    LIFELONG_MAX_CLASSES (a label of 2⁶³−1 would otherwise ask the worker for that many head rows)."""
+    classes = train.classes
+    if classes:
+        num_classes = len(classes)
+        check_class_count(num_classes, max_classes, "train: the labels name as many class names")
+        if request.num_classes is not None and request.num_classes != num_classes:
+            raise Invalid(f"num_classes is {request.num_classes}, but the train labels name {num_classes} classes")
+    elif request.num_classes is not None:
+        num_classes = request.num_classes
+        check_class_count(num_classes, max_classes, "num_classes")
+    else:
+        top = max(train.max_label or 0, (evaluation.max_label or 0) if evaluation is not None else 0)
+        check_class_count(top + 1, max_classes, f"labels: the largest is {top:,}")
+        num_classes = max(2, top + 1)
+    if num_classes < 2:
+        raise Invalid(f"train: a task needs at least 2 classes, the labels name only {classes}")
+    return num_classes
 
 
 def _lambda_selection(request: TaskRequest) -> dict[str, object]:

@@ -70,6 +70,8 @@ def check_model_path(architecture: dict, model_dirs: Sequence[Path]) -> None:
         return
     if not isinstance(path, str) or not path:
         raise Invalid("architecture: path must be a directory name (a string)")
+    if "\x00" in path:  # no file name holds one, and os.path would raise ValueError on it
+        raise Invalid("architecture: path contains a NUL byte (\\x00), which no directory name can hold")
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(Path(allowed).resolve()) for allowed in model_dirs):
         raise Invalid(f"architecture: path {path!r} is not inside a directory that LIFELONG_MODEL_DIRS allows"
