@@ -106,7 +106,8 @@ def test_the_version_details_show_the_predictor_and_its_statistics(api: Api, lea
     # The trunk moved when the second task trained: the first task's statistics were measured again.
     assert tasks[api.digits[0].name] | {"blob": None} == {"n": tasks[api.digits[0].name]["n"], "at_this_trunk": True,
                                                            "remeasured": True, "blob": None,
-                                                           "reference_rows": tasks[api.digits[0].name]["n"]}
+                                                           "reference_rows": tasks[api.digits[0].name]["n"],
+                                                           "kept_because": None}
     assert tasks[api.digits[1].name]["remeasured"] is False
     before = api.get(f"/v1/models/{model}/versions/{first}")["task_free"]["tasks"][api.digits[0].name]
     assert before["blob"] != tasks[api.digits[0].name]["blob"]
