@@ -401,7 +401,7 @@ def _overrides(settings: dict) -> str:
     return "" if not overrides else " except " + ", ".join(f"{k} {v}" for k, v in overrides.items())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -410,10 +410,10 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="combine these runs' fresh_sequences.json (one network each, run apart) into --out")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.out)
-    started = provenance()
+    started = provenance(None if argv is None else ["benchmarks/fresh_sequences.py", *argv])
     torch.set_num_threads(1)  # as benchmarks.defaults: small networks, a shared machine
     profile = PROFILES[args.profile]
     networks = [n for n in args.networks.split(",") if n]
