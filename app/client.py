@@ -276,7 +276,10 @@ class Scores(TypedDict, total=False):
     n: int
     accuracy: float
     per_class: list[ClassScores]
-    confusion_matrix: list[list[int]]  # [labeled class][predicted class]
+    classes: int  # the classes scored
+    confusion_matrix: list[list[int]] | None  # [labeled class][predicted class]; None when truncated
+    top_confusions: list[dict[str, int]]  # [{"labeled", "predicted", "count"}], largest off-diagonal cells first
+    truncated: bool  # more classes than LIFELONG_MAX_CONFUSION_CLASSES: per_class partial, no matrix
     parent: int | None  # the version this one was made from: flips are counted against it
     negative_flips: dict[str, float]  # per task: the share of rows the parent answered right and this one wrong
     positive_flips: dict[str, float]  # per task: wrong then right

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # Largest dataset file, or raw .npy prediction body, accepted.
     max_upload_bytes: int = Field(256 * MiB, ge=1)
+    # Classes up to which evaluate answers the whole [labeled][predicted] confusion matrix; above, it answers
+    # null there, and per_class and top_confusions list at most this many (app/scoring/confusion.py).
+    max_confusion_classes: int = Field(100, ge=1, le=1000)
     # Most rows one POST prediction may carry (GET takes at most 100, as the API says).
     max_predict_rows: int = Field(100_000, ge=1)
     # Parameter bytes of loaded versions kept in memory for predictions (LRU).

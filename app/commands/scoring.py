@@ -52,8 +52,13 @@ def evaluate(
     print_table("per class", ["class", "precision", "recall", "support", "predicted"],
                 [(name, _share(c["precision"]), _share(c["recall"]), c["support"], c["predicted"])
                  for name, c in zip(names, scores["per_class"], strict=True)])
-    print_table("confusion matrix", ["labeled \\ predicted", *names],
-                [(name, *row) for name, row in zip(names, scores["confusion_matrix"], strict=True)])
+    if scores.get("confusion_matrix") is not None:
+        print_table("confusion matrix", ["labeled \\ predicted", *names],
+                    [(name, *row) for name, row in zip(names, scores["confusion_matrix"], strict=True)])
+    else:  # more classes than LIFELONG_MAX_CONFUSION_CLASSES: per_class is partial, the matrix left out
+        print_table(f"top confusions (of {scores.get('classes')} classes; per class: those with the most support)",
+                    ["labeled", "predicted", "rows"],
+                    [(c["labeled"], c["predicted"], c["count"]) for c in scores.get("top_confusions", [])])
     _print_flips(scores)
 
 

@@ -45,6 +45,12 @@ class ClassScore(BaseModel):
     predicted: int = Field(description="rows predicted as this class")
 
 
+class CellCount(BaseModel):
+    labeled: int = Field(description="the rows' labeled class index")
+    predicted: int = Field(description="the class index they were predicted as")
+    count: int = Field(description="rows labeled `labeled` and predicted `predicted`")
+
+
 class TaskFreeScore(BaseModel):
     accuracy: float = Field(description="over every class learned")
     task_accuracy: float = Field(description="how often the answer's task is the row's task")
@@ -61,8 +67,17 @@ class EvaluateOut(BaseModel):
     task_free: TaskFreeScore | None = None
     n: int = Field(description="rows scored")
     accuracy: float
-    per_class: list[ClassScore]
-    confusion_matrix: list[list[int]] = Field(description="[labeled class][predicted class] row counts")
+    classes: int | None = Field(None, description="the classes scored (the task's, or every class learned)")
+    per_class: list[ClassScore] = Field(description="every class when `truncated` is false; else the "
+                                        "LIFELONG_MAX_CONFUSION_CLASSES classes with the most support")
+    confusion_matrix: list[list[int]] | None = Field(
+        description="[labeled class][predicted class] row counts; null when `truncated` (more classes than "
+                    "LIFELONG_MAX_CONFUSION_CLASSES): see `top_confusions`")
+    top_confusions: list[CellCount] = Field(
+        default_factory=list, description="the largest off-diagonal cells of the confusion matrix, largest first, "
+                                          "at most LIFELONG_MAX_CONFUSION_CLASSES")
+    truncated: bool = Field(False, description="whether the classes outnumber LIFELONG_MAX_CONFUSION_CLASSES, so "
+                                               "that per_class is partial and confusion_matrix is null")
     parent: int | None = Field(None, description="the version this one was made from: flips are counted against it")
     negative_flips: dict[str, float] = Field(
         default_factory=dict, description="per task (task-free: per task of the rows' labels), the share of rows the "

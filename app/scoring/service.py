@@ -8,7 +8,9 @@ the same `evaluation.predict` as predictions and as a job's accuracy, so scoring
 set at a version gives exactly the accuracy that version lists.
 
 Labels given as class names are matched to the task's classes by name; integer labels are the
-task's class indices.
+task's class indices. The confusion is counted per class and per occupied cell (app/scoring/confusion.py),
+never as a classes² matrix: the dense matrix is drawn only for at most LIFELONG_MAX_CONFUSION_CLASSES
+classes, and above that the answer lists that many classes and top confusions.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from app.models.service import get_model
 from app.predictions.cache import NetworkCache
 from app.predictions.service import model_inputs
 from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of
-from app.scoring.schemas import ClassScore, EvaluateOut, EvaluateRequest, TaskFreeScore
+from app.scoring.confusion import Confusion, count_confusion, dense_matrix, listed_classes, top_confusions
+from app.scoring.schemas import CellCount, ClassScore, EvaluateOut, EvaluateRequest, TaskFreeScore
 from app.settings import Settings
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
@@ -63,14 +66,13 @@ def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: 
     net, x, labels = _network_and_data(session, store, cache, architecture, stored, data, parent)
     predicted, _ = evaluation.predict(net, request.task, x)
     labels = _task_labels(labels, data.classes, classes)
-    confusion = confusion_matrix(labels, predicted.cpu(), num_classes)
+    confusion = count_confusion(labels, predicted.cpu().numpy(), num_classes)
     flips = {}
     if parent is not None and any(t["name"] == request.task for t in parent.tasks):
         before, _ = evaluation.predict(_network(store, cache, architecture, parent), request.task, x)
         flips[request.task] = evaluation.flip_rates(before.cpu(), predicted.cpu(), torch.from_numpy(labels))
     return EvaluateOut(model=model_name, version=stored.number, alias=request.alias, task=request.task,
-                       n=int(confusion.sum()), accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
-                       per_class=class_scores(confusion, classes), confusion_matrix=confusion.tolist(),
+                       accuracy=confusion.accuracy, **_confusion_out(confusion, classes, settings),
                        **_flips_out(parent, flips))
 
 
@@ -99,14 +101,13 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
                 flips[name] = evaluation.flip_rates(earlier.classes[rows], answer.classes[rows],
                                                     torch.from_numpy(labels)[rows])
     scores = task_free.score(answer.classes, answer.probabilities, torch.from_numpy(labels), head.catalog)
-    confusion = confusion_matrix(labels, answer.classes, len(classes))
+    confusion = count_confusion(labels, answer.classes.cpu().numpy(), len(classes))
     return EvaluateOut(model=model.name, version=stored.number, alias=request.alias, predictor=options.predictor,
                        task_free=TaskFreeScore(accuracy=scores.accuracy, task_accuracy=scores.task_accuracy,
                                                ece=scores.ece if math.isfinite(scores.ece) else None,
                                                unknown=float(answer.unknown.double().mean())),
-                       n=int(confusion.sum()), accuracy=scores.accuracy,
-                       per_class=class_scores(confusion, [c["label"] for c in classes]),
-                       confusion_matrix=confusion.tolist(), **_flips_out(parent, flips))
+                       accuracy=scores.accuracy, **_confusion_out(confusion, [c["label"] for c in classes], settings),
+                       **_flips_out(parent, flips))
 
 
 def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, architecture: dict, stored: Version,
@@ -163,7 +164,8 @@ def _checked_data(session: Session, request: EvaluateRequest, architecture: dict
     check_inline_rows(inline, settings.max_inline_rows, "data")
     data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
     if data.n > settings.max_predict_rows:
-        raise TooLarge(f"data: {data.n} rows, more than LIFELONG_MAX_PREDICT_ROWS = {settings.max_predict_rows}")
+        raise TooLarge(f"data: {data.n} rows, more than LIFELONG_MAX_PREDICT_ROWS = {settings.max_predict_rows}:"
+                       " evaluate runs in the request, so score a smaller dataset (or split this one)")
     check_fits(data, architecture.get("input_shape", []), labels=True,
                num_classes=None if data.classes else num_classes,
                kind=registry.get_architecture(architecture["kind"]).input_kind)
@@ -203,17 +205,22 @@ def _task_labels(labels: np.ndarray, data_classes: list[str] | None, task_classe
     return np.asarray([position[name] for name in data_classes], dtype=np.int64)[labels]
 
 
-def confusion_matrix(labels: np.ndarray, predicted: torch.Tensor, num_classes: int) -> np.ndarray:
-    """[labeled][predicted] counts."""
-    cells = labels.astype(np.int64) * num_classes + predicted.numpy().astype(np.int64)
-    return np.bincount(cells, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+def _confusion_out(confusion: Confusion, classes: list[str] | None, settings: Settings) -> dict[str, Any]:
+    """The answer's confusion fields, within LIFELONG_MAX_CONFUSION_CLASSES (app/scoring/confusion.py)."""
+    limit = settings.max_confusion_classes
+    truncated = confusion.num_classes > limit
+    cells = [CellCount(labeled=a, predicted=b, count=c) for a, b, c in top_confusions(confusion, limit)]
+    return {"n": confusion.n, "classes": confusion.num_classes, "truncated": truncated,
+            "per_class": class_scores(confusion, classes, listed_classes(confusion, limit)),
+            "confusion_matrix": None if truncated else dense_matrix(confusion),
+            "top_confusions": cells}
 
 
-def class_scores(confusion: np.ndarray, classes: list[str] | None) -> list[ClassScore]:
-    """Precision and recall of each class (None where undefined: never predicted, or never labeled)."""
-    support, predicted = confusion.sum(1), confusion.sum(0)
+def class_scores(confusion: Confusion, classes: list[str] | None, listed: list[int]) -> list[ClassScore]:
+    """Precision and recall of each listed class (None where undefined: never predicted, or never labeled)."""
+    support, predicted, right = confusion.support, confusion.predicted, confusion.right
     return [ClassScore(index=k, label=classes[k] if classes else None,
-                       precision=float(confusion[k, k] / predicted[k]) if predicted[k] else None,
-                       recall=float(confusion[k, k] / support[k]) if support[k] else None,
+                       precision=float(right[k] / predicted[k]) if predicted[k] else None,
+                       recall=float(right[k] / support[k]) if support[k] else None,
                        support=int(support[k]), predicted=int(predicted[k]))
-            for k in range(confusion.shape[0])]
+            for k in listed]
