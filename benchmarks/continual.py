@@ -61,7 +61,7 @@ PROFILES = {
              "sequences": list(SEQUENCES), "max_tasks": None},
     "smoke": {"seeds": 1, "epochs": 1, "grid": [1.0], "lwf_grid": [1.0], "validation_seeds": 1,
               "auto_grid": [0.1, 10.0], "auto_validation_fraction": 0.1,
-              "sequences": ["split_digits"], "max_tasks": 2},
+              "sequences": list(SEQUENCES), "max_tasks": 2},
 }
 ARCHITECTURE_HIDDEN = [256, 256]
 

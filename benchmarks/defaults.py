@@ -65,7 +65,7 @@ SEQUENCE_SOURCES: dict[str, tuple[Callable[[int], list[TaskData]], list[int]]] =
 
 PROFILES = {
     "full": {"seeds": 5, "sequences": list(SEQUENCE_SOURCES), "max_tasks": None, "epochs": None},
-    "smoke": {"seeds": 1, "sequences": ["walkthrough", "split_digits"], "max_tasks": 2, "epochs": 1},
+    "smoke": {"seeds": 1, "sequences": list(SEQUENCE_SOURCES), "max_tasks": 2, "epochs": 1},
 }
 
 

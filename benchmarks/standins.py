@@ -10,6 +10,10 @@ their trainable blocks are chosen by the kind's own `blocks` (so `{"last": 2}` m
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import torch
 
 from app.architectures.base import normalise_trainable
@@ -65,3 +69,28 @@ def tiny_network(spec: dict, seed: int = 0) -> MultiHeadNet:
         learning = {name for block in blocks[len(blocks) - choice["last"]:] for name in block}
     net.freeze(trunk - learning)
     return net
+
+
+def tiny_text_encoder_directory(directory: Path) -> Path:
+    """A text-encoder model directory (`{"kind": "text-encoder", "path": …}`) holding a 2-layer BERT of width 32
+    with random weights, all-MiniLM-L6-v2's tokenizer and its sentence-transformers pipeline (mean pooling,
+    normalisation): what the service and sentence-transformers both load, at a thousandth of the cost."""
+    from app.architectures.text import _hide_broken_torchvision, bundled_model_path
+
+    _hide_broken_torchvision()
+    from transformers import BertConfig, BertModel
+
+    bundled = bundled_model_path()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("modules.json", "sentence_bert_config.json", "special_tokens_map.json", "tokenizer.json",
+                 "tokenizer_config.json", "vocab.txt"):
+        shutil.copy(bundled / name, directory / name)
+    pooling = json.loads((bundled / "1_Pooling" / "config.json").read_text()) | {"word_embedding_dimension": 32}
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=37, max_position_embeddings=512)
+        BertModel(config, add_pooling_layer=False).save_pretrained(directory)
+    return directory

@@ -65,7 +65,7 @@ PROFILES: dict[str, dict] = {
               "grids": {method: grid[1:3] if method == "mas" else grid[1:2] for method, grid in GRIDS.items()},
               "auto_grid": [1.0, 100.0], "auto_validation_fraction": 0.2,
               "train": {name: {**train, "epochs": 1} for name, train in TRAIN.items()},
-              "max_tasks": 2, "sequences": 2, "service_tasks": 2, "service_backbones": ["efficientnet"],
+              "max_tasks": 2, "sequences": None, "service_tasks": 2, "service_backbones": ["efficientnet", "minilm"],
               "workers": 2},
 }
 VALIDATION_FRACTION = 0.3

@@ -17,9 +17,13 @@ def run_benchmark(module: str, out: Path, *extra: str) -> None:
 
 def test_continual_smoke_writes_json_table_and_plots(tmp_path: Path) -> None:
     run_benchmark("benchmarks.continual", tmp_path)
+    from benchmarks.continual import VARIANTS
+    from benchmarks.sequences import SEQUENCES
+
     results = json.loads((tmp_path / "continual.json").read_text())
+    assert set(results["sequences"]) == set(SEQUENCES)  # every sequence and variant the full run reports
+    assert all(set(variants) == set(VARIANTS) for variants in results["sequences"].values())
     variants = results["sequences"]["split_digits"]
-    assert {"finetune", "l2", "ewc", "si", "lwf", "mas", "mas_auto", "mas_omega_test", "mas_local"} <= variants.keys()
     for entry in variants.values():
         run = entry["runs"][0]
         assert len(run["matrix"]) == 2 and 0.0 <= run["average_accuracy"] <= 1.0 and len(run["lambdas"]) == 2
@@ -34,12 +38,15 @@ def test_continual_smoke_writes_json_table_and_plots(tmp_path: Path) -> None:
     table = (tmp_path / "continual.md").read_text()
     assert "| mas |" in table and "| mas_auto | auto |" in table and "λ chosen by `mas_auto`" in table
     assert (tmp_path / "continual_forgetting.png").stat().st_size > 1000
+    assert all((tmp_path / f"continual_{name}_accuracy.png").is_file() for name in SEQUENCES)
+    assert table.splitlines()[2].startswith("Provenance: commit")
 
 
 @pytest.mark.timeout(300)
 def test_defaults_smoke_reads_the_service_defaults_and_writes_both_settings(tmp_path: Path) -> None:
     """The structure of benchmarks.defaults' output, not its targets: a 1-epoch run proves nothing about them."""
     from app.learning.schemas import TaskRequest
+    from benchmarks.defaults import SEQUENCE_SOURCES
 
     run_benchmark("benchmarks.defaults", tmp_path)
     run_benchmark("benchmarks.defaults", tmp_path, "--lr", "0.05", "--grid", "1,10", "--add")
@@ -50,7 +57,7 @@ def test_defaults_smoke_reads_the_service_defaults_and_writes_both_settings(tmp_
         request.method, request.lambda_, request.lr, request.epochs)
     assert list(results["settings"]) == ["service defaults", "grid [1.0, 10.0], lr 0.05"]
     for entry in results["settings"].values():
-        assert set(entry["sequences"]) == {"walkthrough", "split_digits"}
+        assert set(entry["sequences"]) == set(SEQUENCE_SOURCES)  # every sequence the full run reports
         assert isinstance(entry["both_hold_everywhere"], bool)
         for sequence in entry["sequences"].values():
             assert len(sequence["tasks"]) == 2
@@ -66,6 +73,7 @@ def test_defaults_smoke_reads_the_service_defaults_and_writes_both_settings(tmp_
     table = (tmp_path / "defaults.md").read_text()
     assert "## Which settings meet both targets on every sequence" in table
     assert "| service defaults |" in table and "| grid [1.0, 10.0], lr 0.05 |" in table
+    assert len(results["provenance"]["parts"]) == 1 and results["provenance"]["command"].endswith("--add")
 
 
 @pytest.mark.timeout(300)
