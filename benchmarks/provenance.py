@@ -105,7 +105,7 @@ def describe(entry: dict[str, Any] | None) -> str:
     """One line: commit and cleanliness, command, machine, date."""
     if not entry or not entry.get("commit"):
         return (f"Provenance: {UNKNOWN} (these results were recorded before runs kept their commit, command "
-                "and machine; `python -m benchmarks.status` counts them as stale).")
+                "and machine; `python -m benchmarks.status` reports them as unknown, never fresh).")
     tree = "work tree clean" if entry.get("clean") else \
         f"work tree **not clean**: {', '.join(entry.get('changed_files', [])) or 'changes'}"
     where = entry.get("machine", {})
