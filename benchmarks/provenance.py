@@ -81,10 +81,13 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv if argv is None else argv)
     status = _git("status", "--porcelain", "--untracked-files=no")
     commit = _git("rev-parse", "HEAD")
+    # results are what runs write, not code: a second benchmark after a first one still runs on a clean tree
+    changed = sorted(line[3:] for line in (status or "").splitlines()
+                     if line.strip() and not line[3:].startswith("benchmarks/results/"))
     return {
         "commit": commit.strip() if commit else None,
-        "clean": status is not None and status.strip() == "",
-        "changed_files": sorted(line[3:] for line in (status or "").splitlines() if line.strip()),
+        "clean": status is not None and not changed,
+        "changed_files": changed,
         "command": command_line(argv),
         "module": _module_of(argv[0]) if argv else None,
         "machine": machine(),
