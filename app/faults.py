@@ -1,7 +1,10 @@
 """Faults injected on purpose, for the fault tests only, named in `LIFELONG_INJECT_FAULTS` (comma-separated).
 
 `store_write`: every blob write of a worker fails as a full disk would (ENOSPC), which must fail the
-job cleanly (`error.type` "storage") and leave the API answering. Nothing here is active by default.
+job cleanly (`error.type` "storage") and leave the API answering. `slow_predictions`: every look of a
+prediction at its deadline (between slices of 256 rows) waits 0.5 s, so that the tests of deadlines,
+disconnects and load shedding do not depend on how fast this machine computes. Nothing here is active
+by default.
 """
 
 from __future__ import annotations

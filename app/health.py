@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
+    """On the event loop: never queued behind predictions, which run in their own thread pool."""
     return {"status": "ok"}
 
 

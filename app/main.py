@@ -24,6 +24,7 @@ from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.drift.routes import router as drift_router
 from app.export.routes import router as export_router
+from app.faults import injected
 from app.health import router as health_router
 from app.http_errors import answer_errors, document_errors
 from app.jobs.celery_app import make_celery
@@ -34,6 +35,7 @@ from app.mas.devices import pick_device
 from app.media_types import RequireMediaType, body_operations
 from app.metrics import install_metrics
 from app.models.routes import router as models_router
+from app.predictions.admission import PredictionGate
 from app.predictions.batching import Coalescer
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = open_blob_store(settings)
     app.state.cache = NetworkCache(settings.predict_cache_bytes, pick_device(settings.predict_device),
                                    Coalescer(settings.predict_batch_wait_ms / 1000, settings.predict_batch_rows))
+    app.state.gate = PredictionGate(settings.predict_workers, settings.predict_queue, settings.predict_timeout_s,
+                                    0.5 if "slow_predictions" in injected(settings) else 0.0)
     app.state.key_cache = TimedCache(settings.auth_cache_s)
     app.state.target_cache = TimedCache(settings.auth_cache_s)
     clear_on_commit(app.state.sessions, app.state.key_cache, app.state.target_cache)

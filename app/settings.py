@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # predict_batch_rows rows; 1 row turns the sharing off.
     predict_batch_wait_ms: float = Field(2.0, ge=0, le=50)
     predict_batch_rows: int = Field(256, ge=1, le=100_000)
+    # Bounded work per prediction (app/predictions/admission.py): a deadline (504 past it), threads of the
+    # predictions' own pool, and how many more may wait for one (503 with Retry-After beyond).
+    predict_timeout_s: float = Field(30.0, gt=0, le=3600)
+    predict_workers: int = Field(8, ge=1, le=256)
+    predict_queue: int = Field(64, ge=0, le=100_000)
+    # Most texts and images in one prediction: they cost far more per row than numbers (413 above).
+    max_predict_texts: int = Field(2_000, ge=1, le=100_000)
+    max_predict_images: int = Field(256, ge=1, le=100_000)
     # Training rows per task whose trunk features are kept as its drift reference (MAS.md §8).
     drift_reference_rows: int = Field(512, ge=2, le=100_000)
     # Sampled prediction requests waiting to be replayed on a model's shadow; more are dropped and counted.

@@ -8,10 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import READ_SCOPE_OPENAPI, ReadScope
-from app.deps import CacheDep, ReadSessionDep, StoreDep, TargetCacheDep
 from app.errors import Invalid, TooLarge
 from app.models.schemas import NAME_PATTERN
 from app.predictions import service
@@ -61,7 +59,7 @@ async def predict_from_body(request: Request) -> Response:
     settings: Settings = state.settings
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == MULTIPART:
-        files = await _read_files(request, settings.max_upload_bytes, settings.max_predict_rows)
+        files = await _read_files(request, settings.max_upload_bytes, settings.max_predict_images)
         body = b""
     else:
         body = await _read_body(request, settings.max_upload_bytes)
@@ -71,7 +69,7 @@ async def predict_from_body(request: Request) -> Response:
         # A small JSON body is parsed here, on the event loop, and predicted here when nothing needs
         # reading and the network is fast (service.predict_in_memory): the thread-pool hop would cost a
         # 1-row prediction more than the prediction itself.
-        asked = _from_json(body, settings.max_predict_rows)
+        asked = _from_json(body, settings)
         answer = service.predict_in_memory(state.cache, targets=state.target_cache, model_name=name,
                                            shadows=state.shadows, **asked.arguments())
         if answer is not None:
@@ -83,33 +81,37 @@ async def predict_from_body(request: Request) -> Response:
                       else files if content_type == MULTIPART else [body])
             question = Asked(query.task, query.version, query.alias, inputs, query.probabilities)
         else:
-            question = asked or _from_json(body, settings.max_predict_rows)
+            question = asked or _from_json(body, settings)
         with state.read_sessions() as session:
             return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
                                          model_name=name, shadows=state.shadows, **question.arguments()))
 
-    # Parsing, the forward pass and the JSON are CPU work: off the event loop, as in the sync routes.
-    return await run_in_threadpool(parse_and_predict)
+    # Parsing, the forward pass and the JSON are CPU work: off the event loop, in the predictions' own
+    # thread pool, under a deadline, stopped if the client goes, refused when too many wait (admission.py).
+    return await state.gate.run(request, parse_and_predict)
 
 
 @router.get("", response_model=PredictOut, response_model_exclude_none=True, dependencies=[ReadScope])
-def predict_from_query(
+async def predict_from_query(
     request: Request,
     name: str,
-    session: ReadSessionDep,
-    store: StoreDep,
-    cache: CacheDep,
-    targets: TargetCacheDep,
     inputs: Annotated[str, Query(description="JSON list of rows, at most 100")],
     task: Annotated[str | None, Query(pattern=NAME_PATTERN,
                                       description="the task whose head answers (absent: task-free)")] = None,
     version: Annotated[int | None, Query(ge=0, le=MAX_VERSION)] = None,
     alias: AliasQuery = None,
     probabilities: bool = False,
-) -> PredictOut:
-    return service.predict(session, store, cache, targets=targets, model_name=name, task=task, version=version,
-                           alias=alias, inputs=service.inputs_from_query(inputs), probabilities=probabilities,
-                           shadows=request.app.state.shadows)
+) -> Response:
+    state = request.app.state
+
+    def parse_and_predict() -> Response:
+        with state.read_sessions() as session:
+            return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
+                                         model_name=name, task=task, version=version, alias=alias,
+                                         inputs=service.inputs_from_query(inputs), probabilities=probabilities,
+                                         shadows=state.shadows))
+
+    return await state.gate.run(request, parse_and_predict)
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,13 @@ def _query(request: Request) -> PredictQuery:
         raise _request_error(error, "query") from error
 
 
-def _from_json(body: bytes, max_rows: int) -> Asked:
+def _from_json(body: bytes, settings: Settings) -> Asked:
     try:
         parsed = PredictRequest.model_validate_json(body)
     except ValidationError as error:
         raise _request_error(error, "body") from error
-    inputs = (service.inputs_from_json(parsed.inputs, max_rows) if parsed.texts is None
-              else service.inputs_from_texts(parsed.texts, max_rows))
+    inputs = (service.inputs_from_json(parsed.inputs, settings.max_predict_rows) if parsed.texts is None
+              else service.inputs_from_texts(parsed.texts, settings.max_predict_texts))
     return Asked(parsed.task, parsed.version, parsed.alias, inputs, parsed.probabilities)
 
 
@@ -175,6 +177,9 @@ async def _read_files(request: Request, limit: int, max_files: int) -> list[byte
     try:
         form = await request.form(max_files=max_files, max_fields=16, max_part_size=limit)
     except Exception as error:  # starlette raises its own errors for malformed or oversized forms
+        if "too many files" in str(error).lower():
+            raise TooLarge(f"more than LIFELONG_MAX_PREDICT_IMAGES = {max_files} images in one request: send them "
+                           "in several requests, or score a dataset with an evaluate job") from error
         raise Invalid(f"the multipart body could not be read: {error}") from error
     files, size = [], 0
     for item in form.getlist("files"):

@@ -27,10 +27,11 @@ from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples
 from app.metrics import count_prediction
 from app.models.networks import version_network
+from app.predictions.admission import check_deadline
 from app.predictions.cache import NetworkCache
 from app.predictions.lookup import Target, find_recent_target, recent_target
 from app.predictions.schemas import ClassOut, PredictOut
-from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of
+from app.predictions.task_free import answer_rows, check_answerable, class_labels, concatenated, head_of
 from app.shadow.runner import ShadowRunner
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
@@ -43,6 +44,7 @@ QUERY_ROWS = 100  # the API's limit for inputs carried in a GET's query string
 # thread pool: a few rows of a small network (whose pass costs less than the ~0.1 ms hop), while a pass
 # long enough to hold other requests up noticeably takes the hop.
 QUICK_S = 1e-3
+SLICE_ROWS = 256  # rows between two looks at a prediction's deadline (a second or two of MiniLM on a CPU)
 GPU_PASS_ROWS = 1024  # rows per forward pass on a GPU (the text encoder cuts its own passes further)
 
 
@@ -59,6 +61,7 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets:
                        f"(it has {list(target.task_entries)})")
     session.rollback()  # the read transaction ends here: a prediction holds nothing a writer waits on
     x = model_inputs(target.architecture, inputs)
+    check_deadline()
     net = cache.get(target.network_key, lambda: _load_network(session, store, target))
     if task is None:
         answer = _run_task_free(store, net, target, x=x, probabilities=probabilities, alias=alias)
@@ -81,7 +84,11 @@ def _task_free_answer(store: BlobStore, net: MultiHeadNet, target: Target, *, x:
     assert target.task_free is not None
     options = TaskFreeOptions.of(target.options)
     head = head_of(store, target.task_free, options)
-    answer = answer_rows(net, head, options.predictor, x)
+    answers = []
+    for rows in _slices(x):
+        check_deadline()
+        answers.append(answer_rows(net, head, options.predictor, rows))
+    answer = answers[0] if len(answers) == 1 else concatenated(answers)
     classes = class_labels(head, target.tasks)
     indices = answer.classes.tolist()
     return PredictOut(model=target.model, version=target.number, alias=alias, predictions=indices,
@@ -118,10 +125,20 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
 def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
          alias: str | None) -> PredictOut:
     started = time.perf_counter()
-    predicted, probs = shared_forward(cache, target.network_key, net, task, x, probabilities)
+    parts = []
+    for rows in _slices(x):
+        check_deadline()
+        parts.append(shared_forward(cache, target.network_key, net, task, rows, probabilities))
+    predicted = torch.cat([p for p, _ in parts]) if len(parts) != 1 else parts[0][0]
+    probs = None if not probabilities else torch.cat([p for _, p in parts]) if len(parts) != 1 else parts[0][1]
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
     return _task_answer(target, task, predicted, probs, alias)
+
+
+def _slices(x: torch.Tensor) -> list[torch.Tensor]:
+    """The rows in slices of SLICE_ROWS: between two, a prediction looks at its deadline and its client."""
+    return [x[start : start + SLICE_ROWS] for start in range(0, x.shape[0], SLICE_ROWS)] or [x]
 
 
 def _task_answer(target: Target, task: str, predicted: torch.Tensor, probs: torch.Tensor | None,
@@ -234,9 +251,10 @@ def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
     return parse_inline(inputs, None).x
 
 
-def inputs_from_texts(texts: list[str], max_rows: int) -> list[str]:
-    if len(texts) > max_rows:
-        raise TooLarge(f"{len(texts)} texts in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
+def inputs_from_texts(texts: list[str], max_texts: int) -> list[str]:
+    if len(texts) > max_texts:
+        raise TooLarge(f"{len(texts)} texts in one request, more than LIFELONG_MAX_PREDICT_TEXTS = {max_texts}: "
+                       "send them in several requests, or score a dataset with an evaluate job")
     return texts
 
 

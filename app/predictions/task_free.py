@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -71,6 +72,11 @@ def answer_rows(net: MultiHeadNet, head: task_free.TaskFreeHead, predictor: str,
     logits = head_logits(net, list(head.catalog.tasks), x, f) if predictor in task_free.ROUTED else None
     with torch.inference_mode():
         return task_free.answer(head, predictor, f.cpu(), [t.cpu() for t in logits] if logits else None)
+
+
+def concatenated(answers: list[task_free.Answer]) -> task_free.Answer:
+    """One answer of the rows of several, in order."""
+    return task_free.Answer(*(torch.cat([getattr(a, f.name) for a in answers]) for f in fields(task_free.Answer)))
 
 
 def class_labels(head: task_free.TaskFreeHead, tasks: list[dict[str, Any]]) -> list[dict[str, str]]:
