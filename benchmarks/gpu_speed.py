@@ -65,8 +65,8 @@ SPECS = {
 PROFILES = {
     "cuda": {"omega_texts": 1024, "omega_images": 512, "vmap_rows": 32, "train_batch": 64, "train_steps": 20,
              "predict_texts": 8192, "predict_images": 2048, "http_requests": 64, "repeats": 3},
-    "cpu": {"omega_texts": 64, "omega_images": 32, "vmap_rows": 4, "train_batch": 16, "train_steps": 6,
-            "predict_texts": 512, "predict_images": 64, "http_requests": 12, "repeats": 3},
+    "cpu": {"omega_texts": 32, "omega_images": 16, "vmap_rows": 2, "train_batch": 16, "train_steps": 4,
+            "predict_texts": 256, "predict_images": 32, "http_requests": 8, "repeats": 1},
     "quick": {"omega_texts": 8, "omega_images": 4, "vmap_rows": 2, "train_batch": 4, "train_steps": 3,
               "predict_texts": 16, "predict_images": 4, "http_requests": 4, "repeats": 1},
 }
