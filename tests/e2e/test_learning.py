@@ -241,13 +241,37 @@ def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> N
         assert set(trial["validation"]) == {first.name, second.name}
         assert trial["mean"] == (trial["validation"][first.name] + trial["validation"][second.name]) / 2
         assert set(trial["validation_loss"]) == {first.name, second.name} and trial["mean_loss"] > 0
-    best = max(search, key=lambda trial: (trial["mean"], -trial["mean_loss"], trial["lambda"]))
+    # The constrained rule (the default) on the validation loss: each slice holds fewer than 50 rows, so one row
+    # is a coarser step than the 0.02 tolerance. Admissible: exp(−new-task loss) within 0.02 of the best; of
+    # those, the lowest loss on the first task's slice.
+    rows = math.ceil(0.1 * len(second.x_train))
+    assert rows < 50
+    fit = {trial["lambda"]: math.exp(-trial["validation_loss"][second.name]) for trial in search}
+    admissible = [trial for trial in search if fit[trial["lambda"]] >= max(fit.values()) - 0.02]
+    best = max(admissible, key=lambda trial: (-trial["validation_loss"][first.name],
+                                              trial["validation"][first.name], trial["lambda"]))
     assert made_by["lambda"] == best["lambda"]
     assert job["result"]["lambda"] == best["lambda"] and job["result"]["lambda_search"] == search  # the job says so too
+    choice = job["result"]["lambda_selection"]
+    assert choice["rule"] == "constrained" and choice["new_task_tolerance"] == 0.02 and choice["basis"] == "loss"
+    assert choice["admissible"] == [trial["lambda"] for trial in admissible] and choice["lambda"] == best["lambda"]
+    assert f"{rows} rows" in choice["reason"] and made_by["lambda_selection"] == choice
     assert job["progress"]["total"] == 3 * 5 * math.ceil(trained_rows(len(second.x_train)) / 32)  # every trial's steps
     progress = job["progress"]  # where the last step stands: the last epoch of the last trial
     assert (progress["epoch"], progress["epochs"], progress["trial"], progress["trials"]) == (5, 5, 3, 3)
 
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), "lambda": 2,
+                                                                "lambda_selection": "mean"})
+    assert refused.status_code == 422 and "lambda_selection" in refused.text
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]),
+                                                                "lambda_selection": "mean", "new_task_tolerance": 0.1})
+    assert refused.status_code == 422 and "new_task_tolerance" in refused.text
+    for bad in ({"lambda_selection": "best"}, {"new_task_tolerance": 1.5}, {"new_task_tolerance": "0.1"}):
+        refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), **bad})
+        assert refused.status_code == 422, bad
+    refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), "method": "finetune",
+                                                                "new_task_tolerance": 0.1})
+    assert refused.status_code == 422 and "new_task_tolerance" in refused.text
     refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]),
                                                                 "validation_fraction": 0})
     assert refused.status_code == 422 and "validation_fraction" in refused.text
@@ -257,3 +281,33 @@ def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> N
     refused = api.http.post(f"/v1/models/{model}/tasks", json={**api.task_body(api.digits[2]), "method": "finetune",
                                                                 "penalty": "gradient"})
     assert refused.status_code == 422 and "penalty" in refused.text
+
+
+def test_lambda_selection_is_a_request_option_and_the_job_says_which_rule_and_basis(api) -> None:
+    first, second = api.digits[0], api.digits[1]
+    model = api.create_model("rules")
+    api.learn(model, first)
+    grid = [0.01, 1.0, 100.0]
+    mean = api.wait_job(api.submit_task(model, second, lambda_grid=grid, lambda_selection="mean")["id"])
+    assert mean["state"] == "succeeded", mean
+    search = mean["result"]["lambda_search"]
+    best = max(search, key=lambda trial: (trial["mean"], -trial["mean_loss"], trial["lambda"]))
+    assert mean["result"]["lambda"] == best["lambda"]
+    assert mean["result"]["lambda_selection"]["rule"] == "mean"
+    assert mean["result"]["lambda_selection"]["basis"] == "accuracy"
+    assert mean["result"]["lambda_selection"]["admissible"] == grid
+    made_by = api.get(f"/v1/models/{model}/versions/{mean['result']['version']}")["made_by"]
+    assert made_by["request"]["lambda_selection"] == "mean" and made_by["lambda_selection"]["rule"] == "mean"
+
+    # A tolerance of 1 admits every λ, and one row of the slice is a finer step than it (the accuracy basis):
+    # the least forgetting (best accuracy on the first task's slice, then its lower loss) wins.
+    wide = api.wait_job(api.submit_task(model, second, lambda_grid=grid, new_task_tolerance=1.0,
+                                        base_version=1)["id"])
+    assert wide["state"] == "succeeded", wide
+    trials = wide["result"]["lambda_search"]
+    assert trials == search  # the same trials from the same start; only the choice differs
+    least = max(trials, key=lambda trial: (trial["validation"][first.name], -trial["validation_loss"][first.name],
+                                           trial["lambda"]))
+    choice = wide["result"]["lambda_selection"]
+    assert choice["rule"] == "constrained" and choice["new_task_tolerance"] == 1.0 and choice["basis"] == "accuracy"
+    assert choice["admissible"] == grid and wide["result"]["lambda"] == least["lambda"] == choice["lambda"]
