@@ -896,6 +896,40 @@ class Client:
         params = {k: v for k, v in {"state": state, "limit": limit}.items() if v is not None}
         return self._json("GET", f"/v1/models/{model}/webhooks/{webhook_id}/deliveries", params=params)
 
+    # -- API keys (an admin key that reaches every model) --
+
+    def create_key(self, scope: Literal["read", "write", "admin"], name: str | None = None, *,
+                   models: Sequence[str] | None = None, model_prefix: str | None = None) -> NewKeyInfo:
+        """A new key; its token is in `["key"]`, this once. `models` (names) and/or `model_prefix` limit the
+        models it reaches: other models answer it as if they did not exist (404). Neither: every model."""
+        body: dict[str, Any] = {"scope": scope, "name": name}
+        if models is not None:
+            body["models"] = list(models)
+        if model_prefix is not None:
+            body["model_prefix"] = model_prefix
+        return self._json("POST", "/v1/keys", json=body)
+
+    def list_keys(self) -> list[KeyInfo]:
+        return self._json("GET", "/v1/keys")
+
+    def revoke_key(self, key_id: int) -> KeyInfo:
+        return self._json("DELETE", f"/v1/keys/{key_id}")
+
+
+class KeyInfo(TypedDict):
+    id: int
+    prefix: str
+    name: str | None
+    scope: str  # read | write | admin
+    models: list[str] | None  # with model_prefix None: every model
+    model_prefix: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class NewKeyInfo(KeyInfo):
+    key: str  # the token, shown this once
+
 
 class WebhookInfo(TypedDict):
     id: int

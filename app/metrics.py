@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from app.auth.deps import ReadScope
+from app.auth.deps import ReadScope, require_every_model
 from app.db.tables import Dataset, DatasetDeletion, DriftReport, Job, Model, Version
 
 # Process-wide: one API process counts once, however many apps a test builds in it.
@@ -163,7 +163,7 @@ def _duration_histogram(rows: Any) -> HistogramMetricFamily:
 
 # With keys configured, a scrape needs a read key (Prometheus: `authorization: {credentials: …}`):
 # the series name models.
-router = APIRouter(tags=["metrics"], dependencies=[ReadScope])
+router = APIRouter(tags=["metrics"], dependencies=[ReadScope, require_every_model("/metrics")])
 
 
 @router.get("/metrics", include_in_schema=False)

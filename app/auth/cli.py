@@ -28,32 +28,41 @@ def _sessions():  # noqa: ANN202 - a sessionmaker, imported late to keep `lifelo
 def create(
     scope: Annotated[str, typer.Option(help="read (GET, predict), write (+ datasets, tasks, head, cancel), admin")],
     name: Annotated[str | None, typer.Option(help="a label to recognise the key by")] = None,
+    models: Annotated[str | None, typer.Option(help="the models the key reaches, comma-separated (default: every "
+                                                    "model)")] = None,
+    model_prefix: Annotated[str | None, typer.Option(help="the key reaches the models whose names start with "
+                                                          "this (with --models: those too)")] = None,
 ) -> None:
     """Create a key and print it (once: it cannot be shown again)."""
-    from app.auth.keys import SCOPES, create_key
+    from app.auth.keys import SCOPES, check_model_scope, create_key, model_scope_of
 
     if scope not in SCOPES:
         raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}", param_hint="--scope")
+    names = [part.strip() for part in models.split(",") if part.strip()] if models is not None else None
+    try:
+        check_model_scope(names, model_prefix)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--models/--model-prefix") from None
     try:
         with _sessions().begin() as session:
-            created = create_key(session, scope, name)
-            key_id = created.key.id
+            created = create_key(session, scope, name, models=names, model_prefix=model_prefix)
+            key_id, reach = created.key.id, model_scope_of(created.key).describe()
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--name") from None
     typer.echo(created.token)
-    typer.echo(f"key {key_id} ({scope}) created; store it now, it is not shown again", err=True)
+    typer.echo(f"key {key_id} ({scope}, {reach}) created; store it now, it is not shown again", err=True)
 
 
 @keys_cli.command("list")
 def list_() -> None:
-    """List keys: id, prefix, scope, name, created, revoked."""
-    from app.auth.keys import list_keys
+    """List keys: id, prefix, scope, name, created, revoked, and the models each reaches."""
+    from app.auth.keys import list_keys, model_scope_of
 
     with _sessions()() as session:
         for key in list_keys(session):
             revoked = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             typer.echo(f"{key.id}\tll_{key.prefix}_…\t{key.scope}\t{key.name or '-'}\t"
-                       f"{key.created_at:%Y-%m-%d %H:%M}\t{revoked}")
+                       f"{key.created_at:%Y-%m-%d %H:%M}\t{revoked}\t{model_scope_of(key).describe()}")
 
 
 @keys_cli.command("revoke")

@@ -4,7 +4,8 @@ A key that passed is kept for LIFELONG_AUTH_CACHE_S seconds (app/timed_cache.py)
 every request, in the thread pool, cost a 1-row prediction more than its forward pass. A refusal is never
 kept, so a key created with the CLI works at once; one revoked with the CLI is refused within that
 lifetime, and at once when revoked through this API process. 401 carries `WWW-Authenticate: Bearer`
-(RFC 6750); 403 says which scope was needed.
+(RFC 6750); 403 says which scope was needed. `ModelScopeDep` and `EveryModel` are the model scope's
+dependencies (app/auth/scoping.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 
-from app.auth.keys import allows, any_key_exists, find_key
+from app.auth.keys import allows, any_key_exists, find_key, model_scope_of
+from app.auth.scoping import EVERY_MODEL, ModelScope
 from app.timed_cache import TimedCache
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -31,10 +33,7 @@ BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 def require_scope(needed: str) -> object:
     async def check(request: Request, _: BearerHeader) -> None:  # async: no thread-pool hop (app/deps.py)
-        granted = getattr(request.state, "scope", None)
-        if granted is None:
-            granted = await run_in_threadpool(_authenticate, request)
-            request.state.scope = granted
+        granted = (await _caller(request)).scope
         if granted != "open" and not allows(granted, needed):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a key with scope {needed!r}; "
                                 f"this key has scope {granted!r}")
@@ -49,6 +48,7 @@ UNAUTHORIZED = "a valid API key is needed: send Authorization: Bearer <key>"
 class Caller:
     scope: str  # read | write | admin, or "open" when no key was ever created
     key_id: int | None = None
+    models: ModelScope = EVERY_MODEL
 
 
 def identify_caller(engine: Engine, authorization: str) -> Caller | None:
@@ -58,7 +58,7 @@ def identify_caller(engine: Engine, authorization: str) -> Caller | None:
         if scheme.lower() == "bearer" and token.strip():
             key = find_key(connection, token.strip())
             if key is not None:
-                return Caller(key.scope, key.id)
+                return Caller(key.scope, key.id, model_scope_of(key))
         if not any_key_exists(connection):
             return Caller("open")
     return None
@@ -78,14 +78,36 @@ async def identify(state: State, authorization: str) -> Caller | None:
     return caller
 
 
-def _authenticate(request: Request) -> str:
-    """The caller's scope, or "open" when no key was ever created; raises 401 otherwise. (The
-    AuthenticateFirst middleware normally did this already, before the body was read.)"""
-    caller = identify_caller(request.app.state.reader_engine, request.headers.get("authorization", ""))
+async def _caller(request: Request) -> Caller:
+    """Who calls: found by the AuthenticateFirst middleware before the body was read (every /v1 path), or
+    here (/metrics); 401 when a key is needed and this is none."""
+    caller = getattr(request.state, "caller", None)
     if caller is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers=_CHALLENGE)
-    request.state.key_id = caller.key_id
-    return caller.scope
+        caller = await identify(request.app.state, request.headers.get("authorization", ""))
+        if caller is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED, headers=_CHALLENGE)
+        request.state.caller, request.state.scope, request.state.key_id = caller, caller.scope, caller.key_id
+    return caller
+
+
+async def model_scope(request: Request, _: BearerHeader) -> ModelScope:
+    return (await _caller(request)).models
+
+
+# The models the caller's key reaches: routes that list models (or their jobs) filter with it, and
+# creating a model checks the new name against it.
+ModelScopeDep = Annotated[ModelScope, Depends(model_scope)]
+
+
+def require_every_model(what: str) -> object:
+    """403 for a key scoped to models on an operation about every model (`what` says which)."""
+
+    async def check(scope: ModelScopeDep) -> None:
+        if not scope.every_model:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} needs a key that reaches every model; this "
+                                f"key reaches {scope.describe()}")
+
+    return Depends(check)
 
 
 ReadScope = require_scope("read")

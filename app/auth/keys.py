@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Row, bindparam, select
 from sqlalchemy.orm import Session
 
+from app.auth.scoping import ModelScope
 from app.db.tables import ApiKey, utcnow
 from app.errors import Conflict, NotFound
 from app.models.schemas import NAME_PATTERN
@@ -33,16 +34,41 @@ class NewKey:
     token: str  # shown once, never stored
 
 
-def create_key(session: Session, scope: str, name: str | None = None) -> NewKey:
+def create_key(session: Session, scope: str, name: str | None = None, *, models: list[str] | None = None,
+               model_prefix: str | None = None) -> NewKey:
+    """A new key; `models` and/or `model_prefix` limit the models it reaches (app/auth/scoping.py), neither
+    gives it every model."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {list(SCOPES)}")
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
         raise ValueError("a key's name is lower-case letters, digits, '_' and '-', up to 64")
+    models = check_model_scope(models, model_prefix)
     prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
-    key = ApiKey(prefix=prefix, name=name, scope=scope, secret_sha256=_digest(secret))
+    key = ApiKey(prefix=prefix, name=name, scope=scope, models=models, model_prefix=model_prefix,
+                 secret_sha256=_digest(secret))
     session.add(key)
     session.flush()
     return NewKey(key, f"{TOKEN_PREFIX}_{prefix}_{secret}")
+
+
+def check_model_scope(models: list[str] | None, model_prefix: str | None) -> list[str] | None:
+    """The model names a key is scoped to, sorted and once each; ValueError for a scope that names nothing
+    (an empty list, an empty prefix) or a name no model can have."""
+    if models is not None:
+        if not models:
+            raise ValueError("a key's models list names at least one model (leave it out for every model)")
+        for model in models:
+            if not re.fullmatch(NAME_PATTERN, model):
+                raise ValueError(f"{model!r} is not a model name: lower-case letters, digits, '_' and '-', up to 64")
+        models = sorted(set(models))
+    if model_prefix is not None and not re.fullmatch(NAME_PATTERN, model_prefix):
+        raise ValueError("a key's model prefix is the start of a model name: lower-case letters, digits, '_' and"
+                         " '-', up to 64 (leave it out for every model)")
+    return models
+
+
+def model_scope_of(key: ApiKey | Row) -> ModelScope:
+    return ModelScope.of(key.models, key.model_prefix)
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -66,7 +92,8 @@ def revoke_key(session: Session, key_id: int, by: int | None = None) -> ApiKey:
 
 # Built once: a key is checked on every request, and building a statement cost more than running it.
 _ANY_KEY = select(ApiKey.id).limit(1)
-_KEY_BY_PREFIX = select(ApiKey.id, ApiKey.scope, ApiKey.secret_sha256, ApiKey.revoked_at).where(
+_KEY_BY_PREFIX = select(ApiKey.id, ApiKey.scope, ApiKey.models, ApiKey.model_prefix, ApiKey.secret_sha256,
+                        ApiKey.revoked_at).where(
     ApiKey.prefix == bindparam("prefix"))
 
 
@@ -75,7 +102,7 @@ def any_key_exists(connection: Session | Connection) -> bool:
 
 
 def find_key(connection: Session | Connection, token: str) -> Row | None:
-    """The live key a token belongs to (its id and scope), or None (unknown, malformed, wrong secret or
+    """The live key a token belongs to (its id, scope and model scope), or None (unknown, malformed, wrong secret or
     revoked). Columns, not an ORM row: a Core connection reads them at half the cost of a session."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:

@@ -1,20 +1,21 @@
-"""HTTP routes of API keys (admin scope): create (the token is in this response only), list, revoke."""
+"""HTTP routes of API keys (admin scope, on a key that reaches every model: a key scoped to models could
+otherwise make itself one that is not): create (the token is in this response only), list, revoke."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
 from app.auth import keys
-from app.auth.deps import AdminScope
+from app.auth.deps import AdminScope, require_every_model
 from app.auth.schemas import KeyIn, KeyOut, NewKeyOut
 from app.deps import SessionDep
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[AdminScope])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[AdminScope, require_every_model("managing keys")])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NewKeyOut)
 def create_key(body: KeyIn, session: SessionDep) -> NewKeyOut:
-    created = keys.create_key(session, body.scope, body.name)
+    created = keys.create_key(session, body.scope, body.name, models=body.models, model_prefix=body.model_prefix)
     session.commit()
     return NewKeyOut(**KeyOut.model_validate(created.key, from_attributes=True).model_dump(), key=created.token)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,11 @@ class KeyIn(BaseModel):
 
     scope: Literal["read", "write", "admin"]
     name: str | None = Field(None, pattern=NAME_PATTERN)
+    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] | None = Field(
+        None, min_length=1, max_length=1000,
+        description="the models this key reaches (with model_prefix: those too); leave both out for every model")
+    model_prefix: str | None = Field(None, pattern=NAME_PATTERN,
+                                     description="the key reaches the models whose names start with this")
 
 
 class KeyOut(BaseModel):
@@ -22,6 +27,9 @@ class KeyOut(BaseModel):
     prefix: str
     name: str | None
     scope: str
+    models: list[str] | None = Field(description="the models the key reaches by name; null with model_prefix "
+                                                 "null: every model")
+    model_prefix: str | None
     created_at: datetime
     revoked_at: datetime | None
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile, status
 
-from app.auth.deps import ReadScope, WriteScope
+from app.auth.deps import ReadScope, WriteScope, require_every_model
 from app.blobs.collect import CollectorBusy, exclusive_collection
 from app.blobs.purge import purge_deleted_blobs
 from app.datasets import service
@@ -41,7 +41,9 @@ def upload_dataset(
     return DatasetOut.model_validate(dataset, from_attributes=True)
 
 
-@router.get("", response_model=list[DatasetOut])
+# Datasets belong to no model (one row per content, shared by whoever uploads the same bytes): a key
+# scoped to models uploads, reads and deletes them by id, but the list would name every team's uploads.
+@router.get("", response_model=list[DatasetOut], dependencies=[require_every_model("listing datasets")])
 def list_datasets(session: SessionDep) -> list[DatasetOut]:
     return [DatasetOut.model_validate(d, from_attributes=True) for d in service.list_datasets(session)]
 

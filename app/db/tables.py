@@ -240,6 +240,10 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     name: Mapped[str | None] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
+    # The models the key reaches (app/auth/scoping.py): these names, and those starting with model_prefix;
+    # both NULL: every model.
+    models: Mapped[list[Any] | None]
+    model_prefix: Mapped[str | None] = mapped_column(String(64))
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]

@@ -9,6 +9,7 @@ Cancellation is a flag in the row that the running job reads between steps.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -41,8 +42,12 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, model: Model | None, state: str | None, limit: int) -> list[Job]:
+def list_jobs(session: Session, *, model: Model | None, state: str | None, limit: int,
+              within: Collection[int] | None = None) -> list[Job]:
+    """The newest `limit` jobs, of `model` (or every model; of the models whose ids are `within`, if given)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if within is not None:
+        query = query.where(Job.model_id.in_(within))
     if model is not None:
         query = query.where(Job.model_id == model.id)
     if state is not None:

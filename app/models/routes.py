@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy.orm import Session
 
 from app.aliases.moves import aliases_of
 from app.aliases.promotion import PromotionPolicy
 from app.aliases.routes import MoverDep
-from app.auth.deps import AdminScope, ReadScope, WriteScope
+from app.auth.deps import AdminScope, ModelScopeDep, ReadScope, WriteScope
 from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
 from app.mas.drift import DEFAULT_ALPHA
@@ -30,7 +30,11 @@ def shape_model(session: Session, model: Model) -> ModelOut:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])
-def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep, by: MoverDep) -> ModelOut:
+def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: SettingsDep, by: MoverDep,
+                 reach: ModelScopeDep) -> ModelOut:
+    if not reach.reaches(body.name):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key reaches {reach.describe()}: it cannot create a "
+                            f"model named {body.name!r}")
     model = service.create_model(session, store, body.name, body.architecture, body.seed,
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
                                  model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
@@ -41,8 +45,8 @@ def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: 
 
 
 @router.get("", response_model=list[ModelOut])
-def list_models(session: SessionDep) -> list[ModelOut]:
-    return [shape_model(session, m) for m in service.list_models(session)]
+def list_models(session: SessionDep, reach: ModelScopeDep) -> list[ModelOut]:
+    return [shape_model(session, m) for m in service.list_models(session) if reach.reaches(m.name)]
 
 
 @router.get("/{name}", response_model=ModelOut)

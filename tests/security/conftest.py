@@ -27,10 +27,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def make_key(secured: Service) -> Callable[..., str]:
-    """A new key of the given scope, created with `lifelong keys create`; returns the token."""
+    """A new key of the given scope, created with `lifelong keys create` (`extra`: more of its options, such as
+    `--models a,b`); returns the token."""
 
-    def make(scope: str, name: str | None = None) -> str:
-        done = run_cli(secured.var_dir, "keys", "create", "--scope", scope, *(["--name", name] if name else []))
+    def make(scope: str, name: str | None = None, *extra: str) -> str:
+        done = run_cli(secured.var_dir, "keys", "create", "--scope", scope, *(["--name", name] if name else []),
+                       *extra)
         assert done.returncode == 0, done.stderr
         token = done.stdout.strip()
         assert token.startswith("ll_"), done.stdout
