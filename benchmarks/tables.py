@@ -187,6 +187,8 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "defaults": included("defaults", "Which settings meet both targets"),
     "defaults_search": included("defaults_search", "Which settings meet both targets"),
     "defaults_pretrained": included("defaults_pretrained", "Defaults that protect"),
+    "fresh_sequences": lambda results: source_line("fresh_sequences", results) + "\n\n"
+    + _first_table("fresh_sequences", results),
     "paper.transfers": paper_transfers,
     "paper.eight": paper_eight,
     "paper.table3": paper_table3,
