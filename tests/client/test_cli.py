@@ -321,3 +321,28 @@ def _check_the_job_went_on(service: Service, lifelong: Client, job_id: str, said
 def _age_s(job: Job) -> float:
     started = job.data.get("started_at")
     return 0.0 if not started else (datetime.now(UTC) - datetime.fromisoformat(started)).total_seconds()
+
+
+def test_tasks_add_takes_the_lambda_selection_and_says_how_it_chose(run, digits: list[DigitsTask],  # noqa: ANN001
+                                                                    tmp_path: Path) -> None:
+    name = unique("cli-rules")
+    assert run("models", "create", name, "--input-shape", "64", "--hidden", "16").exit_code == 0
+    first, second = digits[0], digits[1]
+    files = []
+    for task in (first, second):
+        np.savez(train := tmp_path / f"{task.name}.npz", x=task.x_train, y=task.y_train)
+        files.append(str(train))
+    fast = ["--epochs", "2", "--batch-size", "32"]
+    assert run("tasks", "add", name, first.name, "--train", files[0], *fast).exit_code == 0
+    added = run("tasks", "add", name, second.name, "--train", files[1], *fast, "--lambda-grid", "0.01,100",
+                "--lambda-selection", "constrained", "--new-task-tolerance", "0.5")
+    assert added.exit_code == 0, added.stderr
+    # 0.5 admits both λ; a slice of 26 rows resolves it (accuracy basis); the line says so.
+    assert "chosen by the constrained rule on validation accuracy" in added.stdout
+    assert "within 0.5 of the best new-task: 0.01, 100" in added.stdout
+    bad = run("tasks", "add", name, "third", "--train", files[0], "--lambda-selection", "best")
+    assert bad.exit_code == 2 and "best" in bad.stderr
+    bad = run("tasks", "add", name, "third", "--train", files[0], "--new-task-tolerance", "2")
+    assert bad.exit_code == 2
+    refused = run("tasks", "add", name, "third", "--train", files[0], "--lambda", "1", "--lambda-selection", "mean")
+    assert refused.exit_code != 0 and "lambda_selection" in refused.stderr

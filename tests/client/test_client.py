@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -158,3 +160,25 @@ def test_queues_from_the_client(lifelong: Client, digits: list[DigitsTask]) -> N
     assert refresh.succeeded and refresh.data["queue"] == "cpu"
     with pytest.raises(lc.Invalid):
         lifelong.add_task(name, digits[1].name, (digits[1].x_train, digits[1].y_train), queue="tpu")  # type: ignore[arg-type]
+
+
+def test_lambda_selection_from_the_client(lifelong: Client, digits: list[DigitsTask]) -> None:
+    name = unique("rules")
+    lifelong.create_model(name, MLP)
+    first, second = digits[0], digits[1]
+    assert lifelong.add_task(name, first.name, (first.x_train, first.y_train), **FAST).wait(timeout=120).succeeded
+    job = lifelong.add_task(name, second.name, (second.x_train, second.y_train), lambda_grid=[0.01, 100.0],
+                            lambda_selection="constrained", new_task_tolerance=0.03, **FAST).wait(timeout=120)
+    assert job.succeeded, job.data
+    choice = job.lambda_selection
+    assert choice["rule"] == "constrained" and choice["new_task_tolerance"] == 0.03
+    # Slices of about 26 rows: one row (0.038) is a coarser step than 0.03, so the rule compared losses.
+    rows = math.ceil(0.1 * len(second.x_train))
+    assert rows * 0.03 < 1 and choice["basis"] == "loss" and choice["lambda"] == job.data["result"]["lambda"]
+    assert set(choice["admissible"]) <= {0.01, 100.0} and choice["lambda"] in choice["admissible"]
+    mean = lifelong.add_task(name, digits[2].name, (digits[2].x_train, digits[2].y_train), lambda_grid=[0.01, 100.0],
+                             lambda_selection="mean", **FAST).wait(timeout=120)
+    assert mean.succeeded and mean.lambda_selection["rule"] == "mean" and mean.lambda_selection["basis"] == "accuracy"
+    with pytest.raises(lc.Invalid) as refused:
+        lifelong.add_task(name, "another", (first.x_train, first.y_train), lambda_=1.0, lambda_selection="mean")
+    assert "lambda_selection" in str(refused.value)
