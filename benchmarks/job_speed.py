@@ -11,7 +11,7 @@ with the last 2 blocks trainable, as the train job runs them: once with the trun
 default cache budget, once without. The second task is the one with the λ search (the first has
 nothing to protect). Per run: seconds per task, the ratio cached / uncached, and how far the cached
 run's θ, losses and Ω are from the uncached one's (the same run up to fp32 rounding).
-`--quick` swaps the networks for tiny random ones (a 3-layer 32-wide BERT, EfficientNet-Lite0 at 64 px
+`--quick` swaps the networks for tiny random ones (a 3-layer 32-wide BERT, EfficientNet-Lite0 at 32 px
 with random weights) and trains 1 epoch over 2 λ.
 """
 
@@ -68,7 +68,7 @@ def task_rows(kind: str, spec: dict, classes: list[str], seed: int) -> tuple[tor
 def tiny_network(kind: str) -> tuple[MultiHeadNet, dict]:
     """The quick profile's stand-ins: random weights, the real trunk classes and tokenizer."""
     if kind == "image":
-        spec = {**IMAGE_SPEC, "image_size": 64}
+        spec = {**IMAGE_SPEC, "image_size": 32}
         net = MultiHeadNet(*ImageBackbone().build_trunk(spec, pretrained=False, seed=0))
     else:
         _hide_broken_torchvision()
