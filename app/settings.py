@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1 << 20
@@ -143,13 +143,26 @@ class Settings(BaseSettings):
     # most). A failed one is retried after webhook_backoff_s × 2^(attempt−1), capped at webhook_backoff_max_s,
     # until webhook_max_attempts attempts failed. A delivery being sent is leased for webhook_lease_s (keep it
     # well above the timeout): a worker that dies mid-send leaves it to be sent again once that runs out.
+    # Each target (a receiver's scheme, host and port) gets at most `webhook_target_concurrency` of those at once,
+    # so a receiver that never answers holds only its own slots and delays only its own deliveries.
     webhook_poll_s: float = Field(1.0, gt=0)
     webhook_concurrency: int = Field(4, ge=1)
+    webhook_target_concurrency: int = Field(2, ge=1)
     webhook_timeout_s: float = Field(5.0, gt=0)
     webhook_backoff_s: float = Field(1.0, gt=0)
     webhook_backoff_max_s: float = Field(3600.0, gt=0)
     webhook_max_attempts: int = Field(16, ge=1)
     webhook_lease_s: float = Field(60.0, gt=0)
+    # Hooks one model may have (409 beyond).
+    max_webhooks_per_model: int = Field(20, ge=1)
+    # Hooks may send to loopback, private and link-local addresses (app/webhooks/targets.py): for receivers on
+    # the same machine or network only; off, a hook whose host resolves to one is refused (at creation and at
+    # every delivery).
+    webhook_allow_private: bool = False
+    # Fernet key(s) hook secrets are encrypted with in the database (app/webhooks/secrets.py), comma-separated,
+    # the first encrypting (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())"`).
+    # Unset: a key generated into <var_dir>/webhook-secret.key, for the embedded one-machine setup only.
+    webhook_secret_key: SecretStr | None = None
     # Raw (text and image) datasets and archives, checked at upload; each refusal names its limit.
     # Bytes an uploaded archive or .npz may expand to: 4× the default upload limit, so that the API,
     # which holds the parsed data in memory (about 3× it for arrays), stays within a few GiB.

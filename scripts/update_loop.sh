@@ -4,6 +4,7 @@
 # production's traffic -> a safe update promoted -> the webhook events received.
 #   scripts/update_loop.sh                       # API=http://127.0.0.1:8000, files under ./loop
 # Needs curl and jq. Env: API, OUT (folder), PORT (the receiver's), PY (the venv's python).
+# The receiver listens on 127.0.0.1: start the service with LIFELONG_WEBHOOK_ALLOW_PRIVATE=true.
 set -euo pipefail
 API=${API:-http://127.0.0.1:8000}; OUT=${OUT:-loop}; PORT=${PORT:-9011}; PY=${PY:-.venv/bin/python}
 MODEL=${MODEL:-loop}

@@ -1,9 +1,12 @@
-"""A webhook receiver for the walk-throughs: checks each delivery's signature, drops repeats, and appends
-the verified events to a file as JSON lines (one `{"event", "data", ...}` body per line).
+"""A webhook receiver for the walk-throughs: checks each delivery's timestamped signature and its age, drops
+repeats, and appends the verified events to a file as JSON lines (one `{"event", "data", ...}` body per line).
 
     python scripts/webhook_receiver.py --port 9011 --secret "loop secret" --out loop/events.jsonl
 
-A delivery whose signature does not verify is answered 401 and not written.
+`X-Lifelong-Timestamp-Signature: t=<unix time>,v1=<hex>` must hold the HMAC-SHA256 of "<t>.<raw body>" under
+the hook's secret, and `t` must be within 5 minutes of this machine's clock (the replay window): a delivery
+that fails either is answered 401 and not written. A retry is signed anew, so only a replay is too old.
+Standalone on purpose (no import of the service): it is the receiver docs/webhooks.md shows.
 """
 
 from __future__ import annotations
@@ -12,8 +15,25 @@ import argparse
 import hashlib
 import hmac
 import json
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+
+REPLAY_WINDOW_S = 300
+
+
+def verify(secret: bytes, body: bytes, header: str, now: float, window_s: float = REPLAY_WINDOW_S) -> str | None:
+    """None if `header` (t=…,v1=…) signs `body` under `secret` at a time within `window_s` of `now`; else why not."""
+    fields = dict(part.strip().split("=", 1) for part in header.split(",") if "=" in part)
+    timestamp, signature = fields.get("t", ""), fields.get("v1", "")
+    if not timestamp.isdigit() or not signature:
+        return "no t=…,v1=… signature"
+    expected = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "the signature does not match"
+    if abs(now - int(timestamp)) > window_s:
+        return f"signed {now - int(timestamp):.0f} s ago, outside the {window_s:.0f} s replay window"
+    return None
 
 
 def serve(port: int, secret: bytes, out: Path) -> None:
@@ -22,10 +42,12 @@ def serve(port: int, secret: bytes, out: Path) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the http.server's name
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            expected = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(expected, self.headers.get("X-Lifelong-Signature", "")):
+            refused = verify(secret, body, self.headers.get("X-Lifelong-Timestamp-Signature", ""), time.time())
+            if refused is not None:
                 self.send_response(401)
+                self.send_header("Content-Type", "text/plain")
                 self.end_headers()
+                self.wfile.write(refused.encode())
                 return
             delivery = self.headers.get("X-Lifelong-Delivery", "")
             if delivery not in seen:  # at least once: a retry of a delivery already written is dropped

@@ -39,6 +39,8 @@ FAST_ENV = {
     "LIFELONG_CANCEL_POLL_S": "0.05",
     "LIFELONG_TORCH_THREADS": "1",
     "LIFELONG_MAX_UPLOAD_BYTES": str(4 << 20),
+    # The tests' webhook receivers listen on 127.0.0.1, which a hook may only reach with this set.
+    "LIFELONG_WEBHOOK_ALLOW_PRIVATE": "true",
 }
 
 

@@ -38,6 +38,15 @@ class Received:
         expected = "sha256=" + hmac.new(secret.encode(), self.body, hashlib.sha256).hexdigest()
         return hmac.compare_digest(expected, self.headers.get("x-lifelong-signature", ""))
 
+    def timestamp_signed_with(self, secret: str) -> int | None:
+        """The `t` of X-Lifelong-Timestamp-Signature (t=…,v1=…) when v1 is the HMAC-SHA256 of "<t>.<body>" under
+        `secret`, computed here; else None."""
+        header = self.headers.get("x-lifelong-timestamp-signature", "")
+        fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+        signed = fields.get("t", "").encode() + b"." + self.body
+        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+        return int(fields["t"]) if hmac.compare_digest(expected, fields.get("v1", "")) else None
+
 
 class Receiver:
     """`status(request_number, path)` decides each answer (default 200); `received` lists every request."""

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.auth.deps import ReadScope, WriteScope
-from app.deps import SessionDep
+from app.deps import SessionDep, SettingsDep
 from app.models.service import get_model
 from app.webhooks import service
 from app.webhooks.schemas import DeliveryOut, DeliveryState, WebhookIn, WebhookOut
@@ -19,11 +19,17 @@ router = APIRouter(prefix="/v1/models/{name}/webhooks", tags=["webhooks"], depen
 WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, dependencies=[WriteScope])
-def add_webhook(name: str, body: WebhookIn, session: SessionDep, response: Response) -> WebhookOut:
-    """Send the model's `events` to `url`, signed with `secret` (X-Lifelong-Signature: sha256=<hex HMAC>)."""
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, dependencies=[WriteScope],
+             responses={409: {"description": "the model has LIFELONG_MAX_WEBHOOKS_PER_MODEL hooks already"}})
+def add_webhook(name: str, body: WebhookIn, session: SessionDep, settings: SettingsDep,
+                response: Response) -> WebhookOut:
+    """Send the model's `events` to `url`, signed with `secret` (X-Lifelong-Signature: sha256=<hex HMAC> of the
+    body; X-Lifelong-Timestamp-Signature: t=<unix time>,v1=<hex HMAC of "t.body">). 422 for a URL whose host
+    resolves to a loopback, private, link-local or metadata address (unless LIFELONG_WEBHOOK_ALLOW_PRIVATE);
+    409 past LIFELONG_MAX_WEBHOOKS_PER_MODEL hooks."""
     model = get_model(session, name)
-    hook = service.add_webhook(session, model, url=str(body.url), events=list(body.events), secret=body.secret)
+    hook = service.add_webhook(session, model, url=str(body.url), events=list(body.events), secret=body.secret,
+                               rules=service.HookRules.of(settings))
     session.commit()
     response.headers["Location"] = f"/v1/models/{model.name}/webhooks/{hook.id}"
     return WebhookOut.of(hook, model.name)

@@ -1,18 +1,54 @@
-"""Webhooks as the API offers them: register, list, get, delete, and the delivery log of one hook."""
+"""Webhooks as the API offers them: register, list, get, delete, and the delivery log of one hook.
+
+Registering checks what a hook may be (app/webhooks/targets.py: a target that resolves to public addresses;
+at most LIFELONG_MAX_WEBHOOKS_PER_MODEL per model) and stores its secret encrypted (app/webhooks/secrets.py).
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Model
-from app.errors import NotFound
+from app.errors import Conflict, Invalid, NotFound
+from app.settings import Settings
+from app.webhooks.secrets import SecretBox
 from app.webhooks.tables import Webhook, WebhookDelivery
+from app.webhooks.targets import TargetRefused, check_target
 
 
-def add_webhook(session: Session, model: Model, *, url: str, events: list[str], secret: str) -> Webhook:
-    """A hook of `model`: from this transaction on, each event named in `events` is delivered to `url`."""
-    hook = Webhook(model_id=model.id, url=url, events=list(events), secret=secret)
+@dataclass(frozen=True)
+class HookRules:
+    """What registering a hook checks and how it keeps the secret, from the settings."""
+
+    box: SecretBox
+    allow_private: bool = False
+    max_per_model: int = 20
+
+    @classmethod
+    def of(cls, settings: Settings) -> HookRules:
+        return cls(box=SecretBox.of(settings), allow_private=settings.webhook_allow_private,
+                   max_per_model=settings.max_webhooks_per_model)
+
+
+def add_webhook(session: Session, model: Model, *, url: str, events: list[str], secret: str,
+                rules: HookRules) -> Webhook:
+    """A hook of `model`: from this transaction on, each event named in `events` is delivered to `url`.
+    422 for a target that does not resolve to public addresses, 409 past the model's number of hooks."""
+    try:
+        check_target(url, allow_private=rules.allow_private)
+    except TargetRefused as error:
+        raise Invalid(f"url: {error}") from error
+    # The model's row held first (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers), so
+    # two registrations racing cannot both take the last place.
+    session.execute(select(Model.id).where(Model.id == model.id).with_for_update())
+    count = session.scalar(select(func.count()).select_from(Webhook).where(Webhook.model_id == model.id))
+    if count >= rules.max_per_model:
+        raise Conflict(f"model {model.name!r} has {count} webhooks, the limit (LIFELONG_MAX_WEBHOOKS_PER_MODEL);"
+                       " delete one first")
+    hook = Webhook(model_id=model.id, url=url, events=list(events), secret_encrypted=rules.box.seal(secret))
     session.add(hook)
     session.flush()
     return hook

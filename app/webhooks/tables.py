@@ -4,7 +4,7 @@ A delivery row is written in the transaction of the change it reports (app/webho
 whole body, so every retry sends the same bytes under the same id. `lease_until` is the claim of the
 loop sending it (app/webhooks/delivery.py): a row whose lease has not run out is left alone by the
 others, and one whose sender died is taken again once it has. Deleting a hook (or its model) deletes
-its deliveries with it, by cascade.
+its deliveries with it, by cascade; its id is never given to another hook.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ from app.db.tables import Base, utcnow
 
 class Webhook(Base):
     __tablename__ = "webhooks"
+    # AUTOINCREMENT: SQLite would otherwise give a new hook the id of the last one deleted, and a receiver or
+    # a client still holding that id would take the new hook for the old (PostgreSQL never reuses one).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(2000))
     events: Mapped[list[Any]]  # names from app.webhooks.events.EVENTS
-    # Kept as given: it is the HMAC key of every delivery's signature, so it cannot be stored hashed.
-    # No answer of the API contains it.
-    secret: Mapped[str] = mapped_column(String(256))
+    # The HMAC key of every delivery's signature, so it cannot be stored hashed: encrypted instead, with a
+    # key kept outside the database (app/webhooks/secrets.py). No answer of the API contains it.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from alembic import command
+from cryptography.fernet import Fernet
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +18,8 @@ from app.db.migrate import alembic_config
 from app.db.tables import Model, utcnow
 from app.settings import Settings
 from app.webhooks.delivery import claim_due
-from app.webhooks.service import add_webhook
+from app.webhooks.secrets import SecretBox
+from app.webhooks.service import HookRules, add_webhook
 from app.webhooks.tables import WebhookDelivery
 from scripts.cluster import Server
 
@@ -27,7 +29,8 @@ def _model_with_hook(sessions: sessionmaker[Session], name: str) -> int:
         model = Model(name=name, architecture={}, seed=0, head=0)
         session.add(model)
         session.flush()
-        add_webhook(session, model, url="http://127.0.0.1:9/hook", events=["alias.moved"], secret="s")
+        add_webhook(session, model, url="http://127.0.0.1:9/hook", events=["alias.moved"], secret="s",
+                    rules=HookRules(box=SecretBox([Fernet.generate_key()]), allow_private=True))
         return model.id
 
 

@@ -36,8 +36,10 @@ from app.learning.service import submit_task
 from app.models.service import create_model, delete_model
 from app.settings import Settings
 from app.store import LocalBlobStore
-from app.webhooks.delivery import backoff_s, claim_due, deliver_due, sign
-from app.webhooks.service import add_webhook
+from app.webhooks.delivery import backoff_s, claim_due, deliver_due
+from app.webhooks.service import HookRules, add_webhook
+from app.webhooks.signing import sign
+from app.webhooks.slots import Slots
 from app.webhooks.tables import Webhook, WebhookDelivery
 from tests.conftest import npz_bytes, wait_for
 from tests.receiver import Receiver
@@ -49,7 +51,7 @@ ALL = ["job.finished", "version.created", "alias.moved"]
 @pytest.fixture
 def context(tmp_path: Path) -> JobContext:
     settings = Settings(var_dir=tmp_path / "var", webhook_backoff_s=0.05, webhook_backoff_max_s=0.2,
-                        webhook_max_attempts=4)
+                        webhook_max_attempts=4, webhook_allow_private=True)
     upgrade_database(settings)
     sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
     return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings)
@@ -66,7 +68,8 @@ def _model(ctx: JobContext, name: str = "m", policy: str = "auto") -> Model:
 def _hook(ctx: JobContext, model: Model, events: list[str], url: str = "http://127.0.0.1:9/hook",
           secret: str = "s3cret") -> int:
     with ctx.sessions.begin() as session:
-        return add_webhook(session, model, url=url, events=events, secret=secret).id
+        return add_webhook(session, model, url=url, events=events, secret=secret,
+                           rules=HookRules.of(ctx.settings)).id
 
 
 def _queued(ctx: JobContext, task: str = "t") -> str:
@@ -180,8 +183,9 @@ def test_two_loops_never_claim_one_delivery(context: JobContext) -> None:
 @pytest.fixture
 def round_of(context: JobContext) -> Iterator:  # noqa: ANN001
     reader = make_session_factory(make_engine(context.settings, reader=True))
+    slots = Slots(2, 2)
     with httpx.Client(timeout=2.0) as http, ThreadPoolExecutor(2) as pool:
-        yield lambda: deliver_due(context.sessions, reader, http, context.settings, pool)
+        yield lambda: deliver_due(context.sessions, reader, http, context.settings, pool, slots)
 
 
 def test_a_failing_receiver_gets_the_same_delivery_until_it_answers_2xx(context: JobContext, round_of) -> None:
@@ -249,7 +253,7 @@ def _counts(database: Path) -> dict[str, int]:
 def test_migration_0010_up_from_0009_down_and_up_again(tmp_path: Path) -> None:
     var = tmp_path / "var"
     shutil.copytree(FIXTURE, var)
-    settings = Settings(var_dir=var)
+    settings = Settings(var_dir=var, webhook_allow_private=True)
     database = var / "lifelong.sqlite3"
     config = alembic_config(settings)
     command.upgrade(config, "0009")
