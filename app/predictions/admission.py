@@ -63,7 +63,8 @@ class Deadline:
             raise ClientGone("the client disconnected")
         if time.monotonic() > self.end:
             raise DeadlinePassed(f"the prediction took longer than LIFELONG_PREDICT_TIMEOUT_S = {self.seconds:g} s: "
-                                 "send fewer rows per request, or score a dataset with an evaluate job")
+                                 "send fewer rows per request, or upload the rows as a dataset and score it with "
+                                 "evaluate")
 
 
 _CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("prediction_deadline", default=None)

@@ -179,7 +179,7 @@ async def _read_files(request: Request, limit: int, max_files: int) -> list[byte
     except Exception as error:  # starlette raises its own errors for malformed or oversized forms
         if "too many files" in str(error).lower():
             raise TooLarge(f"more than LIFELONG_MAX_PREDICT_IMAGES = {max_files} images in one request: send them "
-                           "in several requests, or score a dataset with an evaluate job") from error
+                           "in several requests, or upload the rows as a dataset and score it with evaluate") from error
         raise Invalid(f"the multipart body could not be read: {error}") from error
     files, size = [], 0
     for item in form.getlist("files"):

@@ -254,7 +254,7 @@ def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
 def inputs_from_texts(texts: list[str], max_texts: int) -> list[str]:
     if len(texts) > max_texts:
         raise TooLarge(f"{len(texts)} texts in one request, more than LIFELONG_MAX_PREDICT_TEXTS = {max_texts}: "
-                       "send them in several requests, or score a dataset with an evaluate job")
+                       "send them in several requests, or upload the rows as a dataset and score it with evaluate")
     return texts
 
 
