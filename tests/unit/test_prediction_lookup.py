@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.aliases.moves import Mover
 from app.aliases.service import set_alias
+from app.auth.scoping import EVERY_MODEL
 from app.db.engine import make_engine, make_session_factory
 from app.db.migrate import upgrade_database
 from app.db.tables import Job
@@ -116,7 +117,7 @@ def test_a_job_seen_succeeded_through_the_api_forgets_the_kept_targets(tmp_path:
                       base_version=job.base_version, queue=job.queue)
         session.add(running)
         session.commit()
-        get_job("running", session, targets)
+        get_job("running", session, targets, EVERY_MODEL)
         assert targets.get(("m", None, None)) is not None  # a job still running changes nothing yet
-        get_job(job.id, session, targets)
+        get_job(job.id, session, targets, EVERY_MODEL)
         assert targets.get(("m", None, None)) is None
