@@ -242,7 +242,7 @@ class ApiKey(Base):
     scope: Mapped[str] = mapped_column(String(8))  # read | write | admin
     # The models the key reaches (app/auth/scoping.py): these names, and those starting with model_prefix;
     # both NULL: every model.
-    models: Mapped[list[Any] | None]
+    models: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     model_prefix: Mapped[str | None] = mapped_column(String(64))
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
