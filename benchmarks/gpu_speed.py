@@ -52,6 +52,7 @@ from app.mas.networks import MultiHeadNet, network_state
 from app.mas.training import TrainConfig, precision_for, train_task
 from app.predictions import service
 from benchmarks.gpu_checks import RunningService, _ok, environment, pick_checked_device, synchronize, wait_job
+from benchmarks.provenance import provenance, write_results
 from benchmarks.standins import tiny_network
 
 RESULTS = Path(__file__).parent / "results"
@@ -412,9 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"gpu_speed_{device.type}" + ("_quick" if args.quick else "")
 
+    started = provenance(argv)
+
     def save(results: dict[str, Any]) -> None:
-        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
-        (args.out / f"{stem}.md").write_text(markdown(results))
+        write_results(args.out, stem, results, markdown(results), started=started)
 
     results = run(device, args.quick, sections, save)
     print(markdown(results))
