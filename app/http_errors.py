@@ -84,7 +84,8 @@ async def send_error(send: Send, status: int, detail: str, headers: Sequence[tup
 REASONS = {
     400: "The body could not be read (not UTF-8, a malformed multipart body).",
     401: "No valid API key: send `Authorization: Bearer <key>` (only once a key exists).",
-    403: "The key's scope is too small for this operation.",
+    403: "The key's scope is too small for this operation (or, for a key scoped to models: the operation is"
+         " about every model, or creates a model outside its scope).",
     404: "A model, version, task, dataset, job or key named in the request does not exist.",
     408: "The body stopped arriving (`LIFELONG_BODY_READ_TIMEOUT_S` without data).",
     409: "Conflicts with the stored state; the detail says with what.",
@@ -126,8 +127,9 @@ def error_statuses(route: APIRoute, method: str) -> set[int]:
     if route.path.startswith("/v1/"):
         statuses.add(401)
     scopes = {d.dependency for d in route.dependencies}
-    if scopes & {WriteScope.dependency, AdminScope.dependency}:
-        statuses.add(403)  # a read key passes every ReadScope: no 403 there
+    if scopes & {WriteScope.dependency, AdminScope.dependency} or any(
+            getattr(scope, "refuses_scoped_keys", False) for scope in scopes):
+        statuses.add(403)  # a read key passes every ReadScope: no 403 there (a key scoped to models may not)
     if route.param_convertors:
         statuses.add(404)
     if route.dependant.query_params or route.dependant.path_params or route.body_field is not None:

@@ -107,6 +107,7 @@ def require_every_model(what: str) -> object:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} needs a key that reaches every model; this "
                                 f"key reaches {scope.describe()}")
 
+    check.refuses_scoped_keys = True  # type: ignore[attr-defined]  # app/http_errors.py declares its 403
     return Depends(check)
 
 

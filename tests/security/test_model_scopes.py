@@ -233,6 +233,7 @@ def test_datasets_are_shared_but_not_listed_to_a_scoped_key(scoped_api) -> None:
         listed = http.get("/v1/datasets", headers=bearer(writer))
         assert listed.status_code == 403 and "listing datasets needs a key that reaches every model" in listed.text
         assert http.get("/v1/datasets", headers=bearer(admin)).status_code == 200
+        assert "403" in http.get("/openapi.json").json()["paths"]["/v1/datasets"]["get"]["responses"]
         made = http.post("/v1/datasets", files={"file": ("d.npz", labelled_data(3))}, headers=bearer(writer))
         assert made.status_code == 201, made.text
         dataset = made.json()["id"]
