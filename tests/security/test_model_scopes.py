@@ -276,6 +276,7 @@ def test_keys_carry_their_scope_over_http_the_cli_and_the_client(scoped_api) -> 
         assert (listed[f"{tag}-http"]["models"], listed[f"{tag}-http"]["model_prefix"]) == (
             [f"{tag}-a", f"{tag}-b"], f"{tag}-t-")
         assert "key" not in listed[f"{tag}-http"]
+        assert client.revoke_key(plain["id"])["revoked_at"] is not None
         client.create_model(f"{tag}-z", mlp_payload("x")["architecture"])
         with Client(service.url, api_key=made["key"]) as scoped:
             with pytest.raises(NotFound):
@@ -295,7 +296,7 @@ def test_keys_carry_their_scope_over_http_the_cli_and_the_client(scoped_api) -> 
     row = next(line.split("\t") for line in lines if f"\t{tag}-cli\t" in line)
     assert row[2] == "write" and row[-1] == f"models {tag}-a, {tag}-b and names starting with '{tag}-t-'"
     row = next(line.split("\t") for line in lines if f"\t{tag}-plain\t" in line)
-    assert row[-1] == "every model"
+    assert row[5].startswith("revoked") and row[-1] == "every model"
     for bad in (("--models", ","), ("--models", "Bad Name"), ("--model-prefix", "")):
         refused = run_cli(service.var_dir, "keys", "create", "--scope", "read", *bad)
         assert refused.returncode != 0 and not refused.stdout.startswith("ll_"), (bad, refused.stdout)
