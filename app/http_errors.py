@@ -94,7 +94,8 @@ REASONS = {
     422: "Invalid: a request that fails validation lists the fields in `errors`; data that does not fit"
          " the model (shape, labels, kind) is said in `detail`.",
     429: "The model has `LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL` queued or running jobs.",
-    503: "Storage or the job broker is unavailable.",
+    503: "Storage or the job broker is unavailable, or (predictions) too many run at once: retry after Retry-After.",
+    504: "The prediction passed its deadline (LIFELONG_PREDICT_TIMEOUT_S).",
 }
 
 # Refusals of the services (app/errors.py subclasses, app/limits.py) that the route's shape does not
@@ -112,8 +113,10 @@ SERVICE_ERRORS: dict[tuple[str, str], set[int]] = {
     ("DELETE", "/v1/models/{name}/aliases/{alias}"): {409},  # production
     ("GET", "/v1/models/{name}/versions/{number}/export"): {503},  # a server without the `export` extra
     # Without a task: a version with no task, or without class statistics for every task.
-    ("POST", "/v1/models/{name}/predict"): {409},
-    ("GET", "/v1/models/{name}/predict"): {409},
+    # Shed past LIFELONG_PREDICT_WORKERS + _QUEUE (503); past LIFELONG_PREDICT_TIMEOUT_S (504).
+    ("POST", "/v1/models/{name}/predict"): {409, 503, 504},
+    ("GET", "/v1/models/{name}/predict"): {409, 503, 504},
+    ("POST", "/v1/models/{name}/webhooks"): {409},  # LIFELONG_MAX_WEBHOOKS_PER_MODEL hooks already
     ("POST", "/v1/models/{name}/evaluate"): {409},
     ("POST", "/v1/models/{name}/drift"): {409, 429, 503},  # a task without reference; active jobs; the broker
 }

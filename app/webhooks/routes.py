@@ -19,8 +19,7 @@ router = APIRouter(prefix="/v1/models/{name}/webhooks", tags=["webhooks"], depen
 WebhookId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, dependencies=[WriteScope],
-             responses={409: {"description": "the model has LIFELONG_MAX_WEBHOOKS_PER_MODEL hooks already"}})
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookOut, dependencies=[WriteScope])
 def add_webhook(name: str, body: WebhookIn, session: SessionDep, settings: SettingsDep,
                 response: Response) -> WebhookOut:
     """Send the model's `events` to `url`, signed with `secret` (X-Lifelong-Signature: sha256=<hex HMAC> of the
