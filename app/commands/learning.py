@@ -77,7 +77,8 @@ def add(
              "new-task validation accuracy) or mean (best mean validation accuracy over every task)",
         show_default="the model's, else constrained")] = None,
     new_task_tolerance: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="constrained: how far below the best new-task validation accuracy a λ may fall",
+        callback=lambda value: _fraction(value, "--new-task-tolerance"),
+        help="constrained: how far below the best new-task validation accuracy a λ may fall (0 to 1)",
         show_default="the model's, else 0.02")] = None,
     validation_fraction: Annotated[float | None, typer.Option(
         help="share of the training rows held back for validation (0: none; then --lambda must be a number)",
@@ -259,3 +260,10 @@ def _load_inputs(path: Path) -> np.ndarray:
         if not loaded.files:
             fail(f"{path} holds no arrays", ExitCode.USAGE)
         return loaded["x" if "x" in loaded.files else loaded.files[0]]
+
+
+def _fraction(value: float | None, option: str) -> float | None:
+    """A share between 0 and 1, checked here (exit 2) without typer's range text in the help."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise typer.BadParameter(f"{value} is not between 0 and 1", param_hint=option)
+    return value
