@@ -34,7 +34,8 @@ def _git(*args: str, cwd: Path = REPO) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it (else what platform knows)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -46,7 +47,7 @@ def _cpu_model() -> str:
 
 def machine() -> dict[str, Any]:
     """The CPU, its count, the OS, Python and torch, and the GPU where torch sees one."""
-    entry: dict[str, Any] = {"host": platform.node(), "cpu": _cpu_model(), "cpus": os.cpu_count(),
+    entry: dict[str, Any] = {"host": platform.node(), "cpu": cpu_model(), "cpus": os.cpu_count(),
                              "platform": platform.platform(), "python": platform.python_version()}
     torch = sys.modules.get("torch")  # only where the benchmark imported it: a run that never did needs no GPU line
     if torch is not None:

@@ -48,7 +48,7 @@ from app.mas.importance import estimate_importance, estimate_importance_vmap
 from app.mas.methods import make_method
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.training import TrainConfig, train_task
-from benchmarks.provenance import provenance, write_results
+from benchmarks.provenance import cpu_model, provenance, write_results
 from benchmarks.standins import tiny_network
 
 RESULTS = Path(__file__).parent / "results"
@@ -283,16 +283,6 @@ def run_case(net: MultiHeadNet, sizes: dict[str, int], repeats: int) -> dict:
         entry["importance"] = {"error": error_text(error)}
     entry["training_step"] = training_step(net, sizes["steps"], repeats)
     return entry
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment() -> dict:

@@ -50,7 +50,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.provenance import provenance, write_results
+from benchmarks.provenance import cpu_model, provenance, write_results
 from benchmarks.standins import tiny_text_encoder_directory
 from scripts.make_examples import COLOURS, SUBJECTS, png
 
@@ -491,9 +491,8 @@ def _alternate(paths: dict[str, Any], texts: list[str], repeats: int) -> dict[st
 
 
 def environment() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
+    return {"torch": torch.__version__, "python": platform.python_version(), "cpu": cpu_model(),
+            "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "load_average": list(os.getloadavg())}

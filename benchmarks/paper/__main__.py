@@ -6,7 +6,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from benchmarks.paper.data import FASHION_ENV, WORDNET_ENV, MissingData
 from benchmarks.paper.experiments import PROFILES, Outcome, run_all
 from benchmarks.paper.service import compare, learn_through_service
 from benchmarks.paper.summary import claims, collect
-from benchmarks.provenance import provenance, write_markdown, write_results
+from benchmarks.provenance import cpu_model, provenance, write_markdown, write_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 BACKBONES = ["minilm", "efficientnet", "cnn"]
@@ -45,9 +44,7 @@ def _arguments() -> argparse.Namespace:
 
 
 def _environment() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return (f"{cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start, torch "
+    return (f"{cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start, torch "
             f"{torch.__version__}, {datetime.datetime.now(datetime.UTC).date()}")
 
 
