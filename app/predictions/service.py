@@ -116,21 +116,25 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
     if net is None:
         return None
     x = model_inputs(target.architecture, inputs)
-    answer = _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias)
+    # On the event loop: never wait on a pass another request is running (that would hold up the loop).
+    answer = _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias, share=False)
     if shadows is not None:
         shadows.offer(answer, x, asked_version=version, asked_alias=alias)
     return answer
 
 
 def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x: torch.Tensor, probabilities: bool,
-         alias: str | None) -> PredictOut:
+         alias: str | None, share: bool = True) -> PredictOut:
+    """The task's answer, in slices (a look at the deadline between two), each sharing its pass with
+    concurrent requests when `share` (app/predictions/batching.py)."""
     started = time.perf_counter()
     parts = []
     for rows in _slices(x):
         check_deadline()
-        parts.append(shared_forward(cache, target.network_key, net, task, rows, probabilities))
-    predicted = torch.cat([p for p, _ in parts]) if len(parts) != 1 else parts[0][0]
-    probs = None if not probabilities else torch.cat([p for _, p in parts]) if len(parts) != 1 else parts[0][1]
+        parts.append(shared_forward(cache, target.network_key, net, task, rows, probabilities) if share
+                     else forward(net, task, rows, probabilities))
+    predicted = torch.cat([p for p, _ in parts]) if len(parts) > 1 else parts[0][0]
+    probs = torch.cat([p for _, p in parts]) if probabilities and len(parts) > 1 else parts[0][1]
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
     count_prediction(target.model, len(x))
     return _task_answer(target, task, predicted, probs, alias)

@@ -5,11 +5,13 @@ of expired rows): two more SELECTs, and a read transaction open through the forw
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import event
 
 from app.predictions import service
+from app.predictions.batching import Coalescer, _Key
 from app.predictions.cache import NetworkCache
 from app.timed_cache import TimedCache
 from tests.unit.tiny_model import tiny_service
@@ -56,3 +58,25 @@ def test_a_prediction_runs_in_memory_only_when_nothing_is_read_and_its_network_i
     assert service.predict_in_memory(cache, targets=targets, **asked) == answer and statements == []
     monkeypatch.setattr(service, "QUICK_S", 0.0)
     assert service.predict_in_memory(cache, targets=targets, **asked) is None
+
+
+def test_the_event_loop_path_never_waits_on_a_shared_pass(tmp_path: Path, monkeypatch) -> None:
+    """A quick prediction runs on the event loop: it must not queue behind a pass that a thread-pool request
+    for the same network is running (the loop would stop for as long as that pass takes)."""
+    tiny = tiny_service(tmp_path)
+    cache, targets = NetworkCache(1 << 30, passes=Coalescer(wait_s=0.0, max_rows=64)), TimedCache(60.0)
+    asked = {"model_name": "m", "task": "t", "version": None, "inputs": tiny.x[:2], "probabilities": False}
+    with tiny.sessions() as session:
+        alone = service.predict(session, tiny.store, cache, targets=targets, **asked)
+    key = (targets.get(("m", None, None)).network_key, "t")
+    with cache.passes._lock:  # as if a thread-pool request's pass for this key were running now
+        cache.passes._keys[key] = _Key(running=True)
+    monkeypatch.setattr(service, "QUICK_S", 60.0)
+    done = threading.Event()
+    answers: list = []
+    thread = threading.Thread(target=lambda: (answers.append(service.predict_in_memory(cache, targets=targets,
+                                                                                      **asked)), done.set()),
+                              daemon=True)
+    thread.start()
+    assert done.wait(timeout=30), "the event-loop path waited on another request's pass"
+    assert answers == [alone]
