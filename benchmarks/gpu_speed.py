@@ -248,8 +248,8 @@ def predict_images(device: torch.device, sizes: dict, quick: bool) -> dict[str, 
 # --- 4. over HTTP ---------------------------------------------------------------------------------
 
 
-def _learn(http: httpx.Client, quick: bool) -> tuple[str, Callable[[int, int], dict]]:
-    """A model with one learned task, and a function making a request body of n rows (seeded)."""
+def _learn(http: httpx.Client, quick: bool) -> None:
+    """The model `speed` with one learned task "t" (an MLP on arrays for the quick profile, else MiniLM)."""
     from scripts.make_examples import TRAIN_FRAMES, jsonl, text_records
 
     if quick:
@@ -268,7 +268,6 @@ def _learn(http: httpx.Client, quick: bool) -> tuple[str, Callable[[int, int], d
     finished = wait_job(http, job["id"])
     if finished["state"] != "succeeded":
         raise RuntimeError(f"the model's job ended {finished['state']}: {finished['error']}")
-    return "speed", _body_of(quick)
 
 
 def _rate(url: str, bodies: list[dict], clients: int) -> dict[str, float]:
@@ -298,8 +297,10 @@ def http_section(device: torch.device, sizes: dict, quick: bool) -> dict[str, An
             running = RunningService(Path(root), device, env)
             try:
                 running.wait_healthy()
-                with httpx.Client(base_url=running.url, timeout=120) as http:
-                    body = _learn(http, quick)[1] if sharing == "on" else _body_of(quick)
+                if sharing == "on":  # the first server learns the model; the second reads the same var dir
+                    with httpx.Client(base_url=running.url, timeout=120) as http:
+                        _learn(http, quick)
+                body = _body_of(quick)
                 n = sizes["http_requests"]
                 results[sharing] = {
                     "one_client_64_rows": _rate(running.url, [body(64, i) for i in range(n)], 1),
@@ -316,6 +317,7 @@ def http_section(device: torch.device, sizes: dict, quick: bool) -> dict[str, An
 
 
 def _body_of(quick: bool) -> Callable[[int, int], dict]:
+    """A function making a seeded request body of n rows for the model `speed`."""
     if quick:
         return lambda n, seed: {"task": "t", "inputs": np.random.default_rng(seed).normal(size=(n, 8)).tolist()}
     return lambda n, seed: {"task": "t", "texts": texts(n, seed)}
