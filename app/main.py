@@ -39,6 +39,7 @@ from app.predictions.admission import PredictionGate
 from app.predictions.batching import Coalescer
 from app.predictions.cache import NetworkCache
 from app.predictions.routes import router as predictions_router
+from app.predictions.shedding import ShedWhenFull
 from app.scoring.routes import router as scoring_router
 from app.settings import Settings, get_settings
 from app.shadow.routes import router as shadow_router
@@ -96,5 +97,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     document_errors(app, routers)
     install_metrics(app)
+    app.add_middleware(ShedWhenFull)  # outermost: while the gate is full, a prediction's 503 costs the least
     app.include_router(dashboard_router)
     return app

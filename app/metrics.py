@@ -85,9 +85,12 @@ class RequestMetrics:
         finally:
             # The router writes the matched route into this same scope dict.
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            method = scope.get("method", "")
-            _series(REQUESTS, method, route, str(status[0])).inc()
-            _series(LATENCY, method, route).observe(time.perf_counter() - started)
+            count_request(scope.get("method", ""), route, status[0], time.perf_counter() - started)
+
+
+def count_request(method: str, route: str, status: int, seconds: float) -> None:
+    _series(REQUESTS, method, route, str(status)).inc()
+    _series(LATENCY, method, route).observe(seconds)
 
 
 class DatabaseCollector(Collector):

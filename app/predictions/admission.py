@@ -28,6 +28,7 @@ from app.metrics import set_predictions_admitted
 
 T = TypeVar("T")
 WATCH_EVERY_S = 0.05  # how often a running prediction's connection is looked at
+RETRY_AFTER_S = 1
 
 
 class DeadlinePassed(ServiceError):
@@ -87,12 +88,19 @@ class PredictionGate:
         self.admitted = 0  # running or waiting for a thread
         self.shed = 0
 
+    def full(self) -> bool:
+        return self.admitted >= self.workers + self.queue
+
+    def refusal(self) -> Overloaded:
+        """The 503 for a prediction that arrives while the gate is full (counted as shed)."""
+        self.shed += 1
+        return Overloaded(f"the API is running {self.admitted} predictions, its most (LIFELONG_PREDICT_WORKERS "
+                          f"+ LIFELONG_PREDICT_QUEUE): try again shortly", retry_after_s=RETRY_AFTER_S)
+
     async def run(self, request: Request, work: Callable[[], T]) -> T:
         """`work()` in the pool under a deadline; 503 when full, 504 past the deadline."""
-        if self.admitted >= self.workers + self.queue:
-            self.shed += 1
-            raise Overloaded(f"the API is running {self.admitted} predictions, its most (LIFELONG_PREDICT_WORKERS "
-                             f"+ LIFELONG_PREDICT_QUEUE): try again shortly", retry_after_s=1)
+        if self.full():
+            raise self.refusal()
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.workers)
         deadline = Deadline(self.timeout_s, self.slice_pause_s)

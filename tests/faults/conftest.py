@@ -29,6 +29,7 @@ FAULT_ENV = {
     "LIFELONG_SWEEP_INTERVAL_S": "0.5",
 }
 TALLY: Counter[str] = Counter()
+LOAD: dict[str, dict[str, float]] = {}  # the load test's figures, by kind of client (tests/faults/test_load.py)
 SCENARIOS: list[str] = []
 
 
@@ -128,6 +129,7 @@ def write_report(path: Path) -> None:
         "|---|---|",
         *(f"| {name} | {value} |" for name, value in sorted(TALLY.items())),
         "",
+        *load_section(),
         "## Scenarios",
         "",
         *(f"- {line}" for line in SCENARIOS),
@@ -135,6 +137,24 @@ def write_report(path: Path) -> None:
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def load_section() -> list[str]:
+    if not LOAD:
+        return []
+    kinds = list(LOAD)
+    figures = list(LOAD[kinds[0]])
+    seconds = os.environ.get("LIFELONG_LOAD_SECONDS", "5")
+    return ["## Under load", "",
+            f"tests/faults/test_load.py: 200 clients of one-row GET predictions for {seconds} s against the default",
+            "bounds (LIFELONG_PREDICT_WORKERS 8 running, LIFELONG_PREDICT_QUEUE 64 waiting), from a process of",
+            "their own on this machine, while the test probes /healthz and /readyz every 50 ms.", "",
+            f"| figure | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds),
+            *(f"| {name} | {' | '.join(_figure(LOAD[kind][name]) for kind in kinds)} |" for name in figures), ""]
+
+
+def _figure(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
 
 
 def finish_scenario(var_dir: Path, description: str, *, jobs_lost: int = 0) -> None:

@@ -70,7 +70,7 @@ def test_a_prediction_stops_when_its_client_goes_and_excess_load_is_shed(bounded
                 gone.append(error)
 
     with running.client() as http:
-        before = _requests_with_status(http, 499)
+        before, shed_before = _requests_with_status(http, 499), _requests_with_status(http, 503)
         thread = threading.Thread(target=impatient_client, daemon=True)
         thread.start()
         wait_for(lambda: "lifelong_predictions_admitted 1.0" in http.get("/metrics").text, deadline_s=20,
@@ -84,6 +84,7 @@ def test_a_prediction_stops_when_its_client_goes_and_excess_load_is_shed(bounded
         refused = wait_for(shed, deadline_s=20, what="a prediction to be shed while the slow one runs", every_s=0.02)
         assert refused.headers["retry-after"] == "1"
         assert "LIFELONG_PREDICT_WORKERS" in refused.json()["detail"]
+        assert _requests_with_status(http, 503) > shed_before  # refused before any route, and still counted
         assert http.get("/healthz").status_code == 200  # health never waits behind predictions
         thread.join(timeout=30)
         assert gone, "the impatient client should have timed out"
