@@ -112,7 +112,8 @@ def write_report(path: Path) -> None:
         "",
         f"Written by the test suite on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC:",
         "",
-        "    LIFELONG_RELIABILITY_REPORT=benchmarks/results/reliability.md LIFELONG_FUZZ_EXAMPLES="
+        f"    LIFELONG_LOAD_SECONDS={os.environ.get('LIFELONG_LOAD_SECONDS', '5')}"
+        " LIFELONG_RELIABILITY_REPORT=benchmarks/results/reliability.md LIFELONG_FUZZ_EXAMPLES="
         f"{os.environ.get('LIFELONG_FUZZ_EXAMPLES', '8')} \\",
         "      .venv/bin/python -m pytest -q tests/faults tests/security",
         "",
