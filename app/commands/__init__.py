@@ -26,8 +26,9 @@ from app.commands.webhooks import webhooks
 def register(cli: typer.Typer) -> None:
     cli.callback()(connect)
     for name, group in (("models", models), ("datasets", datasets), ("tasks", tasks), ("importance", importance),
-                        ("jobs", jobs), ("versions", versions), ("head", head), ("aliases", aliases)):
+                        ("jobs", jobs), ("versions", versions), ("aliases", aliases)):
         cli.add_typer(group, name=name)
+    cli.add_typer(head, name="head", hidden=True)  # deprecated: `promote` (one name, production, everywhere)
     cli.add_typer(webhooks, name="webhooks")
     cli.add_typer(shadow, name="shadow")
     cli.command("predict")(handles_errors(predict))

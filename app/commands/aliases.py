@@ -48,12 +48,14 @@ def delete(ctx: typer.Context, model: str, alias: str) -> None:
 @aliases.command("history")
 @handles_errors
 def history(ctx: typer.Context, model: str, alias: str, as_json: JsonOption = False) -> None:
-    """Every move of ALIAS, newest first: when, from, to, by which key or job, and why."""
+    """Every move of ALIAS, newest first: when, from (new: created), to (deleted: removed), by which key or job,
+    and why."""
     moves = client_of(ctx).alias_history(model, alias)
     if as_json:
         return print_json(moves)
     print_table(f"{model}: {alias}", ["when", "from", "to", "by", "reason"],
-                [(m["at"], m["from"], m["to"], m["by"], m["reason"]) for m in moves])
+                [(m["at"], "new" if m["from"] is None else m["from"], "deleted" if m["to"] is None else m["to"],
+                  m["by"], m["reason"]) for m in moves])
 
 
 def promote(ctx: typer.Context, model: str, version: int, reason: ReasonOption = None,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable
 from enum import IntEnum
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -79,6 +81,33 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
 def fail(message: str, code: ExitCode) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(int(code))
+
+
+# What a data file is called: a value ending so (or with a '/' in it) names a file, never a dataset id.
+DATA_SUFFIXES = frozenset({".npz", ".npy", ".csv", ".jsonl", ".json", ".txt", ".zip", ".tar", ".gz", ".tgz",
+                           ".png", ".jpg", ".jpeg"})
+
+
+def looks_like_a_path(value: str) -> bool:
+    """A '/' (or the OS's separator) or a data file's suffix: what a person typing a dataset id never types."""
+    return "/" in value or os.sep in value or Path(value).suffix.lower() in DATA_SUFFIXES
+
+
+def data_source(value: str, option: str) -> str | Path:
+    """A file to upload, or a dataset id. A value that looks like a path but names no file is a usage error
+    (exit 2) naming it: taken for a dataset id it came back as the server's bare "Not Found"."""
+    path = Path(value).expanduser()
+    if path.is_file():
+        return path
+    if looks_like_a_path(value):
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        fail(f"{option}: no such file: {value} ({what}; a dataset id has no '/' nor a file suffix)", ExitCode.USAGE)
+    return value
+
+
+def production_of(model: dict[str, Any]) -> int | None:
+    """The version `production` names (the model's `head` field on a server from before aliases)."""
+    return (model.get("aliases") or {}).get("production", model.get("head"))
 
 
 def console() -> Console:

@@ -9,13 +9,12 @@ are top-level commands, like `evaluate` and `evaluation`: a group `drift` could 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from app.client import Job, QueueName
-from app.commands.common import JsonOption, TimeoutOption, client_of, print_json, print_table
+from app.commands.common import JsonOption, TimeoutOption, client_of, data_source, print_json, print_table
 from app.commands.follow import follow
 
 
@@ -38,7 +37,7 @@ def drift(
     """Test DATA against every task MODEL learned (drift job): per task the MMD² statistic, its permutation
     p-value and whether it drifted (p ≤ alpha / tasks), and the nearest task. Exit 0 whether or not it drifted."""
     client = client_of(ctx)
-    source = Path(data) if Path(data).is_file() else data  # a file is uploaded first (same bytes, same dataset)
+    source = data_source(data, "DATA")  # a file is uploaded first (same bytes, same dataset)
     job = client.drift(model, source, version=version, alias=alias, queue=queue)
     if not wait:
         return print_json(job.data) if as_json else typer.echo(job.id)

@@ -8,6 +8,8 @@ confidence and whether it is unknown) and prints it as a table.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,12 +23,14 @@ from app.commands.common import (
     JsonOption,
     TimeoutOption,
     client_of,
+    data_source,
     fail,
     handles_errors,
     print_json,
     print_table,
 )
 from app.commands.follow import Epochs, follow
+from app.commands.inputs import FORMATS, read_inputs
 from app.commands.models import parse_trainable
 
 tasks = typer.Typer(no_args_is_help=True, help="Teach a model new tasks.")
@@ -36,6 +40,20 @@ importance = typer.Typer(no_args_is_help=True, help="Re-measure a model's import
 # the bar; the CLI sends an option only when it is given, so the server's own default applies.
 DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE, DEFAULT_LR = 20, 64, 0.05
 DEFAULT_METHOD, DEFAULT_OPTIMIZER = "mas", "sgd"
+
+
+def server_lambda_grid() -> str:
+    """The λ that "auto" tries, `0.001,0.01,…`, read from where the server defines them (DEFAULT_GRID in
+    app/mas/validation.py) so that --help cannot drift from them (it once said 0.1,1,10,100). The module's
+    source is parsed, not imported: importing it imports torch, 1.4 s added to every command."""
+    spec = importlib.util.find_spec("app.mas.validation")
+    if spec is not None and spec.origin is not None:
+        for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) else None)
+            if isinstance(target, ast.Name) and target.id == "DEFAULT_GRID" and node.value is not None:
+                return ",".join(f"{value:g}" for value in ast.literal_eval(node.value))
+    return "the server's"
 
 
 def parse_lambda(value: str | None) -> float | str | None:
@@ -71,7 +89,7 @@ def add(
         "--lambda", help="strength of the penalty, or auto: the best of --lambda-grid on validation rows",
         show_default="auto")] = None,
     lambda_grid: Annotated[str | None, typer.Option(
-        help="the λ values auto tries, comma-separated", show_default="0.1,1,10,100")] = None,
+        help="the λ values auto tries, comma-separated", show_default=server_lambda_grid())] = None,
     lambda_selection: Annotated[Literal["constrained", "mean"] | None, typer.Option(
         help="how auto chooses: constrained (least forgetting among the λ within --new-task-tolerance of the best "
              "new-task validation accuracy) or mean (best mean validation accuracy over every task)",
@@ -108,8 +126,9 @@ def add(
 ) -> None:
     """Learn TASK on MODEL from --train (and --eval), following the job until it ends."""
     client = client_of(ctx)
-    train_set = client.get_dataset(client.data_ref(_data(train))["dataset"])  # uploads a file; its rows, for the bar
-    job = client.add_task(model, task, train_set, None if eval_ is None else _data(eval_),
+    train_data, eval_data = data_source(train, "--train"), None if eval_ is None else data_source(eval_, "--eval")
+    train_set = client.get_dataset(client.data_ref(train_data)["dataset"])  # uploads a file; its rows, for the bar
+    job = client.add_task(model, task, train_set, eval_data,
                           lambda_=parse_lambda(lambda_), lambda_grid=parse_floats(lambda_grid, "--lambda-grid"),
                           validation_fraction=validation_fraction, checkpoint_interval_s=checkpoint_interval,
                           lambda_selection=lambda_selection, new_task_tolerance=new_task_tolerance,
@@ -144,7 +163,7 @@ def refresh(
 ) -> None:
     """Measure Ω again on --data; the result is a new version sharing θ with its parent."""
     client = client_of(ctx)
-    job = client.refresh_importance(model, _data(data), mode=mode, task=task, base_version=base_version,
+    job = client.refresh_importance(model, data_source(data, "--data"), mode=mode, task=task, base_version=base_version,
                                     base_alias=base_alias, queue=queue)
     if detach:
         return print_json(job.data) if as_json else typer.echo(job.id)
@@ -158,7 +177,7 @@ def predict(
     task: Annotated[str | None, typer.Option(
         help="which task's head answers; without it every class learned answers (task-free: each row's task, "
              "confidence and whether it is unknown, with the model's predictor)", show_default="task-free")] = None,
-    inputs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=".npy, or .npz with x")] = None,
+    inputs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help=FORMATS)] = None,
     text: Annotated[list[str] | None, typer.Option(help="a text to classify (text models); repeat for more")] = None,
     image: Annotated[list[Path] | None, typer.Option(exists=True, dir_okay=False,
                                                      help="a PNG/JPEG file (image models); repeat for more")] = None,
@@ -172,13 +191,14 @@ def predict(
                              " confidence, unknown and score)")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict classes for the rows of --inputs (sent as a raw .npy body), for --text strings or --image files.
+    """Predict classes for the rows of --inputs (arrays sent as a raw .npy body, texts from a .txt, .jsonl or .csv
+    file as --text sends them), for --text strings or --image files.
     With --task the classes go to stdout (one per line); without it, a table of each row's class, task,
     confidence and unknown (task-free). With --output the result goes to a file."""
     given = [option for option in (inputs, text, image) if option]
     if len(given) != 1:
         fail("give exactly one of --inputs FILE, --text TEXT (repeatable) or --image FILE (repeatable)", ExitCode.USAGE)
-    raw = _load_inputs(inputs) if inputs is not None else list(text) if text else [str(p) for p in image or []]
+    raw = read_inputs(inputs) if inputs is not None else list(text) if text else [str(p) for p in image or []]
     answer = client_of(ctx).predict(model, raw, task=task, version=version, alias=alias, probabilities=probabilities)
     if output is not None:
         return _write_prediction(answer, output, as_json=as_json)
@@ -242,24 +262,6 @@ def _write_prediction(answer: Prediction, output: Path, *, as_json: bool) -> Non
         return print_json(summary | ({"predictor": answer.predictor} if answer.task_free else {}))
     typer.echo(f"# {answer.model} version {answer.version}, {_describe_answer(answer)}: {len(answer.predictions)} rows;"
                f" {', '.join(arrays)} written to {output}", err=True)
-
-
-def _data(value: str) -> str | Path:
-    """A path that exists is a file to upload; anything else is taken as a dataset id."""
-    return Path(value) if Path(value).is_file() else value
-
-
-def _load_inputs(path: Path) -> np.ndarray:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        fail(f"{path} is not a readable .npy/.npz file: {error}", ExitCode.USAGE)
-    if isinstance(loaded, np.ndarray):
-        return loaded
-    with loaded:
-        if not loaded.files:
-            fail(f"{path} holds no arrays", ExitCode.USAGE)
-        return loaded["x" if "x" in loaded.files else loaded.files[0]]
 
 
 def _fraction(value: float | None, option: str) -> float | None:

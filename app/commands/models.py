@@ -10,7 +10,15 @@ from typing import Annotated, Any, Literal
 import typer
 
 from app.client import Predictor, QueueName
-from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
+from app.commands.common import (
+    JsonOption,
+    client_of,
+    handles_errors,
+    print_fields,
+    print_json,
+    print_table,
+    production_of,
+)
 
 models = typer.Typer(no_args_is_help=True, help="Create, list, show, update and delete models.")
 
@@ -116,7 +124,7 @@ def create(
                                         task_free=options or None, drift_alpha=drift_alpha)
     if as_json:
         return print_json(model)
-    typer.echo(f"created model {model['name']} (production: version {model['head']}, "
+    typer.echo(f"created model {model['name']} (production: version {production_of(model)}, "
                f"promotion {describe_promotion(model['promotion'])}, "
                f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')})")
 
@@ -208,25 +216,25 @@ def parse_trainable(text: str) -> str | dict[str, int]:
 @models.command("list")
 @handles_errors
 def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """All models, with their head and tasks."""
+    """All models, with the version production names and their tasks."""
     found = client_of(ctx).list_models()
     if as_json:
         return print_json(found)
-    print_table(None, ["name", "kind", "input", "head", "tasks", "created"],
-                [(m["name"], m["architecture"].get("kind"), m["architecture"].get("input_shape"), m["head"],
+    print_table(None, ["name", "kind", "input", "production", "tasks", "created"],
+                [(m["name"], m["architecture"].get("kind"), m["architecture"].get("input_shape"), production_of(m),
                   ", ".join(m["tasks"]), m["created_at"]) for m in found])
 
 
 @models.command("show")
 @handles_errors
 def show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
-    """One model: architecture, head, tasks."""
+    """One model: architecture, aliases (production first), tasks."""
     model = client_of(ctx).get_model(name)
     if as_json:
         return print_json(model)
     aliases = ", ".join(f"{alias} → {version}" for alias, version in model.get("aliases", {}).items())
     print_fields({"name": model["name"], "architecture": json.dumps(model["architecture"]), "seed": model["seed"],
-                  "head": model["head"], "aliases": aliases or "-",
+                  "production": production_of(model), "aliases": aliases or "-",
                   "promotion": describe_promotion(model["promotion"]) if "promotion" in model else "-",
                   "task-free": describe_task_free(model.get("task_free")), "drift alpha": model.get("drift_alpha"),
                   "tasks": ", ".join(model["tasks"]) or "-", "created": model["created_at"]})

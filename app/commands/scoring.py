@@ -8,12 +8,11 @@ and this version answers wrong (negative), and wrong then right (positive).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.commands.common import JsonOption, client_of, print_fields, print_json, print_table
+from app.commands.common import JsonOption, client_of, data_source, print_fields, print_json, print_table
 
 
 def evaluate(
@@ -34,7 +33,7 @@ def evaluate(
     labeled class, columns: predicted class); of --task's head, or without --task task-free (every class
     learned), with its task accuracy, calibration error (ECE) and share of rows called unknown; then per task
     the flips against the version's parent (negative: right then wrong; positive: wrong then right)."""
-    source = Path(data) if Path(data).is_file() else data  # a file is uploaded first (same bytes, same dataset)
+    source = data_source(data, "--data")  # a file is uploaded first (same bytes, same dataset)
     scores = client_of(ctx).evaluate(model, source, task=task, version=version, alias=alias)
     if as_json:
         return print_json(scores)

@@ -1,12 +1,14 @@
-"""`lifelong versions list|show`, `lifelong head set`, `lifelong evaluation`: a model's history.
+"""`lifelong versions list|show`, `lifelong evaluation`: a model's history (and `head set`, deprecated).
 
-Every train or importance job writes a new version; the head is the one predictions use and the
-next task starts from. `evaluation` prints the accuracy matrix (row: after learning a task; column:
-accuracy on each task's eval set, task-free: the model's predictor over every class learned, and neg.
-flips: the largest share of an earlier task's rows that the row's parent answered right and it answers
-wrong) with average accuracy, forgetting and backward transfer. `versions show` prints a version's
-task-free section: its predictor's held-back scores and unknown threshold, and where each task's class
-statistics come from.
+Every train or importance job writes a new version; `production` (an alias) names the one predictions
+use and the next task starts from. The first API called it the head; `head` now means only a task's
+output layer, so the output says `production`, and `head set` is kept, hidden, for old scripts: it warns
+on stderr, then does what `promote` does. `evaluation` prints the accuracy matrix (row: after learning a
+task; column: accuracy on each task's eval set, task-free: the model's predictor over every class
+learned, and neg. flips: the largest share of an earlier task's rows that the row's parent answered
+right and it answers wrong) with average accuracy, forgetting and backward transfer. `versions show`
+prints a version's task-free section: its predictor's held-back scores and unknown threshold, and where
+each task's class statistics come from.
 """
 
 from __future__ import annotations
@@ -15,22 +17,30 @@ from typing import Annotated, Any
 
 import typer
 
-from app.commands.common import JsonOption, client_of, handles_errors, print_fields, print_json, print_table
+from app.commands.common import (
+    JsonOption,
+    client_of,
+    handles_errors,
+    print_fields,
+    print_json,
+    print_table,
+    production_of,
+)
 
 versions = typer.Typer(no_args_is_help=True, help="List and show a model's versions.")
-head = typer.Typer(no_args_is_help=True, help="Move a model's head (roll back or forward).")
+head = typer.Typer(no_args_is_help=True, help="Deprecated: use `lifelong promote MODEL VERSION`.")
 
 
 @versions.command("list")
 @handles_errors
 def list_(ctx: typer.Context, model: str, as_json: JsonOption = False) -> None:
-    """The versions of MODEL, oldest first; * marks the head."""
+    """The versions of MODEL, oldest first; * marks production."""
     client = client_of(ctx)
     found = client.list_versions(model)
     if as_json:
         return print_json(found)
-    current = client.get_model(model)["head"]
-    print_table(f"{model} (head: {current})", ["", "version", "parent", "kind", "task", "job", "created"],
+    current = production_of(client.get_model(model))
+    print_table(f"{model} (production: {current})", ["", "version", "parent", "kind", "task", "job", "created"],
                 [("*" if v["version"] == current else "", v["version"], v["parent"], v["kind"], v["task"], v["job"],
                   v["created_at"]) for v in found])
 
@@ -115,9 +125,8 @@ def _print_made_by(made_by: dict | None) -> None:
     request = made_by.get("request") or {}
     keys = ("method", "lambda", "penalty", "optimizer", "lr", "momentum", "epochs", "batch_size", "seed",
             "validation_fraction", "train_dataset", "eval_dataset", "mode", "dataset")
-    fields = {k: request[k] for k in keys if request.get(k) is not None}
-    if made_by.get("lambda") is not None:
-        fields["lambda used"] = made_by["lambda"]
+    fields = {k: request[k] for k in keys if request.get(k) is not None} | _lambda_fields(made_by)
+    fields = {k: v for k, v in fields.items() if v is not None}
     for key in ("worker", "device", "precision", "attempts", "resumed_from_step", "wall_s", "lifelong"):
         if made_by.get(key) is not None:
             fields[key] = made_by[key]
@@ -132,6 +141,17 @@ def _print_made_by(made_by: dict | None) -> None:
                       _loss(t.get("mean_loss"))) for t in made_by["lambda_search"]])
 
 
+def _lambda_fields(made_by: dict[str, Any]) -> dict[str, Any]:
+    """λ as far as it meant anything: fine-tuning has none (the job still records the 1.0 it was built with),
+    and a first task has nothing to protect, so its "auto" searched nothing and no λ was used."""
+    request = made_by.get("request") or {}
+    if request.get("method") == "finetune":
+        return {"lambda": None, "penalty": None}
+    if request.get("lambda") == "auto" and not made_by.get("lambda_search"):
+        return {"lambda": "auto (no earlier task to protect: no search, no penalty)"}
+    return {} if made_by.get("lambda") is None else {"lambda used": made_by["lambda"]}
+
+
 def _loss(value: float | None) -> str:
     """A trial's mean validation loss: null where it was not finite, absent before losses were kept."""
     return "-" if value is None else f"{value:.4f}"
@@ -140,15 +160,17 @@ def _loss(value: float | None) -> str:
 @head.command("set")
 @handles_errors
 def set_(ctx: typer.Context, model: str, version: int, as_json: JsonOption = False) -> None:
-    """Make VERSION the head of MODEL."""
-    moved = client_of(ctx).set_head(model, version)
-    print_json(moved) if as_json else typer.echo(f"{model}: head is version {moved['head']}")
+    """Deprecated: `lifelong promote MODEL VERSION` (this warns, then does just that)."""
+    typer.echo("warning: `lifelong head set` is deprecated and will go; use `lifelong promote MODEL VERSION`"
+               " (or `lifelong aliases set MODEL production VERSION`)", err=True)
+    moved = client_of(ctx).promote(model, version)
+    print_json(moved) if as_json else typer.echo(f"{model}: production is version {moved['version']}")
 
 
 def evaluation(ctx: typer.Context, model: str,
                as_json: Annotated[bool, typer.Option("--json", help="print the server's answer as JSON")] = False,
                ) -> None:
-    """The accuracy matrix along the head's lineage, with average accuracy, forgetting and BWT; the task-free
+    """The accuracy matrix along production's lineage, with average accuracy, forgetting and BWT; the task-free
     column is the model's predictor over every class learned so far, on the eval sets of every task; neg. flips
     is the largest share of an earlier task's eval rows that the row's parent answered right and it answers
     wrong (with that task; every task's flips, negative and positive, are in --json)."""
@@ -156,7 +178,7 @@ def evaluation(ctx: typer.Context, model: str,
     if as_json:
         return print_json(matrix)
     tasks = matrix["tasks"]
-    print_table(f"{model}: accuracy after each task (head: {matrix.get('head')})",
+    print_table(f"{model}: accuracy after each task (production: {matrix.get('production', matrix.get('head'))})",
                 ["version", "learned", *tasks, "task-free", "neg. flips"],
                 [(row["version"], row["task"],
                   *(f"{row['accuracy'][t]:.4f}" if t in row["accuracy"] else "" for t in tasks),

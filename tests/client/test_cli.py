@@ -84,7 +84,7 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     assert len(ok_json(run("evaluation", name, "--json"))["rows"]) == 2
 
     listed = run("versions", "list", name)
-    assert listed.exit_code == 0 and "(head: 2)" in listed.stdout
+    assert listed.exit_code == 0 and "(production: 2)" in listed.stdout
     shown = run("versions", "show", name, "2")
     assert shown.exit_code == 0 and "importance" in shown.stdout and first.name in shown.stdout
     # How the version was made (issue 11): the request's settings, where it ran, its loss per epoch.
@@ -113,7 +113,7 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     refreshed = run("importance", "refresh", name, "--data", str(files[second.name][1]), "--mode", "replace")
     assert refreshed.exit_code == 0, refreshed.stderr
     assert f"{name} version 3" in refreshed.stdout
-    assert run("head", "set", name, "1").stdout.strip() == f"{name}: head is version 1"
+    assert run("promote", name, "1").stdout.strip() == f"{name}: production is version 1"
     assert ok_json(run("models", "show", name, "--json"))["tasks"] == [first.name]
 
     # A finished task is followed by the new version's accuracy on every task, as the server has it.
@@ -146,7 +146,7 @@ def test_exit_codes_say_what_went_wrong(run, trained: Trained) -> None:  # noqa:
     assert missing.exit_code == ExitCode.NOT_FOUND and "no-such-model" in missing.stderr
     taken = run("models", "create", trained.model)
     assert taken.exit_code == ExitCode.HTTP_ERROR and "409" in taken.stderr
-    assert run("head", "set", trained.model, "999").exit_code == ExitCode.NOT_FOUND
+    assert run("promote", trained.model, "999").exit_code == ExitCode.NOT_FOUND
     assert run("models", "list", url=f"http://127.0.0.1:{free_port()}").exit_code == ExitCode.UNREACHABLE
     assert run("datasets", "upload", "/no/such/file.npz").exit_code == ExitCode.USAGE
     assert trained.model in [m["name"] for m in ok_json(run("models", "list", "--json"))]
@@ -346,3 +346,102 @@ def test_tasks_add_takes_the_lambda_selection_and_says_how_it_chose(run, digits:
     assert bad.exit_code == 2
     refused = run("tasks", "add", name, "third", "--train", files[0], "--lambda", "1", "--lambda-selection", "mean")
     assert refused.exit_code != 0 and "lambda_selection" in refused.stderr
+
+
+# --- issue 26 item 8: files named as files, texts from files, the server's λ grid, one name for production ---
+
+
+def test_a_path_that_names_no_file_is_a_usage_error_and_a_dataset_id_stays_one(run, trained: Trained,  # noqa: ANN001
+                                                                              tmp_path: Path) -> None:
+    model, task = trained.model, trained.tasks[0].name
+    for args, missing in (
+            (("tasks", "add", model, "t3", "--train", "data/missing.npz"), "data/missing.npz"),
+            (("tasks", "add", model, "t3", "--train", "missing.csv"), "missing.csv"),
+            (("importance", "refresh", model, "--data", str(tmp_path / "gone.jsonl")), str(tmp_path / "gone.jsonl")),
+            (("evaluate", model, "--data", "eval/missing.npz", "--task", task), "eval/missing.npz"),
+            (("drift", model, "batch.txt"), "batch.txt")):
+        refused = run(*args)
+        assert refused.exit_code == ExitCode.USAGE and f"no such file: {missing}" in refused.stderr, (args, refused)
+    unknown = run("tasks", "add", model, "t3", "--train", "no-such-dataset-id")  # no '/' nor suffix: an id
+    assert unknown.exit_code == ExitCode.NOT_FOUND and "no such file" not in unknown.stderr, unknown.stderr
+
+
+def test_predict_reads_texts_from_txt_jsonl_and_csv_files(run, trained: Trained, tmp_path: Path) -> None:  # noqa: ANN001
+    from app.commands.inputs import read_inputs
+
+    texts = ["a first text", "another, with a comma", 'and "quotes"']
+    (txt := tmp_path / "texts.txt").write_text("\n".join(texts[:2]) + "\n\n" + texts[2] + "\r\n")
+    (jsonl := tmp_path / "texts.jsonl").write_text(
+        "\n".join([json.dumps({"text": texts[0], "label": 1}), "", json.dumps(texts[1]),
+                   json.dumps({"text": texts[2]})]))
+    (csv_file := tmp_path / "texts.csv").write_text(
+        'id,Text,label\n1,a first text,0\n2,"another, with a comma",1\n3,"and ""quotes""",0\n')
+    for path in (txt, jsonl, csv_file):
+        assert read_inputs(path) == texts, path
+    # Over HTTP they go as texts (the JSON body's `texts`): 2,001 of them pass the server's cap on texts,
+    # which names them, where numpy's reading of the file as .npy had failed before anything was sent.
+    (many := tmp_path / "many.txt").write_text("\n".join(f"text {i}" for i in range(2001)))
+    over = run("predict", trained.model, "--task", trained.tasks[0].name, "--inputs", str(many))
+    assert over.exit_code == ExitCode.HTTP_ERROR and "2001 texts in one request" in over.stderr, over.stderr
+    # A .csv of numbers (no `text` column) is rows of inputs, like a .npy.
+    rows = trained.tasks[0].x_test[:4]
+    np.savetxt(numbers := tmp_path / "rows.csv", rows, delimiter=",")
+    answer = ok_json(run("predict", trained.model, "--task", trained.tasks[0].name, "--inputs", str(numbers),
+                         "--json"))
+    assert len(answer["predictions"]) == 4
+    # What cannot be read is exit 2 naming the file (and the line), not numpy's words about pickles.
+    (bad_json := tmp_path / "bad.jsonl").write_text('{"text": "fine"}\n{"label": 3}\n')
+    (latin := tmp_path / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (ragged := tmp_path / "ragged.csv").write_text("1,2\n3\n")
+    (empty := tmp_path / "empty.txt").write_text("\n\n")
+    (other := tmp_path / "texts.dat").write_text("a text\n")
+    for path, why in ((bad_json, "line 2 is neither a string nor an object with a string 'text'"),
+                      (latin, "not UTF-8 text"), (ragged, "its rows have different numbers of cells"),
+                      (empty, "holds no inputs"),
+                      (other, "not a readable .npy/.npz file; inputs are .npy, .npz")):
+        refused = run("predict", trained.model, "--task", trained.tasks[0].name, "--inputs", str(path))
+        assert refused.exit_code == ExitCode.USAGE and f"--inputs {path}: {why}" in refused.stderr, refused.stderr
+        assert "pickle" not in refused.stderr
+
+
+def test_tasks_add_help_shows_the_servers_lambda_grid() -> None:
+    from app.mas.validation import DEFAULT_GRID
+
+    shown = CliRunner().invoke(cli, ["tasks", "add", "--help"], env={"COLUMNS": "240"})
+    grid = ",".join(f"{value:g}" for value in DEFAULT_GRID)
+    assert grid.startswith("0.001,") and f"[default: {grid}]" in " ".join(shown.stdout.split()), shown.stdout
+
+
+def test_production_is_the_one_name_and_a_finetune_reports_no_lambda(run, lifelong: Client,  # noqa: ANN001
+                                                                      digits: list[DigitsTask],
+                                                                      tmp_path: Path) -> None:
+    name = unique("cli-names")
+    assert run("models", "create", name, "--input-shape", "64", "--hidden", "16").exit_code == 0
+    np.savez(train := tmp_path / "train.npz", x=digits[0].x_train, y=digits[0].y_train)
+    first = run("tasks", "add", name, digits[0].name, "--train", str(train), "--epochs", "1")  # λ auto, no search
+    assert first.exit_code == 0, first.stderr
+    tuned = run("tasks", "add", name, digits[1].name, "--train", str(train), "--epochs", "1", "--method", "finetune")
+    assert tuned.exit_code == 0 and "λ" not in tuned.stdout + tuned.stderr, tuned.stdout
+    shown = run("versions", "show", name, "2").stdout
+    made_by = shown[shown.index("made by:"):]
+    assert "method" in made_by and "finetune" in made_by and not re.search(r"lambda|λ|penalty", made_by), made_by
+    first_made_by = run("versions", "show", name, "1").stdout.split("made by:")[1]
+    assert "lambda used" not in first_made_by and "no earlier task to protect" in first_made_by, first_made_by
+
+    listed = run("versions", "list", name).stdout
+    assert f"{name} (production: 2)" in listed and "head" not in listed, listed
+    assert re.search(r"^production +2$", run("models", "show", name).stdout, re.MULTILINE)
+    header = next(line for line in run("models", "list").stdout.splitlines() if " kind " in line)
+    assert "production" in header and "head" not in header, header
+    assert "(production: 2)" in run("evaluation", name).stdout
+    assert not re.search(r"│ head ", run("--help").stdout)  # the deprecated command is hidden …
+    old = run("head", "set", name, "1")  # … and still moves production, saying what to use instead
+    assert old.exit_code == 0 and old.stdout.strip() == f"{name}: production is version 1", old
+    assert "deprecated" in old.stderr and "lifelong promote MODEL VERSION" in old.stderr
+    assert lifelong.get_model(name)["aliases"]["production"] == 1
+    assert run("promote", name, "2").stdout.strip() == f"{name}: production is version 2"
+    for args in (("set", name, "staging", "1"), ("delete", name, "staging"), ("set", name, "staging", "2")):
+        assert run("aliases", *args).exit_code == 0
+    moves = [line.split("│")[2:4] for line in run("aliases", "history", name, "staging").stdout.splitlines()
+             if line.count("│") > 4 and "from" not in line]
+    assert [[cell.strip() for cell in move] for move in moves] == [["new", "2"], ["1", "deleted"], ["new", "1"]]
