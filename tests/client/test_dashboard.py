@@ -13,6 +13,7 @@ every wait is for a DOM condition, with a deadline. Without chromium the browser
 from __future__ import annotations
 
 import base64
+import dataclasses
 import fcntl
 import json
 import os
@@ -31,7 +32,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import Api, DigitsTask, Service
+from tests.conftest import Api, DigitsTask, Service, free_port
+from tests.security.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -71,6 +73,18 @@ def run(service: Service, api: Api) -> Run:
     failed = api.wait_job(api.submit_task(finetune, third, base_version=1, method="finetune", **FAST)["id"])
     assert failed["state"] == "failed" and failed["error"]["type"] == "conflict", failed
     return Run(service, mas, finetune, kept, failed, api.digits[:3])
+
+
+@pytest.fixture(scope="module")
+def wide(api: Api) -> str:
+    """A model of 8 tasks for the matrix's width: the digits tasks again under new names, 1 epoch each with
+    λ 1, after a first task of 20 epochs (the loss chart's default length) with λ "auto", which on a first
+    task searches nothing."""
+    model = api.create_model("wide", promotion={"policy": "auto"})
+    for i in range(8):
+        task = dataclasses.replace(api.digits[i % 3], name=f"{api.digits[i % 3].name}-{i + 1}")
+        api.learn(model, task, batch_size=32, **({"epochs": 20} if i == 0 else {"epochs": 1, "lambda": 1.0}))
+    return model
 
 
 # --- Chromium over the DevTools protocol ---------------------------------------------------------
@@ -488,6 +502,78 @@ def test_a_running_job_fits_its_panel_and_the_page_fetched_nothing_from_outside_
     assert sent and all(url.startswith(run.service.url + "/") or url == "about:blank" for url in sent), sent
     errors = [e["params"]["exceptionDetails"] for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
     assert errors == [], errors
+
+
+# --- issue 26 item 9: width, deleted aliases, a first task's λ, a missing key, axis labels ------------------
+
+
+# Pairs of tick labels on one line (their boxes share some height) less than 4 px apart: labels run together.
+TICKS_APART = """[...document.querySelectorAll(%s)].map((e) => e.getBoundingClientRect()).flatMap((a, i, all) =>
+  all.slice(i + 1).filter((b) => a.top < b.bottom && b.top < a.bottom
+    && Math.max(b.left - a.right, a.left - b.right) < 4).map((b) => [a.left, a.right, b.left, b.right]))"""
+
+
+@needs_chromium
+def test_eight_tasks_fit_the_matrix_a_first_task_has_no_lambda_and_axis_labels_keep_apart(
+        run: Run, wide: str, browser: Chromium, tmp_path: Path) -> None:
+    for model, tasks in ((run.mas, 2), (wide, 8)):
+        browser.open(run.url(model=model))
+        browser.shown(model)
+        assert len(browser.all("#heatmap-table th.task-head", "1")) == tasks
+        width = browser.evaluate("(s => [s.scrollWidth, s.clientWidth])(document.querySelector('#heatmap .scroll'))")
+        assert width[0] <= width[1], (model, width)  # no scrolling: the whole matrix is in its panel
+        right = browser.evaluate("document.querySelector('#heatmap-table').getBoundingClientRect().right")
+        assert right <= browser.evaluate("document.querySelector('#matrix').getBoundingClientRect().right")
+    methods = browser.all("#heatmap-table tr[data-version] td:nth-child(3)", "e.innerText")
+    assert methods == ["MAS"] + ["MAS λ=1"] * 7, methods  # the first task's "auto" chose nothing
+    browser.screenshot(tmp_path / "eight-tasks.png")
+
+    browser.click('#heatmap-table tr[data-version="1"] td')
+    browser.shown(wide, 1)
+    made = dict(browser.all("#made-by tr", "[e.cells[0].innerText, e.cells[1].innerText]"))
+    assert made["λ"] == "none: auto on a first task (nothing to protect, no search)", made
+    epochs = browser.all("#loss-chart text.tick", "e.textContent")
+    assert epochs[-5:] == ["1", "5", "10", "15", "20"], epochs  # 20 epochs: not 1 3 5 … 17 19 20
+    for svg in ("#loss-chart", "#omega-hist-svg"):
+        assert browser.evaluate(TICKS_APART % json.dumps(svg + " text.tick")) == [], svg
+    browser.screenshot(tmp_path / "first-task.png")
+
+
+@needs_chromium
+def test_a_deleted_alias_shows_as_deleted(run: Run, api: Api, browser: Chromium) -> None:
+    staging = f"/v1/models/{run.finetune}/aliases/staging"
+    for response in (api.http.put(staging, json={"version": 1}), api.http.delete(staging),
+                     api.http.put(staging, json={"version": 2})):
+        assert response.status_code in (200, 204), response.text
+    browser.open(run.url(model=run.finetune))
+    browser.shown(run.finetune)
+    history = browser.all("#alias-history-table tr:not(:first-child)", "[...e.cells].map((c) => c.innerText)")
+    assert [move for _, alias, move, _, _ in history if alias == "staging"] == ["new → v2", "v1 → deleted", "new → v1"]
+    assert "null" not in browser.text("#alias-history")
+
+
+@needs_chromium
+def test_a_server_with_keys_asks_for_one_in_every_panel(browser: Chromium,
+                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
+    var_dir = tmp_path_factory.mktemp("keyed") / "var"
+    created = run_cli(var_dir, "keys", "create", "--scope", "read", "--name", "dashboard")
+    assert created.returncode == 0, created.stderr
+    keyed = Service(var_dir=var_dir, port=free_port())
+    keyed.start("api", "api", "--port", str(keyed.port))
+    try:
+        keyed.wait_healthy()
+        browser.navigate(f"{keyed.url}/dashboard")  # another origin: no key kept in its local storage
+        browser.wait("document.querySelectorAll('.key-prompt').length === 11", "the key prompt in every panel")
+        text = browser.evaluate("document.body.innerText")
+        assert "loading…" not in text and text.count("needs an API key: paste a read key") == 11, text
+        assert browser.text("#status") == "this server needs an API key"
+        browser.evaluate(f"""(k => {{ k.value = {json.dumps(created.stdout.strip())};
+          k.dispatchEvent(new Event('change')); }})(document.getElementById('key'))""")
+        browser.wait("document.body.dataset.ready === 'true'", "the page to draw with the key")
+        assert browser.evaluate("document.querySelectorAll('.key-prompt').length") == 0
+        assert browser.text("#model-list") == "no models yet"
+    finally:
+        keyed.stop()
 
 
 # --- colours ----------------------------------------------------------------------------------------
