@@ -12,8 +12,11 @@ from app.models.schemas import NAME_PATTERN
 class ShadowIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    alias: str = Field(pattern=NAME_PATTERN, description="the alias whose version answers in the shadow (typically "
-                                                         "candidate); not production")
+    # "not production" is in the schema (a JSON Schema `not`), so that a client generated from the OpenAPI
+    # knows it; the service refuses it with a message naming the alternative.
+    alias: str = Field(pattern=NAME_PATTERN, json_schema_extra={"not": {"const": "production"}},
+                       description="the alias whose version answers in the shadow (typically candidate), not "
+                                   "production")
     fraction: float = Field(gt=0, le=1, allow_inf_nan=False,
                             description="the share of production's prediction requests replayed on it")
 
