@@ -344,7 +344,7 @@ def run(device: torch.device, quick: bool, sections: list[str],
         started = time.perf_counter()
         try:
             results[name] = steps[name]()
-        except Exception as error:  # a section that cannot run says why; the others still run
+        except Exception as error:  # noqa: BLE001 - a section that cannot run says why; the others still run
             results[name] = {"error": f"{type(error).__name__}: {error}"}
         results.setdefault("section_seconds", {})[name] = time.perf_counter() - started
         print(f"{name}: {time.perf_counter() - started:.1f} s", flush=True)

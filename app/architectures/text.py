@@ -57,7 +57,7 @@ def _hide_broken_torchvision() -> None:
         return
     try:
         import torchvision  # noqa: F401
-    except Exception:  # an ABI mismatch surfaces as RuntimeError or ImportError, and either means unusable
+    except Exception:  # noqa: BLE001 - an ABI mismatch surfaces as RuntimeError or ImportError, and either means unusable
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]  # find_spec → None, import → ImportError

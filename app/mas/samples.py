@@ -63,7 +63,7 @@ class LazySamples:
                         return
                     ready.put(self.load([int(i) for i in index.tolist()]))
                 ready.put(_DONE)
-            except BaseException as error:  # handed to the consumer, which raises it
+            except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
                 ready.put(error)
 
         worker = threading.Thread(target=produce, name="lazy-samples", daemon=True)

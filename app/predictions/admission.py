@@ -130,7 +130,7 @@ class PredictionGate:
             group.start_soon(watch)
             try:
                 result = await anyio.to_thread.run_sync(under_deadline, limiter=self._limiter)
-            except Exception as error:  # raised below, outside the group (which would wrap it in a group)
+            except Exception as error:  # noqa: BLE001 - raised below, outside the group (which would wrap it in a group)
                 failure = error
             finally:
                 group.cancel_scope.cancel()

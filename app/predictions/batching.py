@@ -89,7 +89,7 @@ class Coalescer:
                 rows = member.x.shape[0]
                 member.outputs = tuple(o[start : start + rows] for o in outputs)
                 start += rows
-        except BaseException as error:  # every caller of the pass hears of its failure
+        except BaseException as error:  # noqa: BLE001 - every caller of the pass hears of its failure
             for member in members:
                 member.error = error
         finally:

@@ -25,7 +25,7 @@ def _hide_broken_torchvision() -> None:
     """The CUDA-built torchvision here does not import with CPU torch, and transformers imports it if present."""
     try:
         import torchvision  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - an ABI mismatch surfaces as RuntimeError or ImportError
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # type: ignore[assignment]
