@@ -29,6 +29,7 @@ from app.jobs.runner import WorkerStopping, fail_if_running, run_job
 from app.mas.devices import pick_device
 from app.settings import get_settings
 from app.webhooks.delivery import start_delivery
+from workers.kinds import JOB_KINDS
 from workers.sweeper import start_sweeper
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def job_context() -> JobContext:
         settings = get_settings()
         _context = JobContext(
             sessions=make_session_factory(make_engine(settings)), store=worker_store(settings),
-            settings=settings, shutting_down=_shutting_down, timeouts=(SoftTimeLimitExceeded,),
+            settings=settings, kinds=JOB_KINDS, shutting_down=_shutting_down, timeouts=(SoftTimeLimitExceeded,),
             device=pick_device(settings.worker_device),
         )
     return _context

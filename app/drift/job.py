@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from app.db.tables import Dataset, Job, Model
 from app.drift.schemas import DriftJobRequest
 from app.drift.service import model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
+from app.jobs.kinds import PlannedWork
 from app.jobs.service import succeed_job
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
@@ -16,8 +19,7 @@ from app.models.networks import version_network
 from app.versions.service import get_version
 
 
-def drift_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
-    request = DriftJobRequest.model_validate(job.request)
+def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch: JobWatch) -> int:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         version = get_version(session, model, job.base_version)
@@ -38,3 +40,9 @@ def drift_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
         row.result_details = {key: report[key] for key in ("tasks", "nearest_task", "alpha", "n", "drift")}
         succeed_job(row, version.number)
     return version.number
+
+
+def planned_samples(session: Session, job: Job, request: DriftJobRequest) -> PlannedWork | None:
+    """The batch's samples, as the job's claim writes progress 0 of them."""
+    dataset = session.get(Dataset, request.dataset)
+    return None if dataset is None else PlannedWork(dataset.n, "samples")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.jobs.kinds import JobKinds
 from app.settings import Settings
 from app.store import BlobStore
 
@@ -21,6 +22,8 @@ class JobContext:
     sessions: sessionmaker[Session]
     store: BlobStore
     settings: Settings
+    # What each kind of job runs (workers/kinds.py puts it together: app.jobs knows no job body).
+    kinds: JobKinds
     # True once the worker has been asked to stop: the job then stops and goes back to the queue.
     shutting_down: Callable[[], bool] = _never
     # Exceptions that mean the job ran out of time (Celery's soft time limit, raised inside the job).

@@ -5,7 +5,8 @@ with an error type (`conflict`, `non_finite_loss`, `timeout`, `invalid` (the sto
 typed check), `storage`, `error` (anything else, a ValueError from the core included: a bug, not the
 caller's fault, since requests are checked when they are accepted)), or cancelled;
 only a worker shutdown puts it back to `queued` (and raises WorkerStopping so the message is
-delivered again). Nothing here knows Celery: tests call `run_job` directly.
+delivered again). Nothing here knows Celery: tests call `run_job` directly. Nor what a job does: the
+body of each kind comes in the JobContext (`ctx.kinds`, put together in workers/kinds.py).
 """
 
 from __future__ import annotations
@@ -14,28 +15,21 @@ import logging
 import os
 from collections.abc import Callable
 
-from pydantic import ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
-from app.db.tables import Dataset, Job, Version
-from app.drift.job import drift_version
-from app.drift.schemas import DriftJobRequest
+from app.db.tables import Job
 from app.jobs.context import JobContext
 from app.jobs.heartbeat import heartbeat
+from app.jobs.kinds import JobKind
 from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
-from app.learning.job_requests import JOB_REQUESTS, ImportanceJobRequest, TrainJobRequest
-from app.learning.refresh import refresh_version
-from app.learning.train import planned_steps, train_version
 from app.mas.training import NonFiniteLoss, TrainingCancelled
 from app.store import BlobNotFound
 from app.versions.service import VersionConflict
 
 log = logging.getLogger(__name__)
-
-RUNNERS = {"train": train_version, "importance": refresh_version, "drift": drift_version}
 
 
 class WorkerStopping(Exception):
@@ -49,12 +43,13 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
         claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s, worker)
         if claim.job is not None:
             claim.job.worker, claim.job.device, claim.job.worker_pid = worker, str(ctx.device), os.getpid()
+            kind = ctx.kinds[claim.job.kind]
             try:  # the stored request, read back typed: a row that does not fit fails now, before any work
-                request = JOB_REQUESTS[claim.job.kind].model_validate(claim.job.request)
+                request = kind.request.model_validate(claim.job.request)
             except ValidationError as error:
                 fail_job(claim.job, "invalid", f"the job's stored request is not one this worker can run: {error}")
                 return "failed"
-            _starting_progress(session, claim.job, request)
+            _starting_progress(session, claim.job, kind, request)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
     if spec is None:
         log.info("job %s not run: %s", job_id, claim.reason)
@@ -63,7 +58,7 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
                      cancel_poll_s=ctx.settings.cancel_poll_s, shutting_down=ctx.shutting_down)
     try:
         with heartbeat(ctx.sessions, job_id, ctx.settings.heartbeat_interval_s):
-            version = RUNNERS[spec.kind](ctx, spec, watch)
+            version = kind.body(ctx, spec, request, watch)
     except TrainingCancelled as stop:
         if ctx.shutting_down():
             _finish(ctx, job_id, requeue_job)
@@ -89,21 +84,13 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     return "succeeded"
 
 
-def _starting_progress(session: Session, job: Job,
-                       request: TrainJobRequest | ImportanceJobRequest | DriftJobRequest) -> None:
+def _starting_progress(session: Session, job: Job, kind: JobKind, request: BaseModel) -> None:
     """Progress 0 of the job's whole work, written with the claim: a running job always shows how much
     it has to do, even when it stops (a time limit, a crash) before its first step."""
-    is_train = isinstance(request, TrainJobRequest)
-    dataset = session.get(Dataset, request.train_dataset if is_train else request.dataset)
-    if dataset is None:
-        return
-    if is_train:
-        base = session.scalar(select(Version).where(Version.model_id == job.model_id,
-                                                    Version.number == job.base_version))
-        total, unit = planned_steps(request, dataset.n, base_has_tasks=bool(base and base.tasks)), "steps"
-    else:
-        total, unit = dataset.n, "samples"
-    job.progress_done, job.progress_total, job.progress_unit, job.progress_loss = 0, total, unit, None
+    planned = kind.planned(session, job, request)
+    if planned is not None:
+        job.progress_done, job.progress_total, job.progress_unit = 0, planned.total, planned.unit
+        job.progress_loss = None
 
 
 def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:

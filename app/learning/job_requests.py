@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.drift.schemas import DriftJobRequest
 from app.learning.schemas import ImportanceOptions, Output, Reduction, Trainable, Variant, known_method
 from app.mas.methods import PENALTY_FORMS
 from app.mas.training import OPTIMIZERS
@@ -71,7 +70,3 @@ class ImportanceJobRequest(BaseModel):
     variant: Variant
     output: Output
     reduction: Reduction
-
-
-JOB_REQUESTS: dict[str, type[BaseModel]] = {"train": TrainJobRequest, "importance": ImportanceJobRequest,
-                                            "drift": DriftJobRequest}

@@ -9,11 +9,13 @@ float rounding. The new version shares θ with its base: same blob, same accurac
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.db.tables import Dataset, Job, Model
 from app.drift.service import has_references, model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
+from app.jobs.kinds import PlannedWork
 from app.jobs.service import succeed_job
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
@@ -35,8 +37,7 @@ CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduc
 LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importance, bounded memory
 
 
-def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
-    request = ImportanceJobRequest.model_validate(job.request)
+def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest, watch: JobWatch) -> int:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
@@ -85,3 +86,9 @@ def refresh_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
                           report=report)
         succeed_job(row, recorded.version.number, recorded.promotion)
         return recorded.version.number
+
+
+def planned_samples(session: Session, job: Job, request: ImportanceJobRequest) -> PlannedWork | None:
+    """The samples the job measures Ω on, as its claim writes progress 0 of them."""
+    dataset = session.get(Dataset, request.dataset)
+    return None if dataset is None else PlannedWork(dataset.n, "samples")

@@ -23,6 +23,7 @@ from app.architectures import trunk_split
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.checkpoints import JobCheckpoints, step_of
 from app.jobs.context import JobContext
+from app.jobs.kinds import PlannedWork
 from app.jobs.service import succeed_job
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
@@ -45,8 +46,7 @@ from app.versions.importance import importance_stats, load_total, with_task
 from app.versions.service import get_version, lineage, record_version
 
 
-def train_version(ctx: JobContext, job: JobSpec, watch: JobWatch) -> int:
-    request = TrainJobRequest.model_validate(job.request)
+def train_version(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWatch) -> int:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
@@ -171,6 +171,15 @@ def _with_epochs(watch: JobWatch, *, epochs: int, steps_per_epoch: int) -> Calla
         watch.progress(done, total, loss, detail=detail)
 
     return report
+
+
+def planned_work(session: Session, job: Job, request: TrainJobRequest) -> PlannedWork | None:
+    """The optimizer steps of the whole job, as its claim writes progress 0 of them."""
+    dataset = session.get(Dataset, request.train_dataset)
+    if dataset is None:
+        return None
+    base = session.scalar(select(Version).where(Version.model_id == job.model_id, Version.number == job.base_version))
+    return PlannedWork(planned_steps(request, dataset.n, base_has_tasks=bool(base and base.tasks)), "steps")
 
 
 def planned_steps(request: TrainJobRequest, n: int, *, base_has_tasks: bool) -> int:

@@ -22,6 +22,7 @@ from app.models.service import create_model
 from app.settings import Settings
 from app.store import LocalBlobStore
 from tests.conftest import npz_bytes
+from workers.kinds import JOB_KINDS
 
 
 class SoftTimeLimit(Exception):
@@ -34,7 +35,7 @@ def context(tmp_path: Path) -> JobContext:
     upgrade_database(settings)
     sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
     return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
-                      timeouts=(SoftTimeLimit,))
+                      kinds=JOB_KINDS, timeouts=(SoftTimeLimit,))
 
 
 def _queued_train_job(ctx: JobContext, rows: int = 40) -> str:

@@ -28,6 +28,7 @@ from app.settings import Settings
 from app.store import LocalBlobStore
 from app.versions.importance import load_total
 from tests.conftest import npz_bytes
+from workers.kinds import JOB_KINDS
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_0006"
 
@@ -76,7 +77,7 @@ def test_every_version_keeps_its_total_importance_and_the_new_code_trains_on_it(
     assert shape[4] == [("(earlier tasks)", 1), ("second", 88)]  # the old defect, carried over as it was
 
     # The new code learns a third task on the migrated head: the old estimates are named again, not copied.
-    ctx = JobContext(sessions=sessions, store=store, settings=settings)
+    ctx = JobContext(sessions=sessions, store=store, settings=settings, kinds=JOB_KINDS)
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.integers(0, 2, 32)
     with sessions() as session:

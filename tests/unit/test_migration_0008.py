@@ -26,6 +26,7 @@ from app.learning.service import submit_task
 from app.settings import Settings
 from app.store import LocalBlobStore
 from tests.conftest import npz_bytes
+from workers.kinds import JOB_KINDS
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_0006"
 
@@ -55,7 +56,8 @@ def _learn(settings: Settings, store: LocalBlobStore, sessions: sessionmaker[Ses
                                               "method": "finetune"})
         job_id = submit_task(session, store, "legacy", request, settings).id
         session.commit()
-    assert run_job(JobContext(sessions=sessions, store=store, settings=settings), job_id) == "succeeded"
+    context = JobContext(sessions=sessions, store=store, settings=settings, kinds=JOB_KINDS)
+    assert run_job(context, job_id) == "succeeded"
     return job_id
 
 

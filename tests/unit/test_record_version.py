@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.store import LocalBlobStore
 from app.versions.service import VersionConflict, record_version
 from tests.conftest import npz_bytes
+from workers.kinds import JOB_KINDS
 
 
 @pytest.fixture
@@ -32,7 +33,8 @@ def context(tmp_path: Path) -> JobContext:
     settings = Settings(var_dir=tmp_path / "var")
     upgrade_database(settings)
     sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
-    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings)
+    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
+                      kinds=JOB_KINDS)
 
 
 def _model(ctx: JobContext, policy: str) -> None:

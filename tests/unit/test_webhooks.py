@@ -43,6 +43,7 @@ from app.webhooks.slots import Slots
 from app.webhooks.tables import Webhook, WebhookDelivery
 from tests.conftest import npz_bytes, wait_for
 from tests.receiver import Receiver
+from workers.kinds import JOB_KINDS
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_0006"
 ALL = ["job.finished", "version.created", "alias.moved"]
@@ -54,7 +55,8 @@ def context(tmp_path: Path) -> JobContext:
                         webhook_max_attempts=4, webhook_allow_private=True)
     upgrade_database(settings)
     sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
-    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings)
+    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
+                      kinds=JOB_KINDS)
 
 
 def _model(ctx: JobContext, name: str = "m", policy: str = "auto") -> Model:
@@ -263,7 +265,7 @@ def test_migration_0010_up_from_0009_down_and_up_again(tmp_path: Path) -> None:
     command.upgrade(config, "head")
     assert {"webhooks", "webhook_deliveries"} <= _tables(database) and _counts(database) == before
     context = JobContext(sessions=make_session_factory(make_engine(settings)), store=LocalBlobStore(var / "blobs"),
-                         settings=settings)
+                         settings=settings, kinds=JOB_KINDS)
     with context.sessions() as session:
         model = session.scalars(select(Model)).one()
     hook = _hook(context, model, ["alias.moved"])

@@ -20,6 +20,7 @@ from app.models.service import create_model
 from app.settings import Settings
 from app.store import BlobStore, LocalBlobStore
 from tests.conftest import npz_bytes
+from workers.kinds import JOB_KINDS
 
 
 def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings: Settings, rows: int) -> np.ndarray:
@@ -34,7 +35,8 @@ def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1})
         job_id = submit_task(session, store, "m", request, settings).id
         session.commit()
-    assert run_job(JobContext(sessions=sessions, store=store, settings=settings), job_id) == "succeeded"
+    context = JobContext(sessions=sessions, store=store, settings=settings, kinds=JOB_KINDS)
+    assert run_job(context, job_id) == "succeeded"
     return x
 
 
