@@ -47,6 +47,7 @@ from app.shadow.runner import ShadowRunner
 from app.store import open_blob_store
 from app.timed_cache import TimedCache, clear_on_commit
 from app.versions.routes import router as versions_router
+from app.webhooks.events import publish_job_events
 from app.webhooks.routes import router as webhooks_router
 
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.target_cache = TimedCache(settings.auth_cache_s)
     clear_on_commit(app.state.sessions, app.state.key_cache, app.state.target_cache)
     app.state.celery = make_celery(settings)
+    publish_job_events()  # a job ended by the API (cancelled, or its message not sent) is told of too
     app.state.shadows = ShadowRunner(app.state.sessions, app.state.store, app.state.cache,
                                      queue_size=settings.shadow_queue)
     # Predictions first: a request is matched against the routes in this order, and no other route
