@@ -29,6 +29,7 @@ from app.jobs.runner import WorkerStopping, fail_if_running, run_job
 from app.mas.devices import pick_device
 from app.settings import get_settings
 from app.webhooks.delivery import start_delivery
+from app.webhooks.events import publish_job_events
 from workers.kinds import JOB_KINDS
 from workers.sweeper import start_sweeper
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # The app the worker runs (`celery -A workers.tasks worker` works too); the API builds its own client.
 celery = make_celery(get_settings())
+publish_job_events()  # every job that ends in a worker (its body, the sweeper, a hard time limit) is told of
 
 _context: JobContext | None = None
 # Created at import, in the main process, before the pool forks: every pool process shares it. The

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import Job, Model, utcnow
 from app.errors import Conflict, NotFound
+from app.jobs.events import job_finished
 from app.jobs.states import ACTIVE, FINISHED
-from app.webhooks.events import emit_job_finished
 
 
 def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
@@ -66,7 +66,7 @@ def cancel_job(session: Session, job_id: str) -> Job:
         raise Conflict(f"job {job_id} has already {job.state}")
     if job.state == "queued":
         job.state, job.finished_at = "cancelled", utcnow()
-        emit_job_finished(job)
+        job_finished(job)
     job.cancel_requested = True
     return job
 
@@ -95,7 +95,7 @@ def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: f
         return Claim(None, "running elsewhere")
     if job.cancel_requested:
         job.state, job.finished_at = "cancelled", utcnow()
-        emit_job_finished(job)
+        job_finished(job)
         return Claim(None, "the job was cancelled")
     if job.attempts >= max_attempts:
         fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times; giving up")
@@ -152,17 +152,17 @@ def succeed_job(job: Job, version: int, promotion: dict[str, Any] | None = None)
     job.state, job.result_version, job.finished_at = "succeeded", version, utcnow()
     job.promotion = promotion
     job.error_type = job.error_message = None
-    emit_job_finished(job)
+    job_finished(job)
 
 
 def fail_job(job: Job, error_type: str, message: str) -> None:
     job.state, job.error_type, job.error_message, job.finished_at = "failed", error_type, message[:2000], utcnow()
-    emit_job_finished(job)
+    job_finished(job)
 
 
 def cancel_running_job(job: Job) -> None:
     job.state, job.finished_at = "cancelled", utcnow()
-    emit_job_finished(job)
+    job_finished(job)
 
 
 def requeue_job(job: Job, *, count_attempt: bool = False) -> None:

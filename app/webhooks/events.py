@@ -1,10 +1,11 @@
 """The outbox writer: one delivery row per hook subscribed to an event, in the caller's transaction.
 
 Each place that makes a reportable change calls one function here with the session (or row) it is
-writing with: a job's end (app/jobs/service.py), a recorded version (app/versions/service.py), an alias
-move (app/aliases/moves.py). The rows commit or roll back with the change itself, so a client is never
-told of a change that did not happen, and a change that happened is never left untold by a crash
-between the commit and a send. Nothing here touches the network: sending is app/webhooks/delivery.py's.
+writing with: a job's end (app/jobs/service.py, through the hook that `publish_job_events` fills), a
+recorded version (app/versions/service.py), an alias move (app/aliases/moves.py). The rows commit or
+roll back with the change itself, so a client is never told of a change that did not happen, and a
+change that happened is never left untold by a crash between the commit and a send. Nothing here
+touches the network: sending is app/webhooks/delivery.py's.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from app.db.tables import AliasMove, DriftReport, Job, Model, Version, utcnow
+from app.jobs.events import on_job_finished
 from app.webhooks.tables import Webhook, WebhookDelivery
 
 EventName = Literal["job.finished", "version.created", "alias.moved", "drift.detected"]
@@ -53,6 +55,12 @@ def emit_job_finished(job: Job) -> None:
         "error": {"type": job.error_type, "message": job.error_message} if failed else None,
         "attempts": job.attempts, "finished_at": _iso(job.finished_at),
     })
+
+
+def publish_job_events() -> None:
+    """Write `job.finished` for every job that ends in this process (the composition root calls this:
+    app.jobs publishes through its hook, app/jobs/events.py, and imports nothing of webhooks)."""
+    on_job_finished(emit_job_finished)
 
 
 def emit_version_created(session: Session, version: Version) -> None:

@@ -37,6 +37,7 @@ from app.models.service import create_model, delete_model
 from app.settings import Settings
 from app.store import LocalBlobStore
 from app.webhooks.delivery import backoff_s, claim_due, deliver_due
+from app.webhooks.events import publish_job_events
 from app.webhooks.service import HookRules, add_webhook
 from app.webhooks.signing import sign
 from app.webhooks.slots import Slots
@@ -55,6 +56,7 @@ def context(tmp_path: Path) -> JobContext:
                         webhook_max_attempts=4, webhook_allow_private=True)
     upgrade_database(settings)
     sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
+    publish_job_events()  # as the worker and the API wire it
     return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
                       kinds=JOB_KINDS)
 
