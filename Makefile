@@ -5,9 +5,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install serve test test-unit demo lint
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# The Python client is its own package (clients/python); app.client and the CLI import it.
+	$(PY) -m pip install --quiet -e clients/python
 	# torch is pinned to 2.13.0 in pyproject.toml: the CPU build that lies on these machines' disk.
 	$(PY) -m pip install --quiet -e '.[test,dev,bench,pretrained,export]'
 	touch $(STAMP)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import httpx
+import lifelong_client as lc
 import numpy as np
 import pytest
+from lifelong_client import Client, Job
 
-from app import client as lc
-from app.client import Client, Job
 from tests.client.conftest import FAST, Trained
 from tests.conftest import Api, DigitsTask, unique
 
@@ -56,10 +57,10 @@ def test_api_key_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def answer(request):  # noqa: ANN001, ANN202
         seen["auth"] = request.headers.get("authorization")
-        return lc.httpx.Response(200, json={"status": "ok"})
+        return httpx.Response(200, json={"status": "ok"})
 
     monkeypatch.setenv("LIFELONG_API_KEY", "from-env")
-    with Client("http://x", transport=lc.httpx.MockTransport(answer)) as keyed:
+    with Client("http://x", transport=httpx.MockTransport(answer)) as keyed:
         keyed.healthz()
     assert seen["auth"] == "Bearer from-env"
 
