@@ -8,18 +8,16 @@ from app.db.tables import Dataset, Job, Model
 from app.drift.schemas import DriftJobRequest
 from app.drift.service import model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
-from app.jobs.kinds import PlannedWork
-from app.jobs.service import succeed_job
+from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
 from app.learning.data import load_inputs
 from app.mas.class_statistics import features
-from app.mas.training import TrainingCancelled
 from app.models.networks import version_network
 from app.versions.service import get_version
 
 
-def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch: JobWatch) -> int:
+def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch: JobWatch) -> RecordResult:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         version = get_version(session, model, job.base_version)
@@ -31,15 +29,16 @@ def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch
     watch.progress(len(batch), len(batch), None, unit="samples")
     report = test_batch(ctx.store, version.class_statistics or [], batch, alpha=alpha,
                         permutations=ctx.settings.drift_permutations, seed=model.seed)
-    with ctx.sessions.begin() as session:
-        if watch.cancelled_now(session):
-            raise TrainingCancelled("cancelled before the report was written")
+
+    def record(session: Session) -> JobResult:
         record_report(session, model_id=job.model_id, version=version.number, job_id=job.id, source="drift",
                       report=report)
-        row = session.get(Job, job.id)
-        row.result_details = {key: report[key] for key in ("tasks", "nearest_task", "alpha", "n", "drift")}
-        succeed_job(row, version.number)
-    return version.number
+        return JobResult(version.number, details={key: report[key] for key in DETAILS})
+
+    return record
+
+
+DETAILS = ("tasks", "nearest_task", "alpha", "n", "drift")  # of the report, kept in the job's row
 
 
 def planned_samples(session: Session, job: Job, request: DriftJobRequest) -> PlannedWork | None:

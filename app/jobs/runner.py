@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from app.db.tables import Job
 from app.jobs.context import JobContext
 from app.jobs.heartbeat import heartbeat
-from app.jobs.kinds import JobKind
-from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job
+from app.jobs.kinds import JobKind, JobResult, RecordResult
+from app.jobs.service import cancel_running_job, claim_job, fail_job, requeue_job, succeed_job
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
 from app.mas.training import NonFiniteLoss, TrainingCancelled
@@ -58,7 +58,7 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
                      cancel_poll_s=ctx.settings.cancel_poll_s, shutting_down=ctx.shutting_down)
     try:
         with heartbeat(ctx.sessions, job_id, ctx.settings.heartbeat_interval_s):
-            version = kind.body(ctx, spec, request, watch)
+            result = _succeed(ctx, job_id, watch, kind.body(ctx, spec, request, watch))
     except TrainingCancelled as stop:
         if ctx.shutting_down():
             _finish(ctx, job_id, requeue_job)
@@ -80,8 +80,22 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
             return _fail(ctx, job_id, "timeout", f"the job ran past {ctx.settings.job_soft_time_limit_s} s")
         log.exception("job %s failed", job_id)
         return _fail(ctx, job_id, "error", f"{type(error).__name__}: {error}")
-    log.info("job %s succeeded: version %s", job_id, version)
+    log.info("job %s succeeded: version %s", job_id, result.version)
     return "succeeded"
+
+
+def _succeed(ctx: JobContext, job_id: str, watch: JobWatch, record: RecordResult) -> JobResult:
+    """Write what the job made and mark it succeeded with it, in one transaction: a job cancelled until
+    now writes nothing."""
+    with ctx.sessions.begin() as session:
+        if watch.cancelled_now(session):
+            raise TrainingCancelled("cancelled before its result was written")
+        result = record(session)
+        job = session.get(Job, job_id)
+        if result.details is not None:
+            job.result_details = result.details
+        succeed_job(job, result.version, result.promotion)
+        return result
 
 
 def _starting_progress(session: Session, job: Job, kind: JobKind, request: BaseModel) -> None:

@@ -15,8 +15,7 @@ from torch import Tensor
 from app.db.tables import Dataset, Job, Model
 from app.drift.service import has_references, model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
-from app.jobs.kinds import PlannedWork
-from app.jobs.service import succeed_job
+from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
 from app.learning.data import load_inputs
@@ -37,7 +36,8 @@ CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduc
 LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importance, bounded memory
 
 
-def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest, watch: JobWatch) -> int:
+def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest,
+                    watch: JobWatch) -> RecordResult:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
@@ -70,23 +70,21 @@ def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest
     if has_references(base) and n >= 2:  # the batch is deployment data: test it for drift on the way
         report = test_batch(ctx.store, base.class_statistics or [], features(net, inputs).cpu(),
                             alpha=model_alpha(model), permutations=ctx.settings.drift_permutations, seed=model.seed)
-    with ctx.sessions.begin() as session:
-        if watch.cancelled_now(session):
-            raise TrainingCancelled("cancelled before the version was written")
-        row = session.get(Job, job.id)
+
+    def record(session: Session) -> JobResult:
         recorded = record_version(
             session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
             task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts, importance_parts=parts,
             tasks=list(base.tasks), accuracy=dict(base.accuracy), importance=importance_stats(theta, omega),
-            made_by=made_by(row, precision="fp32", samples=n),
+            made_by=made_by(session.get(Job, job.id), precision="fp32", samples=n),
             class_statistics=base.class_statistics, task_free=base.task_free,  # θ is unchanged: so are they
         )
         if report is not None:
             record_report(session, model_id=job.model_id, version=job.base_version, job_id=job.id, source="importance",
                           report=report)
-        succeed_job(row, recorded.version.number, recorded.promotion)
-        return recorded.version.number
+        return JobResult(recorded.version.number, recorded.promotion)
 
+    return record
 
 def planned_samples(session: Session, job: Job, request: ImportanceJobRequest) -> PlannedWork | None:
     """The samples the job measures Ω on, as its claim writes progress 0 of them."""

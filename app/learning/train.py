@@ -23,8 +23,7 @@ from app.architectures import trunk_split
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.checkpoints import JobCheckpoints, step_of
 from app.jobs.context import JobContext
-from app.jobs.kinds import PlannedWork
-from app.jobs.service import succeed_job
+from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
 from app.learning.data import load_inputs, task_labels
@@ -34,23 +33,71 @@ from app.learning.provenance import made_by
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import flip_rates, fraction_correct, predict
-from app.mas.learn import ImportanceChoice, MethodChoice, importance_measure, learn_task
+from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, importance_measure, learn_task
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.samples import LazySamples, rows_of
-from app.mas.training import TrainConfig, TrainingCancelled, precision_for
+from app.mas.training import Snapshot, TrainConfig, precision_for
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 from app.models.networks import save_network, version_network
-from app.task_free.measure import TaskSource, measure_and_fit, trunk_moved
+from app.task_free.measure import TaskFreeRecord, TaskSource, measure_and_fit, trunk_moved
 from app.task_free.options import TaskFreeOptions
 from app.versions.importance import importance_stats, load_total, with_task
 from app.versions.service import get_version, lineage, record_version
+from app.versions.theta import StoredTheta
 
 
-def train_version(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWatch) -> int:
+def train_version(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWatch) -> RecordResult:
+    """MAS.md §3–4 for one task: read the base and the data, learn the task, evaluate, then hand the runner
+    the step that records the version (it runs in the transaction that marks the job succeeded)."""
+    base = _read_base(ctx, job, request)
+    rows = _read_rows(ctx, job, request, base)
+    theta_star = to_device(network_state(rows.net), ctx.device)  # the anchor, and the trunk the job started from
+    checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.checkpoint_interval_s)
+    resume = checkpoints.latest()
+    learned = _learn(ctx, job, request, watch, rows, theta_star, resume, checkpoints)
+    net, omega, parts = learned.net, rows.omega, base.version.importance_parts
+    if learned.estimate is not None:
+        log_fallback(learned.fallback, job.id)
+        estimate = TaskImportance(to_cpu(learned.estimate.sums), learned.estimate.n)
+        parts = with_task(ctx.store, parts, job.task, estimate, importance_measure(request.method))
+        omega = total_importance([TaskImportance(omega, 1), estimate])
+    after = {task: predict(net, task, inputs)[0] for task, (inputs, _) in rows.evaluated.items()}
+    new_theta = to_cpu(network_state(net))
+    record = measure_and_fit(
+        ctx.store, net, [*_earlier_sources(ctx, base.architecture, net, base.version, base.train_sets,
+                                           rows.validation, rows.evaluated),
+                         TaskSource(job.task, request.num_classes, lambda: (rows.x, rows.y),
+                                    _rows_of_set(rows.validation[-1]), _stored_rows(rows.evaluated.get(job.task)))],
+        kept=base.version.class_statistics, trunk_moved=trunk_moved(theta_star, new_theta),
+        new_task=job.task, options=TaskFreeOptions.of(base.model.task_free), seed=base.model.seed,
+        reference_rows=ctx.settings.drift_reference_rows)
+    trained = _Trained(
+        learned=learned, split=rows.split, resumed_from_step=step_of(resume), precision=rows.precision,
+        stored=save_network(ctx.store, base.architecture, net, new_theta, base.version), parts=parts,
+        accuracy={task: fraction_correct(after[task], labels) for task, (_, labels) in rows.evaluated.items()},
+        flips={task: flip_rates(rows.before[task], after[task], rows.evaluated[task][1]).as_dict()
+               for task in rows.before},
+        importance=importance_stats(new_theta, omega), task_free=record)
+    return partial(_record, job, request, base.version, trained)
+
+
+@dataclass(frozen=True)
+class _Base:
+    """What the job reads of the database: its model, its base version, and the datasets of every task."""
+
+    model: Model
+    version: Version
+    architecture: dict[str, Any]
+    train_set: Dataset
+    eval_sets: dict[str, tuple[Dataset, list[str] | None]]  # task → (eval set, class names)
+    train_sets: dict[str, Dataset | None]  # earlier task → its training set (None: deleted)
+    held_back: list[tuple[str, Dataset, dict[str, Any], list[str] | None]]  # earlier tasks' validation slices
+
+
+def _read_base(ctx: JobContext, job: JobSpec, request: TrainJobRequest) -> _Base:
     with ctx.sessions() as session:
         model = session.get(Model, job.model_id)
         base = get_version(session, model, job.base_version)
-        train_set = session.get(Dataset, request.train_dataset)
         learned_tasks = _learned_tasks(session, model, base)
         # An earlier task whose data was deleted is left out of what reads it (its accuracy, its validation
         # slice, its statistics measured again); what the base derived from that data is kept instead.
@@ -62,88 +109,107 @@ def train_version(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch
         held_back = [(t.name, train_sets[t.name], entry["validation"], _classes_of(base, t.name))
                      for t in learned_tasks
                      if (entry := _entry(base, t.name)) and entry.get("validation") and train_sets[t.name]]
-    architecture, classes = model.architecture, request.classes
-    omega = load_total(ctx.store, base.importance_parts)
-    net = version_network(ctx.store, architecture, base, request.trainable_spec()).to(ctx.device)
-    x, y = load_inputs(ctx.store, architecture, train_set, net.input_spec)
-    x, y = x.to(ctx.device), task_labels(y, train_set, classes).to(ctx.device)
+        return _Base(model, base, model.architecture, session.get(Dataset, request.train_dataset), eval_sets,
+                     train_sets, held_back)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The base's network on the job's device and every row the job reads, read once."""
+
+    net: MultiHeadNet
+    omega: dict[str, Tensor]  # the base's total Ω, on the CPU
+    x: Tensor | LazySamples  # the rows this task trains on
+    y: Tensor
+    split: Split
+    validation: list[ValidationSet]  # every earlier task's validation slice, then this task's
+    evaluated: dict[str, tuple[Tensor | LazySamples, Tensor]]  # task → its eval set
+    before: dict[str, Tensor]  # the base's predictions on the eval sets of the tasks it knows
+    precision: str
+
+
+def _read_rows(ctx: JobContext, job: JobSpec, request: TrainJobRequest, base: _Base) -> _Rows:
+    architecture = base.architecture
+    omega = load_total(ctx.store, base.version.importance_parts)
+    net = version_network(ctx.store, architecture, base.version, request.trainable_spec()).to(ctx.device)
+    x, y = load_inputs(ctx.store, architecture, base.train_set, net.input_spec)
+    x, y = x.to(ctx.device), task_labels(y, base.train_set, request.classes).to(ctx.device)
     split = _validation_split(len(y), request)
-    validation = [*_earlier_validation(ctx, architecture, net, held_back),
+    validation = [*_earlier_validation(ctx, architecture, net, base.held_back),
                   ValidationSet(job.task, rows_of(x, split.validation), y[split.validation.to(y.device)])]
     x, y = rows_of(x, split.train), y[split.train.to(y.device)]
-
     evaluated = {task: _eval_data(ctx, architecture, net, dataset, task_classes)
-                 for task, (dataset, task_classes) in eval_sets.items()}
+                 for task, (dataset, task_classes) in base.eval_sets.items()}
     before = {task: predict(net, task, inputs)[0] for task, (inputs, _) in evaluated.items() if task in net.heads}
+    return _Rows(net, omega, x, y, split, validation, evaluated, before, precision_for(ctx.device))
 
+
+def _learn(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWatch, rows: _Rows,
+           theta_star: dict[str, Tensor], resume: Snapshot | None, checkpoints: JobCheckpoints) -> LearnedTask:
+    """`learn_task` with the request's method, λ (or its search), training and importance options."""
     options = request.importance
-    precision = precision_for(ctx.device)
-    theta_star = to_device(network_state(net), ctx.device)  # the anchor, and the trunk the job started from
-    checkpoints = JobCheckpoints(ctx.sessions, ctx.store, job.id, request.checkpoint_interval_s)
-    resume = checkpoints.latest()
-    learned = learn_task(
-        net, job.task, request.num_classes, x, y,
+    return learn_task(
+        rows.net, job.task, request.num_classes, rows.x, rows.y,
         method=MethodChoice(request.method, 1.0 if request.auto else request.lambda_, request.penalty,
                             request.method_options),
-        theta_star=theta_star, omega=to_device(omega, ctx.device),
+        theta_star=theta_star, omega=to_device(rows.omega, ctx.device),
         config=TrainConfig(epochs=request.epochs, batch_size=request.batch_size, optimizer=request.optimizer,
-                           lr=request.lr, momentum=request.momentum, seed=request.seed, precision=precision),
+                           lr=request.lr, momentum=request.momentum, seed=request.seed, precision=rows.precision),
         importance=ImportanceChoice(options.variant, options.output, options.reduction)
         if options.on == "train" else None,
-        lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=validation,
+        lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=rows.validation,
         selection=request.selection,
-        progress=_with_epochs(watch, epochs=request.epochs, steps_per_epoch=math.ceil(len(y) / request.batch_size)),
+        progress=_with_epochs(watch, epochs=request.epochs,
+                              steps_per_epoch=math.ceil(len(rows.y) / request.batch_size)),
         should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
-        prefix=trunk_split(net.architecture, net), prefix_budget=ctx.settings.prefix_cache_bytes,
+        prefix=trunk_split(rows.net.architecture, rows.net), prefix_budget=ctx.settings.prefix_cache_bytes,
     )
-    net = learned.net
-    parts = base.importance_parts
-    if learned.estimate is not None:
-        log_fallback(learned.fallback, job.id)
-        estimate = TaskImportance(to_cpu(learned.estimate.sums), learned.estimate.n)
-        parts = with_task(ctx.store, parts, job.task, estimate, importance_measure(request.method))
-        omega = total_importance([TaskImportance(omega, 1), estimate])
-    after = {task: predict(net, task, inputs)[0] for task, (inputs, _) in evaluated.items()}
-    scores = {task: fraction_correct(after[task], labels) for task, (_, labels) in evaluated.items()}
-    flips = {task: flip_rates(before[task], after[task], evaluated[task][1]).as_dict() for task in before}
 
-    choice = learned.choice.as_dict() if learned.choice is not None else None
-    new_theta = to_cpu(network_state(net))
-    new_entry = _task_entry(job.task, request, split)
-    record = measure_and_fit(
-        ctx.store, net, [*_earlier_sources(ctx, architecture, net, base, train_sets, validation, evaluated),
-                         TaskSource(job.task, request.num_classes, lambda: (x, y), _rows_of_set(validation[-1]),
-                                    _stored_rows(evaluated.get(job.task)))],
-        kept=base.class_statistics, trunk_moved=trunk_moved(theta_star, new_theta),
-        new_task=job.task, options=TaskFreeOptions.of(model.task_free), seed=model.seed,
-        reference_rows=ctx.settings.drift_reference_rows)
-    stored = save_network(ctx.store, architecture, net, new_theta, base)
-    with ctx.sessions.begin() as session:
-        if watch.cancelled_now(session):
-            raise TrainingCancelled("cancelled before the version was written")
-        row = session.get(Job, job.id)
-        recorded = record_version(
-            session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
-            theta_blob=stored.manifest, theta_parts=stored.parts, importance_parts=parts,
-            tasks=[*base.tasks, new_entry], accuracy=scores,
-            importance=importance_stats(new_theta, omega),
-            made_by=made_by(row, precision=precision, loss_per_epoch=learned.training.loss_per_epoch,
-                            steps=learned.training.steps, trained_rows=len(split.train),
-                            validation_rows=len(split.validation), resumed_from_step=step_of(resume),
-                            **{"lambda": learned.lam},
-                            lambda_search=[trial.as_dict() for trial in learned.trials],
-                            lambda_selection=choice),
-            class_statistics=record.class_statistics, task_free=record.task_free, flips=flips,
-        )
-        row.result_details = {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
-                              "lambda_selection": choice, "resumed_from_step": step_of(resume)}
-        if session.scalar(select(Task.id).where(Task.version_id == recorded.version.id)) is None:
-            session.add(Task(model_id=job.model_id, version_id=recorded.version.id, name=job.task,
-                             num_classes=request.num_classes, train_dataset_id=request.train_dataset,
-                             eval_dataset_id=request.eval_dataset))
-        succeed_job(row, recorded.version.number, recorded.promotion)
-        return recorded.version.number
+
+@dataclass(frozen=True)
+class _Trained:
+    """What the job made, stored in blobs and ready to be recorded as a version."""
+
+    learned: LearnedTask
+    split: Split
+    resumed_from_step: int | None
+    precision: str
+    stored: StoredTheta
+    parts: list[dict[str, Any]]  # the new version's importance parts
+    accuracy: dict[str, float]
+    flips: dict[str, dict[str, Any]]
+    importance: dict[str, Any]
+    task_free: TaskFreeRecord
+
+    def search(self) -> dict[str, Any]:
+        """The λ trained with and how it was chosen, as both the version's provenance and the job's row say."""
+        learned = self.learned
+        return {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
+                "lambda_selection": learned.choice.as_dict() if learned.choice is not None else None}
+
+
+def _record(job: JobSpec, request: TrainJobRequest, base: Version, trained: _Trained, session: Session) -> JobResult:
+    """The new version (with its Task row), in the runner's transaction that marks the job succeeded."""
+    training = trained.learned.training
+    recorded = record_version(
+        session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
+        theta_blob=trained.stored.manifest, theta_parts=trained.stored.parts, importance_parts=trained.parts,
+        tasks=[*base.tasks, _task_entry(job.task, request, trained.split)], accuracy=trained.accuracy,
+        importance=trained.importance,
+        made_by=made_by(session.get(Job, job.id), precision=trained.precision,
+                        loss_per_epoch=training.loss_per_epoch, steps=training.steps,
+                        trained_rows=len(trained.split.train), validation_rows=len(trained.split.validation),
+                        resumed_from_step=trained.resumed_from_step, **trained.search()),
+        class_statistics=trained.task_free.class_statistics, task_free=trained.task_free.task_free,
+        flips=trained.flips,
+    )
+    if session.scalar(select(Task.id).where(Task.version_id == recorded.version.id)) is None:
+        session.add(Task(model_id=job.model_id, version_id=recorded.version.id, name=job.task,
+                         num_classes=request.num_classes, train_dataset_id=request.train_dataset,
+                         eval_dataset_id=request.eval_dataset))
+    return JobResult(recorded.version.number, recorded.promotion,
+                     details={**trained.search(), "resumed_from_step": trained.resumed_from_step})
 
 
 def _task_entry(task: str, request: TrainJobRequest, split: Split) -> dict[str, Any]:
