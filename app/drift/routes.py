@@ -10,8 +10,8 @@ from app.auth.deps import ReadScope, WriteScope
 from app.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.drift import service
 from app.drift.schemas import DriftReportOut, DriftRequest
+from app.jobs.http import queue_job
 from app.jobs.schemas import JobOut
-from app.learning.routes import queue_job
 from app.models.service import get_model
 
 router = APIRouter(prefix="/v1/models/{name}/drift", tags=["drift"], dependencies=[ReadScope])

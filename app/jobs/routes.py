@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from app.auth.deps import ModelScopeDep, ReadScope, WriteScope
 from app.auth.scoping import ModelScope, not_found
-from app.datasets.deletion import DATA_FIELDS, dataset_states
 from app.db.tables import Job, Model
 from app.deps import SessionDep, TargetCacheDep
 from app.errors import NotFound
 from app.jobs import service
+from app.jobs.http import job_datasets, shape_job
 from app.jobs.schemas import JobOut
 from app.jobs.states import JobState
 from app.models.service import get_model
@@ -22,18 +22,6 @@ from app.models.service import get_model
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReadScope])
 
 State = JobState
-
-
-def shape_job(session: Session, job: Job) -> JobOut:
-    return JobOut.of(job, session.scalar(select(Model.name).where(Model.id == job.model_id)) or "",
-                     _datasets(session, [job]))
-
-
-def _datasets(session: Session, jobs: list[Job]) -> dict[str, dict[str, object]]:
-    """Whether each dataset the jobs' requests name still exists (or when it was deleted), by id."""
-    states = dataset_states(session, [job.request.get(name) for job in jobs for name in DATA_FIELDS])
-    return {i: {"id": i, "exists": s.exists, "deleted_at": s.deleted_at, "deleted_by": s.deleted_by}
-            for i, s in states.items()}
 
 
 def _reachable_job(session: Session, job_id: str, reach: ModelScope) -> Job:
@@ -60,7 +48,7 @@ def list_jobs(
     names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
     within = None if reach.every_model else [i for i, name in names.items() if reach.reaches(name)]
     jobs = service.list_jobs(session, model=owner, state=state, limit=limit, within=within)
-    datasets = _datasets(session, jobs)
+    datasets = job_datasets(session, jobs)
     return [JobOut.of(job, names.get(job.model_id, ""), datasets) for job in jobs]
 
 

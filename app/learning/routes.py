@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy.orm import Session
 
 from app.auth.deps import WriteScope
-from app.db.tables import Job
 from app.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
-from app.errors import Unavailable
-from app.jobs.dispatch import QueuedJob, enqueue_job
-from app.jobs.routes import shape_job
+from app.jobs.http import queue_job
 from app.jobs.schemas import JobOut
-from app.jobs.service import fail_job
 from app.learning import service
 from app.learning.schemas import ImportanceRequest, TaskRequest
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["learning"], dependencies=[WriteScope])
-
-
-def queue_job(session: Session, celery: CeleryDep, job: Job, response: Response) -> JobOut:
-    session.commit()
-    try:
-        enqueue_job(celery, QueuedJob(job.id, job.queue))
-    except Unavailable as error:
-        fail_job(job, "broker", error.detail)
-        session.commit()
-        raise
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return shape_job(session, job)
 
 
 @router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
