@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
-from sqlalchemy import select
+from fastapi import APIRouter, Path, Response, status
 
 from app.aliases import service
-from app.aliases.moves import Mover
+from app.aliases.deps import MoverDep
 from app.aliases.schemas import AliasIn, AliasMoveOut, AliasOut
 from app.auth.deps import ReadScope, WriteScope
-from app.db.tables import ApiKey
 from app.deps import SessionDep
 from app.models.schemas import NAME_PATTERN
 from app.models.service import get_model
@@ -19,17 +17,6 @@ from app.models.service import get_model
 router = APIRouter(prefix="/v1/models/{name}/aliases", tags=["aliases"], dependencies=[ReadScope])
 
 AliasName = Annotated[str, Path(pattern=NAME_PATTERN, description="lower-case letters, digits, '_' and '-', up to 64")]
-
-
-def moved_by(request: Request, session: SessionDep) -> Mover:
-    """The caller as the alias history names it: its API key's prefix (None on a server without keys)."""
-    key_id = getattr(request.state, "key_id", None)
-    if key_id is None:
-        return Mover()
-    return Mover(key_prefix=session.scalar(select(ApiKey.prefix).where(ApiKey.id == key_id)))
-
-
-MoverDep = Annotated[Mover, Depends(moved_by)]
 
 
 @router.get("", response_model=list[AliasOut])

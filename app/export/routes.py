@@ -1,24 +1,52 @@
-"""`GET /v1/models/{name}/versions/{number}/export`: one task's network as an ONNX or TorchScript download."""
+"""HTTP routes of a version as a file: θ as a safetensors checkpoint, one task's network as ONNX or TorchScript.
+
+They share the versions' router settings (the `versions` tag, `/v1/models/{name}`, read scope), so the
+OpenAPI lists them with the other routes of versions.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 
 from app.auth.deps import ReadScope
-from app.deps import ReadSessionDep, StoreDep
+from app.deps import ReadSessionDep, SessionDep, StoreDep
+from app.export.checkpoint import checkpoint_file
 from app.export.graphs import ExportFormat
 from app.export.service import export_task
 from app.models.schemas import NAME_PATTERN
-from app.versions.routes import VersionNumber, bytes_download
+from app.models.service import get_model
+from app.versions.http import SAFETENSORS_FILE, VersionNumber
+from app.versions.service import get_version
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
 
 BINARY = "application/octet-stream"
 EXPORT_FILE = {200: {"description": "an ONNX model (.onnx) or a TorchScript archive (.pt)",
                      "content": {BINARY: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """Bytes as a download, with the content-disposition header FileResponse would write."""
+    download = Response(data, media_type=BINARY, headers=headers)
+    if filename is not None:
+        # The same header FileResponse writes, so a client cannot tell the stores apart.
+        quoted = quote(filename)
+        download.headers["content-disposition"] = (
+            f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
+        )
+    return download
+
+
+@router.get("/versions/{number}/checkpoint", response_class=FileResponse, responses=SAFETENSORS_FILE)
+def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
+    """θ of the version as a safetensors file; its metadata names the model, version, architecture and tasks."""
+    model = get_model(session, name)
+    version = get_version(session, model, number)
+    return bytes_download(checkpoint_file(store, model, version), filename=f"{name}-v{number}.safetensors")
 
 
 @router.get("/versions/{number}/export", response_class=Response, responses=EXPORT_FILE)

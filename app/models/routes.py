@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
-from sqlalchemy.orm import Session
 
-from app.aliases.moves import aliases_of
+from app.aliases.deps import MoverDep
 from app.aliases.promotion import PromotionPolicy
-from app.aliases.routes import MoverDep
 from app.auth.deps import AdminScope, ModelScopeDep, ReadScope, WriteScope
-from app.db.tables import Model
 from app.deps import SessionDep, SettingsDep, StoreDep
-from app.mas.drift import DEFAULT_ALPHA
 from app.models import service
-from app.models.schemas import ModelIn, ModelOut, ModelPatch, Promotion
-from app.task_free.options import TaskFreeOptions
+from app.models.http import shape_model
+from app.models.schemas import ModelIn, ModelOut, ModelPatch
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope])
-
-
-def shape_model(session: Session, model: Model) -> ModelOut:
-    return ModelOut(
-        name=model.name, architecture=model.architecture, seed=model.seed, head=model.head, queue=model.queue,
-        promotion=Promotion.model_validate(model.promotion), task_free=TaskFreeOptions.of(model.task_free),
-        drift_alpha=model.drift_alpha if model.drift_alpha is not None else DEFAULT_ALPHA,
-        aliases=aliases_of(session, model),
-        tasks=service.head_tasks(session, model), created_at=model.created_at,
-    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelOut, dependencies=[WriteScope])

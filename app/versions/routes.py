@@ -1,36 +1,30 @@
-"""HTTP routes of versions: list, detail, checkpoint and importance downloads, head, evaluation."""
+"""HTTP routes of versions: list, detail, the importance download, head, evaluation (the checkpoint is
+downloaded through app/export/routes.py, with the other files of a version)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import quote
 
-from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
+from app.aliases.deps import MoverDep
 from app.aliases.moves import aliases_by_version
-from app.aliases.routes import MoverDep
 from app.auth.deps import ReadScope, WriteScope
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
-from app.export.checkpoint import checkpoint_file
 from app.mas.tensors_io import tensors_to_bytes
-from app.models.routes import shape_model
+from app.models.http import shape_model
 from app.models.schemas import ModelOut
 from app.models.service import get_model
 from app.task_free.stored import details as task_free_details
 from app.versions import service
+from app.versions.http import SAFETENSORS, SAFETENSORS_FILE, VersionNumber
 from app.versions.importance import importance_download
-from app.versions.schemas import MAX_VERSION, EvaluationOut, HeadIn, VersionDetail, VersionOut
+from app.versions.schemas import EvaluationOut, HeadIn, VersionDetail, VersionOut
 from app.versions.sources import data_sources
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
-
-SAFETENSORS = "application/octet-stream"
-# The downloads' 200 in the OpenAPI: a binary safetensors file, not JSON.
-SAFETENSORS_FILE = {200: {"description": "a safetensors file",
-                          "content": {SAFETENSORS: {"schema": {"type": "string", "format": "binary"}}}}}
-VersionNumber = Annotated[int, Path(ge=0, le=MAX_VERSION)]
 
 
 @router.get("/versions", response_model=list[VersionOut])
@@ -48,26 +42,6 @@ def get_version(name: str, number: VersionNumber, session: SessionDep, store: St
     return VersionDetail.of(version, named.get(number, []),
                             task_free_details(store, version.class_statistics, version.task_free, model.task_free),
                             data_sources(session, model, version))
-
-
-def bytes_download(data: bytes, *, filename: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    """Safetensors bytes as a download, with the content-disposition header FileResponse would write."""
-    download = Response(data, media_type=SAFETENSORS, headers=headers)
-    if filename is not None:
-        # The same header FileResponse writes, so a client cannot tell the stores apart.
-        quoted = quote(filename)
-        download.headers["content-disposition"] = (
-            f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
-        )
-    return download
-
-
-@router.get("/versions/{number}/checkpoint", response_class=FileResponse, responses=SAFETENSORS_FILE)
-def download_checkpoint(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> Response:
-    """θ of the version as a safetensors file; its metadata names the model, version, architecture and tasks."""
-    model = get_model(session, name)
-    version = service.get_version(session, model, number)
-    return bytes_download(checkpoint_file(store, model, version), filename=f"{name}-v{number}.safetensors")
 
 
 @router.get("/versions/{number}/importance", response_class=Response, responses=SAFETENSORS_FILE)
