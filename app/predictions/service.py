@@ -2,7 +2,9 @@
 
 The database is read once to find the version (app/predictions/lookup.py); its transaction ends
 before the network is loaded or run, so a prediction never holds a lock that a worker writing
-progress would wait on, and what was read is kept as plain values, not read again.
+progress would wait on, and what was read is kept as plain values, not read again. An answer given is
+offered to `Shadows` (the shadow replay, app/shadow/runner.py, which app/main.py wires): predictions know
+only that small protocol, so the shadow's replay can answer through this module without a circle.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import io
 import json
 import math
 import time
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,7 +35,6 @@ from app.predictions.cache import NetworkCache
 from app.predictions.lookup import Target, find_recent_target, recent_target
 from app.predictions.schemas import ClassOut, PredictOut
 from app.predictions.task_free import answer_rows, check_answerable, class_labels, concatenated, head_of
-from app.shadow.runner import ShadowRunner
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
 from app.timed_cache import TimedCache
@@ -48,9 +50,17 @@ SLICE_ROWS = 256  # rows between two looks at a prediction's deadline (a second 
 GPU_PASS_ROWS = 1024  # rows per forward pass on a GPU (the text encoder cuts its own passes further)
 
 
+class Shadows(Protocol):
+    """Where production's answers go to be replayed on a shadow version, off the request path."""
+
+    def offer(self, answer: PredictOut, x: torch.Tensor, *, asked_version: int | None,
+              asked_alias: str | None) -> None:
+        """Take (or drop) one answer and its preprocessed inputs; returns at once."""
+
+
 def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets: TimedCache, model_name: str,
             task: str | None, version: int | None, inputs: RawInputs, probabilities: bool,
-            alias: str | None = None, shadows: ShadowRunner | None = None) -> PredictOut:
+            alias: str | None = None, shadows: Shadows | None = None) -> PredictOut:
     """`version` by number, or by `alias`, or production when neither is given (both: 422); `targets`
     keeps what was found a short while (app/predictions/lookup.py). Without `task`, a task-free answer."""
     target = find_recent_target(targets, session, model_name, task=task, version=version, alias=alias)
@@ -102,7 +112,7 @@ def _task_free_answer(store: BlobStore, net: MultiHeadNet, target: Target, *, x:
 
 def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str | None,
                       version: int | None, inputs: RawInputs, probabilities: bool,
-                      alias: str | None = None, shadows: ShadowRunner | None = None) -> PredictOut | None:
+                      alias: str | None = None, shadows: Shadows | None = None) -> PredictOut | None:
     """`predict` when nothing needs reading and the rows take at most QUICK_S at the network's last pace
     (its version in `targets`, its network in `cache`); None otherwise. On the event loop, where a
     1-row prediction costs less than the thread-pool hop it would otherwise take. Task-free answers

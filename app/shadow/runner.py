@@ -28,6 +28,7 @@ from app.db.tables import Model, Shadow, Version
 from app.models.networks import version_network
 from app.predictions.cache import NetworkCache
 from app.predictions.schemas import PredictOut
+from app.predictions.service import answer_version
 from app.shadow.service import Counts, add_counts
 from app.store import BlobStore
 
@@ -130,8 +131,6 @@ class ShadowRunner:
         return list(groups.values())
 
     def _replay(self, group: list[Replay]) -> None:
-        from app.predictions.service import answer_version  # the prediction path, for the shadow's version
-
         first = group[0]
         found = self._version(first.shadow)
         if found is None:
