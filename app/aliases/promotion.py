@@ -12,6 +12,7 @@ new tasks use) or only kept (recorded, with the `candidate` alias moved to it):
 Under `manual` and `guarded` a job whose base is no longer production is kept, never promoted: promoting
 it would silently undo whatever moved production meanwhile.
 
+The policy itself (its fields and defaults) is the shape of the model's column, app/db/promotion.py.
 Nothing here reads a table: `app/versions/service.py` calls `decide` under the model's row lock, with the
 accuracies it already holds, and the unit tests call it on tables of accuracies.
 """
@@ -22,30 +23,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Policy = Literal["auto", "manual", "guarded"]
-POLICIES: tuple[Policy, ...] = ("auto", "manual", "guarded")
-DEFAULT_MAX_FORGETTING = 0.05
+from app.db.promotion import Policy, PromotionPolicy
+
 # Accuracies are fractions k/n: 1.0 − 0.95 is 0.05000000000000004 in floats, and must not count as a drop
 # past 0.05.
 TOLERANCE = 1e-9
 TASK_FREE = "(task-free)"  # what a violation of min_task_free_accuracy names as its task
-
-
-@dataclass(frozen=True)
-class PromotionPolicy:
-    policy: Policy = "guarded"
-    max_forgetting: float = DEFAULT_MAX_FORGETTING
-    min_accuracy: float | None = None
-    min_task_free_accuracy: float | None = None
-    max_negative_flip_rate: float | None = None
-
-    @classmethod
-    def of(cls, stored: Mapping[str, Any]) -> PromotionPolicy:
-        return cls(stored["policy"], stored.get("max_forgetting", DEFAULT_MAX_FORGETTING), stored.get("min_accuracy"),
-                   stored.get("min_task_free_accuracy"), stored.get("max_negative_flip_rate"))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from app.aliases.promotion import PromotionPolicy
+from app.db.promotion import PromotionPolicy
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.aliases.promotion import DEFAULT_MAX_FORGETTING, Policy
+from app.db.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
 from app.mas.drift import DEFAULT_ALPHA
 from app.request_schema import Integer, not_null, refuse_null
