@@ -29,7 +29,6 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException
 from starlette.types import Send
 
-from app.auth.deps import AdminScope, WriteScope
 from app.errors import ServiceError
 from app.request_schema import standard_bounds
 from app.store import BlobNotFound
@@ -129,10 +128,10 @@ def error_statuses(route: APIRoute, method: str) -> set[int]:
     statuses = set(SERVICE_ERRORS.get((method, route.path), ()))
     if route.path.startswith("/v1/"):
         statuses.add(401)
-    scopes = {d.dependency for d in route.dependencies}
-    if scopes & {WriteScope.dependency, AdminScope.dependency} or any(
-            getattr(scope, "refuses_scoped_keys", False) for scope in scopes):
-        statuses.add(403)  # a read key passes every ReadScope: no 403 there (a key scoped to models may not)
+    # A scope dependency (app/auth/deps.py) marks whether it can refuse a key: a read key passes every
+    # ReadScope, so no 403 there (a key scoped to models may not pass require_every_model).
+    if any(getattr(d.dependency, "answers_403", False) for d in route.dependencies):
+        statuses.add(403)
     if route.param_convertors:
         statuses.add(404)
     if route.dependant.query_params or route.dependant.path_params or route.body_field is not None:

@@ -38,6 +38,9 @@ def require_scope(needed: str) -> object:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a key with scope {needed!r}; "
                                 f"this key has scope {granted!r}")
 
+    # Every key has the read scope: only a larger scope refuses one. app/http_errors.py reads the mark to
+    # declare the 403 in the OpenAPI without importing these dependencies.
+    check.answers_403 = needed != "read"  # type: ignore[attr-defined]
     return Depends(check)
 
 
@@ -107,7 +110,7 @@ def require_every_model(what: str) -> object:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"{what} needs a key that reaches every model; this "
                                 f"key reaches {scope.describe()}")
 
-    check.refuses_scoped_keys = True  # type: ignore[attr-defined]  # app/http_errors.py declares its 403
+    check.answers_403 = True  # type: ignore[attr-defined]  # app/http_errors.py declares its 403
     return Depends(check)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.auth.scoping import ModelScope
 from app.db.tables import ApiKey, utcnow
 from app.errors import Conflict, NotFound
-from app.models.schemas import NAME_PATTERN
+from app.names import NAME_PATTERN
 
 SCOPES = ("read", "write", "admin")
 TOKEN_PREFIX = "ll"

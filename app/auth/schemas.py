@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.schemas import NAME_PATTERN
+from app.names import NAME_PATTERN
 
 
 class KeyIn(BaseModel):

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.db.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
 from app.mas.drift import DEFAULT_ALPHA
+from app.names import NAME_PATTERN
 from app.request_schema import Integer, not_null, refuse_null
 from app.task_free.options import TaskFreeOptions, TaskFreePatch
 
-NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # The largest integer every JSON parser reads exactly (I-JSON, RFC 7493): JavaScript's and the float64 of
 # most schema validators round larger ones, so a bound of 2**63 could not be checked by a client.
 MAX_SEED = 2**53 - 1

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from app.auth.deps import READ_SCOPE_OPENAPI, ReadScope
 from app.errors import Invalid, TooLarge
-from app.models.schemas import NAME_PATTERN
+from app.names import NAME_PATTERN
 from app.predictions import service
 from app.predictions.schemas import PredictOut, PredictQuery, PredictRequest, query_parameters
 from app.settings import Settings

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.models.schemas import NAME_PATTERN
+from app.names import NAME_PATTERN
 from app.request_schema import Integer, at_most_one_of, exactly_one_of
 from app.versions.schemas import MAX_VERSION
 

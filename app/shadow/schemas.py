@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.schemas import NAME_PATTERN
+from app.names import NAME_PATTERN
 
 
 class ShadowIn(BaseModel):
