@@ -1,7 +1,7 @@
 """Checkpoints of a running train job, so that a job stopped or killed resumes where it was.
 
-Every `checkpoint_interval_s` at most, the job's training snapshot (app/mas/training.py: θ being
-trained, optimizer and method state, RNG, the step, a λ search's finished trials) is written to the
+Every `checkpoint_interval_s` at most, the job's training snapshot (app/mas/learn.py's SearchSnapshot:
+θ being trained, optimizer and method state, RNG, the step, a λ search's finished trials) is written to the
 blob store and named in the job's row. A job that runs again (a worker stop, a crash, a SIGKILL of its
 process) reads it back and continues from that step; on the CPU its version is then bit for bit the one
 an uninterrupted run makes. The blob is serialised by torch.save and read with weights_only=True: only
@@ -20,7 +20,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.tables import Job
-from app.mas.training import Snapshot
+from app.mas.learn import SearchSnapshot
 from app.store import BlobNotFound, BlobStore
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class JobCheckpoints:
         self.sessions, self.store, self.job_id, self.interval_s, self.clock = sessions, store, job_id, interval_s, clock
         self.last = clock()
 
-    def __call__(self, make: Callable[[], Snapshot]) -> None:
+    def __call__(self, make: Callable[[], SearchSnapshot]) -> None:
         if self.clock() - self.last < self.interval_s:
             return
         snapshot = make()
@@ -47,7 +47,7 @@ class JobCheckpoints:
                 job.checkpoint_blob, job.checkpoint_step = blob, step_of(snapshot)
         self.last = self.clock()
 
-    def latest(self) -> Snapshot | None:
+    def latest(self) -> SearchSnapshot | None:
         """The job's last checkpoint, or None (none yet, or its blob is gone: then the job starts over)."""
         with self.sessions() as session:
             job = session.get(Job, self.job_id)
@@ -63,7 +63,7 @@ class JobCheckpoints:
         return snapshot
 
 
-def step_of(snapshot: Snapshot | None) -> int | None:
+def step_of(snapshot: SearchSnapshot | None) -> int | None:
     """The optimizer steps done, over all trials of a λ search (what the job's progress counts)."""
     run = snapshot.get("run") if snapshot is not None else None
     if run is None:
@@ -71,6 +71,6 @@ def step_of(snapshot: Snapshot | None) -> int | None:
     return run["step"] + snapshot["trial"] * _steps_per_trial(snapshot)
 
 
-def _steps_per_trial(snapshot: Snapshot) -> int:
+def _steps_per_trial(snapshot: SearchSnapshot) -> int:
     kept = snapshot.get("kept") or ([snapshot["best"]] if snapshot.get("best") else [])
     return kept[0]["training"]["steps"] if kept else 0

@@ -33,10 +33,10 @@ from app.learning.provenance import made_by
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import flip_rates, fraction_correct, predict
-from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, importance_measure, learn_task
+from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, SearchSnapshot, importance_measure, learn_task
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.samples import LazySamples, rows_of
-from app.mas.training import Snapshot, TrainConfig, precision_for
+from app.mas.training import TrainConfig, precision_for
 from app.mas.validation import DEFAULT_GRID, ValidationSet, split_validation
 from app.models.networks import save_network, version_network
 from app.task_free.measure import TaskFreeRecord, TaskSource, measure_and_fit, trunk_moved
@@ -145,7 +145,7 @@ def _read_rows(ctx: JobContext, job: JobSpec, request: TrainJobRequest, base: _B
 
 
 def _learn(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWatch, rows: _Rows,
-           theta_star: dict[str, Tensor], resume: Snapshot | None, checkpoints: JobCheckpoints) -> LearnedTask:
+           theta_star: dict[str, Tensor], resume: SearchSnapshot | None, checkpoints: JobCheckpoints) -> LearnedTask:
     """`learn_task` with the request's method, λ (or its search), training and importance options."""
     options = request.importance
     return learn_task(

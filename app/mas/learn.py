@@ -14,6 +14,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any, TypedDict
 
 from torch import Tensor
 
@@ -25,7 +26,7 @@ from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples
 from app.mas.training import (
-    Snapshot,
+    RunSnapshot,
     TrainConfig,
     TrainingCancelled,
     TrainResult,
@@ -44,6 +45,28 @@ IMPORTANCE_MEASURES = {"ewc": "fisher", "si": "path-integral", "l2": "uniform"}
 
 def importance_measure(method: str) -> str:
     return IMPORTANCE_MEASURES.get(method, "mas")
+
+
+# A finished trial that could still be chosen, as a checkpoint keeps it ("lambda" is no identifier, so
+# the functional form). Checkpoints are plain dicts (torch.save, read back with weights_only=True).
+KeptTrial = TypedDict("KeptTrial", {
+    "index": int,  # its place in the grid (a snapshot from before the constrained rule has none)
+    "lambda": float,
+    "network": dict[str, Tensor],  # `network_snapshot` of the trained network
+    "method": dict[str, Any],  # the method's `state()`
+    "training": dict[str, Any],  # its TrainResult, as asdict
+}, total=False)
+
+
+class SearchSnapshot(TypedDict, total=False):
+    """Where a task's learning stands: the λ search's trials done and kept, and the run in progress (what a
+    train job's checkpoint holds, app/jobs/checkpoints.py)."""
+
+    trial: int  # the index in the grid of the run in progress
+    done: list[dict[str, Any]]  # every finished trial, `Trial.as_dict`
+    kept: list[KeptTrial]
+    run: RunSnapshot | None
+    best: KeptTrial  # a snapshot from before the constrained rule kept only its best trial, here
 
 
 @dataclass(frozen=True)
@@ -98,8 +121,8 @@ def learn_task(
     selection: Selection = Selection(),
     progress: Callable[[int, int, float], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    resume: Snapshot | None = None,
-    checkpoint: Callable[[Callable[[], Snapshot]], None] | None = None,
+    resume: SearchSnapshot | None = None,
+    checkpoint: Callable[[Callable[[], SearchSnapshot]], None] | None = None,
     prefix: TrunkSplit | None = None,
     prefix_budget: int = 0,
 ) -> LearnedTask:
@@ -131,45 +154,74 @@ def learn_task(
     cache = cache_prefix(net, prefix, row_sets, prefix_budget)
     if cache is not None:
         inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
-    resume = resume or {"trial": 0, "done": [], "kept": [], "run": None}
-    done = [Trial.from_dict(t) for t in resume["done"]]
-    basis, why = selection_basis({v.task: len(v.labels) for v in validation}, selection)
-    kept = _restored_kept(net, task, num_classes, inputs, method, theta_star, omega, config,
-                          resume.get("kept", [resume["best"]] if resume.get("best") else []), done, cache)
-    for index in range(resume["trial"], len(grid)):
-        lam = grid[index]
-        candidate = copy.deepcopy(net) if len(grid) > 1 else net
-        trained = candidate if cache is None else cache.view(candidate)
-        learner = make_method(method.name, lam=lam, theta_star=theta_star, omega=omega, form=method.penalty,
-                              options=method.options)
-        keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done), list(kept),
-                                                       task)
-        training = train_task(trained, task, num_classes, inputs, labels, learner, config,
-                              progress=_offset(progress, index, len(grid)), should_stop=should_stop,
-                              resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
-        measured = {v.task: accuracy_and_loss(trained, v.task, v.inputs, v.labels) for v in validation
-                    if len(v.labels)}
-        done.append(Trial(lam, {t: m[0] for t, m in measured.items()}, {t: m[1] for t, m in measured.items()}))
-        kept.append(_Best(done[-1], candidate, learner, training, trained, index))
-        still = contenders(done, task, selection, basis)
-        kept = [best for best in kept if any(best.trial is trial for trial in still)]
-    choice = choose_trial(done, task, selection, basis, why)
+    search = _Search(net, task, num_classes, inputs, labels, method, theta_star, omega, config, validation, selection,
+                     cache)
+    done, kept = search.run(grid, resume or {"trial": 0, "done": [], "kept": [], "run": None}, progress, should_stop,
+                            checkpoint)
+    choice = choose_trial(done, task, selection, search.basis, search.why)
     best = next(best for best in kept if best.trial is choice.trial)
-    net, learner, training, chosen = best.net, best.learner, best.training, best.trial
-    trained = best.trained
-    searched = done if len(grid) > 1 else []
-    learned = LearnedTask(net, training, learner, chosen.lam, None, trials=searched,
-                          choice=choice if len(grid) > 1 else None)
+    learned = LearnedTask(best.net, best.training, best.learner, best.trial.lam, None,
+                          trials=done if len(grid) > 1 else [], choice=choice if len(grid) > 1 else None)
     if importance is None:
         return learned
     if should_stop is not None and should_stop():
         raise TrainingCancelled("stopped before measuring importance")
     estimate, fallback = TaskImportance(), ()
     for data, data_labels in importance_data if importance_data is not None else [(inputs, labels)]:
-        measured: ImportanceSum = learner.task_importance(trained, task, data, data_labels, importance.as_options())
+        measured: ImportanceSum = best.learner.task_importance(best.trained, task, data, data_labels,
+                                                               importance.as_options())
         estimate, fallback = estimate.accumulate(measured), (*fallback, *measured.fallback)
     learned.estimate, learned.fallback = estimate, tuple(dict.fromkeys(fallback))
     return learned
+
+
+@dataclass
+class _Search:
+    """The λ search of one task (a grid of one λ when nothing is searched): each trial trains from the
+    same start, is measured on the validation sets, and is kept while it could still be chosen."""
+
+    net: MultiHeadNet
+    task: str
+    num_classes: int
+    inputs: Inputs
+    labels: Tensor
+    method: MethodChoice
+    theta_star: dict[str, Tensor]
+    omega: dict[str, Tensor]
+    config: TrainConfig
+    validation: Sequence[ValidationSet]
+    selection: Selection
+    cache: CachedPrefix | None
+
+    def __post_init__(self) -> None:
+        self.basis, self.why = selection_basis({v.task: len(v.labels) for v in self.validation}, self.selection)
+
+    def run(self, grid: list[float], resume: SearchSnapshot, progress: Callable[[int, int, float], None] | None,
+            should_stop: Callable[[], bool] | None,
+            checkpoint: Callable[[Callable[[], SearchSnapshot]], None] | None) -> tuple[list[Trial], list[_Best]]:
+        """Every trial of `grid` from `resume`'s on; returns them all, and those still kept."""
+        done = [Trial.from_dict(t) for t in resume["done"]]
+        kept = _restored_kept(self.net, self.task, self.num_classes, self.inputs, self.method, self.theta_star,
+                              self.omega, self.config,
+                              resume.get("kept", [resume["best"]] if resume.get("best") else []), done, self.cache)
+        for index in range(resume["trial"], len(grid)):
+            candidate = copy.deepcopy(self.net) if len(grid) > 1 else self.net
+            trained = candidate if self.cache is None else self.cache.view(candidate)
+            learner = make_method(self.method.name, lam=grid[index], theta_star=self.theta_star, omega=self.omega,
+                                  form=self.method.penalty, options=self.method.options)
+            keep = None if checkpoint is None else partial(_search_snapshot, checkpoint, index, list(done),
+                                                           list(kept), self.task)
+            training = train_task(trained, self.task, self.num_classes, self.inputs, self.labels, learner,
+                                  self.config, progress=_offset(progress, index, len(grid)), should_stop=should_stop,
+                                  resume=resume["run"] if index == resume["trial"] else None, checkpoint=keep)
+            measured = {v.task: accuracy_and_loss(trained, v.task, v.inputs, v.labels) for v in self.validation
+                        if len(v.labels)}
+            done.append(Trial(grid[index], {t: m[0] for t, m in measured.items()},
+                              {t: m[1] for t, m in measured.items()}))
+            kept.append(_Best(done[-1], candidate, learner, training, trained, index))
+            still = contenders(done, self.task, self.selection, self.basis)
+            kept = [best for best in kept if any(best.trial is trial for trial in still)]
+        return done, kept
 
 
 @dataclass
@@ -197,10 +249,10 @@ def _cached_rows(cache: CachedPrefix, net: MultiHeadNet, inputs: Inputs, validat
             None if importance_data is None else [(features(data), labels) for data, labels in importance_data])
 
 
-def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index: int, done: list[Trial],
-                     kept: list[_Best], task: str, run: Callable[[], Snapshot]) -> None:
+def _search_snapshot(checkpoint: Callable[[Callable[[], SearchSnapshot]], None], index: int, done: list[Trial],
+                     kept: list[_Best], task: str, run: Callable[[], RunSnapshot]) -> None:
     """Hand `checkpoint` a snapshot of the whole search: the run in progress is one trial of it."""
-    def snapshot() -> Snapshot:
+    def snapshot() -> SearchSnapshot:
         stored = [{"index": best.index, "lambda": best.trial.lam,
                    "network": network_snapshot(best.trained, best.trained.task_parameters(task)),
                    "method": best.learner.state(), "training": asdict(best.training)} for best in kept]
@@ -210,7 +262,7 @@ def _search_snapshot(checkpoint: Callable[[Callable[[], Snapshot]], None], index
 
 def _restored_kept(net: MultiHeadNet, task: str, num_classes: int, inputs: Inputs, method: MethodChoice,
                    theta_star: dict[str, Tensor], omega: dict[str, Tensor], config: TrainConfig,
-                   stored: list[Snapshot], done: list[Trial], cache: CachedPrefix | None) -> list[_Best]:
+                   stored: list[KeptTrial], done: list[Trial], cache: CachedPrefix | None) -> list[_Best]:
     """The finished trials an interrupted search still held, each rebuilt from its snapshot on a copy of the
     start (a snapshot from before the constrained rule holds one, as "best", without its index)."""
     kept = []

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from app.mas.data import split_digits
-from app.mas.learn import LearnedTask, MethodChoice, learn_task
+from app.mas.learn import LearnedTask, MethodChoice, SearchSnapshot, learn_task
 from app.mas.networks import InputSpec, MultiHeadNet, build_network, network_state
-from app.mas.training import Snapshot, TrainConfig
+from app.mas.training import TrainConfig
 from app.mas.validation import ValidationSet
 
 FIRST, SECOND = split_digits(5, seed=0)[2], split_digits(5, seed=0)[4]
@@ -59,7 +59,7 @@ def _second(net: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: l
 
 
 def _interrupted(start: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: list[float] | None,
-                 save_at: int, kill_at: int) -> Snapshot:
+                 save_at: int, kill_at: int) -> SearchSnapshot:
     """Runs until call `kill_at` of the checkpoint hook, keeping (serialised) the snapshot of call `save_at`."""
     calls, saved = 0, {}
 
