@@ -42,7 +42,7 @@ from app.models.networks import save_network, version_network
 from app.task_free.measure import TaskFreeRecord, TaskSource, measure_and_fit, trunk_moved
 from app.task_free.options import TaskFreeOptions
 from app.versions.importance import importance_stats, load_total, with_task
-from app.versions.service import get_version, lineage, record_version
+from app.versions.service import TaskEntry, ValidationSlice, get_version, lineage, record_version
 from app.versions.theta import StoredTheta
 
 
@@ -91,7 +91,7 @@ class _Base:
     train_set: Dataset
     eval_sets: dict[str, tuple[Dataset, list[str] | None]]  # task → (eval set, class names)
     train_sets: dict[str, Dataset | None]  # earlier task → its training set (None: deleted)
-    held_back: list[tuple[str, Dataset, dict[str, Any], list[str] | None]]  # earlier tasks' validation slices
+    held_back: list[tuple[str, Dataset, ValidationSlice, list[str] | None]]  # earlier tasks' validation slices
 
 
 def _read_base(ctx: JobContext, job: JobSpec, request: TrainJobRequest) -> _Base:
@@ -212,16 +212,16 @@ def _record(job: JobSpec, request: TrainJobRequest, base: Version, trained: _Tra
                      details={**trained.search(), "resumed_from_step": trained.resumed_from_step})
 
 
-def _task_entry(task: str, request: TrainJobRequest, split: Split) -> dict[str, Any]:
+def _task_entry(task: str, request: TrainJobRequest, split: Split) -> TaskEntry:
     """A task as a version lists it; `classes` (class names, index order) where its labels were names,
     and where its validation slice lies (so that later tasks' λ "auto" can read it again)."""
-    entry: dict[str, Any] = {"name": task, "num_classes": request.num_classes}
+    entry = TaskEntry(name=task, num_classes=request.num_classes)
     if request.classes:
         entry["classes"] = list(request.classes)
     if request.trainable is not None:  # a refresh of this task measures Ω on what it trained
         entry["trainable"] = request.trainable_spec()
     if len(split.validation):
-        entry["validation"] = {"fraction": split.fraction, "seed": split.seed, "n": len(split.validation)}
+        entry["validation"] = ValidationSlice(fraction=split.fraction, seed=split.seed, n=len(split.validation))
     return entry
 
 
@@ -274,7 +274,7 @@ def _validation_split(n: int, request: TrainJobRequest) -> Split:
 
 
 def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
-                        held_back: list[tuple[str, Dataset, dict[str, Any], list[str] | None]]) -> list[ValidationSet]:
+                        held_back: list[tuple[str, Dataset, ValidationSlice, list[str] | None]]) -> list[ValidationSet]:
     """Each earlier task's validation slice, read again from its training set with its own split."""
     return [ValidationSet(task, *_task_rows(ctx, architecture, net, dataset, task_classes, validation, HELD_BACK))
             for task, dataset, validation, task_classes in held_back]
@@ -304,12 +304,12 @@ TRAINED, HELD_BACK = 0, 1  # the two parts of `split_validation`
 
 
 def _task_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
-               task_classes: list[str] | None, validation: dict[str, Any] | None,
+               task_classes: list[str] | None, validation: ValidationSlice | None,
                part: int) -> tuple[Tensor | LazySamples, Tensor]:
     """One part of a task's training set, split as its own job split it: the rows it trained on (TRAINED) or
     its validation slice (HELD_BACK); a task that held nothing back trained on every row."""
     inputs, labels = _labelled(ctx, architecture, net, dataset, task_classes)
-    validation = validation or {"fraction": 0.0, "seed": 0}
+    validation = validation or ValidationSlice(fraction=0.0, seed=0, n=0)
     rows = split_validation(len(labels), validation["fraction"], validation["seed"])[part]
     return rows_of(inputs, rows).to(ctx.device), labels[rows].to(ctx.device)
 
@@ -337,7 +337,7 @@ def _labelled(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, 
     return inputs, task_labels(labels, dataset, task_classes)
 
 
-def _entry(version: Version, task: str) -> dict[str, Any] | None:
+def _entry(version: Version, task: str) -> TaskEntry | None:
     return next((t for t in version.tasks if t["name"] == task), None)
 
 

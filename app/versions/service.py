@@ -11,7 +11,7 @@ policy a job whose base is no longer production creates nothing, however many wo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -26,6 +26,25 @@ from app.store import BlobStore
 from app.task_free.stored import eval_accuracy, eval_scores
 from app.versions.theta import load_theta_parts
 from app.webhooks.events import emit_version_created
+
+
+class ValidationSlice(TypedDict):
+    """Where a task's validation slice lies in its training set (`split_validation(n, fraction, seed)`), so
+    that a later task's λ "auto" reads the same rows again."""
+
+    fraction: float
+    seed: int
+    n: int
+
+
+class TaskEntry(TypedDict):
+    """A task as a version lists it (`Version.tasks`, in the order learned: JSON, so a plain dict)."""
+
+    name: str
+    num_classes: int
+    classes: NotRequired[list[str]]  # class names in index order, where its labels were names
+    trainable: NotRequired[Any]  # what it trained ("all", "none", {"last": N}): a refresh measures Ω on it
+    validation: NotRequired[ValidationSlice]  # where it held rows back
 
 
 def get_version(session: Session, model: Model, number: int) -> Version:
@@ -114,7 +133,7 @@ class Recorded:
 
 def record_version(
     session: Session, *, model_id: int, job_id: str, base: int, kind: str, task: str,
-    theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[dict[str, Any]],
+    theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[TaskEntry],
     accuracy: dict[str, float], importance: dict[str, Any], theta_parts: dict[str, str] | None = None,
     made_by: dict[str, Any] | None = None, class_statistics: list[dict[str, Any]] | None = None,
     task_free: dict[str, Any] | None = None, flips: dict[str, Any] | None = None,
