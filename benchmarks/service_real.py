@@ -127,8 +127,9 @@ class Local:
 
     def context(self) -> Any:
         from app.jobs.context import JobContext
+        from workers.kinds import JOB_KINDS
 
-        return JobContext(sessions=self.sessions, store=self.store, settings=self.settings)
+        return JobContext(sessions=self.sessions, store=self.store, settings=self.settings, kinds=JOB_KINDS)
 
 
 def open_local(var_dir: Path, migrate: bool = True) -> Local:
