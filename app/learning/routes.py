@@ -19,7 +19,8 @@ def learn_task(
     name: str, body: TaskRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
     settings: SettingsDep,
 ) -> JobOut:
-    return queue_job(session, celery, service.submit_task(session, store, name, body, settings), response)
+    return queue_job(session, celery, service.submit_task(session=session, store=store, model_name=name, request=body,
+                                                                settings=settings), response)
 
 
 @router.post("/importance", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
@@ -27,4 +28,5 @@ def refresh_importance(
     name: str, body: ImportanceRequest, response: Response, session: SessionDep, store: StoreDep, celery: CeleryDep,
     settings: SettingsDep,
 ) -> JobOut:
-    return queue_job(session, celery, service.submit_importance(session, store, name, body, settings), response)
+    return queue_job(session, celery, service.submit_importance(session=session, store=store, model_name=name,
+                                                                      request=body, settings=settings), response)

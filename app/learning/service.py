@@ -17,6 +17,7 @@ from app.datasets.service import PreparedData, check_fits, prepare_data, save_da
 from app.db.tables import Job, Model, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
+from app.learning.job_requests import ImportanceJobRequest, TrainJobRequest
 from app.learning.schemas import ImportanceRequest, TaskRequest
 from app.limits import (
     UnpackLimits,
@@ -28,14 +29,13 @@ from app.limits import (
 )
 from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
 from app.models.service import get_model
-from app.settings import Settings, get_settings
+from app.settings import Settings
 from app.store import BlobStore
 from app.versions.service import get_version
 
 
-def submit_task(session: Session, store: BlobStore, model_name: str, request: TaskRequest,
-                settings: Settings | None = None) -> Job:
-    settings = settings or get_settings()
+def submit_task(*, session: Session, store: BlobStore, model_name: str, request: TaskRequest,
+                settings: Settings) -> Job:
     model = get_model(session, model_name)
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
     base = _base(session, model, request)
@@ -67,13 +67,13 @@ def submit_task(session: Session, store: BlobStore, model_name: str, request: Ta
         "train_dataset": save_data(session, store, train),
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
     }
+    TrainJobRequest.model_validate(normalised)  # as the worker will read it at claim: a mismatch is ours, found now
     return create_job(session, kind="train", model=model, task=request.task, base_version=base.number,
                       request=normalised, queue=request.queue)
 
 
-def submit_importance(session: Session, store: BlobStore, model_name: str, request: ImportanceRequest,
-                      settings: Settings | None = None) -> Job:
-    settings = settings or get_settings()
+def submit_importance(*, session: Session, store: BlobStore, model_name: str, request: ImportanceRequest,
+                      settings: Settings) -> Job:
     model = get_model(session, model_name)
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
     check_inline_rows(_inline_rows(request.data), settings.max_inline_rows, "data")
@@ -89,6 +89,7 @@ def submit_importance(session: Session, store: BlobStore, model_name: str, reque
     check_model_takes(model.architecture, data, labels=False)
     normalised = request.model_dump(exclude={"data", "base_version", "base_alias", "task", "queue"})
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
+    ImportanceJobRequest.model_validate(normalised)  # as the worker will read it at claim
     return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
 
