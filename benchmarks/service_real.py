@@ -179,7 +179,8 @@ def submit(local: Local, model: str, dataset: str, **request: Any) -> str:
 
     body = TaskRequest.model_validate({"train": {"dataset": dataset}, **request})
     with local.sessions.begin() as session:
-        return submit_task(session, local.store, model, body, local.settings).id
+        return submit_task(session=session, store=local.store, model_name=model, request=body,
+                           settings=local.settings).id
 
 
 def run(local: Local, job_id: str) -> None:
