@@ -48,7 +48,8 @@ def _queued_train_job(ctx: JobContext, rows: int = 40) -> str:
         session.commit()
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 3,
                                               "batch_size": 16})
-        job_id = submit_task(session, ctx.store, "m", request, ctx.settings).id
+        job_id = submit_task(session=session, store=ctx.store, model_name="m", request=request,
+                             settings=ctx.settings).id
         session.commit()
         return job_id
 

@@ -84,7 +84,8 @@ def test_every_version_keeps_its_total_importance_and_the_new_code_trains_on_it(
         dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "third.npz", 1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "third", "train": {"dataset": dataset.id}, "epochs": 1})
-        job_id = submit_task(session, store, "legacy", request, settings).id
+        job_id = submit_task(session=session, store=store, model_name="legacy", request=request,
+                             settings=settings).id
         session.commit()
     assert run_job(ctx, job_id) == "succeeded"
     with sessions() as session:

@@ -54,7 +54,8 @@ def _learn(settings: Settings, store: LocalBlobStore, sessions: sessionmaker[Ses
         session.commit()
         request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id}, "epochs": 1,
                                               "method": "finetune"})
-        job_id = submit_task(session, store, "legacy", request, settings).id
+        job_id = submit_task(session=session, store=store, model_name="legacy", request=request,
+                             settings=settings).id
         session.commit()
     context = JobContext(sessions=sessions, store=store, settings=settings, kinds=JOB_KINDS)
     assert run_job(context, job_id) == "succeeded"

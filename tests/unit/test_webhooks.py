@@ -84,7 +84,8 @@ def _queued(ctx: JobContext, task: str = "t") -> str:
         session.commit()
         request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id},
                                               "eval": {"dataset": dataset.id}, "epochs": 1, "lambda": 1.0})
-        job_id = submit_task(session, ctx.store, "m", request, ctx.settings).id
+        job_id = submit_task(session=session, store=ctx.store, model_name="m", request=request,
+                             settings=ctx.settings).id
         session.commit()
     return job_id
 

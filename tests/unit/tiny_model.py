@@ -33,7 +33,8 @@ def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings
         dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "t.npz", 1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1})
-        job_id = submit_task(session, store, "m", request, settings).id
+        job_id = submit_task(session=session, store=store, model_name="m", request=request,
+                             settings=settings).id
         session.commit()
     context = JobContext(sessions=sessions, store=store, settings=settings, kinds=JOB_KINDS)
     assert run_job(context, job_id) == "succeeded"
