@@ -70,13 +70,14 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
-async def send_error(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    """An error answered from ASGI middleware, before any route: the same body, and the connection closed,
-    since the request's body is left unread."""
+async def send_error(send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = (),
+                     *, close: bool = True) -> None:
+    """An error answered from ASGI middleware, before any route: the same body, and the connection closed
+    (`close`) where the request's body is left unread."""
     body = json.dumps({"detail": detail}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *headers]})
+                            *([(b"connection", b"close")] if close else []), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 

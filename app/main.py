@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     document_errors(app, routers)
     install_metrics(app)
-    app.add_middleware(ShedWhenFull)  # outermost: while the gate is full, a prediction's 503 costs the least
+    # Outermost: while the gate is full, a prediction's 503 costs the least.
+    app.add_middleware(ShedWhenFull, gate=app.state.gate)
     app.include_router(dashboard_router)
     return app

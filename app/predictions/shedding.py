@@ -12,12 +12,12 @@ route are.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.http_errors import send_error
 from app.metrics import count_request
 from app.predictions.admission import PredictionGate
 
@@ -26,21 +26,16 @@ ROUTE = "/v1/models/{name}/predict"
 
 
 class ShedWhenFull:
-    def __init__(self, app: ASGIApp):
-        self.app = app
+    def __init__(self, app: ASGIApp, gate: PredictionGate):
+        self.app, self.gate = app, gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gate: PredictionGate | None = getattr(scope["app"].state, "gate", None) if scope["type"] == "http" else None
-        if gate is None or not gate.full() or not PREDICTION_PATH.fullmatch(scope["path"]):
+        if scope["type"] != "http" or not self.gate.full() or not PREDICTION_PATH.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        refusal = gate.refusal()
-        body = json.dumps({"detail": refusal.detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   *((name.lower().encode(), value.encode()) for name, value in refusal.headers.items())]
-        if scope["method"] != "GET":
-            headers.append((b"connection", b"close"))  # its body is left unread
-        await send({"type": "http.response.start", "status": refusal.status_code, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        refusal = self.gate.refusal()
+        headers = [(name.lower().encode(), value.encode()) for name, value in refusal.headers.items()]
+        # A GET has no body to leave unread: its connection is kept for the client's next request.
+        await send_error(send, refusal.status_code, refusal.detail, headers, close=scope["method"] != "GET")
         count_request(scope["method"], ROUTE, refusal.status_code, time.perf_counter() - started)
