@@ -56,9 +56,10 @@ def api(host: HostOption = None, port: PortOption = None) -> None:
 
     configure_logging(in_background=True)
     settings = get_settings()
-    refuse_open_bind(host or settings.host)
-    uvicorn.run(
-        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info",
+    settings = settings.model_copy(update={"host": host or settings.host, "port": port or settings.port})
+    refuse_open_bind(settings.host)
+    uvicorn.run(  # the health listener, when LIFELONG_HEALTH_PORT is set, binds the same host
+        create_app(settings), host=settings.host, port=settings.port, log_level="info",
         log_config=None,  # our handler (app/logging_setup.py): JSON lines off a terminal
         # A GET prediction carries up to 100 rows in its query string, far past h11's 16 KiB default.
         h11_max_incomplete_event_size=GET_REQUEST_BYTES,

@@ -26,6 +26,7 @@ from app.drift.routes import router as drift_router
 from app.export.routes import router as export_router
 from app.faults import injected
 from app.health import router as health_router
+from app.health_listener import HealthListener
 from app.http_errors import answer_errors, document_errors
 from app.jobs.celery_app import make_celery
 from app.jobs.routes import router as jobs_router
@@ -58,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(settings)
         app.state.shadows.start()
+        health_listener.start()
         yield
+        health_listener.stop()
         app.state.shadows.stop()
         app.state.engine.dispose()
         app.state.reader_engine.dispose()
@@ -82,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     publish_job_events()  # a job ended by the API (cancelled, or its message not sent) is told of too
     app.state.shadows = ShadowRunner(app.state.sessions, app.state.store, app.state.cache,
                                      queue_size=settings.shadow_queue)
+    health_listener = HealthListener(settings)
     # Predictions first: a request is matched against the routes in this order, and no other route
     # matches a prediction's path, so the busiest route is found without trying the others first.
     routers = (predictions_router, health_router, models_router, datasets_router, learning_router, jobs_router,

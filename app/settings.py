@@ -48,6 +48,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # A second port answering only /healthz and /readyz, from a small process beside the API, so that a
+    # load balancer's probe answers within milliseconds however busy the API is (app/health_listener.py).
+    # Unset: probes use the API's port, where they wait behind a storm of requests.
+    health_port: int | None = Field(None, ge=1, le=65535)
+    # There, /healthz answers 503 once the API's event loop has not turned for this long (it is stuck).
+    health_stale_s: float = Field(10.0, gt=0)
     # Longest wait for the next piece of a request body once the request has begun (408 past it), so
     # that a client announcing a large body and sending a few bytes cannot hold a connection open.
     body_read_timeout_s: float = Field(10.0, gt=0)

@@ -149,7 +149,8 @@ def load_section() -> list[str]:
     return ["## Under load", "",
             f"tests/faults/test_load.py: 200 clients of one-row GET predictions for {seconds} s against the default",
             "bounds (LIFELONG_PREDICT_WORKERS 8 running, LIFELONG_PREDICT_QUEUE 64 waiting), from a process of",
-            "their own on this machine, while the test probes /healthz and /readyz every 50 ms.", "",
+            "their own on this machine, while the test probes /healthz and /readyz every 50 ms, on the API's port",
+            "and on the health port (LIFELONG_HEALTH_PORT, answered by a process beside the API).", "",
             f"| figure | {' | '.join(kinds)} |", "|---|" + "---|" * len(kinds),
             *(f"| {name} | {' | '.join(_figure(LOAD[kind][name]) for kind in kinds)} |" for name in figures), ""]
 
