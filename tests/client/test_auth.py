@@ -25,7 +25,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, s
     running.start("api", "api", "--port", str(running.port))
     running.wait_healthy()
     yield running, created.stdout.strip()
-    running.stop()
+    running.close()
 
 
 def test_client_sends_the_key_and_raises_the_refusals(keyed: tuple[Service, str]) -> None:

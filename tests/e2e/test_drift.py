@@ -23,7 +23,7 @@ def drifting(tmp_path_factory: pytest.TempPathFactory, digits: list[DigitsTask])
         api.learn(model, digits[0])
         api.learn(model, digits[1])
         yield api, model
-    running.stop()
+    running.close()
 
 
 def _drift(api: Api, model: str, rows: np.ndarray, **extra) -> dict:

@@ -43,7 +43,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory, digits: list[DigitsTask]) -
         api = Api(http, digits)
         api.service = running  # type: ignore[attr-defined]
         yield api
-    running.stop()
+    running.close()
 
 
 def _register(api: Api, model: str, url: str, secret: str = "s", events: list[str] | None = None) -> httpx.Response:
@@ -172,7 +172,7 @@ def test_the_worker_checks_the_target_again_at_delivery(tmp_path: Path, digits: 
         assert delivery["attempts"] == 2 and "refused" in delivery["last_error"]
         assert "resolves to 127.0.0.1, a loopback address" in delivery["last_error"]
     finally:
-        running.stop()
+        running.close()
 
 
 def _post_to(url: str, body: bytes, secret: str, timestamp: int) -> httpx.Response:
@@ -223,4 +223,4 @@ def strict(tmp_path_factory: pytest.TempPathFactory, digits: list[DigitsTask]) -
     running.wait_healthy()
     with running.client() as http:
         yield Api(http, digits)
-    running.stop()
+    running.close()

@@ -31,7 +31,7 @@ FAST = {"epochs": 2}
 def hooked_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     running = start_service(tmp_path_factory.mktemp("webhooks") / "var", env=WEBHOOK_ENV)
     yield running
-    running.stop()
+    running.close()
 
 
 @pytest.fixture(scope="module")

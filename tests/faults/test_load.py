@@ -45,7 +45,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory, digits) -> Iterator[tuple[S
             api.learn(model, api.digits[0], epochs=1)
             yield running, model, api.digits[0].name
     finally:
-        running.stop()
+        running.close()
 
 
 def quantile(values: list[float], q: float) -> float:

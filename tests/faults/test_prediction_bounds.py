@@ -34,7 +34,7 @@ def bounded(tmp_path_factory: pytest.TempPathFactory, digits) -> Iterator[tuple[
             api.learn(model, api.digits[0], epochs=1)
             yield running, api, model
     finally:
-        running.stop()
+        running.close()
 
 
 def _requests_with_status(http: httpx.Client, status: int) -> float:

@@ -26,7 +26,7 @@ def bounded(tmp_path_factory: pytest.TempPathFactory, digits: list[DigitsTask]) 
                                      env={"LIFELONG_MAX_CONFUSION_CLASSES": str(CAP)})
     with running.client() as http:
         yield Api(http, digits)
-    running.stop()
+    running.close()
 
 
 def _rows(labels: list[int]) -> list[list[float]]:

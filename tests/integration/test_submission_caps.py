@@ -26,7 +26,7 @@ WIDTH = 1_000  # the trunk's feature width: 8 → 1000, 9,000 parameters
 def capped_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     running = start_service(tmp_path_factory.mktemp("caps") / "var", env=CAPS)
     yield running
-    running.stop()
+    running.close()
 
 
 @pytest.fixture(scope="module")

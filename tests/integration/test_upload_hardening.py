@@ -75,7 +75,7 @@ def roomy_api(tmp_path: Path) -> Iterator[Service]:
         running.wait_healthy()
         yield running
     finally:
-        running.stop()
+        running.close()
 
 
 def _status(pid: int, key: str) -> int:

@@ -22,7 +22,7 @@ def run_cli(var_dir: Path, *args: str, env: dict[str, str] | None = None) -> sub
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     running = start_service(tmp_path_factory.mktemp("secured") / "var")
     yield running
-    running.stop()
+    running.close()
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, 
     config.write_text(schemathesis_config({"path.name": "fuzzed", "path.number": 0, "path.job_id": job,
                                            "path.dataset_id": dataset, "path.key_id": keys["sacrificial"]}))
     yield running, tokens["fuzzer"], config
-    running.stop()
+    running.close()
 
 
 def fuzz(service: Service, token: str, config: Path) -> subprocess.CompletedProcess[str]:

@@ -110,7 +110,7 @@ def scoped_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Servi
     running.start("api", "api", "--port", str(running.port))
     running.wait_healthy()
     yield running, admin
-    running.stop()
+    running.close()
 
 
 def labelled_data(seed: int) -> bytes:
