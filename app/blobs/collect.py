@@ -30,8 +30,8 @@ from datetime import timedelta
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.job_states import ACTIVE
 from app.db.tables import Dataset, Job, Version, utcnow
-from app.jobs.states import ACTIVE
 from app.settings import Settings
 from app.store import BlobStore
 from app.task_free.stored import blobs_of

@@ -21,9 +21,9 @@ from datetime import datetime
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app.db.job_states import ACTIVE
 from app.db.tables import Dataset, DatasetDeletion, Job, Model, Task
 from app.errors import Conflict, NotFound
-from app.jobs.states import ACTIVE
 from app.versions.service import lineage
 
 DATA_FIELDS = ("train_dataset", "eval_dataset", "dataset")  # where a job's request names its data

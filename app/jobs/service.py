@@ -19,10 +19,10 @@ from uuid import uuid4
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db.job_states import ACTIVE, FINISHED
 from app.db.tables import Job, Model, utcnow
 from app.errors import Conflict, NotFound
 from app.jobs.events import job_finished
-from app.jobs.states import ACTIVE, FINISHED
 
 
 def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
