@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.datasets.inputs import load_inputs
 from app.db.tables import Dataset, Job, Model
 from app.drift.schemas import DriftJobRequest
 from app.drift.service import model_alpha, record_report, test_batch
@@ -11,7 +12,6 @@ from app.jobs.context import JobContext
 from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
-from app.learning.data import load_inputs
 from app.mas.class_statistics import features
 from app.models.networks import version_network
 from app.versions.service import get_version

@@ -12,13 +12,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 from torch import Tensor
 
+from app.datasets.inputs import load_inputs
 from app.db.tables import Dataset, Job, Model
 from app.drift.service import has_references, model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
 from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
-from app.learning.data import load_inputs
 from app.learning.job_requests import ImportanceJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by

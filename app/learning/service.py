@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from app.aliases.service import resolve_version
 from app.architectures import registry
+from app.datasets.inputs import check_model_takes
 from app.datasets.schemas import DataRef
-from app.datasets.service import PreparedData, check_fits, prepare_data, save_data
+from app.datasets.service import PreparedData, prepare_data, save_data
 from app.db.tables import Job, Model, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
@@ -131,21 +132,6 @@ def _base(session: Session, model: Model, request: TaskRequest | ImportanceReque
     return get_version(session, model, resolve_version(session, model, version=request.base_version,
                                                        alias=request.base_alias, version_field="base_version",
                                                        alias_field="base_alias"))
-
-
-def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, num_classes: int | None = None,
-                      classes: list[str] | None = None) -> None:
-    """422 unless the data is of the kind the model takes (arrays of its shape, texts, images) and, where
-    labels are needed, they fit the task: in range, or class names the task knows."""
-    check_fits(data, architecture.get("input_shape", []), labels=labels, num_classes=None if classes else num_classes,
-               kind=registry.get_architecture(architecture["kind"]).input_kind)
-    if not labels or (classes is None and data.classes is None):
-        return
-    if classes is None or data.classes is None:
-        raise Invalid(f"{data.purpose}: the train and eval labels must both be class names or both integers")
-    unknown = sorted(set(data.classes) - set(classes))
-    if unknown:
-        raise Invalid(f"{data.purpose}: classes {unknown[:10]} are not among the train data's classes {classes[:10]}")
 
 
 def check_trainable(architecture: dict, trainable: object) -> None:

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.architectures import trunk_split
+from app.datasets.inputs import load_inputs, task_labels
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.checkpoints import JobCheckpoints, step_of
 from app.jobs.context import JobContext
 from app.jobs.kinds import JobResult, PlannedWork, RecordResult
 from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
-from app.learning.data import load_inputs, task_labels
 from app.learning.job_requests import TrainJobRequest
 from app.learning.measured import log_fallback
 from app.learning.provenance import made_by

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 
 from app.aliases.service import resolve_version
 from app.architectures import registry
+from app.datasets.inputs import load_inputs
 from app.datasets.service import PreparedData, check_fits, prepare_data
 from app.db.tables import Model, Version
 from app.errors import Invalid, NotFound, TooLarge
-from app.learning.data import load_inputs
 from app.limits import UnpackLimits, check_inline_rows
 from app.mas import evaluation, task_free
 from app.mas.networks import InputSpec, MultiHeadNet

@@ -1,4 +1,10 @@
-"""A dataset as a job's network takes it: raw items read in bounded chunks, preprocessed by the plugin.
+"""Data as a model's network takes it: checked against the model before a job is queued, then read by
+the job in bounded chunks and preprocessed by the architecture's plugin.
+
+`check_model_takes` refuses (422) data of the wrong kind or shape, or labels the task cannot hold,
+while the request is still answered; `load_inputs` is how a job reads a dataset back. Both live here,
+with the data, because learning and drift each use them and drift's refresh is a learning job: in
+either of those packages they would tie the two together.
 
 Texts become token ids and arrays reshaped rows, read a chunk at a time and kept (a few bytes per
 token or value). Images are never all decoded at once: a job gets LazySamples that decode the rows it
@@ -17,12 +23,29 @@ from torch import Tensor
 
 from app.architectures import registry
 from app.datasets.reader import ImageReader, open_dataset
+from app.datasets.service import PreparedData, check_fits
 from app.db.tables import Dataset
+from app.errors import Invalid
 from app.mas.networks import InputSpec
 from app.mas.samples import LazySamples
 from app.store import BlobStore
 
 PREPROCESS_CHUNK = 256  # raw items decoded and preprocessed at a time
+
+
+def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, num_classes: int | None = None,
+                      classes: list[str] | None = None) -> None:
+    """422 unless the data is of the kind the model takes (arrays of its shape, texts, images) and, where
+    labels are needed, they fit the task: in range, or class names the task knows."""
+    check_fits(data, architecture.get("input_shape", []), labels=labels, num_classes=None if classes else num_classes,
+               kind=registry.get_architecture(architecture["kind"]).input_kind)
+    if not labels or (classes is None and data.classes is None):
+        return
+    if classes is None or data.classes is None:
+        raise Invalid(f"{data.purpose}: the train and eval labels must both be class names or both integers")
+    unknown = sorted(set(data.classes) - set(classes))
+    if unknown:
+        raise Invalid(f"{data.purpose}: classes {unknown[:10]} are not among the train data's classes {classes[:10]}")
 
 
 def load_inputs(store: BlobStore, architecture: dict[str, Any], dataset: Dataset,
