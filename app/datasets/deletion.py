@@ -22,9 +22,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.db.job_states import ACTIVE
+from app.db.lookups import lineage
 from app.db.tables import Dataset, DatasetDeletion, Job, Model, Task
 from app.errors import Conflict, NotFound
-from app.versions.service import lineage
 
 DATA_FIELDS = ("train_dataset", "eval_dataset", "dataset")  # where a job's request names its data
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from app.aliases.deps import MoverDep
 from app.aliases.moves import aliases_by_version
 from app.auth.deps import ReadScope, WriteScope
+from app.db import lookups
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
 from app.mas.tensors_io import tensors_to_bytes
@@ -31,7 +32,7 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[
 def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
     model = get_model(session, name)
     named = aliases_by_version(session, model)
-    return [VersionOut.of(v, named.get(v.number, [])) for v in service.list_versions(session, model)]
+    return [VersionOut.of(v, named.get(v.number, [])) for v in lookups.list_versions(session, model)]
 
 
 @router.get("/versions/{number}", response_model=VersionDetail)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from app.aliases.moves import CANDIDATE, PRODUCTION, Mover, move_alias, record_move
 from app.aliases.promotion import Decision, PromotionPolicy, decide
+from app.db.lookups import lineage
 from app.db.tables import Job, Model, Version
 from app.errors import NotFound
 from app.mas.evaluation import continual_metrics
@@ -52,21 +53,6 @@ def get_version(session: Session, model: Model, number: int) -> Version:
     if version is None:
         raise NotFound(f"model {model.name!r} has no version {number}")
     return version
-
-
-def list_versions(session: Session, model: Model) -> list[Version]:
-    return list(session.scalars(select(Version).where(Version.model_id == model.id).order_by(Version.number)))
-
-
-def lineage(session: Session, model: Model, number: int) -> list[Version]:
-    """The versions from version 0 to `number`, following parents."""
-    by_number = {v.number: v for v in list_versions(session, model)}
-    chain: list[Version] = []
-    current: int | None = number
-    while current is not None:
-        chain.append(by_number[current])
-        current = by_number[current].parent
-    return chain[::-1]
 
 
 def lock_model(session: Session, model_id: int) -> None:

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.datasets.deletion import DatasetState, dataset_states
+from app.db.lookups import lineage
 from app.db.tables import Job, Model, Task, Version
-from app.versions.service import lineage
 
 
 def data_sources(session: Session, model: Model, version: Version) -> dict[str, Any]:
