@@ -198,7 +198,7 @@ def run(local: Local, job_id: str) -> None:
 
 
 def version_of(local: Local, model: str, number: int) -> Any:
-    from app.models.service import get_model
+    from app.db.lookups import get_model
     from app.versions.service import get_version
 
     with local.sessions() as session:
@@ -239,7 +239,7 @@ def group_bytes(local: Local, model: str, version: Any, trainable: Any) -> dict[
     from app.versions.theta import assign_groups
 
     with local.sessions() as session:
-        from app.models.service import get_model
+        from app.db.lookups import get_model
 
         architecture = get_model(session, model).architecture
     net = version_network(local.store, architecture, version, trainable)
@@ -373,7 +373,7 @@ def served_network(var_dir: Path) -> Any:
     local = open_local(var_dir, migrate=False)
     version = version_of(local, "minilm", 1)
     with local.sessions() as session:
-        from app.models.service import get_model
+        from app.db.lookups import get_model
 
         architecture = get_model(session, "minilm").architecture
     return architecture, version_network(local.store, architecture, version).eval()

@@ -10,8 +10,8 @@ from app.aliases import service
 from app.aliases.deps import MoverDep
 from app.aliases.schemas import AliasIn, AliasMoveOut, AliasOut
 from app.auth.deps import ReadScope, WriteScope
+from app.db.lookups import get_model
 from app.deps import SessionDep
-from app.models.service import get_model
 from app.names import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/models/{name}/aliases", tags=["aliases"], dependencies=[ReadScope])

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.auth.deps import ReadScope, WriteScope
+from app.db.lookups import get_model
 from app.deps import CeleryDep, SessionDep, SettingsDep, StoreDep
 from app.drift import service
 from app.drift.schemas import DriftReportOut, DriftRequest
 from app.jobs.http import queue_job
 from app.jobs.schemas import JobOut
-from app.models.service import get_model
 
 router = APIRouter(prefix="/v1/models/{name}/drift", tags=["drift"], dependencies=[ReadScope])
 

@@ -18,13 +18,13 @@ from torch import Tensor
 from app.aliases.service import resolve_version
 from app.datasets.inputs import check_model_takes
 from app.datasets.service import prepare_data, save_data
+from app.db.lookups import get_model
 from app.db.tables import DriftReport, Job, Model, Version
 from app.drift.schemas import DriftReportOut, DriftRequest
 from app.errors import Conflict, Invalid
 from app.jobs.service import create_job
 from app.limits import UnpackLimits, check_active_jobs, check_inline_rows
 from app.mas.drift import DEFAULT_ALPHA, corrected_level, mmd_test
-from app.models.service import get_model
 from app.settings import Settings
 from app.store import BlobStore
 from app.task_free.stored import load_statistics

@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session
 from app.auth.deps import ModelScopeDep, ReadScope, WriteScope
 from app.auth.scoping import ModelScope, not_found
 from app.db.job_states import JobState
+from app.db.lookups import get_model
 from app.db.tables import Job, Model
 from app.deps import SessionDep, TargetCacheDep
 from app.errors import NotFound
 from app.jobs import service
 from app.jobs.http import job_datasets, shape_job
 from app.jobs.schemas import JobOut
-from app.models.service import get_model
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], dependencies=[ReadScope])
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from app.aliases.deps import MoverDep
 from app.aliases.promotion import PromotionPolicy
 from app.auth.deps import AdminScope, ModelScopeDep, ReadScope, WriteScope
+from app.db import lookups
 from app.deps import SessionDep, SettingsDep, StoreDep
 from app.models import service
 from app.models.http import shape_model
@@ -37,14 +38,14 @@ def list_models(session: SessionDep, reach: ModelScopeDep) -> list[ModelOut]:
 
 @router.get("/{name}", response_model=ModelOut)
 def get_model(name: str, session: SessionDep) -> ModelOut:
-    return shape_model(session, service.get_model(session, name))
+    return shape_model(session, lookups.get_model(session, name))
 
 
 @router.patch("/{name}", response_model=ModelOut, dependencies=[WriteScope])
 def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
     """Change the model's promotion policy, task-free options or drift_alpha (the fields given; the others stay;
     a body that gives none changes nothing)."""
-    model = service.get_model(session, name)
+    model = lookups.get_model(session, name)
     if body.promotion is not None:
         service.update_promotion(session, model, body.promotion)
     if body.task_free is not None:

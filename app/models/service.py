@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from app.aliases.moves import PRODUCTION, Mover, record_move
 from app.aliases.promotion import PromotionPolicy
 from app.architectures import registry
+from app.db.lookups import get_model
 from app.db.tables import Alias, AliasMove, Job, Model, Task, Version
-from app.errors import Conflict, Invalid, NotFound
+from app.errors import Conflict, Invalid
 from app.jobs.service import active_job_count
 from app.limits import check_input_values, check_model_parameters
 from app.mas.networks import network_state
@@ -76,13 +77,6 @@ def check_model_path(architecture: dict, model_dirs: Sequence[Path]) -> None:
     if not any(resolved.is_relative_to(Path(allowed).resolve()) for allowed in model_dirs):
         raise Invalid(f"architecture: path {path!r} is not inside a directory that LIFELONG_MODEL_DIRS allows"
                       f" ({[str(d) for d in model_dirs] or 'none set'})")
-
-
-def get_model(session: Session, name: str) -> Model:
-    model = session.scalar(select(Model).where(Model.name == name))
-    if model is None:
-        raise NotFound(f"no model {name!r}")
-    return model
 
 
 def list_models(session: Session) -> list[Model]:

@@ -28,13 +28,13 @@ from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.inputs import load_inputs
 from app.datasets.service import PreparedData, check_fits, prepare_data
+from app.db.lookups import get_model
 from app.db.tables import Model, Version
 from app.errors import Invalid, NotFound, TooLarge
 from app.limits import UnpackLimits, check_inline_rows
 from app.mas import evaluation, task_free
 from app.mas.networks import InputSpec, MultiHeadNet
 from app.models.networks import version_network
-from app.models.service import get_model
 from app.predictions.cache import NetworkCache
 from app.predictions.service import model_inputs
 from app.predictions.task_free import answer_rows, check_answerable, class_labels, head_of

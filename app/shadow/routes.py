@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from app.auth.deps import ReadScope, WriteScope
+from app.db.lookups import get_model
 from app.deps import SessionDep
-from app.models.service import get_model
 from app.shadow import service
 from app.shadow.schemas import ShadowIn, ShadowOut
 

@@ -12,12 +12,12 @@ from app.aliases.deps import MoverDep
 from app.aliases.moves import aliases_by_version
 from app.auth.deps import ReadScope, WriteScope
 from app.db import lookups
+from app.db.lookups import get_model
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
 from app.mas.tensors_io import tensors_to_bytes
 from app.models.http import shape_model
 from app.models.schemas import ModelOut
-from app.models.service import get_model
 from app.task_free.stored import details as task_free_details
 from app.versions import service
 from app.versions.http import SAFETENSORS, SAFETENSORS_FILE, VersionNumber

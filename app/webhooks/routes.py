@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.auth.deps import ReadScope, WriteScope
+from app.db.lookups import get_model
 from app.deps import SessionDep, SettingsDep
-from app.models.service import get_model
 from app.webhooks import service
 from app.webhooks.schemas import DeliveryOut, DeliveryState, WebhookIn, WebhookOut
 

@@ -14,12 +14,12 @@ from app.aliases.moves import Mover
 from app.aliases.service import set_alias
 from app.auth.scoping import EVERY_MODEL
 from app.db.engine import make_engine, make_session_factory
+from app.db.lookups import get_model
 from app.db.migrate import upgrade_database
 from app.db.tables import Job
 from app.errors import Invalid, NotFound
 from app.jobs.routes import get_job
 from app.jobs.service import list_jobs
-from app.models.service import get_model
 from app.predictions.lookup import find_recent_target, find_target
 from app.settings import Settings
 from app.store import LocalBlobStore
