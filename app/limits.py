@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.db.lookups import lock_model
 from app.db.tables import Model
 from app.errors import Invalid, ServiceError, TooLarge
 from app.jobs.service import active_job_count
 from app.settings import Settings
-from app.versions.service import lock_model
 
 # Multipart framing around an uploaded file: boundaries, part headers, a file name.
 MULTIPART_SLACK_BYTES = 64 << 10

@@ -198,8 +198,7 @@ def run(local: Local, job_id: str) -> None:
 
 
 def version_of(local: Local, model: str, number: int) -> Any:
-    from app.db.lookups import get_model
-    from app.versions.service import get_version
+    from app.db.lookups import get_model, get_version
 
     with local.sessions() as session:
         version = get_version(session, get_model(session, model), number)

@@ -3,7 +3,7 @@
 `production` is stored in `models.head` (so the compare-and-set of jobs, `PUT …/head` and old clients
 keep working); every other alias is a row of `aliases`. Each move of either kind adds a row to
 `alias_moves`: when, from which version to which, by which API key (its prefix) or job, and why. The
-caller holds the model's row lock (`app.versions.service.lock_model`), so moves of one model are serial.
+caller holds the model's row lock (`app.db.lookups.lock_model`), so moves of one model are serial.
 This module reads and writes tables only: it knows nothing of versions' contents or of policies.
 """
 

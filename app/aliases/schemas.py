@@ -6,9 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.db.tables import AliasMove
+from app.db.tables import MAX_VERSION, AliasMove
 from app.request_schema import Integer
-from app.versions.schemas import MAX_VERSION
 
 
 class AliasIn(BaseModel):

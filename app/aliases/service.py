@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.aliases.moves import PRODUCTION, Mover, alias_version, aliases_of, history, move_alias, remove_alias
+from app.db.lookups import get_version, lock_model
 from app.db.tables import Alias, AliasMove, Model
 from app.errors import Conflict, Invalid, NotFound
-from app.versions.service import get_version, lock_model
 
 
 @dataclass(frozen=True)

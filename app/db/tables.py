@@ -95,6 +95,11 @@ class AliasMove(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Version numbers are database integers: anything larger is refused as input, never sent to SQL. The
+# bound lives with the column, so that every request schema naming a version takes it from below them all.
+MAX_VERSION = 2**31 - 1
+
+
 class Version(Base):
     __tablename__ = "versions"
     __table_args__ = (UniqueConstraint("model_id", "number", name="uq_versions_model_number"),)

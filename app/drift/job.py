@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.datasets.inputs import load_inputs
+from app.db.lookups import get_version
 from app.db.tables import Dataset, Job, Model
 from app.drift.schemas import DriftJobRequest
 from app.drift.service import model_alpha, record_report, test_batch
@@ -14,7 +15,6 @@ from app.jobs.spec import JobSpec
 from app.jobs.watch import JobWatch
 from app.mas.class_statistics import features
 from app.models.networks import version_network
-from app.versions.service import get_version
 
 
 def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch: JobWatch) -> RecordResult:

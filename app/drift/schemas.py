@@ -8,10 +8,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.datasets.schemas import DataRef
+from app.db.tables import MAX_VERSION
 from app.jobs.dispatch import Queue
 from app.models.schemas import NAME_PATTERN
 from app.request_schema import Integer, at_most_one_of
-from app.versions.schemas import MAX_VERSION
 
 
 def _schema(schema: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from torch import Tensor
 from app.aliases.service import resolve_version
 from app.datasets.inputs import check_model_takes
 from app.datasets.service import prepare_data, save_data
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.db.tables import DriftReport, Job, Model, Version
 from app.drift.schemas import DriftReportOut, DriftRequest
 from app.errors import Conflict, Invalid
@@ -28,7 +28,6 @@ from app.mas.drift import DEFAULT_ALPHA, corrected_level, mmd_test
 from app.settings import Settings
 from app.store import BlobStore
 from app.task_free.stored import load_statistics
-from app.versions.service import get_version
 from app.webhooks.events import emit_drift_detected
 
 

@@ -13,14 +13,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from app.auth.deps import ReadScope
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.deps import ReadSessionDep, SessionDep, StoreDep
 from app.export.checkpoint import checkpoint_file
 from app.export.graphs import ExportFormat
 from app.export.service import export_task
 from app.names import NAME_PATTERN
 from app.versions.http import SAFETENSORS_FILE, VersionNumber
-from app.versions.service import get_version
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
 

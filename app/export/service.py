@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.errors import Invalid, NotFound, Unavailable
 from app.export.graphs import ExportFormat, ExportRefused, NotInstalled, TaskGraph, task_graph, to_onnx, to_torchscript
 from app.learning.provenance import lifelong_version
 from app.models.networks import version_network
 from app.store import BlobStore
 from app.task_free.stored import task_free_metadata
-from app.versions.service import get_version
 
 SUFFIX = {"onnx": "onnx", "torchscript": "pt"}
 

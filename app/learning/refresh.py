@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.datasets.inputs import load_inputs
+from app.db.lookups import get_version
 from app.db.tables import Dataset, Job, Model
 from app.drift.service import has_references, model_alpha, record_report, test_batch
 from app.jobs.context import JobContext
@@ -30,7 +31,7 @@ from app.mas.networks import network_state
 from app.mas.training import TrainingCancelled
 from app.models.networks import version_network
 from app.versions.importance import importance_stats, load_task, load_total, with_task
-from app.versions.service import get_version, record_version
+from app.versions.service import record_version
 
 CHUNK_ROWS = 2048  # a multiple of estimate_importance's chunk, so `batch` reduction matches one call
 LAZY_CHUNK_ROWS = 256  # images decoded per step: one chunk of estimate_importance, bounded memory

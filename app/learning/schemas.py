@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.datasets.schemas import DataRef
+from app.db.tables import MAX_VERSION
 from app.jobs.dispatch import Queue
 from app.mas.importance import OUTPUTS, REDUCTIONS, VARIANTS
 from app.mas.methods import METHODS, PENALTY_FORMS
@@ -14,7 +15,6 @@ from app.mas.training import OPTIMIZERS
 from app.mas.validation import DEFAULT_GRID, DEFAULT_NEW_TASK_TOLERANCE, SELECTION_RULES
 from app.models.schemas import MAX_SEED, NAME_PATTERN
 from app.request_schema import Integer, at_most_one_of
-from app.versions.schemas import MAX_VERSION
 
 # The option lists are declared once, in app/mas, and only named here.
 Variant = Literal[VARIANTS]

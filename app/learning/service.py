@@ -15,7 +15,7 @@ from app.architectures import registry
 from app.datasets.inputs import check_model_takes
 from app.datasets.schemas import DataRef
 from app.datasets.service import PreparedData, prepare_data, save_data
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.db.tables import Job, Model, Version
 from app.errors import Conflict, Invalid, NotFound
 from app.jobs.service import create_job
@@ -32,7 +32,6 @@ from app.limits import (
 from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
 from app.settings import Settings
 from app.store import BlobStore
-from app.versions.service import get_version
 
 
 def submit_task(*, session: Session, store: BlobStore, model_name: str, request: TaskRequest,

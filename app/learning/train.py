@@ -21,7 +21,7 @@ from torch import Tensor
 
 from app.architectures import trunk_split
 from app.datasets.inputs import load_inputs, task_labels
-from app.db.lookups import lineage
+from app.db.lookups import get_version, lineage
 from app.db.tables import Dataset, Job, Model, Task, Version
 from app.jobs.checkpoints import JobCheckpoints, step_of
 from app.jobs.context import JobContext
@@ -43,7 +43,7 @@ from app.models.networks import save_network, version_network
 from app.task_free.measure import TaskFreeRecord, TaskSource, measure_and_fit, trunk_moved
 from app.task_free.options import TaskFreeOptions
 from app.versions.importance import importance_stats, load_total, with_task
-from app.versions.service import TaskEntry, ValidationSlice, get_version, record_version
+from app.versions.service import TaskEntry, ValidationSlice, record_version
 from app.versions.theta import StoredTheta
 
 

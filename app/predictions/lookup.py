@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session
 
 from app.aliases.moves import PRODUCTION
 from app.aliases.service import resolve_version
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.db.tables import Alias, Model, Version
 from app.timed_cache import TimedCache
-from app.versions.service import get_version
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from app.auth.deps import READ_SCOPE_OPENAPI, ReadScope
+from app.db.tables import MAX_VERSION
 from app.errors import Invalid, TooLarge
 from app.names import NAME_PATTERN
 from app.predictions import service
 from app.predictions.schemas import PredictOut, PredictQuery, PredictRequest, query_parameters
 from app.settings import Settings
-from app.versions.schemas import MAX_VERSION
 
 router = APIRouter(prefix="/v1/models/{name}/predict", tags=["predictions"])
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.db.tables import MAX_VERSION
 from app.names import NAME_PATTERN
 from app.request_schema import Integer, at_most_one_of, exactly_one_of
-from app.versions.schemas import MAX_VERSION
 
 
 def _schema(schema: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from app.aliases.service import resolve_version
 from app.architectures import registry
 from app.datasets.inputs import load_inputs
 from app.datasets.service import PreparedData, check_fits, prepare_data
-from app.db.lookups import get_model
+from app.db.lookups import get_model, get_version
 from app.db.tables import Model, Version
 from app.errors import Invalid, NotFound, TooLarge
 from app.limits import UnpackLimits, check_inline_rows
@@ -43,7 +43,6 @@ from app.scoring.schemas import CellCount, ClassScore, EvaluateOut, EvaluateRequ
 from app.settings import Settings
 from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
-from app.versions.service import get_version
 
 
 def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, *, model_name: str,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Path
 
-from app.versions.schemas import MAX_VERSION
+from app.db.tables import MAX_VERSION
 
 SAFETENSORS = "application/octet-stream"
 # The downloads' 200 in the OpenAPI: a binary safetensors file, not JSON.

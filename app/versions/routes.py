@@ -39,7 +39,7 @@ def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
 def get_version(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> VersionDetail:
     model = get_model(session, name)
     named = aliases_by_version(session, model)
-    version = service.get_version(session, model, number)
+    version = lookups.get_version(session, model, number)
     return VersionDetail.of(version, named.get(number, []),
                             task_free_details(store, version.class_statistics, version.task_free, model.task_free),
                             data_sources(session, model, version))
@@ -55,7 +55,7 @@ def download_importance(
     task's estimate S_t/n_t (`task`, with its sample count in X-Lifelong-N). `frozen` and `open` are the
     first API's parts: every task's mean but the last, and the last task's running sum S with
     X-Lifelong-N-Open."""
-    version = service.get_version(session, get_model(session, name), number)
+    version = lookups.get_version(session, get_model(session, name), number)
     tensors, headers = importance_download(store, version.importance_parts, task, part)
     if tensors is None:
         raise NotFound(f"version {number} of model {name!r} has no importance estimate for task {task!r}")

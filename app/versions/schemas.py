@@ -8,11 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.datasets.schemas import DatasetStateOut
-from app.db.tables import Version
+from app.db.tables import MAX_VERSION, Version
 from app.request_schema import Integer
-
-# Version numbers are database integers: anything larger is refused as input, never sent to SQL.
-MAX_VERSION = 2**31 - 1
 
 
 class VersionOut(BaseModel):

@@ -2,7 +2,7 @@
 
 A version is written once and never changed; its tensors live in the blob store, its row names
 them. `record_version` inserts a job's version and, in the same transaction with the model's row
-locked (`lock_model`), applies the model's promotion policy (app/aliases/promotion.py): a promoted
+locked (`lock_model`, app/db/lookups.py), applies the model's promotion policy (app/aliases/promotion.py): a promoted
 version moves `production` (the model's head) by compare-and-set (`advance_head`), one that is only
 kept moves `candidate`; either move is recorded in the alias history, by the job. Under the `auto`
 policy a job whose base is no longer production creates nothing, however many workers finish at once.
@@ -19,9 +19,8 @@ from torch import Tensor
 
 from app.aliases.moves import CANDIDATE, PRODUCTION, Mover, move_alias, record_move
 from app.aliases.promotion import Decision, PromotionPolicy, decide
-from app.db.lookups import lineage
+from app.db.lookups import get_version, lineage, lock_model
 from app.db.tables import Job, Model, Version
-from app.errors import NotFound
 from app.mas.evaluation import continual_metrics
 from app.store import BlobStore
 from app.task_free.stored import eval_accuracy, eval_scores
@@ -46,23 +45,6 @@ class TaskEntry(TypedDict):
     classes: NotRequired[list[str]]  # class names in index order, where its labels were names
     trainable: NotRequired[Any]  # what it trained ("all", "none", {"last": N}): a refresh measures Ω on it
     validation: NotRequired[ValidationSlice]  # where it held rows back
-
-
-def get_version(session: Session, model: Model, number: int) -> Version:
-    version = session.scalar(select(Version).where(Version.model_id == model.id, Version.number == number))
-    if version is None:
-        raise NotFound(f"model {model.name!r} has no version {number}")
-    return version
-
-
-def lock_model(session: Session, model_id: int) -> None:
-    """Hold the model's row until the transaction ends, so that its head moves one at a time.
-
-    On PostgreSQL this is SELECT … FOR UPDATE: workers on different hosts that finish jobs of one
-    model at once queue here, and each then sees the head and the version numbers the one before it
-    committed. SQLite has no row locks; there the writer's BEGIN IMMEDIATE serialises all writes.
-    """
-    session.execute(select(Model.id).where(Model.id == model_id).with_for_update())
 
 
 def set_head(session: Session, model: Model, number: int, *, by: Mover | None = None,

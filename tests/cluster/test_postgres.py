@@ -24,12 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.blobs.collect import CollectorBusy, exclusive_collection
 from app.db.engine import make_engine
+from app.db.lookups import lock_model
 from app.db.migrate import alembic_config
 from app.db.tables import Job, Model, Version, utcnow
 from app.jobs.service import claim_job
 from app.jobs.sweeper import sweep_stale_jobs
 from app.settings import Settings
-from app.versions.service import VersionConflict, lock_model, record_version
+from app.versions.service import VersionConflict, record_version
 from scripts.cluster import Server
 from tests.conftest import service_env
 
