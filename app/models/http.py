@@ -1,7 +1,6 @@
 """A model as the API answers it (`ModelOut`): its row with its aliases and the tasks production knows.
 
-Models' own routes answer with it, and so does `PUT /v1/models/{name}/head` (app/versions/routes.py),
-which takes it from here rather than from another router.
+Models' own routes answer with it, `PUT /v1/models/{name}/head` among them (app/models/routes.py).
 """
 
 from __future__ import annotations

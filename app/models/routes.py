@@ -1,4 +1,10 @@
-"""HTTP routes of models: create, list, get, change the promotion policy, delete."""
+"""HTTP routes of models: create, list, get, change the promotion policy, move production (`PUT …/head`),
+delete.
+
+`PUT …/head` is here rather than among the versions' routes because it answers with the model
+(`ModelOut`): versions' routes answering with it would tie app/versions to app/models, which builds on
+versions (a model is created with its version 0).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from app.deps import SessionDep, SettingsDep, StoreDep
 from app.models import service
 from app.models.http import shape_model
 from app.models.schemas import ModelIn, ModelOut, ModelPatch
+from app.versions import service as versions
+from app.versions.schemas import HeadIn
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ReadScope])
 
@@ -52,6 +60,14 @@ def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
         service.update_task_free(model, body.task_free)
     if body.drift_alpha is not None:
         model.drift_alpha = body.drift_alpha
+    session.commit()
+    return shape_model(session, model)
+
+
+@router.put("/{name}/head", response_model=ModelOut, dependencies=[WriteScope])
+def set_head(name: str, body: HeadIn, session: SessionDep, by: MoverDep) -> ModelOut:
+    """Move production to a version (the first API's name for it; recorded in production's history)."""
+    model = versions.set_head(session, lookups.get_model(session, name), body.version, by=by, reason=body.reason)
     session.commit()
     return shape_model(session, model)
 

@@ -1,5 +1,6 @@
-"""HTTP routes of versions: list, detail, the importance download, head, evaluation (the checkpoint is
-downloaded through app/export/routes.py, with the other files of a version)."""
+"""HTTP routes of versions: list, detail, the importance download, evaluation (the checkpoint is
+downloaded through app/export/routes.py, with the other files of a version; `PUT …/head`, which answers
+with the model, is among the models' routes)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from app.aliases.deps import MoverDep
 from app.aliases.moves import aliases_by_version
-from app.auth.deps import ReadScope, WriteScope
+from app.auth.deps import ReadScope
 from app.db import lookups
 from app.db.lookups import get_model
 from app.deps import SessionDep, StoreDep
 from app.errors import NotFound
 from app.mas.tensors_io import tensors_to_bytes
-from app.models.http import shape_model
-from app.models.schemas import ModelOut
 from app.task_free.stored import details as task_free_details
 from app.versions import service
 from app.versions.http import SAFETENSORS, SAFETENSORS_FILE, VersionNumber
 from app.versions.importance import importance_download
-from app.versions.schemas import EvaluationOut, HeadIn, VersionDetail, VersionOut
+from app.versions.schemas import EvaluationOut, VersionDetail, VersionOut
 from app.versions.sources import data_sources
 
 router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[ReadScope])
@@ -60,14 +58,6 @@ def download_importance(
     if tensors is None:
         raise NotFound(f"version {number} of model {name!r} has no importance estimate for task {task!r}")
     return Response(tensors_to_bytes(tensors), media_type=SAFETENSORS, headers=headers)
-
-
-@router.put("/head", response_model=ModelOut, dependencies=[WriteScope])
-def set_head(name: str, body: HeadIn, session: SessionDep, by: MoverDep) -> ModelOut:
-    """Move production to a version (the first API's name for it; recorded in production's history)."""
-    model = service.set_head(session, get_model(session, name), body.version, by=by, reason=body.reason)
-    session.commit()
-    return shape_model(session, model)
 
 
 @router.get("/evaluation", response_model=EvaluationOut)
