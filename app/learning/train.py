@@ -35,6 +35,7 @@ from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import flip_rates, fraction_correct, predict
 from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, SearchSnapshot, importance_measure, learn_task
+from app.mas.methods import METHODS
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.samples import LazySamples, rows_of
 from app.mas.training import TrainConfig, precision_for
@@ -183,10 +184,12 @@ class _Trained:
     importance: dict[str, Any]
     task_free: TaskFreeRecord
 
-    def search(self) -> dict[str, Any]:
-        """The λ trained with and how it was chosen, as both the version's provenance and the job's row say."""
+    def search(self, method: str) -> dict[str, Any]:
+        """The λ trained with and how it was chosen, as both the version's provenance and the job's row say;
+        None for a method that λ weighs nothing in (fine-tune: no penalty), which trains with no λ at all."""
         learned = self.learned
-        return {"lambda": learned.lam, "lambda_search": [trial.as_dict() for trial in learned.trials],
+        return {"lambda": learned.lam if METHODS[method].uses_lambda else None,
+                "lambda_search": [trial.as_dict() for trial in learned.trials],
                 "lambda_selection": learned.choice.as_dict() if learned.choice is not None else None}
 
 
@@ -201,7 +204,7 @@ def _record(job: JobSpec, request: TrainJobRequest, base: Version, trained: _Tra
         made_by=made_by(session.get(Job, job.id), precision=trained.precision,
                         loss_per_epoch=training.loss_per_epoch, steps=training.steps,
                         trained_rows=len(trained.split.train), validation_rows=len(trained.split.validation),
-                        resumed_from_step=trained.resumed_from_step, **trained.search()),
+                        resumed_from_step=trained.resumed_from_step, **trained.search(request.method)),
         class_statistics=trained.task_free.class_statistics, task_free=trained.task_free.task_free,
         flips=trained.flips,
     )
@@ -210,7 +213,7 @@ def _record(job: JobSpec, request: TrainJobRequest, base: Version, trained: _Tra
                          num_classes=request.num_classes, train_dataset_id=request.train_dataset,
                          eval_dataset_id=request.eval_dataset))
     return JobResult(recorded.version.number, recorded.promotion,
-                     details={**trained.search(), "resumed_from_step": trained.resumed_from_step})
+                     details={**trained.search(request.method), "resumed_from_step": trained.resumed_from_step})
 
 
 def _task_entry(task: str, request: TrainJobRequest, split: Split) -> TaskEntry:
