@@ -20,7 +20,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ from typer.testing import CliRunner, Result
 from app.cli import cli
 from app.client import Client, Job
 from app.commands.common import ExitCode
-from app.commands.follow import Epochs, status_of
 from tests.client.conftest import Trained
 from tests.conftest import REPO, DigitsTask, Service, free_port, unique, wait_for
 
@@ -173,41 +172,6 @@ def test_help_shows_types_in_words_and_every_default(run) -> None:  # noqa: ANN0
     assert "[default: production]" in text and "[default: from the labels]" in text and "[default: auto]" in text
     watch = " ".join(run("jobs", "watch", "--help", env={"COLUMNS": "200"}).stdout.split())
     assert "JOB_ID TEXT" in watch and "--timeout FLOAT" in watch and "Ctrl-C" in watch
-
-
-def _job(**data: object) -> Job:
-    return Job(None, {"id": "j", "kind": "train", "model": "m", "state": "running", **data})  # type: ignore[arg-type]
-
-
-def test_progress_epoch_elapsed_and_eta_come_from_the_jobs_row() -> None:
-    started = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-    now = started + timedelta(seconds=30)
-    ten = Epochs(10, rows=100, batch_size=10)  # 10 epochs of 10 steps
-    running = _job(started_at="2026-01-01T12:00:00Z", progress={"done": 25, "total": 100, "unit": "steps",
-                                                                 "loss": 0.5})
-    # Step 25 is in epoch 3; 30 s for 25 steps leaves 90 s for 75.
-    assert status_of(running, epochs=ten, now=now) == "epoch 3/10, loss 0.5000, 0:00:30 elapsed, ETA 0:01:30"
-    assert status_of(running, now=now) == "loss 0.5000, 0:00:30 elapsed, ETA 0:01:30"  # epochs unknown: no epoch
-    assert Epochs(7, rows=100, batch_size=10).of(running) is None  # 100 steps are not 7 epochs
-    # Rows held back for validation make an epoch shorter, still an epoch; 100 steps for 10 epochs of at
-    # most 5 steps are several runs (one per λ tried): no epoch rather than a wrong one.
-    assert Epochs(10, rows=105, batch_size=10).of(running) == 3
-    assert Epochs(10, rows=50, batch_size=10).of(running) is None
-    searching = _job(started_at="2026-01-01T12:00:00Z", progress={
-        "done": 70, "total": 120, "unit": "steps", "loss": 0.5, "epoch": 2, "epochs": 4, "trial": 3, "trials": 4})
-    assert status_of(searching, now=now).startswith("λ trial 3/4, epoch 2/4, loss 0.5000")  # as the job reports it
-    refreshing = _job(started_at="2026-01-01T12:00:00Z", progress={  # a job without them sends nulls
-        "done": 5, "total": 10, "unit": "samples", "loss": None, "epoch": None, "epochs": None, "trial": None,
-        "trials": None})
-    assert status_of(refreshing, now=now).startswith("0:00:30 elapsed")
-    queued = _job(state="queued", started_at=None, progress={"done": 0, "total": 100, "unit": "steps", "loss": None})
-    assert status_of(queued, epochs=ten, now=now) == "epoch 1/10"
-    done = _job(state="succeeded", started_at="2026-01-01T12:00:00+00:00", finished_at="2026-01-01T12:01:05Z",
-                progress={"done": 100, "total": 100, "unit": "steps", "loss": None})
-    assert status_of(done, epochs=ten, now=now + timedelta(hours=1)) == "epoch 10/10, 0:01:05 elapsed"
-    refresh = _job(kind="importance", started_at="2026-01-01T12:00:00Z",
-                   progress={"done": 512, "total": 2048, "unit": "samples", "loss": None})
-    assert status_of(refresh, epochs=ten, now=now) == "0:00:30 elapsed, ETA 0:01:30"
 
 
 def _read_pty(master: int, seen: list[str], until: Callable[[str], bool], deadline_s: float) -> str:

@@ -55,6 +55,17 @@ with Client({service.url!r}) as lifelong:
         lifelong.get_model("missing-model")
     except NotFound as error:
         print("refused", error.status_code)
+
+# The progress bar (the CLI's too) without rich, as `pip install lifelong-client` has it: plain lines.
+import contextlib, io
+from lifelong_client import Job, ProgressBar
+drawn = io.StringIO()
+with contextlib.redirect_stderr(drawn), ProgressBar(epochs=4) as bar:
+    bar(Job(None, {{"id": "j", "kind": "train", "model": "m", "task": "t", "state": "running",
+                    "progress": {{"done": 25, "total": 40, "unit": "steps", "loss": 0.5}}}}))
+assert importlib.util.find_spec("rich") is None
+lines = drawn.getvalue().splitlines()
+assert lines == ["job j (train t) running 25/40 steps, epoch 3/4, loss 0.5000"], lines
 """
     ran = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120, env=clean_env,
                          cwd=tmp_path)

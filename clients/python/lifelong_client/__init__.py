@@ -1,7 +1,8 @@
 """The Python client of the lifelong HTTP API, on httpx: numpy in, numpy out.
 
 `Client` (client.py) has one method per endpoint; refusals are `LifelongError` subclasses (errors.py);
-jobs are `Job`s (jobs.py); predictions are `Prediction`s (prediction.py); answers' shapes are in schemas.py.
+jobs are `Job`s (jobs.py), drawn as they run by `ProgressBar` (progress.py, the CLI's bar too);
+predictions are `Prediction`s (prediction.py); answers' shapes are in schemas.py.
 It needs none of the service's own packages, and is versioned with the service.
 """
 
@@ -21,8 +22,9 @@ from lifelong_client.errors import (
     WaitTimeout,
     error_for,
 )
-from lifelong_client.jobs import FINISHED, Job, ProgressBar
+from lifelong_client.jobs import FINISHED, Job
 from lifelong_client.prediction import NPY, Inputs, Prediction
+from lifelong_client.progress import Epochs, ProgressBar
 from lifelong_client.schemas import (
     AliasInfo,
     AliasMove,
@@ -57,7 +59,7 @@ __version__ = client_version()
 
 __all__ = [
     "DEFAULT_URL", "FINISHED", "NPY", "AliasInfo", "AliasMove", "BadRequest", "ClassScores", "Client", "Conflict",
-    "ConnectionFailed", "Data", "DatasetInfo", "DriftReport", "DriftResult", "DriftVerdict", "Evaluation",
+    "ConnectionFailed", "Data", "DatasetInfo", "DriftReport", "DriftResult", "DriftVerdict", "Epochs", "Evaluation",
     "EvaluationRow", "Forbidden", "Inputs", "Invalid", "Job", "KeyInfo", "LifelongError", "ModelInfo", "NewKeyInfo",
     "NotFound", "Prediction", "Predictor", "Progress", "ProgressBar", "Promotion", "QueueName", "Scores",
     "ServerError", "ShadowState", "TaskFreeDetail", "TaskFreeOptions", "TaskFreeScores", "TaskFreeTask",

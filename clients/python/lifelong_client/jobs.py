@@ -1,18 +1,18 @@
 """A job as the client sees it: its row read from the server, and `wait()` polling that row until it ends.
 
 The job's row is the truth about it (state, progress, result), so `Job` keeps nothing of its own:
-`refresh` reads the row again. `ProgressBar` draws a job's progress on stderr, with rich where it is
-installed (the `progress` extra) and as plain lines where it is not.
+`refresh` reads the row again. `wait(progress=True)` draws it with `ProgressBar` (progress.py), the bar the
+`lifelong` CLI draws too.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from lifelong_client.errors import WaitTimeout
+from lifelong_client.progress import ProgressBar
 from lifelong_client.schemas import DriftResult, Progress
 
 if TYPE_CHECKING:
@@ -92,55 +92,3 @@ class Job:
 
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, kind={self.kind!r}, model={self.model!r}, state={self.state!r})"
-
-
-class ProgressBar:
-    """One job's progress on stderr: steps (or samples) done of total, the epoch when the number of epochs
-    is known, and the last loss. Use as `with ProgressBar() as bar: job.wait(progress=bar)`. A rich bar
-    where rich is installed; otherwise a plain line each time what it says changes."""
-
-    def __init__(self, epochs: int | None = None):
-        self.epochs = epochs
-        self._last = ""
-        try:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import Progress as RichProgress
-        except ImportError:  # the client alone: no rich (pip install 'lifelong-client[progress]')
-            self._progress = None
-            return
-        self._progress = RichProgress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"), TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-            console=Console(stderr=True),
-        )
-        self._task = self._progress.add_task("job", total=None, unit="", status="")
-
-    def __enter__(self) -> ProgressBar:
-        if self._progress is not None:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-    def __call__(self, job: Job) -> None:
-        progress = job.progress or {}
-        done, total = progress.get("done", 0), progress.get("total")
-        status = job.state
-        if self.epochs and total and progress.get("unit") == "steps":
-            epoch = min(self.epochs, done * self.epochs // total + (done < total))
-            status += f"  epoch {epoch}/{self.epochs}"
-        if progress.get("loss") is not None:
-            status += f"  loss {progress['loss']:.4f}"
-        description = f"{job.kind} {job.data.get('task') or ''}".strip()
-        unit = progress.get("unit", "")
-        if self._progress is not None:
-            self._progress.update(self._task, description=description, completed=done, total=total, unit=unit,
-                                  status=status)
-            return
-        line = f"{description} {done}/{total if total is not None else '?'} {unit}  {status}"
-        if line != self._last:
-            print(line, file=sys.stderr, flush=True)
-            self._last = line
