@@ -63,5 +63,5 @@ def model_in_path(path: str) -> str | None:
 
 def not_found(name: str) -> str:
     """The detail of a model that is out of scope: the very words of one that does not exist
-    (app/models/service.py)."""
+    (app/db/lookups.py)."""
     return f"no model {name!r}"

@@ -142,8 +142,8 @@ def _print_made_by(made_by: dict | None) -> None:
 
 
 def _lambda_fields(made_by: dict[str, Any]) -> dict[str, Any]:
-    """λ as far as it meant anything: fine-tuning has none (the job still records the 1.0 it was built with),
-    and a first task has nothing to protect, so its "auto" searched nothing and no λ was used."""
+    """λ as far as it meant anything: fine-tuning has none (versions made before it recorded null still
+    say 1.0), and a first task has nothing to protect, so its "auto" searched nothing and no λ was used."""
     request = made_by.get("request") or {}
     if request.get("method") == "finetune":
         return {"lambda": None, "penalty": None}
