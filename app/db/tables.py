@@ -62,6 +62,9 @@ class Model(Base):
     task_free: Mapped[dict[str, Any] | None]
     # The level of drift reports' verdicts before the correction for the number of tasks; NULL: 0.01.
     drift_alpha: Mapped[float | None] = mapped_column(Float)
+    # How λ "auto" chooses when a request does not say: {"rule", "new_task_tolerance"}
+    # (app/models/lambda_selection.py); NULL: the defaults (models made before migration 0015 too).
+    lambda_selection: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

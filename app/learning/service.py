@@ -29,7 +29,7 @@ from app.limits import (
     check_job_samples,
     check_network_parameters,
 )
-from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
+from app.models.lambda_selection import LambdaSelection
 from app.settings import Settings
 from app.store import BlobStore
 
@@ -63,7 +63,7 @@ def submit_task(*, session: Session, store: BlobStore, model_name: str, request:
         "num_classes": num_classes,
         "classes": classes,
         "seed": model.seed if request.seed is None else request.seed,
-        **_lambda_selection(request),
+        **_lambda_selection(request, LambdaSelection.of(model.lambda_selection)),
         "train_dataset": save_data(session, store, train),
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
     }
@@ -115,13 +115,17 @@ def _num_classes(request: TaskRequest, train: PreparedData, evaluation: Prepared
     return num_classes
 
 
-def _lambda_selection(request: TaskRequest) -> dict[str, object]:
-    """How "auto" chooses, with the defaults filled in (a job queued without them chose by the mean rule, so
-    the stored request always names its rule)."""
+def _lambda_selection(request: TaskRequest, model_default: LambdaSelection) -> dict[str, object]:
+    """How "auto" chooses: the request's rule and tolerance, else the model's (a job queued without them chose
+    by the mean rule, so the stored request always names its rule)."""
     if request.lambda_ != "auto":
         return {}
-    rule = request.lambda_selection or DEFAULT_SELECTION
-    tolerance = request.new_task_tolerance if request.new_task_tolerance is not None else DEFAULT_NEW_TASK_TOLERANCE
+    rule = request.lambda_selection or model_default.rule
+    if rule == "mean" and request.new_task_tolerance is not None:
+        raise Invalid("new_task_tolerance belongs to lambda_selection 'constrained', and this model's λ selection "
+                      "is 'mean': send lambda_selection 'constrained' with it, or leave it out")
+    tolerance = request.new_task_tolerance if request.new_task_tolerance is not None else \
+        model_default.new_task_tolerance
     return {"lambda_selection": rule, "new_task_tolerance": tolerance}
 
 

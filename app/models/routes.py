@@ -34,7 +34,8 @@ def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: 
                                  max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
                                  model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
                                  promotion=PromotionPolicy(**body.promotion.model_dump()),
-                                 task_free=body.task_free.model_dump(), drift_alpha=body.drift_alpha, by=by)
+                                 task_free=body.task_free.model_dump(), drift_alpha=body.drift_alpha,
+                                 lambda_selection=body.lambda_selection.model_dump(), by=by)
     session.commit()
     return shape_model(session, model)
 
@@ -51,8 +52,8 @@ def get_model(name: str, session: SessionDep) -> ModelOut:
 
 @router.patch("/{name}", response_model=ModelOut, dependencies=[WriteScope])
 def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
-    """Change the model's promotion policy, task-free options or drift_alpha (the fields given; the others stay;
-    a body that gives none changes nothing)."""
+    """Change the model's promotion policy, task-free options, drift_alpha or λ selection (the fields given;
+    the others stay; a body that gives none changes nothing)."""
     model = lookups.get_model(session, name)
     if body.promotion is not None:
         service.update_promotion(session, model, body.promotion)
@@ -60,6 +61,8 @@ def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
         service.update_task_free(model, body.task_free)
     if body.drift_alpha is not None:
         model.drift_alpha = body.drift_alpha
+    if body.lambda_selection is not None:
+        model.lambda_selection = body.lambda_selection.applied_to(model.lambda_selection)
     session.commit()
     return shape_model(session, model)
 

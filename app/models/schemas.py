@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.db.promotion import DEFAULT_MAX_FORGETTING, Policy
 from app.jobs.dispatch import Queue
 from app.mas.drift import DEFAULT_ALPHA
+from app.models.lambda_selection import LambdaSelection, LambdaSelectionPatch
 from app.names import NAME_PATTERN
 from app.request_schema import Integer, not_null, refuse_null
 from app.task_free.options import TaskFreeOptions, TaskFreePatch
@@ -62,6 +63,8 @@ class ModelPatch(BaseModel):
     task_free: TaskFreePatch | None = Field(None, description="how requests that name no task are answered")
     drift_alpha: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False,
                                       description="the level of drift reports' verdicts")
+    lambda_selection: LambdaSelectionPatch | None = Field(
+        None, description="how λ 'auto' chooses when a task request does not say")
 
 
 class ModelIn(BaseModel):
@@ -76,6 +79,9 @@ class ModelIn(BaseModel):
     task_free: TaskFreeOptions = Field(TaskFreeOptions(), description="how requests that name no task are answered")
     drift_alpha: float = Field(DEFAULT_ALPHA, gt=0, lt=1, allow_inf_nan=False,
                                description="the level of drift reports' verdicts, before Bonferroni over the tasks")
+    lambda_selection: LambdaSelection = Field(
+        LambdaSelection(), description="how λ 'auto' chooses when a task request does not say "
+                                       "(default: constrained, new_task_tolerance 0.02)")
 
 
 class ModelOut(BaseModel):
@@ -87,6 +93,7 @@ class ModelOut(BaseModel):
     promotion: Promotion
     task_free: TaskFreeOptions
     drift_alpha: float = Field(description="the level of drift reports' verdicts, before Bonferroni over the tasks")
+    lambda_selection: LambdaSelection = Field(description="how λ 'auto' chooses when a task request does not say")
     aliases: dict[str, int] = Field(description="every alias and the version it names, production first")
     tasks: list[str]
     created_at: datetime

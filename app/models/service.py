@@ -31,7 +31,8 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
                  max_input_values: int | None = None, queue: str = "cpu",
                  model_dirs: Sequence[Path] = (), max_parameters: int | None = None,
                  promotion: PromotionPolicy | None = None, task_free: dict[str, Any] | None = None,
-                 drift_alpha: float | None = None, by: Mover | None = None) -> Model:
+                 drift_alpha: float | None = None, lambda_selection: dict[str, Any] | None = None,
+                 by: Mover | None = None) -> Model:
     """A new model, its version 0 and its production alias on it; `promotion` defaults to guarded."""
     if isinstance(architecture, dict):
         check_model_path(architecture, model_dirs)  # before validation, which would read the directory
@@ -49,7 +50,8 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     theta = network_state(net)
     stored = save_network(store, architecture, net, theta)
     model = Model(name=name, architecture=architecture, seed=seed, head=0, queue=queue,
-                  promotion=(promotion or PromotionPolicy()).as_dict(), task_free=task_free, drift_alpha=drift_alpha)
+                  promotion=(promotion or PromotionPolicy()).as_dict(), task_free=task_free, drift_alpha=drift_alpha,
+                  lambda_selection=lambda_selection)
     session.add(model)
     session.flush()
     record_move(session, model.id, PRODUCTION, None, 0, by=by or Mover(), reason="model created")

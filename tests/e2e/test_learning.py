@@ -10,6 +10,7 @@ import pytest
 from safetensors.numpy import load as load_safetensors
 
 from app.mas.methods import METHODS
+from tests.conftest import mlp_payload
 
 
 def trained_rows(rows: int) -> int:
@@ -225,6 +226,41 @@ def test_every_method_learns_a_second_task(api, method: str) -> None:
     version = api.learn(model, second, epochs=2, method=method)
     detail = api.get(f"/v1/models/{model}/versions/{version}")
     assert detail["tasks"] == [first.name, second.name] and detail["importance"]["n_open"] > 0
+
+
+def test_the_models_lambda_selection_is_the_default_of_its_requests(api) -> None:
+    first, second, third = api.digits
+    name = api.unique("selection")
+    body = {**mlp_payload(name), "lambda_selection": {"rule": "mean"}}
+    created = api.http.post("/v1/models", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["lambda_selection"] == {"rule": "mean", "new_task_tolerance": 0.02}
+    api.learn(name, first, epochs=1)
+    job = api.wait_job(api.submit_task(name, second, epochs=1, lambda_grid=[0.01, 1.0])["id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"]["lambda_selection"]["rule"] == "mean"  # the model's rule: the request named none
+
+    refused = api.http.post(f"/v1/models/{name}/tasks", json=api.task_body(third, new_task_tolerance=0.1))
+    assert refused.status_code == 422 and "'mean'" in refused.json()["detail"], refused.text
+
+    patched = api.http.patch(f"/v1/models/{name}", json={"lambda_selection": {"rule": "constrained",
+                                                                              "new_task_tolerance": 0.1}})
+    assert patched.json()["lambda_selection"] == {"rule": "constrained", "new_task_tolerance": 0.1}
+    patched = api.http.patch(f"/v1/models/{name}", json={"lambda_selection": {"new_task_tolerance": 0.05}})
+    assert patched.json()["lambda_selection"] == {"rule": "constrained", "new_task_tolerance": 0.05}  # rule stays
+    job = api.wait_job(api.submit_task(name, third, epochs=1, lambda_grid=[0.01, 1.0])["id"])
+    assert job["state"] == "succeeded", job
+    choice = job["result"]["lambda_selection"]
+    assert (choice["rule"], choice["new_task_tolerance"]) == ("constrained", 0.05)
+    assert api.http.get(f"/v1/models/{name}").json()["lambda_selection"]["new_task_tolerance"] == 0.05
+
+    for bad in ({"rule": "best"}, {"new_task_tolerance": 1.5}, {"new_task_tolerance": "0.1"}, {"other": 1}):
+        assert api.http.patch(f"/v1/models/{name}", json={"lambda_selection": bad}).status_code == 422, bad
+        refused = api.http.post("/v1/models", json={**mlp_payload(api.unique("bad")), "lambda_selection": bad})
+        assert refused.status_code == 422, bad
+    plain = api.create_model("plain")
+    assert api.http.get(f"/v1/models/{plain}").json()["lambda_selection"] == {"rule": "constrained",
+                                                                                 "new_task_tolerance": 0.02}
 
 
 def test_lambda_auto_chooses_on_validation_rows_and_says_what_it_tried(api) -> None:

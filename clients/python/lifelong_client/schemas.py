@@ -37,6 +37,13 @@ class Promotion(TypedDict):
     # answered right and the new version answers wrong
 
 
+class LambdaSelection(TypedDict):
+    """How λ "auto" chooses when a task request does not say (a model's default)."""
+
+    rule: Literal["constrained", "mean"]
+    new_task_tolerance: float  # constrained: how far below the best new-task validation accuracy a λ may fall
+
+
 class ModelInfo(TypedDict):
     name: str
     architecture: dict[str, Any]
@@ -46,6 +53,7 @@ class ModelInfo(TypedDict):
     promotion: Promotion
     task_free: TaskFreeOptions
     drift_alpha: float  # the level of drift reports' verdicts, before Bonferroni over the tasks
+    lambda_selection: LambdaSelection
     aliases: dict[str, int]
     tasks: list[str]
     created_at: str
