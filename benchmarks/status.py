@@ -75,7 +75,8 @@ def imports_of(name: str, root: Path = REPO) -> set[str]:
 def measured_modules(module: str, root: Path = REPO) -> set[str]:
     """`module` and everything first-party it reaches, reporting modules left out."""
     seen: set[str] = set()
-    todo = [m for m in _with_parents(module) if module_file(m, root)]
+    # `python -m package` runs the package's __main__, which its __init__ need not import.
+    todo = [m for m in [*_with_parents(module), f"{module}.__main__"] if module_file(m, root)]
     while todo:
         name = todo.pop()
         if name in seen or name in REPORTING:

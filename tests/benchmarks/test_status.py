@@ -55,6 +55,13 @@ def test_the_import_graph_follows_lazy_imports_relative_imports_and_module_names
     assert status.measured_files("benchmarks.a", tmp_path) == [
         "app/__init__.py", "app/c.py", "app/d.py", "app/e.py",
         "benchmarks/__init__.py", "benchmarks/a.py", "benchmarks/b.py"]  # provenance (reporting) left out
+    # A package run with `python -m` measures what its __main__ reaches, which its __init__ need not import.
+    (tmp_path / "benchmarks/pkg").mkdir()
+    (tmp_path / "benchmarks/pkg/__init__.py").write_text("")
+    (tmp_path / "benchmarks/pkg/__main__.py").write_text("from app import d\n")
+    assert status.measured_files("benchmarks.pkg", tmp_path) == [
+        "app/__init__.py", "app/d.py", "benchmarks/__init__.py", "benchmarks/pkg/__init__.py",
+        "benchmarks/pkg/__main__.py"]
 
 
 def test_results_are_fresh_stale_or_unknown(tmp_path: Path) -> None:
