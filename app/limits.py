@@ -126,7 +126,7 @@ def check_active_jobs(session: Session, model: Model, max_active: int) -> None:
     serialises writers), so two requests racing cannot both take the last slot.
     """
     lock_model(session, model.id)
-    active = active_job_count(session, model.id)
+    active = active_job_count(session=session, model_id=model.id)
     if active >= max_active:
         raise TooManyRequests(f"model {model.name!r} has {active} queued or running jobs, the limit"
                               f" (LIFELONG_MAX_ACTIVE_JOBS_PER_MODEL); wait for one to finish")

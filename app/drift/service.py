@@ -50,7 +50,7 @@ def submit_drift(session: Session, store: BlobStore, model_name: str, request: D
     check_model_takes(model.architecture, data, labels=False)
     if data.n < 2:
         raise Invalid(f"data: a drift test needs at least 2 rows in the batch ({data.n} given)")
-    return create_job(session, kind="drift", model=model, task=None, base_version=version.number,
+    return create_job(session=session, kind="drift", model=model, task=None, base_version=version.number,
                       request={"dataset": save_data(session, store, data)}, queue=request.queue)
 
 

@@ -40,6 +40,6 @@ def checkpoint_metadata(model: Model, version: Version) -> dict[str, str]:
 
 def checkpoint_file(store: BlobStore, model: Model, version: Version) -> bytes:
     """θ (put together from its parts where it is stored in parts) with the metadata in its header."""
-    theta = {name: tensor.contiguous() for name, tensor in load_theta(store, version).items()}
+    theta = {name: tensor.contiguous() for name, tensor in load_theta(store=store, version=version).items()}
     extra = task_free_tensors(store, version.class_statistics, version.task_free)
     return save(theta | extra, metadata=checkpoint_metadata(model, version))

@@ -39,7 +39,7 @@ def queue_job(session: Session, celery: Celery, job: Job, response: Response) ->
     try:
         enqueue_job(celery, QueuedJob(job.id, job.queue))
     except Unavailable as error:
-        fail_job(job, "broker", error.detail)
+        fail_job(job=job, error_type="broker", message=error.detail)
         session.commit()
         raise
     response.headers["Location"] = f"/v1/jobs/{job.id}"

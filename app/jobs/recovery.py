@@ -21,6 +21,6 @@ def recover_jobs(sessions: sessionmaker[Session]) -> list[QueuedJob]:
     """The jobs to send again, oldest first, after resetting abandoned running jobs."""
     with sessions.begin() as session:
         for job in session.scalars(select(Job).where(Job.state == "running")):
-            requeue_job(job, count_attempt=True)
+            requeue_job(job=job, count_attempt=True)
         queued = session.execute(select(Job.id, Job.queue).where(Job.state == "queued").order_by(Job.created_at))
         return [QueuedJob(*row) for row in queued]

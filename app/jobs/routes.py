@@ -26,7 +26,7 @@ State = JobState
 
 def _reachable_job(session: Session, job_id: str, reach: ModelScope) -> Job:
     """The job, or 404 as for a job that does not exist when the key does not reach its model."""
-    job = service.get_job(session, job_id)
+    job = service.get_job(session=session, job_id=job_id)
     if not reach.every_model:
         name = session.scalar(select(Model.name).where(Model.id == job.model_id))
         if name is None or not reach.reaches(name):
@@ -47,7 +47,7 @@ def list_jobs(
     owner = get_model(session, model) if model is not None else None
     names = dict(session.execute(select(Model.id, Model.name)).tuples().all())
     within = None if reach.every_model else [i for i, name in names.items() if reach.reaches(name)]
-    jobs = service.list_jobs(session, model=owner, state=state, limit=limit, within=within)
+    jobs = service.list_jobs(session=session, model=owner, state=state, limit=limit, within=within)
     datasets = job_datasets(session, jobs)
     return [JobOut.of(job, names.get(job.model_id, ""), datasets) for job in jobs]
 
@@ -67,6 +67,6 @@ def get_job(job_id: str, session: SessionDep, targets: TargetCacheDep, reach: Mo
              dependencies=[WriteScope])
 def cancel_job(job_id: str, session: SessionDep, reach: ModelScopeDep) -> JobOut:
     _reachable_job(session, job_id, reach)
-    job = service.cancel_job(session, job_id)
+    job = service.cancel_job(session=session, job_id=job_id)
     session.commit()
     return shape_job(session, job)

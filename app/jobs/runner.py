@@ -40,14 +40,16 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
     """Claim and run the job, recording `worker` (the Celery node name) and the device in its row;
     returns the job's final state (or why it did not run)."""
     with ctx.sessions.begin() as session:
-        claim = claim_job(session, job_id, ctx.settings.job_max_attempts, ctx.settings.job_stale_after_s, worker)
+        claim = claim_job(session=session, job_id=job_id, max_attempts=ctx.settings.job_max_attempts,
+                          stale_after_s=ctx.settings.job_stale_after_s, worker=worker)
         if claim.job is not None:
             claim.job.worker, claim.job.device, claim.job.worker_pid = worker, str(ctx.device), os.getpid()
             kind = ctx.kinds[claim.job.kind]
             try:  # the stored request, read back typed: a row that does not fit fails now, before any work
                 request = kind.request.model_validate(claim.job.request)
             except ValidationError as error:
-                fail_job(claim.job, "invalid", f"the job's stored request is not one this worker can run: {error}")
+                fail_job(job=claim.job, error_type="invalid",
+                         message=f"the job's stored request is not one this worker can run: {error}")
                 return "failed"
             _starting_progress(session, claim.job, kind, request)
         spec = JobSpec.of(claim.job) if claim.job is not None else None
@@ -61,7 +63,7 @@ def run_job(ctx: JobContext, job_id: str, worker: str | None = None) -> str:
             result = _succeed(ctx, job_id, watch, kind.body(ctx, spec, request, watch))
     except TrainingCancelled as stop:
         if ctx.shutting_down():
-            _finish(ctx, job_id, requeue_job)
+            _finish(ctx, job_id, lambda job: requeue_job(job=job))
             raise WorkerStopping(f"job {job_id} goes back to the queue") from stop
         return _finish(ctx, job_id, cancel_running_job)
     except VersionConflict as error:
@@ -94,7 +96,7 @@ def _succeed(ctx: JobContext, job_id: str, watch: JobWatch, record: RecordResult
         job = session.get(Job, job_id)
         if result.details is not None:
             job.result_details = result.details
-        succeed_job(job, result.version, result.promotion)
+        succeed_job(job=job, version=result.version, promotion=result.promotion)
         return result
 
 
@@ -108,7 +110,7 @@ def _starting_progress(session: Session, job: Job, kind: JobKind, request: BaseM
 
 
 def _fail(ctx: JobContext, job_id: str, error_type: str, message: str) -> str:
-    return _finish(ctx, job_id, lambda job: fail_job(job, error_type, message))
+    return _finish(ctx, job_id, lambda job: fail_job(job=job, error_type=error_type, message=message))
 
 
 def _finish(ctx: JobContext, job_id: str, finish: Callable[[Job], None]) -> str:

@@ -25,7 +25,7 @@ from app.errors import Conflict, NotFound
 from app.jobs.events import job_finished
 
 
-def create_job(session: Session, *, kind: str, model: Model, task: str | None, base_version: int,
+def create_job(*, session: Session, kind: str, model: Model, task: str | None, base_version: int,
                request: dict[str, Any], queue: str | None = None) -> Job:
     """A queued job, on the named queue or else its model's."""
     job = Job(id=uuid4().hex, kind=kind, model_id=model.id, state="queued", task=task, queue=queue or model.queue,
@@ -35,14 +35,14 @@ def create_job(session: Session, *, kind: str, model: Model, task: str | None, b
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def get_job(*, session: Session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"no job {job_id!r}")
     return job
 
 
-def list_jobs(session: Session, *, model: Model | None, state: str | None, limit: int,
+def list_jobs(*, session: Session, model: Model | None, state: str | None, limit: int,
               within: Collection[int] | None = None) -> list[Job]:
     """The newest `limit` jobs, of `model` (or every model; of the models whose ids are `within`, if given)."""
     query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
@@ -55,7 +55,7 @@ def list_jobs(session: Session, *, model: Model | None, state: str | None, limit
     return list(session.scalars(query))
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
+def cancel_job(*, session: Session, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one is flagged and stops at its next step.
     The row is locked, so a worker claiming the job at this moment sees either the flag or a
     cancelled job, and never has its claim overwritten."""
@@ -77,7 +77,7 @@ class Claim:
     reason: str  # why there is nothing to run, when job is None
 
 
-def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: float,
+def claim_job(*, session: Session, job_id: str, max_attempts: int, stale_after_s: float,
               worker: str | None = None) -> Claim:
     """Mark the job running and count the attempt, or say why it must not run (idempotent delivery).
 
@@ -98,7 +98,8 @@ def claim_job(session: Session, job_id: str, max_attempts: int, stale_after_s: f
         job_finished(job)
         return Claim(None, "the job was cancelled")
     if job.attempts >= max_attempts:
-        fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times; giving up")
+        fail_job(job=job, error_type="worker_lost",
+                 message=f"the job's worker was lost {job.attempts} times; giving up")
         return Claim(None, "too many attempts")
     job.state, job.attempts = "running", job.attempts + 1
     job.started_at = job.started_at or utcnow()
@@ -134,7 +135,7 @@ def _process_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def record_progress(session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None,
+def record_progress(*, session: Session, job_id: str, done: int, total: int, unit: str, loss: float | None,
                     detail: dict[str, int] | None = None) -> None:
     job = session.get(Job, job_id)
     if job is not None and job.state == "running":
@@ -142,12 +143,12 @@ def record_progress(session: Session, job_id: str, done: int, total: int, unit: 
         job.progress_detail = detail
 
 
-def is_cancel_requested(session: Session, job_id: str) -> bool:
+def is_cancel_requested(*, session: Session, job_id: str) -> bool:
     flag = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
     return flag is None or bool(flag)  # a deleted job counts as cancelled
 
 
-def succeed_job(job: Job, version: int, promotion: dict[str, Any] | None = None) -> None:
+def succeed_job(*, job: Job, version: int, promotion: dict[str, Any] | None = None) -> None:
     """Succeeded with its version, and what the model's promotion policy made of it (app/aliases/promotion.py)."""
     job.state, job.result_version, job.finished_at = "succeeded", version, utcnow()
     job.promotion = promotion
@@ -155,7 +156,7 @@ def succeed_job(job: Job, version: int, promotion: dict[str, Any] | None = None)
     job_finished(job)
 
 
-def fail_job(job: Job, error_type: str, message: str) -> None:
+def fail_job(*, job: Job, error_type: str, message: str) -> None:
     job.state, job.error_type, job.error_message, job.finished_at = "failed", error_type, message[:2000], utcnow()
     job_finished(job)
 
@@ -165,7 +166,7 @@ def cancel_running_job(job: Job) -> None:
     job_finished(job)
 
 
-def requeue_job(job: Job, *, count_attempt: bool = False) -> None:
+def requeue_job(*, job: Job, count_attempt: bool = False) -> None:
     """Back to the queue, to be sent again, with no progress. A worker that stopped the job for a
     shutdown does not count that attempt; the sweeper and recovery after a crash do (its checkpoint is
     kept either way: the next run resumes from it)."""
@@ -175,6 +176,6 @@ def requeue_job(job: Job, *, count_attempt: bool = False) -> None:
     job.progress_done = job.progress_total = job.progress_loss = job.progress_unit = None
 
 
-def active_job_count(session: Session, model_id: int) -> int:
+def active_job_count(*, session: Session, model_id: int) -> int:
     """Jobs of the model that may still run (queued or running)."""
     return session.scalar(select(func.count()).where(Job.model_id == model_id, Job.state.in_(ACTIVE))) or 0

@@ -32,9 +32,10 @@ def sweep_stale_jobs(sessions: sessionmaker[Session], *, stale_after_s: float, m
                                 .order_by(Job.created_at).with_for_update(skip_locked=True))
         for job in stale:
             if job.attempts >= max_attempts:
-                fail_job(job, "worker_lost", f"the job's worker was lost {job.attempts} times (no heartbeat for"
-                         f" {stale_after_s:g} s); giving up")
+                fail_job(job=job, error_type="worker_lost",
+                         message=f"the job's worker was lost {job.attempts} times (no heartbeat for"
+                                 f" {stale_after_s:g} s); giving up")
                 continue
-            requeue_job(job, count_attempt=True)
+            requeue_job(job=job, count_attempt=True)
             requeued.append(QueuedJob(job.id, job.queue))
     return requeued

@@ -31,7 +31,8 @@ class JobWatch:
             return
         self._last_write = now
         with self.sessions.begin() as session:
-            record_progress(session, self.job_id, done, total, unit, loss, detail)
+            record_progress(session=session, job_id=self.job_id, done=done, total=total, unit=unit, loss=loss,
+                            detail=detail)
 
     def should_stop(self) -> bool:
         if self._cancelled or self.shutting_down():
@@ -40,9 +41,9 @@ class JobWatch:
         if now - self._last_poll >= self.cancel_poll_s:
             self._last_poll = now
             with self.sessions() as session:
-                self._cancelled = is_cancel_requested(session, self.job_id)
+                self._cancelled = is_cancel_requested(session=session, job_id=self.job_id)
         return self._cancelled
 
     def cancelled_now(self, session: Session) -> bool:
         """The flag as of this transaction: the last check before a version is written."""
-        return self.shutting_down() or is_cancel_requested(session, self.job_id)
+        return self.shutting_down() or is_cancel_requested(session=session, job_id=self.job_id)

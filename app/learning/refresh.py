@@ -74,7 +74,7 @@ def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest
 
     def record(session: Session) -> JobResult:
         recorded = record_version(
-            session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
+            session=session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="importance",
             task=job.task, theta_blob=base.theta_blob, theta_parts=base.theta_parts, importance_parts=parts,
             tasks=list(base.tasks), accuracy=dict(base.accuracy), importance=importance_stats(theta, omega),
             made_by=made_by(session.get(Job, job.id), precision="fp32", samples=n),

@@ -68,7 +68,7 @@ def submit_task(*, session: Session, store: BlobStore, model_name: str, request:
         "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
     }
     TrainJobRequest.model_validate(normalised)  # as the worker will read it at claim: a mismatch is ours, found now
-    return create_job(session, kind="train", model=model, task=request.task, base_version=base.number,
+    return create_job(session=session, kind="train", model=model, task=request.task, base_version=base.number,
                       request=normalised, queue=request.queue)
 
 
@@ -90,7 +90,7 @@ def submit_importance(*, session: Session, store: BlobStore, model_name: str, re
     normalised = request.model_dump(exclude={"data", "base_version", "base_alias", "task", "queue"})
     normalised |= {"task": task, "dataset": save_data(session, store, data)}
     ImportanceJobRequest.model_validate(normalised)  # as the worker will read it at claim
-    return create_job(session, kind="importance", model=model, task=task, base_version=base.number,
+    return create_job(session=session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)
 
 

@@ -197,7 +197,7 @@ def _record(job: JobSpec, request: TrainJobRequest, base: Version, trained: _Tra
     """The new version (with its Task row), in the runner's transaction that marks the job succeeded."""
     training = trained.learned.training
     recorded = record_version(
-        session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
+        session=session, model_id=job.model_id, job_id=job.id, base=job.base_version, kind="train", task=job.task,
         theta_blob=trained.stored.manifest, theta_parts=trained.stored.parts, importance_parts=trained.parts,
         tasks=[*base.tasks, _task_entry(job.task, request, trained.split)], accuracy=trained.accuracy,
         importance=trained.importance,

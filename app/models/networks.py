@@ -23,7 +23,7 @@ def version_network(store: BlobStore, architecture: dict[str, Any], version: Ver
                     trainable: Any = None) -> MultiHeadNet:
     """θ of `version` in its architecture, with the frozen parameters that `trainable` (default: the
     model's own setting) leaves untrained."""
-    net = registry.load_network(architecture, load_theta(store, version))
+    net = registry.load_network(architecture, load_theta(store=store, version=version))
     net.freeze(registry.frozen_names(architecture, net, trainable))
     return net
 

@@ -70,7 +70,8 @@ def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
 @router.put("/{name}/head", response_model=ModelOut, dependencies=[WriteScope])
 def set_head(name: str, body: HeadIn, session: SessionDep, by: MoverDep) -> ModelOut:
     """Move production to a version (the first API's name for it; recorded in production's history)."""
-    model = versions.set_head(session, lookups.get_model(session, name), body.version, by=by, reason=body.reason)
+    model = versions.set_head(session=session, model=lookups.get_model(session, name), number=body.version, by=by,
+                              reason=body.reason)
     session.commit()
     return shape_model(session, model)
 

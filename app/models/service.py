@@ -111,7 +111,7 @@ def update_task_free(model: Model, patch: TaskFreePatch) -> Model:
 def delete_model(session: Session, name: str) -> None:
     """Delete a model with its versions, tasks and jobs; refused while a job of it may still write."""
     model = get_model(session, name)
-    active = active_job_count(session, model.id)
+    active = active_job_count(session=session, model_id=model.id)
     if active:
         raise Conflict(f"model {name!r} has {active} queued or running job(s): cancel them first")
     # Blobs are left in place: they are content-addressed and may be shared with other models.

@@ -62,4 +62,4 @@ def download_importance(
 
 @router.get("/evaluation", response_model=EvaluationOut)
 def get_evaluation(name: str, session: SessionDep) -> EvaluationOut:
-    return EvaluationOut.model_validate(service.evaluation(session, get_model(session, name)))
+    return EvaluationOut.model_validate(service.evaluation(session=session, model=get_model(session, name)))

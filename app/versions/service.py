@@ -47,7 +47,7 @@ class TaskEntry(TypedDict):
     validation: NotRequired[ValidationSlice]  # where it held rows back
 
 
-def set_head(session: Session, model: Model, number: int, *, by: Mover | None = None,
+def set_head(*, session: Session, model: Model, number: int, by: Mover | None = None,
              reason: str | None = None) -> Model:
     """Move production (the head) to version `number`, recorded in the alias history."""
     lock_model(session, model.id)
@@ -57,7 +57,7 @@ def set_head(session: Session, model: Model, number: int, *, by: Mover | None = 
     return model
 
 
-def advance_head(session: Session, model_id: int, expected: int, new: int) -> bool:
+def advance_head(*, session: Session, model_id: int, expected: int, new: int) -> bool:
     """Compare-and-set: move the head to `new` only if it still is `expected`."""
     result = session.execute(
         update(Model).where(Model.id == model_id, Model.head == expected).values(head=new)
@@ -65,16 +65,16 @@ def advance_head(session: Session, model_id: int, expected: int, new: int) -> bo
     return result.rowcount == 1
 
 
-def next_version_number(session: Session, model_id: int) -> int:
+def next_version_number(*, session: Session, model_id: int) -> int:
     latest = session.scalar(select(func.max(Version.number)).where(Version.model_id == model_id))
     return 0 if latest is None else latest + 1
 
 
-def load_theta(store: BlobStore, version: Version) -> dict[str, Tensor]:
+def load_theta(*, store: BlobStore, version: Version) -> dict[str, Tensor]:
     return load_theta_parts(store, version.theta_blob, version.theta_parts)
 
 
-def evaluation(session: Session, model: Model) -> dict[str, Any]:
+def evaluation(*, session: Session, model: Model) -> dict[str, Any]:
     """The accuracy matrix along the head's lineage (one row per train version) and its summary."""
     rows = [
         {"version": v.number, "task": v.task, "accuracy": dict(v.accuracy),
@@ -100,7 +100,7 @@ class Recorded:
 
 
 def record_version(
-    session: Session, *, model_id: int, job_id: str, base: int, kind: str, task: str,
+    *, session: Session, model_id: int, job_id: str, base: int, kind: str, task: str,
     theta_blob: str, importance_parts: list[dict[str, Any]], tasks: list[TaskEntry],
     accuracy: dict[str, float], importance: dict[str, Any], theta_parts: dict[str, str] | None = None,
     made_by: dict[str, Any] | None = None, class_statistics: list[dict[str, Any]] | None = None,
@@ -121,8 +121,8 @@ def record_version(
                        task_free_accuracy=eval_accuracy(task_free, model.task_free), flips=flips)
     if decision.conflict:
         raise VersionConflict(decision.reason)
-    number = next_version_number(session, model_id)
-    if decision.promoted and not advance_head(session, model_id, base, number):
+    number = next_version_number(session=session, model_id=model_id)
+    if decision.promoted and not advance_head(session=session, model_id=model_id, expected=base, new=number):
         raise VersionConflict(f"production is no longer version {base}")  # the lock makes this unreachable
     version = Version(
         model_id=model_id, number=number, parent=base, kind=kind, task=task, job_id=job_id,

@@ -55,7 +55,7 @@ def _version(model_id: int, number: int, parent: int | None, job_id: str | None)
 
 def _record(sessions: sessionmaker[Session], model_id: int, job_id: str, base: int) -> int:
     with sessions.begin() as session:
-        return record_version(session, model_id=model_id, job_id=job_id, base=base, kind="train", task="t",
+        return record_version(session=session, model_id=model_id, job_id=job_id, base=base, kind="train", task="t",
                               theta_blob=BLOB, importance_parts=[], tasks=[], accuracy={},
                               importance={}).version.number
 
@@ -159,7 +159,7 @@ def test_one_job_delivered_to_several_workers_at_once_is_claimed_once(sessions: 
 
     def claim(_: int) -> bool:
         with sessions.begin() as session:
-            return claim_job(session, "claimed", max_attempts=3, stale_after_s=120).job is not None
+            return claim_job(session=session, job_id="claimed", max_attempts=3, stale_after_s=120).job is not None
 
     assert sorted(_at_once(6, claim)) == [False] * 5 + [True]
     with sessions() as session:

@@ -112,7 +112,7 @@ def test_a_job_seen_succeeded_through_the_api_forgets_the_kept_targets(tmp_path:
     targets = TimedCache(60.0, clock=ManualClock())
     with sessions() as session:
         assert find_recent_target(targets, session, "m", task="t", version=None, alias=None).number == 1
-        [job] = list_jobs(session, model=None, state=None, limit=10)
+        [job] = list_jobs(session=session, model=None, state=None, limit=10)
         running = Job(id="running", model_id=job.model_id, kind=job.kind, state="running", request=job.request,
                       base_version=job.base_version, queue=job.queue)
         session.add(running)

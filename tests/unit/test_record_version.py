@@ -61,7 +61,7 @@ def _queued(ctx: JobContext, task: str, **options: object) -> str:
 
 def _record_again(ctx: JobContext, job_id: str, base: int):  # noqa: ANN202
     with ctx.sessions.begin() as session:
-        return record_version(session, model_id=1, job_id=job_id, base=base, kind="train", task="t",
+        return record_version(session=session, model_id=1, job_id=job_id, base=base, kind="train", task="t",
                               theta_blob="0" * 64, importance_parts=[], tasks=[], accuracy={}, importance={})
 
 

@@ -141,7 +141,7 @@ def test_a_cancelled_job_is_a_finished_job(context: JobContext) -> None:
     hook = _hook(context, _model(context), ["job.finished"])
     job_id = _queued(context)
     with context.sessions.begin() as session:
-        cancel_job(session, job_id)
+        cancel_job(session=session, job_id=job_id)
     [row] = _deliveries(context, hook)
     data = json.loads(row.body)["data"]
     assert (data["job"], data["state"], data["result"], data["error"]) == (job_id, "cancelled", None, None)
