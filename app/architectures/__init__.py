@@ -2,7 +2,8 @@
 
 `registry` finds the installed kinds (entry point group `lifelong.architectures`) and builds and
 loads MultiHeadNets from a spec; `base` is the interface a kind (built-in or plugin) implements;
-`arrays`, `text` and `image` are the built-in kinds mlp/cnn, text-encoder and image-backbone.
+`arrays`, `text` and `image` are the built-in kinds mlp/cnn, text-encoder and image-backbone; `spec` types
+the validated spec each kind takes (`ArchitectureSpec`).
 Only this package knows about transformers and EfficientNet; app.mas sees a trunk like any other.
 """
 
@@ -17,9 +18,11 @@ from app.architectures.registry import (
     trunk_split,
     validate_architecture,
 )
+from app.architectures.spec import ArchitectureSpec
 
 __all__ = [
     "Architecture",
+    "ArchitectureSpec",
     "build_network",
     "frozen_names",
     "get_architecture",

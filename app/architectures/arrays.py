@@ -7,41 +7,42 @@ Their blocks are the Linear and Conv2d layers, input side first; they have no pr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from app.architectures.base import Architecture, check_options, normalise_trainable, trainable_option
+from app.architectures.spec import ArraySpec
 from app.mas.networks import InputSpec, builtin_trunk, validate_architecture
 
 
-class _ArrayArchitecture(Architecture):
+class _ArrayArchitecture(Architecture[ArraySpec]):
     input_kind = "array"
     _descriptions: dict[str, dict[str, Any]]
 
     def options(self) -> dict[str, dict[str, Any]]:
         return {**self._descriptions, "trainable": trainable_option("all")}
 
-    def validate(self, spec: dict) -> dict:
+    def validate(self, spec: dict[str, Any]) -> ArraySpec:
         check_options(spec, set(self._descriptions))
         normalised = validate_architecture({k: v for k, v in spec.items() if k != "trainable"})
         n_blocks = len(normalised["hidden"]) + len(normalised.get("channels", []))
         normalised["trainable"] = normalise_trainable(spec.get("trainable", "all"), n_blocks)
-        return normalised
+        return cast(ArraySpec, normalised)  # app.mas (which must not know this package) returns a plain dict
 
-    def build_trunk(self, spec: dict, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
+    def build_trunk(self, spec: ArraySpec, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
         return builtin_trunk(spec)
 
-    def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
+    def blocks(self, spec: ArraySpec, trunk: nn.Module) -> list[list[str]]:
         return [
             [f"trunk.{prefix}.{name}" for name, _ in module.named_parameters(recurse=False)]
             for prefix, module in trunk.named_modules()
             if isinstance(module, nn.Linear | nn.Conv2d)
         ]
 
-    def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
+    def preprocess(self, spec: ArraySpec, raw: Sequence[Any]) -> Tensor:
         """Rows of numbers, each reshaped to `input_shape` (flat rows or nested lists both work)."""
         shape = tuple(spec["input_shape"])
         try:

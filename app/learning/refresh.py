@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 from torch import Tensor
 
+from app.architectures.spec import stored_spec
 from app.datasets.inputs import load_inputs
 from app.db.lookups import get_version
 from app.db.tables import Dataset, Job, Model
@@ -46,9 +47,10 @@ def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest
     replace = request.mode == "replace"
     estimate = TaskImportance() if replace else load_task(ctx.store, base.importance_parts, job.task)
     learned = next((t for t in base.tasks if t["name"] == job.task), {})
-    net = version_network(ctx.store, model.architecture, base, learned.get("trainable")).to(ctx.device)
+    architecture = stored_spec(model.architecture)
+    net = version_network(ctx.store, architecture, base, learned.get("trainable")).to(ctx.device)
     theta = network_state(net)
-    inputs, _ = load_inputs(ctx.store, model.architecture, dataset, net.input_spec)  # labels play no part in Ω
+    inputs, _ = load_inputs(ctx.store, architecture, dataset, net.input_spec)  # labels play no part in Ω
     inputs = inputs.to(ctx.device)
 
     n, fallback = inputs.shape[0], ()

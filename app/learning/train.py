@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from torch import Tensor
 
 from app.architectures import trunk_split
+from app.architectures.spec import ArchitectureSpec, stored_spec
 from app.datasets.inputs import load_inputs, task_labels
 from app.db.lookups import get_version, lineage
 from app.db.tables import Dataset, Job, Model, Task, Version
@@ -89,7 +90,7 @@ class _Base:
 
     model: Model
     version: Version
-    architecture: dict[str, Any]
+    architecture: ArchitectureSpec
     train_set: Dataset
     eval_sets: dict[str, tuple[Dataset, list[str] | None]]  # task → (eval set, class names)
     train_sets: dict[str, Dataset | None]  # earlier task → its training set (None: deleted)
@@ -111,8 +112,8 @@ def _read_base(ctx: JobContext, job: JobSpec, request: TrainJobRequest) -> _Base
         held_back = [(t.name, train_sets[t.name], entry["validation"], _classes_of(base, t.name))
                      for t in learned_tasks
                      if (entry := _entry(base, t.name)) and entry.get("validation") and train_sets[t.name]]
-        return _Base(model, base, model.architecture, session.get(Dataset, request.train_dataset), eval_sets,
-                     train_sets, held_back)
+        return _Base(model, base, stored_spec(model.architecture), session.get(Dataset, request.train_dataset),
+                     eval_sets, train_sets, held_back)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _learn(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWa
                               steps_per_epoch=math.ceil(len(rows.y) / request.batch_size)),
         should_stop=watch.should_stop,
         resume=resume, checkpoint=checkpoints,
-        prefix=trunk_split(rows.net.architecture, rows.net), prefix_budget=ctx.settings.prefix_cache_bytes,
+        prefix=trunk_split(stored_spec(rows.net.architecture), rows.net), prefix_budget=ctx.settings.prefix_cache_bytes,
     )
 
 
@@ -277,14 +278,14 @@ def _validation_split(n: int, request: TrainJobRequest) -> Split:
     return Split(*split_validation(n, fraction, seed), fraction, seed)
 
 
-def _earlier_validation(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet,
+def _earlier_validation(ctx: JobContext, architecture: ArchitectureSpec, net: MultiHeadNet,
                         held_back: list[tuple[str, Dataset, ValidationSlice, list[str] | None]]) -> list[ValidationSet]:
     """Each earlier task's validation slice, read again from its training set with its own split."""
     return [ValidationSet(task, *_task_rows(ctx, architecture, net, dataset, task_classes, validation, HELD_BACK))
             for task, dataset, validation, task_classes in held_back]
 
 
-def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, base: Version,
+def _earlier_sources(ctx: JobContext, architecture: ArchitectureSpec, net: MultiHeadNet, base: Version,
                      train_sets: dict[str, Dataset | None], validation: list[ValidationSet],
                      evaluated: dict[str, tuple[Tensor | LazySamples, Tensor]]) -> list[TaskSource]:
     """The base's tasks as task-free fitting reads them: training rows (its train split) while its dataset
@@ -307,7 +308,7 @@ def _earlier_sources(ctx: JobContext, architecture: dict[str, Any], net: MultiHe
 TRAINED, HELD_BACK = 0, 1  # the two parts of `split_validation`
 
 
-def _task_rows(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+def _task_rows(ctx: JobContext, architecture: ArchitectureSpec, net: MultiHeadNet, dataset: Dataset,
                task_classes: list[str] | None, validation: ValidationSlice | None,
                part: int) -> tuple[Tensor | LazySamples, Tensor]:
     """One part of a task's training set, split as its own job split it: the rows it trained on (TRAINED) or
@@ -327,14 +328,14 @@ def _stored_rows(rows: tuple[Tensor | LazySamples, Tensor] | None
     return None if rows is None else lambda: rows
 
 
-def _eval_data(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+def _eval_data(ctx: JobContext, architecture: ArchitectureSpec, net: MultiHeadNet, dataset: Dataset,
                task_classes: list[str] | None) -> tuple[Tensor | LazySamples, Tensor]:
     """A task's eval set (inputs, its class indices) on the job's device, read once for the whole job."""
     inputs, labels = _labelled(ctx, architecture, net, dataset, task_classes)
     return inputs.to(ctx.device), labels.to(ctx.device)
 
 
-def _labelled(ctx: JobContext, architecture: dict[str, Any], net: MultiHeadNet, dataset: Dataset,
+def _labelled(ctx: JobContext, architecture: ArchitectureSpec, net: MultiHeadNet, dataset: Dataset,
               task_classes: list[str] | None) -> tuple[Tensor | LazySamples, Tensor]:
     """A dataset's inputs as the network takes them and its labels as the task's class indices."""
     inputs, labels = load_inputs(ctx.store, architecture, dataset, net.input_spec)

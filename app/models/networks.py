@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from app.architectures import registry
+from app.architectures.spec import ArchitectureSpec
 from app.db.tables import Version
 from app.mas.networks import MultiHeadNet
 from app.store import BlobStore
@@ -19,7 +20,7 @@ from app.versions.service import load_theta
 from app.versions.theta import StoredTheta, assign_groups, store_theta
 
 
-def version_network(store: BlobStore, architecture: dict[str, Any], version: Version,
+def version_network(store: BlobStore, architecture: ArchitectureSpec, version: Version,
                     trainable: Any = None) -> MultiHeadNet:
     """θ of `version` in its architecture, with the frozen parameters that `trainable` (default: the
     model's own setting) leaves untrained."""
@@ -28,7 +29,7 @@ def version_network(store: BlobStore, architecture: dict[str, Any], version: Ver
     return net
 
 
-def save_network(store: BlobStore, architecture: dict[str, Any], net: MultiHeadNet, theta: dict[str, Tensor],
+def save_network(store: BlobStore, architecture: ArchitectureSpec, net: MultiHeadNet, theta: dict[str, Tensor],
                  base: Version | None = None) -> StoredTheta:
     """`theta` (the state of `net` on the CPU, which the caller already holds) in parts; groups whose
     every tensor is frozen are the base's blobs, named again without being serialised (they cannot

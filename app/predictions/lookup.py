@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.aliases.moves import PRODUCTION
 from app.aliases.service import resolve_version
+from app.architectures.spec import ArchitectureSpec
 from app.db.lookups import get_model, get_version
 from app.db.tables import Alias, Model, Version
 from app.timed_cache import TimedCache
@@ -33,7 +34,7 @@ class Target:
     """The version a prediction runs, as plain values (nothing to expire or reload)."""
 
     model: str
-    architecture: dict[str, Any]
+    architecture: ArchitectureSpec  # validated when the model was made
     version_id: int
     number: int
     tasks: list[dict[str, Any]]

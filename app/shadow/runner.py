@@ -24,6 +24,7 @@ import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.architectures.spec import ArchitectureSpec, stored_spec
 from app.db.tables import Model, Shadow, Version
 from app.models.networks import version_network
 from app.predictions.cache import NetworkCache
@@ -63,7 +64,7 @@ class ShadowRunner:
         self.refresh_s, self.flush_s = refresh_s, flush_s
         self._queue: queue.Queue[Replay] = queue.Queue(maxsize=max(1, queue_size))
         self._shadows: dict[str, Shadowed] = {}
-        self._versions: dict[tuple[int, int], tuple[Version, dict[str, Any], dict[str, Any] | None]] = {}
+        self._versions: dict[tuple[int, int], tuple[Version, ArchitectureSpec, dict[str, Any] | None]] = {}
         self._pending: dict[tuple[int, int], Counts] = defaultdict(Counts)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -147,7 +148,7 @@ class ShadowRunner:
                 [label for item in group for label in item.production], production_labels(replayed),
                 [task for item in group for task in item.tasks])
 
-    def _version(self, shadow: Shadowed) -> tuple[Version, dict[str, Any], dict[str, Any] | None] | None:
+    def _version(self, shadow: Shadowed) -> tuple[Version, ArchitectureSpec, dict[str, Any] | None] | None:
         """The shadow's version row (detached), its model's architecture and task-free options; kept until the
         next refresh (a version never changes; the options may)."""
         key = (shadow.model_id, shadow.version)
@@ -160,7 +161,7 @@ class ShadowRunner:
                 if version is None or model is None:
                     return None
                 session.expunge(version)
-                found = (version, model.architecture, model.task_free)
+                found = (version, stored_spec(model.architecture), model.task_free)
             self._versions[key] = found  # a refresh may empty the dict meanwhile: `found` stays ours
         return found
 
