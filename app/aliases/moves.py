@@ -92,7 +92,10 @@ def remove_alias(session: Session, model: Model, alias: str, *, by: Mover, reaso
     return old
 
 
-def history(session: Session, model: Model, alias: str) -> list[AliasMove]:
-    """The moves of one alias, newest first."""
-    return list(session.scalars(select(AliasMove).where(AliasMove.model_id == model.id, AliasMove.alias == alias)
-                                .order_by(AliasMove.id.desc())))
+def history(session: Session, model: Model, alias: str | None = None, *, limit: int | None = None) -> list[AliasMove]:
+    """The moves of one alias (`alias`) or of every alias of the model, deleted ones included, newest first;
+    the `limit` newest when given."""
+    query = select(AliasMove).where(AliasMove.model_id == model.id)
+    if alias is not None:
+        query = query.where(AliasMove.alias == alias)
+    return list(session.scalars(query.order_by(AliasMove.id.desc()).limit(limit)))

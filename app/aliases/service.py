@@ -1,4 +1,5 @@
-"""Aliases as the API offers them: list, resolve, move (production included), delete, history.
+"""Aliases as the API offers them: list, resolve, move (production included), delete, history (of one alias
+or of the whole model).
 
 Moving an alias checks that the version exists and holds the model's row lock while it moves, as jobs
 do when they promote (app/versions/service.py), so a person's move and a job's never interleave. The
@@ -84,6 +85,12 @@ def alias_history(session: Session, model: Model, alias: str) -> list[AliasMove]
     if not moves and alias_version(session, model, alias) is None:
         _unknown(model, alias)
     return moves
+
+
+def model_alias_history(session: Session, model: Model, *, alias: str | None = None, limit: int) -> list[AliasMove]:
+    """The `limit` newest moves of every alias the model ever had (or of `alias` alone: an empty list when it
+    never was one), deleted aliases included, newest first."""
+    return history(session, model, alias, limit=limit)
 
 
 def _unknown(model: Model, alias: str) -> NoReturn:

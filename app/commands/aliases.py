@@ -2,7 +2,8 @@
 
 Versions never change; aliases move. `production` is what predictions and new tasks use (the first API's
 head); a model's promotion policy decides whether a job moves it or leaves its version as `candidate`,
-and `lifelong promote MODEL VERSION` moves it by hand. Every move is kept in the alias's history.
+and `lifelong promote MODEL VERSION` moves it by hand. Every move is kept in the alias's history;
+`lifelong aliases history MODEL` (no alias) lists the moves of every alias the model ever had.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from app.commands.common import JsonOption, client_of, handles_errors, print_jso
 aliases = typer.Typer(no_args_is_help=True, help="List, move and delete a model's aliases, and show their history.")
 
 ReasonOption = Annotated[str | None, typer.Option(help="why, kept in the alias's history")]
+OneAlias = Annotated[str | None, typer.Argument(help="one alias; without it, every alias MODEL ever had")]
+LimitOption = Annotated[int | None, typer.Option(help="the newest moves, at most (without ALIAS: 100 unless given)")]
 
 
 @aliases.command("list")
@@ -47,15 +50,19 @@ def delete(ctx: typer.Context, model: str, alias: str) -> None:
 
 @aliases.command("history")
 @handles_errors
-def history(ctx: typer.Context, model: str, alias: str, as_json: JsonOption = False) -> None:
-    """Every move of ALIAS, newest first: when, from (new: created), to (deleted: removed), by which key or job,
-    and why."""
-    moves = client_of(ctx).alias_history(model, alias)
+def history(ctx: typer.Context, model: str, alias: OneAlias = None, limit: LimitOption = None,
+            as_json: JsonOption = False) -> None:
+    """Every move of ALIAS (or of every alias MODEL ever had, deleted ones included), newest first: when, which
+    alias, from (new: created), to (deleted: removed), by which key or job, and why."""
+    moves = client_of(ctx).alias_history(model, alias, limit)
     if as_json:
         return print_json(moves)
-    print_table(f"{model}: {alias}", ["when", "from", "to", "by", "reason"],
-                [(m["at"], "new" if m["from"] is None else m["from"], "deleted" if m["to"] is None else m["to"],
-                  m["by"], m["reason"]) for m in moves])
+    rows = [(m["at"], m["alias"], "new" if m["from"] is None else m["from"], "deleted" if m["to"] is None else m["to"],
+             m["by"], m["reason"]) for m in moves]
+    if alias is None:
+        print_table(f"{model}: every alias", ["when", "alias", "from", "to", "by", "reason"], rows)
+    else:
+        print_table(f"{model}: {alias}", ["when", "from", "to", "by", "reason"], [(r[0], *r[2:]) for r in rows])
 
 
 def promote(ctx: typer.Context, model: str, version: int, reason: ReasonOption = None,

@@ -541,15 +541,26 @@ def test_eight_tasks_fit_the_matrix_a_first_task_has_no_lambda_and_axis_labels_k
 
 @needs_chromium
 def test_a_deleted_alias_shows_as_deleted(run: Run, api: Api, browser: Chromium) -> None:
-    staging = f"/v1/models/{run.finetune}/aliases/staging"
-    for response in (api.http.put(staging, json={"version": 1}), api.http.delete(staging),
-                     api.http.put(staging, json={"version": 2})):
+    # staging is deleted and made again; retired is deleted for good, so `GET …/aliases` no longer lists it.
+    staging, retired = (f"/v1/models/{run.finetune}/aliases/{alias}" for alias in ("staging", "retired"))
+    for response in (api.http.put(staging, json={"version": 1}), api.http.put(retired, json={"version": 1}),
+                     api.http.delete(staging), api.http.put(staging, json={"version": 2}), api.http.delete(retired)):
         assert response.status_code in (200, 204), response.text
+    assert "retired" not in run.get(f"/v1/models/{run.finetune}")["aliases"]
     browser.open(run.url(model=run.finetune))
     browser.shown(run.finetune)
     history = browser.all("#alias-history-table tr:not(:first-child)", "[...e.cells].map((c) => c.innerText)")
     assert [move for _, alias, move, _, _ in history if alias == "staging"] == ["new → v2", "v1 → deleted", "new → v1"]
-    assert "null" not in browser.text("#alias-history")
+    assert [move for _, alias, move, _, _ in history if alias == "retired"] == ["v1 → deleted", "new → v1"]
+    # Every alias ever named, each once: what it names now, or deleted and when (no key on this server: by nobody).
+    states = dict(browser.all("#alias-states li", "[e.dataset.alias, [e.className, e.innerText]]"))
+    assert list(states) == ["production", "retired", "staging"], states
+    assert states["production"] == ["", "productionv2"] and states["staging"] == ["", "stagingv2"], states
+    deleted_at = run.get(f"/v1/models/{run.finetune}/alias-history?alias=retired&limit=1")[0]["at"]
+    when = browser.evaluate(f"new Date({json.dumps(deleted_at)}).toLocaleString()")
+    assert states["retired"] == ["deleted", f"retired deleted {when}"], states
+    text = browser.text("#alias-history")
+    assert "null" not in text and "undefined" not in text
 
 
 @needs_chromium

@@ -1,6 +1,6 @@
 """Aliases and promotion end to end, through the real API and a real worker: the guarded policy keeps a
 bad update as candidate and serves production on, manual waits for a person, auto is what it always was,
-refreshes follow their base, and every move is in the alias's history."""
+refreshes follow their base, and every move is in the alias's history and in the model's (deleted aliases too)."""
 
 from __future__ import annotations
 
@@ -227,6 +227,43 @@ def test_alias_refusals(api: Api) -> None:
                              ).status_code == 422, promotion
     assert api.http.patch(f"/v1/models/{model}", json={"promotion": {"policy": None}}).status_code == 422
     assert api.http.patch("/v1/models/nope-nope", json={"promotion": {"policy": "auto"}}).status_code == 404
+
+
+def test_the_model_wide_history_keeps_every_alias_a_deleted_one_included(api: Api) -> None:
+    model = _model(api, "everywhere", {"policy": "auto"})
+    job = _job(api, model, api.digits[0], epochs=1)  # production 0 → 1
+    aliases = f"/v1/models/{model}/aliases"
+    for method, alias, body in (("PUT", "canary", {"version": 0, "reason": "try it"}),
+                                ("PUT", "staging", {"version": 1}),
+                                ("PUT", "canary", {"version": 1, "reason": "forward"}),
+                                ("DELETE", "canary", None)):
+        response = api.http.request(method, f"{aliases}/{alias}", json=body)
+        assert response.status_code in (200, 204), response.text
+    assert _aliases(api, model) == {"production": 1, "staging": 1}  # canary is gone from the list …
+    assert api.http.get(f"{aliases}/canary").status_code == 404
+
+    everything = f"/v1/models/{model}/alias-history"
+    moves = api.get(everything)  # … and every move of it is still in the model's history, newest first
+    assert [(m["alias"], m["from"], m["to"]) for m in moves] == [
+        ("canary", 1, None), ("canary", 0, 1), ("staging", None, 1), ("canary", None, 0), ("production", 0, 1),
+        ("production", None, 0)]
+    assert [m["reason"] for m in moves if m["alias"] == "canary"] == [None, "forward", "try it"]
+    assert moves[4]["job"] == job["id"] and moves[4]["by"] == f"job {job['id']}"
+    assert moves[0]["by"] is None and moves[0]["at"] >= moves[1]["at"]  # a server without keys: nobody named
+    # The same items as each alias's own history: the one filtered by `alias`, the other kept whole.
+    assert api.get(everything, alias="canary") == api.get(f"{aliases}/canary/history") == [
+        m for m in moves if m["alias"] == "canary"]
+    assert api.get(everything, limit=2) == moves[:2]
+    assert api.get(everything, alias="never-named") == []
+
+    for params in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"alias": "Upper"}, {"alias": "-lead"}):
+        assert api.http.get(everything, params=params).status_code == 422, params
+    assert api.http.get("/v1/models/nope-nope/alias-history").status_code == 404
+    # Why the route is not …/aliases/history: "history" is an alias name like any other.
+    assert api.http.put(f"{aliases}/history", json={"version": 0}).status_code == 200
+    named = api.get(f"{aliases}/history")
+    assert (named["alias"], named["version"]) == ("history", 0)
+    assert api.get(everything, limit=1)[0]["alias"] == "history"
 
 
 def test_the_history_names_the_key_that_moved_an_alias(service_factory, api_factory, tmp_path) -> None:  # noqa: ANN001

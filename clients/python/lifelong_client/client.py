@@ -338,9 +338,14 @@ class Client:
         """Remove an alias (not production); its history stays."""
         self._request("DELETE", f"/v1/models/{model}/aliases/{alias}")
 
-    def alias_history(self, model: str, alias: str) -> list[AliasMove]:
-        """Every move of `alias`, newest first: when, from, to, by which key or job, and why."""
-        return self._json("GET", f"/v1/models/{model}/aliases/{alias}/history")
+    def alias_history(self, model: str, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
+        """Every move of `alias`, newest first: when, from, to, by which key or job, and why. Without `alias`:
+        the moves of every alias the model ever had, deleted ones included (the 100 newest unless `limit`
+        says; `limit` with `alias`: its `limit` newest)."""
+        if alias is not None and limit is None:
+            return self._json("GET", f"/v1/models/{model}/aliases/{alias}/history")
+        params = {k: v for k, v in {"alias": alias, "limit": limit}.items() if v is not None}
+        return self._json("GET", f"/v1/models/{model}/alias-history", params=params)
 
     def promote(self, model: str, version: int, reason: str | None = None) -> AliasInfo:
         """Make `version` production: what predictions and new tasks use."""
