@@ -160,7 +160,8 @@ def create(local: Local, name: str, architecture: dict) -> dict[str, int]:
 
     before = blob_files(local.blob_dir)
     with local.sessions.begin() as session:
-        create_model(session, local.store, name, architecture, seed=0, model_dirs=local.settings.model_dirs)
+        create_model(session=session, store=local.store, name=name, architecture=architecture, seed=0,
+                     model_dirs=local.settings.model_dirs)
     return new_files(local.blob_dir, before)
 
 
@@ -168,7 +169,8 @@ def upload(local: Local, data: bytes, filename: str) -> str:
     from app.datasets.service import upload_dataset
 
     with local.sessions() as session:  # as the route does: upload_dataset rolls back before parsing
-        dataset = upload_dataset(session, local.store, data, filename, max_bytes=local.settings.max_upload_bytes).id
+        dataset = upload_dataset(session=session, store=local.store, data=data, filename=filename,
+                                 max_bytes=local.settings.max_upload_bytes).id
         session.commit()
         return dataset
 

@@ -36,7 +36,8 @@ def check_model_takes(architecture: ArchitectureSpec, data: PreparedData, *, lab
                       num_classes: int | None = None, classes: list[str] | None = None) -> None:
     """422 unless the data is of the kind the model takes (arrays of its shape, texts, images) and, where
     labels are needed, they fit the task: in range, or class names the task knows."""
-    check_fits(data, architecture.get("input_shape", []), labels=labels, num_classes=None if classes else num_classes,
+    check_fits(prepared=data, input_shape=architecture.get("input_shape", []), labels=labels,
+               num_classes=None if classes else num_classes,
                kind=registry.get_architecture(architecture["kind"]).input_kind)
     if not labels or (classes is None and data.classes is None):
         return

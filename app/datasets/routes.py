@@ -35,8 +35,9 @@ def upload_dataset(
     if len(data) > settings.max_upload_bytes:
         raise TooLarge(f"the file is larger than the limit of {settings.max_upload_bytes} bytes"
                        " (LIFELONG_MAX_UPLOAD_BYTES)")
-    dataset = service.upload_dataset(session, store, data, file.filename, settings.max_upload_bytes,
-                                     UnpackLimits.of(settings), retain_until=retain_until)
+    dataset = service.upload_dataset(session=session, store=store, data=data, filename=file.filename,
+                                     max_bytes=settings.max_upload_bytes, limits=UnpackLimits.of(settings),
+                                     retain_until=retain_until)
     session.commit()
     return DatasetOut.model_validate(dataset, from_attributes=True)
 
@@ -50,7 +51,7 @@ def list_datasets(session: SessionDep) -> list[DatasetOut]:
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset_id: str, session: SessionDep) -> DatasetOut:
-    return DatasetOut.model_validate(service.get_dataset(session, dataset_id), from_attributes=True)
+    return DatasetOut.model_validate(service.get_dataset(session=session, dataset_id=dataset_id), from_attributes=True)
 
 
 @router.delete("/{dataset_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,

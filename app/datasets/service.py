@@ -38,8 +38,8 @@ from app.store import BlobStore
 _ID_LENGTH = 24  # hex digits of the sha256: 96 bits, collision-free for any realistic number of uploads
 
 
-def upload_dataset(session: Session, store: BlobStore, data: bytes, filename: str | None, max_bytes: int,
-                   limits: UnpackLimits | None = None, *, retain_until: datetime | None = None) -> Dataset:
+def upload_dataset(*, session: Session, store: BlobStore, data: bytes, filename: str | None, max_bytes: int,
+                   limits: UnpackLimits | None = None, retain_until: datetime | None = None) -> Dataset:
     """The dataset of these bytes, stored if new. `retain_until` (when given) is when the sweeper deletes it,
     set on an existing dataset too: the latest upload that says when decides."""
     if len(data) > max_bytes:
@@ -71,7 +71,7 @@ def check_retain_until(retain_until: datetime) -> datetime:
     return retain_until
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
+def get_dataset(*, session: Session, dataset_id: str) -> Dataset:
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
         raise missing_dataset(session, dataset_id)
@@ -120,7 +120,7 @@ def _inline(prepared: PreparedData) -> Arrays | Texts:
     return prepared.arrays if prepared.arrays is not None else prepared.texts
 
 
-def prepare_data(session: Session, ref: DataRef, purpose: str, limits: UnpackLimits | None = None) -> PreparedData:
+def prepare_data(*, session: Session, ref: DataRef, purpose: str, limits: UnpackLimits | None = None) -> PreparedData:
     if ref.dataset is not None:
         # FOR SHARE on PostgreSQL: a deletion of the dataset waits until this request's job is committed,
         # then sees it and refuses (app/datasets/deletion.py).
@@ -136,14 +136,14 @@ def prepare_data(session: Session, ref: DataRef, purpose: str, limits: UnpackLim
         raise type(error)(f"{purpose}: {error.detail}") from error
 
 
-def check_fits(prepared: PreparedData, input_shape: list[int], *, labels: bool, num_classes: int | None = None,
+def check_fits(*, prepared: PreparedData, input_shape: list[int], labels: bool, num_classes: int | None = None,
                kind: str = "array") -> None:
     """422 unless the data is of the `kind` the model takes and fits its input shape (arrays) and, where
     needed, the task's classes."""
     if prepared.kind != kind:
         raise Invalid(f"{prepared.purpose}: this is {prepared.kind} data, and the model takes {kind} data")
     if kind == "array":
-        check_input_shape(prepared.input_shape, input_shape, prepared.purpose)
+        check_input_shape(shape=prepared.input_shape, input_shape=input_shape, purpose=prepared.purpose)
     if not labels:
         return
     if prepared.max_label is None:
@@ -152,7 +152,7 @@ def check_fits(prepared: PreparedData, input_shape: list[int], *, labels: bool, 
         raise Invalid(f"{prepared.purpose}: label {prepared.max_label} is out of range for {num_classes} classes")
 
 
-def check_input_shape(shape: list[int], input_shape: list[int], purpose: str) -> None:
+def check_input_shape(*, shape: list[int], input_shape: list[int], purpose: str) -> None:
     if list(shape) == list(input_shape):
         return
     # Flat rows of the right size are reshaped (a CSV feeding a CNN), but nothing else is guessed.
@@ -164,12 +164,12 @@ def check_input_shape(shape: list[int], input_shape: list[int], purpose: str) ->
     )
 
 
-def fit_inputs(x: np.ndarray, input_shape: list[int], purpose: str) -> np.ndarray:
-    check_input_shape(list(x.shape[1:]), input_shape, purpose)
+def fit_inputs(*, x: np.ndarray, input_shape: list[int], purpose: str) -> np.ndarray:
+    check_input_shape(shape=list(x.shape[1:]), input_shape=input_shape, purpose=purpose)
     return x.reshape(x.shape[0], *input_shape)
 
 
-def save_data(session: Session, store: BlobStore, prepared: PreparedData) -> str:
+def save_data(*, session: Session, store: BlobStore, prepared: PreparedData) -> str:
     """The dataset id of prepared data, storing inline data (deduplicated by content) if needed."""
     if prepared.dataset is not None:
         return prepared.dataset.id

@@ -46,12 +46,12 @@ def submit_drift(session: Session, store: BlobStore, model_name: str, request: D
     version = get_version(session, model, resolve_version(session, model, version=request.version,
                                                           alias=request.alias))
     check_references(model.name, version)
-    data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
+    data = prepare_data(session=session, ref=request.data, purpose="data", limits=UnpackLimits.of(settings))
     check_model_takes(model.architecture, data, labels=False)
     if data.n < 2:
         raise Invalid(f"data: a drift test needs at least 2 rows in the batch ({data.n} given)")
     return create_job(session=session, kind="drift", model=model, task=None, base_version=version.number,
-                      request={"dataset": save_data(session, store, data)}, queue=request.queue)
+                      request={"dataset": save_data(session=session, store=store, prepared=data)}, queue=request.queue)
 
 
 def check_references(model: str, version: Version) -> None:

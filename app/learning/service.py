@@ -44,9 +44,10 @@ def submit_task(*, session: Session, store: BlobStore, model_name: str, request:
     check_inline_rows(_inline_rows(request.train), settings.max_inline_rows, "train")
     check_inline_rows(_inline_rows(request.eval) if request.eval else None, settings.max_inline_rows, "eval")
     limits = UnpackLimits.of(settings)
-    train = prepare_data(session, request.train, "train", limits)
+    train = prepare_data(session=session, ref=request.train, purpose="train", limits=limits)
     check_job_samples(request.epochs, train.n, settings.max_job_samples)
-    evaluation = prepare_data(session, request.eval, "eval", limits) if request.eval is not None else None
+    evaluation = (prepare_data(session=session, ref=request.eval, purpose="eval", limits=limits)
+                  if request.eval is not None else None)
     classes = train.classes
     for data in (train, evaluation):
         if data is not None:
@@ -64,8 +65,9 @@ def submit_task(*, session: Session, store: BlobStore, model_name: str, request:
         "classes": classes,
         "seed": model.seed if request.seed is None else request.seed,
         **_lambda_selection(request, LambdaSelection.of(model.lambda_selection)),
-        "train_dataset": save_data(session, store, train),
-        "eval_dataset": save_data(session, store, evaluation) if evaluation is not None else None,
+        "train_dataset": save_data(session=session, store=store, prepared=train),
+        "eval_dataset": (save_data(session=session, store=store, prepared=evaluation)
+                         if evaluation is not None else None),
     }
     TrainJobRequest.model_validate(normalised)  # as the worker will read it at claim: a mismatch is ours, found now
     return create_job(session=session, kind="train", model=model, task=request.task, base_version=base.number,
@@ -85,10 +87,10 @@ def submit_importance(*, session: Session, store: BlobStore, model_name: str, re
     if task not in names:
         raise NotFound(f"version {base.number} of model {model.name!r} has no task {task!r} (it has {names})")
     _check_same_measure(base, task, request.mode)
-    data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
+    data = prepare_data(session=session, ref=request.data, purpose="data", limits=UnpackLimits.of(settings))
     check_model_takes(model.architecture, data, labels=False)
     normalised = request.model_dump(exclude={"data", "base_version", "base_alias", "task", "queue"})
-    normalised |= {"task": task, "dataset": save_data(session, store, data)}
+    normalised |= {"task": task, "dataset": save_data(session=session, store=store, prepared=data)}
     ImportanceJobRequest.model_validate(normalised)  # as the worker will read it at claim
     return create_job(session=session, kind="importance", model=model, task=task, base_version=base.number,
                       request=normalised, queue=request.queue)

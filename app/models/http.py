@@ -23,5 +23,5 @@ def shape_model(session: Session, model: Model) -> ModelOut:
         drift_alpha=model.drift_alpha if model.drift_alpha is not None else DEFAULT_ALPHA,
         lambda_selection=LambdaSelection.of(model.lambda_selection),
         aliases=aliases_of(session, model),
-        tasks=head_tasks(session, model), created_at=model.created_at,
+        tasks=head_tasks(session=session, model=model), created_at=model.created_at,
     )

@@ -30,8 +30,9 @@ def create_model(body: ModelIn, session: SessionDep, store: StoreDep, settings: 
     if not reach.reaches(body.name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key reaches {reach.describe()}: it cannot create a "
                             f"model named {body.name!r}")
-    model = service.create_model(session, store, body.name, body.architecture, body.seed,
-                                 max_input_values=settings.max_input_values, queue=body.queue or settings.default_queue,
+    model = service.create_model(session=session, store=store, name=body.name, architecture=body.architecture,
+                                 seed=body.seed, max_input_values=settings.max_input_values,
+                                 queue=body.queue or settings.default_queue,
                                  model_dirs=settings.model_dirs, max_parameters=settings.max_model_parameters,
                                  promotion=PromotionPolicy(**body.promotion.model_dump()),
                                  task_free=body.task_free.model_dump(), drift_alpha=body.drift_alpha,
@@ -56,9 +57,9 @@ def update_model(name: str, body: ModelPatch, session: SessionDep) -> ModelOut:
     the others stay; a body that gives none changes nothing)."""
     model = lookups.get_model(session, name)
     if body.promotion is not None:
-        service.update_promotion(session, model, body.promotion)
+        service.update_promotion(session=session, model=model, patch=body.promotion)
     if body.task_free is not None:
-        service.update_task_free(model, body.task_free)
+        service.update_task_free(model=model, patch=body.task_free)
     if body.drift_alpha is not None:
         model.drift_alpha = body.drift_alpha
     if body.lambda_selection is not None:
@@ -78,6 +79,6 @@ def set_head(name: str, body: HeadIn, session: SessionDep, by: MoverDep) -> Mode
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[AdminScope])
 def delete_model(name: str, session: SessionDep) -> Response:
-    service.delete_model(session, name)
+    service.delete_model(session=session, name=name)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -27,7 +27,7 @@ from app.task_free.options import TaskFreeOptions, TaskFreePatch
 from app.versions.importance import importance_stats
 
 
-def create_model(session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
+def create_model(*, session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
                  max_input_values: int | None = None, queue: str = "cpu",
                  model_dirs: Sequence[Path] = (), max_parameters: int | None = None,
                  promotion: PromotionPolicy | None = None, task_free: dict[str, Any] | None = None,
@@ -35,7 +35,8 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
                  by: Mover | None = None) -> Model:
     """A new model, its version 0 and its production alias on it; `promotion` defaults to guarded."""
     if isinstance(architecture, dict):
-        check_model_path(architecture, model_dirs)  # before validation, which would read the directory
+        # before validation, which would read the directory
+        check_model_path(architecture=architecture, model_dirs=model_dirs)
     try:
         architecture = registry.validate_architecture(architecture)
     except ValueError as error:
@@ -66,7 +67,7 @@ def create_model(session: Session, store: BlobStore, name: str, architecture: di
     return model
 
 
-def check_model_path(architecture: dict, model_dirs: Sequence[Path]) -> None:
+def check_model_path(*, architecture: dict, model_dirs: Sequence[Path]) -> None:
     """422 for an architecture `path` outside the directories LIFELONG_MODEL_DIRS allows."""
     path = architecture.get("path")
     if path is None:
@@ -85,12 +86,12 @@ def list_models(session: Session) -> list[Model]:
     return list(session.scalars(select(Model).order_by(Model.name)))
 
 
-def head_tasks(session: Session, model: Model) -> list[str]:
+def head_tasks(*, session: Session, model: Model) -> list[str]:
     tasks = session.scalar(select(Version.tasks).where(Version.model_id == model.id, Version.number == model.head))
     return [t["name"] for t in tasks or []]
 
 
-def update_promotion(session: Session, model: Model, patch: PromotionPatch) -> Model:
+def update_promotion(*, session: Session, model: Model, patch: PromotionPatch) -> Model:
     """Change the fields of the model's promotion policy that `patch` names; the rest stay."""
     merged: dict[str, Any] = {**model.promotion, **patch.model_dump(exclude_unset=True)}
     try:
@@ -101,14 +102,14 @@ def update_promotion(session: Session, model: Model, patch: PromotionPatch) -> M
     return model
 
 
-def update_task_free(model: Model, patch: TaskFreePatch) -> Model:
+def update_task_free(*, model: Model, patch: TaskFreePatch) -> Model:
     """Change the task-free options that `patch` names; the rest stay."""
     merged = {**TaskFreeOptions.of(model.task_free).model_dump(), **patch.model_dump(exclude_none=True)}
     model.task_free = TaskFreeOptions.model_validate(merged).model_dump()
     return model
 
 
-def delete_model(session: Session, name: str) -> None:
+def delete_model(*, session: Session, name: str) -> None:
     """Delete a model with its versions, tasks and jobs; refused while a job of it may still write."""
     model = get_model(session, name)
     active = active_job_count(session=session, model_id=model.id)

@@ -233,7 +233,7 @@ def model_inputs(architecture: dict, inputs: RawInputs) -> torch.Tensor:
         raise Invalid(f"a {architecture['kind']} model takes {expected}, not {given}: send {hint}")
     if isinstance(inputs, np.ndarray):
         if "input_shape" in architecture:
-            inputs = fit_inputs(inputs, architecture["input_shape"], "inputs")
+            inputs = fit_inputs(x=inputs, input_shape=architecture["input_shape"], purpose="inputs")
         return torch.from_numpy(np.ascontiguousarray(inputs))
     try:
         return plugin.preprocess(architecture, inputs)

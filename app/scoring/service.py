@@ -161,11 +161,11 @@ def _checked_data(session: Session, request: EvaluateRequest, architecture: dict
     """The data, checked against the model, within the prediction limits; 413 and 422 say why not."""
     inline = request.data.inputs if request.data.inputs is not None else request.data.texts
     check_inline_rows(inline, settings.max_inline_rows, "data")
-    data = prepare_data(session, request.data, "data", UnpackLimits.of(settings))
+    data = prepare_data(session=session, ref=request.data, purpose="data", limits=UnpackLimits.of(settings))
     if data.n > settings.max_predict_rows:
         raise TooLarge(f"data: {data.n} rows, more than LIFELONG_MAX_PREDICT_ROWS = {settings.max_predict_rows}:"
                        " evaluate runs in the request, so score a smaller dataset (or split this one)")
-    check_fits(data, architecture.get("input_shape", []), labels=True,
+    check_fits(prepared=data, input_shape=architecture.get("input_shape", []), labels=True,
                num_classes=None if data.classes else num_classes,
                kind=registry.get_architecture(architecture["kind"]).input_kind)
     return data

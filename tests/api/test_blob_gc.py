@@ -60,7 +60,7 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
 def _model(sessions: sessionmaker[Session], store: BlobStore, name: str) -> set[str]:
     """A model made by the service; the blobs its version 0 names (θ's manifest and its parts; it has no Ω)."""
     with sessions.begin() as session:
-        model = create_model(session, store, name, ARCHITECTURE, seed=0)
+        model = create_model(session=session, store=store, name=name, architecture=ARCHITECTURE, seed=0)
         session.flush()
         version = session.query(Version).filter_by(model_id=model.id).one()
         assert version.importance_parts == []

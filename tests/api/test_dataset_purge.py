@@ -39,7 +39,8 @@ def sessions(tmp_path: Path) -> sessionmaker[Session]:
 
 def _upload(sessions: sessionmaker[Session], store: LocalBlobStore, data: bytes, **options) -> Dataset:
     with sessions() as session:
-        dataset = upload_dataset(session, store, data, "data.npz", 1 << 20, **options)
+        dataset = upload_dataset(session=session, store=store, data=data, filename="data.npz", max_bytes=1 << 20,
+                                 **options)
         session.commit()
         return dataset
 

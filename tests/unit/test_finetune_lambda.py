@@ -38,9 +38,11 @@ def _train(ctx: JobContext, method: str) -> tuple[dict, dict]:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 2, 40)
     with ctx.sessions() as session:
-        create_model(session, ctx.store, "m", {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
+        create_model(session=session, store=ctx.store, name="m",
+                     architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
         session.commit()
-        dataset = upload_dataset(session, ctx.store, npz_bytes(x=x, y=y), "train.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1,
                                               "batch_size": 16, "method": method})

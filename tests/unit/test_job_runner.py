@@ -42,9 +42,11 @@ def _queued_train_job(ctx: JobContext, rows: int = 40) -> str:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(rows, 4)).astype(np.float32), rng.integers(0, 2, rows)
     with ctx.sessions() as session:  # as the API's routes do: one session, committed at the end of each step
-        create_model(session, ctx.store, "m", {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
+        create_model(session=session, store=ctx.store, name="m",
+                     architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
         session.commit()
-        dataset = upload_dataset(session, ctx.store, npz_bytes(x=x, y=y), "train.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 3,
                                               "batch_size": 16})

@@ -81,7 +81,8 @@ def test_every_version_keeps_its_total_importance_and_the_new_code_trains_on_it(
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.integers(0, 2, 32)
     with sessions() as session:
-        dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "third.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=store, data=npz_bytes(x=x, y=y), filename="third.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "third", "train": {"dataset": dataset.id}, "epochs": 1})
         job_id = submit_task(session=session, store=store, model_name="legacy", request=request,

@@ -50,7 +50,8 @@ def _learn(settings: Settings, store: LocalBlobStore, sessions: sessionmaker[Ses
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(32, 4)).astype(np.float32), rng.integers(0, 2, 32)
     with sessions() as session:
-        dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), f"{task}.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=store, data=npz_bytes(x=x, y=y), filename=f"{task}.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id}, "epochs": 1,
                                               "method": "finetune"})

@@ -296,16 +296,16 @@ def test_duplicate_member_names_are_refused() -> None:
 
 
 def test_prepared_inline_data_describes_itself() -> None:
-    arrays = prepare_data(None, DataRef(inputs=[[1.0, 2.0]] * 3, labels=["b", "a", "b"]), "train")
+    arrays = prepare_data(session=None, ref=DataRef(inputs=[[1.0, 2.0]] * 3, labels=["b", "a", "b"]), purpose="train")
     described = (arrays.kind, arrays.n, arrays.input_shape, arrays.max_label, arrays.classes)
     assert described == ("array", 3, [2], 1, ["a", "b"])
-    texts = prepare_data(None, DataRef(texts=["x", "y"], labels=[0, 4]), "eval")
+    texts = prepare_data(session=None, ref=DataRef(texts=["x", "y"], labels=[0, 4]), purpose="eval")
     assert (texts.kind, texts.n, texts.input_shape, texts.max_label, texts.classes) == ("text", 2, [], 4, None)
-    check_fits(texts, [], labels=True, num_classes=5, kind="text")
+    check_fits(prepared=texts, input_shape=[], labels=True, num_classes=5, kind="text")
     with pytest.raises(Invalid, match="eval: this is text data, and the model takes array data"):
-        check_fits(texts, [2], labels=False)
+        check_fits(prepared=texts, input_shape=[2], labels=False)
     with pytest.raises(TooLarge, match=r"train: texts\[0\].*LIFELONG_MAX_TEXT_CHARS"):
-        prepare_data(None, DataRef(texts=["long"]), "train", UnpackLimits(max_text_chars=2))
+        prepare_data(session=None, ref=DataRef(texts=["long"]), purpose="train", limits=UnpackLimits(max_text_chars=2))
 
 
 # --- the reader ----------------------------------------------------------------------------------

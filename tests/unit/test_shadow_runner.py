@@ -27,7 +27,8 @@ def _runner(tmp_path: Path, fraction: float, queue_size: int):
     sessions = make_session_factory(make_engine(settings))
     store = LocalBlobStore(tmp_path / "blobs")
     with sessions.begin() as session:
-        model = create_model(session, store, "m", {"kind": "mlp", "input_shape": [2], "hidden": [3]}, seed=0)
+        model = create_model(session=session, store=store, name="m",
+                             architecture={"kind": "mlp", "input_shape": [2], "hidden": [3]}, seed=0)
         session.flush()
         session.add(Shadow(model_id=model.id, alias="candidate", version=0, fraction=fraction, compared=0, agreed=0,
                            dropped=0, tasks={}, disagreements={}, started_at=utcnow()))

@@ -63,7 +63,8 @@ def context(tmp_path: Path) -> JobContext:
 
 def _model(ctx: JobContext, name: str = "m", policy: str = "auto") -> Model:
     with ctx.sessions() as session:
-        model = create_model(session, ctx.store, name, {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0,
+        model = create_model(session=session, store=ctx.store, name=name,
+                             architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0,
                              promotion=PromotionPolicy(policy))
         session.commit()
         return model
@@ -80,7 +81,8 @@ def _queued(ctx: JobContext, task: str = "t") -> str:
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 2, 40)
     with ctx.sessions() as session:
-        dataset = upload_dataset(session, ctx.store, npz_bytes(x=x, y=y), "train.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id},
                                               "eval": {"dataset": dataset.id}, "epochs": 1, "lambda": 1.0})
@@ -156,7 +158,7 @@ def test_deleting_a_model_deletes_its_hooks_and_their_deliveries(context: JobCon
             owner = session.scalar(select(Model).where(Model.name == name))
             set_alias(session, owner, "canary", 0, by=Mover(), reason=None)
     with context.sessions.begin() as session:
-        delete_model(session, "m")
+        delete_model(session=session, name="m")
     with context.sessions() as session:
         assert [hook.id for hook in session.scalars(select(Webhook))] == [kept]
     assert [row.webhook_id for row in _deliveries(context)] == [kept]

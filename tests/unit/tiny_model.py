@@ -28,9 +28,11 @@ def train_tiny_model(sessions: sessionmaker[Session], store: BlobStore, settings
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(rows, 4)).astype(np.float32), rng.integers(0, 2, rows)
     with sessions() as session:
-        create_model(session, store, "m", {"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
+        create_model(session=session, store=store, name="m",
+                     architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
         session.commit()
-        dataset = upload_dataset(session, store, npz_bytes(x=x, y=y), "t.npz", 1 << 20)
+        dataset = upload_dataset(session=session, store=store, data=npz_bytes(x=x, y=y), filename="t.npz",
+                                 max_bytes=1 << 20)
         session.commit()
         request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 1})
         job_id = submit_task(session=session, store=store, model_name="m", request=request,
