@@ -74,6 +74,17 @@ NewDriftAlphaOption = Annotated[float | None, typer.Option(callback=check_drift_
                                                            show_default=False)]
 
 
+SelectionRule = Literal["constrained", "mean"]
+LAMBDA_RULE_HELP = ("how λ 'auto' chooses when a task request does not say: constrained (the least forgetting among"
+                    " the λ within --new-task-tolerance of the best new-task validation accuracy) or mean (the best"
+                    " mean accuracy over every task)")
+TOLERANCE_HELP = "constrained: how far below the best new-task validation accuracy a λ may fall (0.02: 2 points)"
+LambdaRuleOption = Annotated[SelectionRule | None, typer.Option(help=LAMBDA_RULE_HELP, show_default="constrained")]
+ToleranceOption = Annotated[float | None, typer.Option(min=0, max=1, help=TOLERANCE_HELP, show_default="0.02")]
+NewLambdaRuleOption = Annotated[SelectionRule | None, typer.Option(help=LAMBDA_RULE_HELP, show_default=False)]
+NewToleranceOption = Annotated[float | None, typer.Option(min=0, max=1, help=TOLERANCE_HELP, show_default=False)]
+
+
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.replace(" ", "").split(",") if part]
 
@@ -104,6 +115,8 @@ def create(
         min=0, max=8192, help="width of the ridge head's random projection (0: none, the trunk's own features);"
                               " fixed at creation", show_default="1024")] = None,
     drift_alpha: DriftAlphaOption = None,
+    lambda_selection: LambdaRuleOption = None,
+    new_task_tolerance: ToleranceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a model; its version 0 (initial weights) is production."""
@@ -121,12 +134,14 @@ def create(
     options = task_free_fields(task_free_predictor, unknown_rate) | (
         {} if projection is None else {"projection": projection})
     model = client_of(ctx).create_model(name, spec, seed=seed, queue=queue, promotion=policy or None,
-                                        task_free=options or None, drift_alpha=drift_alpha)
+                                        task_free=options or None, drift_alpha=drift_alpha,
+                                        lambda_selection=selection_fields(lambda_selection, new_task_tolerance))
     if as_json:
         return print_json(model)
     typer.echo(f"created model {model['name']} (production: version {production_of(model)}, "
                f"promotion {describe_promotion(model['promotion'])}, "
-               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')})")
+               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')}, "
+               f"{describe_selection(model.get('lambda_selection'))})")
 
 
 @models.command("update")
@@ -147,26 +162,32 @@ def update(
     task_free_predictor: NewPredictorOption = None,
     unknown_rate: NewUnknownRateOption = None,
     drift_alpha: NewDriftAlphaOption = None,
+    lambda_selection: NewLambdaRuleOption = None,
+    new_task_tolerance: NewToleranceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a model's promotion policy, how it answers without a task and its drift alpha (the options given;
-    the others stay; the projection is fixed at creation). A new predictor answers at once: every version fits
-    them all; a new drift alpha applies to the reports made from now on."""
+    """Change a model's promotion policy, how it answers without a task, its drift alpha and how λ "auto"
+    chooses (the options given; the others stay; the projection is fixed at creation). A new predictor answers
+    at once: every version fits them all; a new drift alpha applies to the reports made from now on; a new λ
+    selection to the task requests sent from now on."""
     policy = promotion_fields(promotion, max_forgetting, min_accuracy, min_task_free_accuracy, max_negative_flip_rate)
     dropped = {"min_accuracy": no_min_accuracy, "min_task_free_accuracy": no_min_task_free_accuracy,
                "max_negative_flip_rate": no_max_negative_flip_rate}
     policy |= {key: None for key, drop in dropped.items() if drop}
     options = task_free_fields(task_free_predictor, unknown_rate)
-    if not policy and not options and drift_alpha is None:
+    selection = selection_fields(lambda_selection, new_task_tolerance)
+    if not policy and not options and drift_alpha is None and selection is None:
         raise typer.BadParameter("give --promotion, --max-forgetting, --min-accuracy, --no-min-accuracy, "
                                  "--min-task-free-accuracy, --no-min-task-free-accuracy, --max-negative-flip-rate, "
-                                 "--no-max-negative-flip-rate, --task-free-predictor, --unknown-rate or --drift-alpha")
+                                 "--no-max-negative-flip-rate, --task-free-predictor, --unknown-rate, --drift-alpha, "
+                                 "--lambda-selection or --new-task-tolerance")
     model = client_of(ctx).update_model(name, promotion=policy or None, task_free=options or None,
-                                        drift_alpha=drift_alpha)
+                                        drift_alpha=drift_alpha, lambda_selection=selection)
     if as_json:
         return print_json(model)
     typer.echo(f"{name}: promotion {describe_promotion(model['promotion'])}, "
-               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')}")
+               f"task-free {describe_task_free(model.get('task_free'))}, drift alpha {model.get('drift_alpha')}, "
+               f"{describe_selection(model.get('lambda_selection'))}")
 
 
 def promotion_fields(policy: str | None, max_forgetting: float | None, min_accuracy: float | None,
@@ -182,6 +203,19 @@ def task_free_fields(predictor: str | None, unknown_rate: float | None) -> dict[
     """The API's `task_free` fields that the options give."""
     fields = {"predictor": predictor, "unknown_rate": unknown_rate}
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def selection_fields(rule: str | None, tolerance: float | None) -> dict[str, Any] | None:
+    """The API's `lambda_selection` fields that the options give; None when they give none."""
+    fields = {key: value for key, value in (("rule", rule), ("new_task_tolerance", tolerance)) if value is not None}
+    return fields or None
+
+
+def describe_selection(selection: dict[str, Any] | None) -> str:
+    if not selection:
+        return "λ selection -"
+    tolerance = f", new_task_tolerance {selection['new_task_tolerance']}" if selection["rule"] == "constrained" else ""
+    return f"λ selection {selection['rule']}{tolerance}"
 
 
 def describe_promotion(promotion: dict[str, Any]) -> str:
@@ -237,6 +271,7 @@ def show(ctx: typer.Context, name: str, as_json: JsonOption = False) -> None:
                   "production": production_of(model), "aliases": aliases or "-",
                   "promotion": describe_promotion(model["promotion"]) if "promotion" in model else "-",
                   "task-free": describe_task_free(model.get("task_free")), "drift alpha": model.get("drift_alpha"),
+                  "λ selection": describe_selection(model.get("lambda_selection")).removeprefix("λ selection "),
                   "tasks": ", ".join(model["tasks"]) or "-", "created": model["created_at"]})
 
 

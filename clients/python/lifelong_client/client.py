@@ -108,12 +108,15 @@ class Client:
 
     def create_model(self, name: str, architecture: Mapping[str, Any], seed: int = 0,
                      queue: QueueName | None = None, promotion: Mapping[str, Any] | None = None,
-                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None) -> ModelInfo:
+                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None,
+                     lambda_selection: Mapping[str, Any] | None = None) -> ModelInfo:
         """A new model; `queue` is where its jobs go (cpu or gpu workers; the server's default otherwise),
         `promotion` when a job's version becomes production (default {"policy": "guarded"}; the guarded
         limits max_forgetting, min_accuracy, min_task_free_accuracy, max_negative_flip_rate), `task_free` how
         requests that name no task are answered ({"predictor", "unknown_rate", "projection"}, each optional),
-        `drift_alpha` the level of its drift reports' verdicts (the server's default 0.01)."""
+        `drift_alpha` the level of its drift reports' verdicts (the server's default 0.01), `lambda_selection`
+        how λ "auto" chooses when a task request does not say ({"rule": "constrained" | "mean",
+        "new_task_tolerance"}, each optional; the server's default constrained, 0.02)."""
         body: dict[str, Any] = {"name": name, "architecture": dict(architecture), "seed": seed}
         if queue is not None:
             body["queue"] = queue
@@ -123,19 +126,23 @@ class Client:
             body["task_free"] = dict(task_free)
         if drift_alpha is not None:
             body["drift_alpha"] = drift_alpha
+        if lambda_selection is not None:
+            body["lambda_selection"] = dict(lambda_selection)
         return self._json("POST", "/v1/models", json=body)
 
     def update_model(self, name: str, *, promotion: Mapping[str, Any] | None = None,
-                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None) -> ModelInfo:
+                     task_free: Mapping[str, Any] | None = None, drift_alpha: float | None = None,
+                     lambda_selection: Mapping[str, Any] | None = None) -> ModelInfo:
         """Change some of the model's promotion settings ({"policy": "manual"}, {"max_negative_flip_rate": None}),
-        its task-free options ({"predictor": "ncm", "unknown_rate": 0.1}) and/or its `drift_alpha`; the others
-        stay. Give at least one of the three."""
-        changes: dict[str, Any] = {key: dict(value) for key, value in (("promotion", promotion),
-                                                                       ("task_free", task_free)) if value is not None}
+        its task-free options ({"predictor": "ncm", "unknown_rate": 0.1}), its `drift_alpha` and/or its λ
+        selection ({"rule": "mean"}); the others stay. Give at least one of the four."""
+        changes: dict[str, Any] = {key: dict(value) for key, value in (
+            ("promotion", promotion), ("task_free", task_free), ("lambda_selection", lambda_selection))
+            if value is not None}
         if drift_alpha is not None:
             changes["drift_alpha"] = drift_alpha
         if not changes:
-            raise ValueError("give promotion, task_free or drift_alpha (or several)")
+            raise ValueError("give promotion, task_free, drift_alpha or lambda_selection (or several)")
         return self._json("PATCH", f"/v1/models/{name}", json=changes)
 
     def list_models(self) -> list[ModelInfo]:
