@@ -40,12 +40,12 @@ def create(
         raise typer.BadParameter(f"scope must be one of {', '.join(SCOPES)}", param_hint="--scope")
     names = [part.strip() for part in models.split(",") if part.strip()] if models is not None else None
     try:
-        check_model_scope(names, model_prefix)
+        check_model_scope(models=names, model_prefix=model_prefix)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--models/--model-prefix") from None
     try:
         with _sessions().begin() as session:
-            created = create_key(session, scope, name, models=names, model_prefix=model_prefix)
+            created = create_key(session=session, scope=scope, name=name, models=names, model_prefix=model_prefix)
             key_id, reach = created.key.id, model_scope_of(created.key).describe()
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--name") from None
@@ -73,7 +73,7 @@ def revoke(key_id: Annotated[int, typer.Argument(help="the key's id, from `lifel
 
     try:
         with _sessions().begin() as session:
-            revoke_key(session, key_id)
+            revoke_key(session=session, key_id=key_id)
     except ServiceError as error:
         typer.echo(error.detail, err=True)
         raise typer.Exit(1) from None
@@ -85,7 +85,7 @@ def refuse_open_bind(host: str) -> None:
     from app.auth.keys import check_bind
 
     with _sessions()() as session:
-        reason = check_bind(session, host, get_settings().allow_open_network)
+        reason = check_bind(session=session, host=host, allow_open_network=get_settings().allow_open_network)
     if reason is not None:
         typer.echo(f"lifelong: {reason}", err=True)
         raise typer.Exit(2)

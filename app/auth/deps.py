@@ -34,7 +34,7 @@ BearerHeader = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 def require_scope(needed: str) -> object:
     async def check(request: Request, _: BearerHeader) -> None:  # async: no thread-pool hop (app/deps.py)
         granted = (await _caller(request)).scope
-        if granted != "open" and not allows(granted, needed):
+        if granted != "open" and not allows(granted=granted, needed=needed):
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a key with scope {needed!r}; "
                                 f"this key has scope {granted!r}")
 
@@ -59,7 +59,7 @@ def identify_caller(engine: Engine, authorization: str) -> Caller | None:
     scheme, _, token = authorization.partition(" ")
     with engine.connect() as connection:
         if scheme.lower() == "bearer" and token.strip():
-            key = find_key(connection, token.strip())
+            key = find_key(connection=connection, token=token.strip())
             if key is not None:
                 return Caller(key.scope, key.id, model_scope_of(key))
         if not any_key_exists(connection):

@@ -34,7 +34,7 @@ class NewKey:
     token: str  # shown once, never stored
 
 
-def create_key(session: Session, scope: str, name: str | None = None, *, models: list[str] | None = None,
+def create_key(*, session: Session, scope: str, name: str | None = None, models: list[str] | None = None,
                model_prefix: str | None = None) -> NewKey:
     """A new key; `models` and/or `model_prefix` limit the models it reaches (app/auth/scoping.py), neither
     gives it every model."""
@@ -42,7 +42,7 @@ def create_key(session: Session, scope: str, name: str | None = None, *, models:
         raise ValueError(f"scope must be one of {list(SCOPES)}")
     if name is not None and not re.fullmatch(NAME_PATTERN, name):
         raise ValueError("a key's name is lower-case letters, digits, '_' and '-', up to 64")
-    models = check_model_scope(models, model_prefix)
+    models = check_model_scope(models=models, model_prefix=model_prefix)
     prefix, secret = secrets.token_hex(4), secrets.token_urlsafe(32)
     key = ApiKey(prefix=prefix, name=name, scope=scope, models=models, model_prefix=model_prefix,
                  secret_sha256=_digest(secret))
@@ -51,7 +51,7 @@ def create_key(session: Session, scope: str, name: str | None = None, *, models:
     return NewKey(key, f"{TOKEN_PREFIX}_{prefix}_{secret}")
 
 
-def check_model_scope(models: list[str] | None, model_prefix: str | None) -> list[str] | None:
+def check_model_scope(*, models: list[str] | None, model_prefix: str | None) -> list[str] | None:
     """The model names a key is scoped to, sorted and once each; ValueError for a scope that names nothing
     (an empty list, an empty prefix) or a name no model can have."""
     if models is not None:
@@ -75,7 +75,7 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, key_id: int, by: int | None = None) -> ApiKey:
+def revoke_key(*, session: Session, key_id: int, by: int | None = None) -> ApiKey:
     """Revoke a key; an admin key cannot revoke itself (a typo would lock its holder out): another admin
     key, or `lifelong keys revoke` on the server, can."""
     key = session.get(ApiKey, key_id)
@@ -101,7 +101,7 @@ def any_key_exists(connection: Session | Connection) -> bool:
     return connection.scalar(_ANY_KEY) is not None
 
 
-def find_key(connection: Session | Connection, token: str) -> Row | None:
+def find_key(*, connection: Session | Connection, token: str) -> Row | None:
     """The live key a token belongs to (its id, scope and model scope), or None (unknown, malformed, wrong secret or
     revoked). Columns, not an ORM row: a Core connection reads them at half the cost of a session."""
     parts = token.split("_", 2)
@@ -113,7 +113,7 @@ def find_key(connection: Session | Connection, token: str) -> Row | None:
     return key if key.revoked_at is None else None
 
 
-def allows(granted: str, needed: str) -> bool:
+def allows(*, granted: str, needed: str) -> bool:
     return SCOPES.index(granted) >= SCOPES.index(needed)
 
 
@@ -126,7 +126,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(session: Session, host: str, allow_open_network: bool) -> str | None:
+def check_bind(*, session: Session, host: str, allow_open_network: bool) -> str | None:
     """Why the API must not listen on `host`, or None: an open server stays on loopback."""
     if is_loopback(host) or allow_open_network or any_key_exists(session):
         return None

@@ -15,7 +15,8 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[AdminScope, r
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=NewKeyOut)
 def create_key(body: KeyIn, session: SessionDep) -> NewKeyOut:
-    created = keys.create_key(session, body.scope, body.name, models=body.models, model_prefix=body.model_prefix)
+    created = keys.create_key(session=session, scope=body.scope, name=body.name, models=body.models,
+                              model_prefix=body.model_prefix)
     session.commit()
     return NewKeyOut(**KeyOut.model_validate(created.key, from_attributes=True).model_dump(), key=created.token)
 
@@ -27,6 +28,6 @@ def list_keys(session: SessionDep) -> list[KeyOut]:
 
 @router.delete("/{key_id}", response_model=KeyOut)
 def revoke_key(key_id: int, session: SessionDep, request: Request) -> KeyOut:
-    key = keys.revoke_key(session, key_id, by=getattr(request.state, "key_id", None))
+    key = keys.revoke_key(session=session, key_id=key_id, by=getattr(request.state, "key_id", None))
     session.commit()
     return KeyOut.model_validate(key, from_attributes=True)

@@ -27,8 +27,8 @@ def add_webhook(name: str, body: WebhookIn, session: SessionDep, settings: Setti
     resolves to a loopback, private, link-local or metadata address (unless LIFELONG_WEBHOOK_ALLOW_PRIVATE);
     409 past LIFELONG_MAX_WEBHOOKS_PER_MODEL hooks."""
     model = get_model(session, name)
-    hook = service.add_webhook(session, model, url=str(body.url), events=list(body.events), secret=body.secret,
-                               rules=service.HookRules.of(settings))
+    hook = service.add_webhook(session=session, model=model, url=str(body.url), events=list(body.events),
+                               secret=body.secret, rules=service.HookRules.of(settings))
     session.commit()
     response.headers["Location"] = f"/v1/models/{model.name}/webhooks/{hook.id}"
     return WebhookOut.of(hook, model.name)
@@ -37,19 +37,19 @@ def add_webhook(name: str, body: WebhookIn, session: SessionDep, settings: Setti
 @router.get("", response_model=list[WebhookOut])
 def list_webhooks(name: str, session: SessionDep) -> list[WebhookOut]:
     model = get_model(session, name)
-    return [WebhookOut.of(hook, model.name) for hook in service.list_webhooks(session, model)]
+    return [WebhookOut.of(hook, model.name) for hook in service.list_webhooks(session=session, model=model)]
 
 
 @router.get("/{webhook_id}", response_model=WebhookOut)
 def get_webhook(name: str, webhook_id: WebhookId, session: SessionDep) -> WebhookOut:
     model = get_model(session, name)
-    return WebhookOut.of(service.get_webhook(session, model, webhook_id), model.name)
+    return WebhookOut.of(service.get_webhook(session=session, model=model, webhook_id=webhook_id), model.name)
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteScope])
 def delete_webhook(name: str, webhook_id: WebhookId, session: SessionDep) -> Response:
     """Remove the hook with its delivery log; nothing more is sent to it."""
-    service.delete_webhook(session, get_model(session, name), webhook_id)
+    service.delete_webhook(session=session, model=get_model(session, name), webhook_id=webhook_id)
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -61,5 +61,6 @@ def list_deliveries(
 ) -> list[DeliveryOut]:
     """The hook's deliveries, newest first: event, id, attempts, last status or error, next attempt, and
     when delivered."""
-    deliveries = service.list_deliveries(session, get_model(session, name), webhook_id, state=state, limit=limit)
+    deliveries = service.list_deliveries(session=session, model=get_model(session, name), webhook_id=webhook_id,
+                                         state=state, limit=limit)
     return [DeliveryOut.of(delivery) for delivery in deliveries]

@@ -33,7 +33,7 @@ class HookRules:
                    max_per_model=settings.max_webhooks_per_model)
 
 
-def add_webhook(session: Session, model: Model, *, url: str, events: list[str], secret: str,
+def add_webhook(*, session: Session, model: Model, url: str, events: list[str], secret: str,
                 rules: HookRules) -> Webhook:
     """A hook of `model`: from this transaction on, each event named in `events` is delivered to `url`.
     422 for a target that does not resolve to public addresses, 409 past the model's number of hooks."""
@@ -54,30 +54,30 @@ def add_webhook(session: Session, model: Model, *, url: str, events: list[str], 
     return hook
 
 
-def list_webhooks(session: Session, model: Model) -> list[Webhook]:
+def list_webhooks(*, session: Session, model: Model) -> list[Webhook]:
     return list(session.scalars(select(Webhook).where(Webhook.model_id == model.id).order_by(Webhook.id)))
 
 
-def get_webhook(session: Session, model: Model, webhook_id: int) -> Webhook:
+def get_webhook(*, session: Session, model: Model, webhook_id: int) -> Webhook:
     hook = session.scalar(select(Webhook).where(Webhook.id == webhook_id, Webhook.model_id == model.id))
     if hook is None:
         raise NotFound(f"model {model.name!r} has no webhook {webhook_id}")
     return hook
 
 
-def delete_webhook(session: Session, model: Model, webhook_id: int) -> None:
+def delete_webhook(*, session: Session, model: Model, webhook_id: int) -> None:
     """Remove the hook and its deliveries, sent or not: nothing more is sent to it (one being sent right
     now may still arrive)."""
-    hook = get_webhook(session, model, webhook_id)
+    hook = get_webhook(session=session, model=model, webhook_id=webhook_id)
     # Explicit, though the foreign key cascades: a database without enforced foreign keys keeps no orphans.
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id))
     session.delete(hook)
 
 
-def list_deliveries(session: Session, model: Model, webhook_id: int, *, state: str | None,
+def list_deliveries(*, session: Session, model: Model, webhook_id: int, state: str | None,
                     limit: int) -> list[WebhookDelivery]:
     """The hook's deliveries, newest first."""
-    hook = get_webhook(session, model, webhook_id)
+    hook = get_webhook(session=session, model=model, webhook_id=webhook_id)
     query = (select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
              .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id).limit(limit))
     if state is not None:

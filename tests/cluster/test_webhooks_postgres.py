@@ -29,7 +29,7 @@ def _model_with_hook(sessions: sessionmaker[Session], name: str) -> int:
         model = Model(name=name, architecture={}, seed=0, head=0)
         session.add(model)
         session.flush()
-        add_webhook(session, model, url="http://127.0.0.1:9/hook", events=["alias.moved"], secret="s",
+        add_webhook(session=session, model=model, url="http://127.0.0.1:9/hook", events=["alias.moved"], secret="s",
                     rules=HookRules(box=SecretBox([Fernet.generate_key()]), allow_private=True))
         return model.id
 

@@ -174,5 +174,5 @@ def test_open_without_keys_but_only_on_loopback(tmp_path) -> None:
 
     assert run_cli(var_dir, "keys", "create", "--scope", "admin").returncode == 0
     with make_session_factory(make_engine(Settings(var_dir=var_dir)))() as session:
-        assert check_bind(session, "0.0.0.0", allow_open_network=False) is None
-        assert check_bind(session, "127.0.0.1", allow_open_network=False) is None
+        assert check_bind(session=session, host="0.0.0.0", allow_open_network=False) is None
+        assert check_bind(session=session, host="127.0.0.1", allow_open_network=False) is None

@@ -27,10 +27,10 @@ def test_keys_made_before_0013_reach_every_model_and_survive_a_round_trip(tmp_pa
         old = connection.execute(sa.text("SELECT models, model_prefix FROM api_keys WHERE name = 'old'")).one()
     assert tuple(old) == (None, None)
     with make_session_factory(engine).begin() as session:
-        token = create_key(session, "write", "new", models=["b", "a"], model_prefix="team-").token
-        plain = create_key(session, "read", "plain").token
+        token = create_key(session=session, scope="write", name="new", models=["b", "a"], model_prefix="team-").token
+        plain = create_key(session=session, scope="read", name="plain").token
     with engine.connect() as connection:
-        found = find_key(connection, token)
+        found = find_key(connection=connection, token=token)
         assert found is not None and sorted(model_scope_of(found).names or ()) == ["a", "b"]
         assert model_scope_of(found).reaches("team-x") and not model_scope_of(found).reaches("c")
         stored = connection.execute(sa.text("SELECT models FROM api_keys WHERE name = 'plain'")).scalar()
@@ -42,6 +42,8 @@ def test_keys_made_before_0013_reach_every_model_and_survive_a_round_trip(tmp_pa
         assert connection.execute(sa.text("SELECT count(*) FROM api_keys")).scalar() == 3
     command.upgrade(config, "0013")
     with engine.connect() as connection:
-        assert find_key(connection, token) is None  # revoked: without its scope it would reach every model
-        assert find_key(connection, plain) is not None and model_scope_of(find_key(connection, plain)).every_model
+        # revoked: without its scope it would reach every model
+        assert find_key(connection=connection, token=token) is None
+        found = find_key(connection=connection, token=plain)
+        assert found is not None and model_scope_of(found).every_model
     engine.dispose()

@@ -59,13 +59,13 @@ def test_a_key_check_is_kept_for_its_lifetime_and_forgotten_at_this_processs_rev
 
     def make(sessions: sessionmaker[Session]) -> tuple[int, str]:
         with sessions() as session:
-            made = create_key(session, "read")
+            made = create_key(session=session, scope="read")
             session.commit()
             return made.key.id, made.token
 
     def revoke(sessions: sessionmaker[Session], key_id: int) -> None:
         with sessions() as session:
-            revoke_key(session, key_id)
+            revoke_key(session=session, key_id=key_id)
             session.commit()
 
     key_id, token = make(other)

@@ -73,7 +73,7 @@ def _model(ctx: JobContext, name: str = "m", policy: str = "auto") -> Model:
 def _hook(ctx: JobContext, model: Model, events: list[str], url: str = "http://127.0.0.1:9/hook",
           secret: str = "s3cret") -> int:
     with ctx.sessions.begin() as session:
-        return add_webhook(session, model, url=url, events=events, secret=secret,
+        return add_webhook(session=session, model=model, url=url, events=events, secret=secret,
                            rules=HookRules.of(ctx.settings)).id
 
 
