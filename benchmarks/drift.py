@@ -292,7 +292,7 @@ def service_tests(backbone: str, sample: str, size: int, count: int, permutation
             p = mmd_test(reference, batch, permutations=permutations, seed=MODEL_SEED).p_value
             alarm = p <= DEFAULT_ALPHA
         else:
-            report = test_batch(stored.store, stored.entries[backbone], batch, alpha=DEFAULT_ALPHA,
+            report = test_batch(store=stored.store, entries=stored.entries[backbone], batch=batch, alpha=DEFAULT_ALPHA,
                                 permutations=permutations, seed=MODEL_SEED)
             p, alarm = report["tasks"][encoded.task]["p_value"], report["drift"]
         p_values.append(p)

@@ -216,11 +216,12 @@ def predict_texts(device: torch.device, sizes: dict, quick: bool) -> dict[str, A
     if quick:
         net, arch = network("minilm_last2", True, device), None
         ids = case_inputs(net, len(sentences)).to(device)
-        encode_ours = partial(service.forward, net, "t", ids, False)
+        encode_ours = partial(service.forward, net=net, task="t", x=ids, probabilities=False)
     else:
         arch = get_architecture("text-encoder").validate({"kind": "text-encoder"})
         net = network("minilm_last2", False, device)
-        encode_ours = lambda: service.forward(net, "t", service.model_inputs(arch, sentences), False)  # noqa: E731
+        encode_ours = lambda: service.forward(  # noqa: E731
+            net=net, task="t", x=service.model_inputs(architecture=arch, inputs=sentences), probabilities=False)
     ours = median_s(encode_ours, device, sizes["repeats"])
     entry: dict[str, Any] = {"texts": len(sentences), "ours_texts_per_s": len(sentences) / ours}
     if quick:
@@ -241,7 +242,7 @@ def predict_texts(device: torch.device, sizes: dict, quick: bool) -> dict[str, A
 def predict_images(device: torch.device, sizes: dict, quick: bool) -> dict[str, Any]:
     net = network("efficientnet_last2", quick, device)
     x = case_inputs(net, sizes["predict_images"])
-    seconds = median_s(partial(service.forward, net, "t", x, False), device, sizes["repeats"])
+    seconds = median_s(partial(service.forward, net=net, task="t", x=x, probabilities=False), device, sizes["repeats"])
     return {"images": x.shape[0], "image_size": net.input_shape[-1], "ours_images_per_s": x.shape[0] / seconds}
 
 

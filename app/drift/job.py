@@ -29,11 +29,11 @@ def drift_version(ctx: JobContext, job: JobSpec, request: DriftJobRequest, watch
     inputs, _ = load_inputs(ctx.store, architecture, dataset, net.input_spec)
     batch = features(net, inputs.to(ctx.device)).cpu()
     watch.progress(len(batch), len(batch), None, unit="samples")
-    report = test_batch(ctx.store, version.class_statistics or [], batch, alpha=alpha,
+    report = test_batch(store=ctx.store, entries=version.class_statistics or [], batch=batch, alpha=alpha,
                         permutations=ctx.settings.drift_permutations, seed=model.seed)
 
     def record(session: Session) -> JobResult:
-        record_report(session, model_id=job.model_id, version=version.number, job_id=job.id, source="drift",
+        record_report(session=session, model_id=job.model_id, version=version.number, job_id=job.id, source="drift",
                       report=report)
         return JobResult(version.number, details={key: report[key] for key in DETAILS})
 

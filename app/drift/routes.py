@@ -22,7 +22,8 @@ def start_drift(name: str, body: DriftRequest, response: Response, session: Sess
                 celery: CeleryDep, settings: SettingsDep) -> JobOut:
     """Test a deployment batch against every task's reference features at a version (production by default):
     202 and a job of kind `drift`, whose result is the report. 409 when a task has no reference."""
-    return queue_job(session, celery, service.submit_drift(session, store, name, body, settings), response)
+    return queue_job(session, celery, service.submit_drift(session=session, store=store, model_name=name, request=body,
+                                                           settings=settings), response)
 
 
 @router.get("", response_model=list[DriftReportOut])
@@ -30,4 +31,4 @@ def list_drift(name: str, session: SessionDep,
                limit: Annotated[int, Query(ge=1, le=1000, description="the newest reports, at most")] = 100,
                ) -> list[DriftReportOut]:
     """The model's drift reports, newest first: drift jobs' and importance refreshes'."""
-    return service.list_reports(session, get_model(session, name), limit)
+    return service.list_reports(session=session, model=get_model(session, name), limit=limit)

@@ -35,7 +35,7 @@ def model_alpha(model: Model) -> float:
     return model.drift_alpha if model.drift_alpha is not None else DEFAULT_ALPHA
 
 
-def submit_drift(session: Session, store: BlobStore, model_name: str, request: DriftRequest,
+def submit_drift(*, session: Session, store: BlobStore, model_name: str, request: DriftRequest,
                  settings: Settings) -> Job:
     """A queued drift job on the version the request names (production by default); 409 when a task of it
     has no reference features."""
@@ -45,7 +45,7 @@ def submit_drift(session: Session, store: BlobStore, model_name: str, request: D
                       settings.max_inline_rows, "data")
     version = get_version(session, model, resolve_version(session, model, version=request.version,
                                                           alias=request.alias))
-    check_references(model.name, version)
+    check_references(model=model.name, version=version)
     data = prepare_data(session=session, ref=request.data, purpose="data", limits=UnpackLimits.of(settings))
     check_model_takes(model.architecture, data, labels=False)
     if data.n < 2:
@@ -54,7 +54,7 @@ def submit_drift(session: Session, store: BlobStore, model_name: str, request: D
                       request={"dataset": save_data(session=session, store=store, prepared=data)}, queue=request.queue)
 
 
-def check_references(model: str, version: Version) -> None:
+def check_references(*, model: str, version: Version) -> None:
     """409 unless every task of the version has reference features (2 rows or more)."""
     if not version.tasks:
         raise Conflict(f"version {version.number} of model {model!r} has learned no task: nothing to test against")
@@ -75,7 +75,7 @@ def has_references(version: Version) -> bool:
     return bool(version.tasks) and not tasks_without_reference(version)
 
 
-def test_batch(store: BlobStore, entries: list[dict[str, Any]], batch: Tensor, *, alpha: float,
+def test_batch(*, store: BlobStore, entries: list[dict[str, Any]], batch: Tensor, alpha: float,
                permutations: int, seed: int) -> dict[str, Any]:
     """Every task's test of `batch` (trunk features [n, d]) against its reference; the report's fields."""
     level = corrected_level(alpha, len(entries))
@@ -92,7 +92,7 @@ def test_batch(store: BlobStore, entries: list[dict[str, Any]], batch: Tensor, *
             "drift": any(t["drift"] for t in tasks.values())}
 
 
-def record_report(session: Session, *, model_id: int, version: int, job_id: str, source: str,
+def record_report(*, session: Session, model_id: int, version: int, job_id: str, source: str,
                   report: dict[str, Any]) -> DriftReport:
     """The report kept (once per job: a job run again finds its own), with its event when it found drift."""
     existing = session.scalar(select(DriftReport).where(DriftReport.job_id == job_id))
@@ -108,13 +108,13 @@ def record_report(session: Session, *, model_id: int, version: int, job_id: str,
     return row
 
 
-def list_reports(session: Session, model: Model, limit: int) -> list[DriftReportOut]:
+def list_reports(*, session: Session, model: Model, limit: int) -> list[DriftReportOut]:
     rows = session.scalars(select(DriftReport).where(DriftReport.model_id == model.id)
                            .order_by(DriftReport.created_at.desc(), DriftReport.id.desc()).limit(limit))
-    return [report_out(model.name, row) for row in rows]
+    return [report_out(model=model.name, row=row) for row in rows]
 
 
-def report_out(model: str, row: DriftReport) -> DriftReportOut:
+def report_out(*, model: str, row: DriftReport) -> DriftReportOut:
     return DriftReportOut(id=row.id, model=model, version=row.version, job=row.job_id, source=row.source, n=row.n,
                           alpha=row.alpha, drift=row.drift, nearest_task=row.nearest_task, tasks=row.tasks,
                           created_at=row.created_at)

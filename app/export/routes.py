@@ -56,5 +56,5 @@ def export_version(
 ) -> Response:
     """The trunk and `task`'s head at this version as one file, with the kind's preprocessing inside where a
     graph can hold it; outputs `logits` and `probabilities`. 422 names why a network cannot be exported."""
-    exported = export_task(session, store, model_name=name, number=number, task=task, fmt=format)
+    exported = export_task(session=session, store=store, model_name=name, number=number, task=task, fmt=format)
     return bytes_download(exported.content, filename=exported.filename)

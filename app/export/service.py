@@ -31,7 +31,7 @@ class Exported:
     filename: str
 
 
-def export_task(session: Session, store: BlobStore, *, model_name: str, number: int, task: str,
+def export_task(*, session: Session, store: BlobStore, model_name: str, number: int, task: str,
                 fmt: ExportFormat) -> Exported:
     """`task`'s network (trunk + its head) at version `number` as an ONNX or TorchScript file."""
     model = get_model(session, model_name)
@@ -49,7 +49,8 @@ def export_task(session: Session, store: BlobStore, *, model_name: str, number: 
                     "num_classes": str(tasks[task]["num_classes"]), "classes": json.dumps(tasks[task].get("classes")),
                     "architecture": json.dumps(architecture, sort_keys=True),
                     "inputs": json.dumps([vars(i) for i in graph.inputs]), "outputs": "logits, probabilities",
-                    "preprocessing": preprocessing(architecture, graph), "lifelong_version": lifelong_version(),
+                    "preprocessing": preprocessing(architecture=architecture, graph=graph),
+                    "lifelong_version": lifelong_version(),
                     **task_free_metadata(stored.class_statistics, stored.task_free)}
         content = to_onnx(graph, metadata) if fmt == "onnx" else to_torchscript(graph, metadata)
     except ExportRefused as error:
@@ -59,7 +60,7 @@ def export_task(session: Session, store: BlobStore, *, model_name: str, number: 
     return Exported(content, f"{model_name}-v{number}-{task}.{SUFFIX[fmt]}")
 
 
-def preprocessing(architecture: dict, graph: TaskGraph) -> str:
+def preprocessing(*, architecture: dict, graph: TaskGraph) -> str:
     """What a caller does to raw inputs before the graph: the part of the kind's preprocessing left outside."""
     kind = architecture["kind"]
     if kind in ("mlp", "cnn"):

@@ -71,7 +71,7 @@ def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest
     omega = load_total(ctx.store, parts)
     report = None
     if has_references(base) and n >= 2:  # the batch is deployment data: test it for drift on the way
-        report = test_batch(ctx.store, base.class_statistics or [], features(net, inputs).cpu(),
+        report = test_batch(store=ctx.store, entries=base.class_statistics or [], batch=features(net, inputs).cpu(),
                             alpha=model_alpha(model), permutations=ctx.settings.drift_permutations, seed=model.seed)
 
     def record(session: Session) -> JobResult:
@@ -83,8 +83,8 @@ def refresh_version(ctx: JobContext, job: JobSpec, request: ImportanceJobRequest
             class_statistics=base.class_statistics, task_free=base.task_free,  # θ is unchanged: so are they
         )
         if report is not None:
-            record_report(session, model_id=job.model_id, version=job.base_version, job_id=job.id, source="importance",
-                          report=report)
+            record_report(session=session, model_id=job.model_id, version=job.base_version, job_id=job.id,
+                          source="importance", report=report)
         return JobResult(recorded.version.number, recorded.promotion)
 
     return record

@@ -70,21 +70,22 @@ async def predict_from_body(request: Request) -> Response:
         # reading and the network is fast (service.predict_in_memory): the thread-pool hop would cost a
         # 1-row prediction more than the prediction itself.
         asked = _from_json(body, settings)
-        answer = service.predict_in_memory(state.cache, targets=state.target_cache, model_name=name,
+        answer = service.predict_in_memory(cache=state.cache, targets=state.target_cache, model_name=name,
                                            shadows=state.shadows, **asked.arguments())
         if answer is not None:
             return _json(answer)
 
     def parse_and_predict() -> Response:
         if content_type in (NPY, MULTIPART, *IMAGES):
-            inputs = (service.inputs_from_npy(body, settings.max_predict_rows) if content_type == NPY
+            inputs = (service.inputs_from_npy(body=body, max_rows=settings.max_predict_rows) if content_type == NPY
                       else files if content_type == MULTIPART else [body])
             question = Asked(query.task, query.version, query.alias, inputs, query.probabilities)
         else:
             question = asked or _from_json(body, settings)
         with state.read_sessions() as session:
-            return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
-                                         model_name=name, shadows=state.shadows, **question.arguments()))
+            return _json(service.predict(session=session, store=state.store, cache=state.cache,
+                                         targets=state.target_cache, model_name=name, shadows=state.shadows,
+                                         **question.arguments()))
 
     # Parsing, the forward pass and the JSON are CPU work: off the event loop, in the predictions' own
     # thread pool, under a deadline, stopped if the client goes, refused when too many wait (admission.py).
@@ -106,8 +107,9 @@ async def predict_from_query(
 
     def parse_and_predict() -> Response:
         with state.read_sessions() as session:
-            return _json(service.predict(session, state.store, state.cache, targets=state.target_cache,
-                                         model_name=name, task=task, version=version, alias=alias,
+            return _json(service.predict(session=session, store=state.store, cache=state.cache,
+                                         targets=state.target_cache, model_name=name, task=task, version=version,
+                                         alias=alias,
                                          inputs=service.inputs_from_query(inputs), probabilities=probabilities,
                                          shadows=state.shadows))
 
@@ -147,8 +149,8 @@ def _from_json(body: bytes, settings: Settings) -> Asked:
         parsed = PredictRequest.model_validate_json(body)
     except ValidationError as error:
         raise _request_error(error, "body") from error
-    inputs = (service.inputs_from_json(parsed.inputs, settings.max_predict_rows) if parsed.texts is None
-              else service.inputs_from_texts(parsed.texts, settings.max_predict_texts))
+    inputs = (service.inputs_from_json(inputs=parsed.inputs, max_rows=settings.max_predict_rows) if parsed.texts is None
+              else service.inputs_from_texts(texts=parsed.texts, max_texts=settings.max_predict_texts))
     return Asked(parsed.task, parsed.version, parsed.alias, inputs, parsed.probabilities)
 
 

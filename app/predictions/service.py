@@ -58,7 +58,7 @@ class Shadows(Protocol):
         """Take (or drop) one answer and its preprocessed inputs; returns at once."""
 
 
-def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets: TimedCache, model_name: str,
+def predict(*, session: Session, store: BlobStore, cache: NetworkCache, targets: TimedCache, model_name: str,
             task: str | None, version: int | None, inputs: RawInputs, probabilities: bool,
             alias: str | None = None, shadows: Shadows | None = None) -> PredictOut:
     """`version` by number, or by `alias`, or production when neither is given (both: 422); `targets`
@@ -70,7 +70,7 @@ def predict(session: Session, store: BlobStore, cache: NetworkCache, *, targets:
         raise NotFound(f"version {target.number} of model {target.model!r} has no task {task!r} "
                        f"(it has {list(target.task_entries)})")
     session.rollback()  # the read transaction ends here: a prediction holds nothing a writer waits on
-    x = model_inputs(target.architecture, inputs)
+    x = model_inputs(architecture=target.architecture, inputs=inputs)
     check_deadline()
     net = cache.get(target.network_key, lambda: _load_network(session, store, target))
     if task is None:
@@ -110,7 +110,7 @@ def _task_free_answer(store: BlobStore, net: MultiHeadNet, target: Target, *, x:
                       classes=[ClassOut(**c) for c in classes] if probabilities else None)
 
 
-def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: str, task: str | None,
+def predict_in_memory(*, cache: NetworkCache, targets: TimedCache, model_name: str, task: str | None,
                       version: int | None, inputs: RawInputs, probabilities: bool,
                       alias: str | None = None, shadows: Shadows | None = None) -> PredictOut | None:
     """`predict` when nothing needs reading and the rows take at most QUICK_S at the network's last pace
@@ -125,7 +125,7 @@ def predict_in_memory(cache: NetworkCache, *, targets: TimedCache, model_name: s
     net = cache.quick(target.network_key, len(inputs), QUICK_S)
     if net is None:
         return None
-    x = model_inputs(target.architecture, inputs)
+    x = model_inputs(architecture=target.architecture, inputs=inputs)
     # On the event loop: never wait on a pass another request is running (that would hold up the loop).
     answer = _run(cache, net, target, task=task, x=x, probabilities=probabilities, alias=alias, share=False)
     if shadows is not None:
@@ -141,8 +141,9 @@ def _run(cache: NetworkCache, net: MultiHeadNet, target: Target, *, task: str, x
     parts = []
     for rows in _slices(x):
         check_deadline()
-        parts.append(shared_forward(cache, target.network_key, net, task, rows, probabilities) if share
-                     else forward(net, task, rows, probabilities))
+        parts.append(shared_forward(cache=cache, key=target.network_key, net=net, task=task, x=rows,
+                                    probabilities=probabilities) if share
+                     else forward(net=net, task=task, x=rows, probabilities=probabilities))
     predicted = torch.cat([p for p, _ in parts]) if len(parts) > 1 else parts[0][0]
     probs = torch.cat([p for _, p in parts]) if probabilities and len(parts) > 1 else parts[0][1]
     cache.note_pace(target.network_key, len(x), time.perf_counter() - started)
@@ -164,7 +165,7 @@ def _task_answer(target: Target, task: str, predicted: torch.Tensor, probs: torc
                       probabilities=probs.tolist() if probs is not None else None)
 
 
-def answer_version(store: BlobStore, net: MultiHeadNet, model: str, version: Version, options: dict | None, *,
+def answer_version(*, store: BlobStore, net: MultiHeadNet, model: str, version: Version, options: dict | None,
                    task: str | None, x: torch.Tensor) -> PredictOut | None:
     """What `version` answers to preprocessed inputs `x`, as a prediction would (no metrics, no pace): a shadow's
     replay. None when it cannot answer (it lacks the task, or task-free predictors)."""
@@ -176,11 +177,11 @@ def answer_version(store: BlobStore, net: MultiHeadNet, model: str, version: Ver
         return _task_free_answer(store, net, target, x=x, probabilities=False, alias=None)
     if task not in target.task_entries:
         return None
-    predicted, _ = forward(net, task, x, False)
+    predicted, _ = forward(net=net, task=task, x=x, probabilities=False)
     return _task_answer(target, task, predicted, None, None)
 
 
-def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
+def forward(*, net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
             probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(classes, probabilities when asked), on the CPU, from the network on its own device: in passes of at
     most evaluation.rows_per_chunk rows on a CPU and GPU_PASS_ROWS on a GPU, with bf16 autocast on CUDA
@@ -203,11 +204,12 @@ def forward(net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
     return predicted.cpu(), probs.cpu() if probs is not None else None
 
 
-def shared_forward(cache: NetworkCache, key: object, net: MultiHeadNet, task: str, x: torch.Tensor,
+def shared_forward(*, cache: NetworkCache, key: object, net: MultiHeadNet, task: str, x: torch.Tensor,
                    probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`forward`, in one pass with the concurrent requests for the same network and task (batching.py);
     the probabilities are computed for every pass (cheap next to the network) and dropped where unasked."""
-    predicted, probs = cache.passes.run((key, task), x, lambda rows: forward(net, task, rows, True))
+    predicted, probs = cache.passes.run((key, task), x,
+                                        lambda rows: forward(net=net, task=task, x=rows, probabilities=True))
     return predicted, probs if probabilities else None
 
 
@@ -219,7 +221,7 @@ def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHe
     return version_network(store, target.architecture, stored)
 
 
-def model_inputs(architecture: dict, inputs: RawInputs) -> torch.Tensor:
+def model_inputs(*, architecture: dict, inputs: RawInputs) -> torch.Tensor:
     """Raw inputs preprocessed by the model's architecture; 422 when they are not what it takes."""
     plugin = registry.get_architecture(architecture["kind"])
     given = "arrays" if isinstance(inputs, np.ndarray) else "texts" if all(isinstance(i, str) for i in inputs) \
@@ -259,13 +261,13 @@ def check_npy_size(body: bytes) -> None:
                       f" {len(body) - stream.tell()} bytes follow it")
 
 
-def inputs_from_json(inputs: list, max_rows: int) -> np.ndarray:
+def inputs_from_json(*, inputs: list, max_rows: int) -> np.ndarray:
     if len(inputs) > max_rows:
         raise TooLarge(f"{len(inputs)} rows in one request, more than LIFELONG_MAX_PREDICT_ROWS = {max_rows}")
     return parse_inline(inputs, None).x
 
 
-def inputs_from_texts(texts: list[str], max_texts: int) -> list[str]:
+def inputs_from_texts(*, texts: list[str], max_texts: int) -> list[str]:
     if len(texts) > max_texts:
         raise TooLarge(f"{len(texts)} texts in one request, more than LIFELONG_MAX_PREDICT_TEXTS = {max_texts}: "
                        "send them in several requests, or upload the rows as a dataset and score it with evaluate")
@@ -286,7 +288,7 @@ def inputs_from_query(text: str) -> np.ndarray:
     return parse_inline(inputs, None).x
 
 
-def inputs_from_npy(body: bytes, max_rows: int) -> np.ndarray:
+def inputs_from_npy(*, body: bytes, max_rows: int) -> np.ndarray:
     if not body:
         raise Invalid("the request body is empty: send a .npy array (np.save) of shape [n, *input_shape]")
     check_npy_size(body)

@@ -18,4 +18,4 @@ def evaluate(name: str, body: EvaluateRequest, session: ReadSessionDep, store: S
     """Accuracy, per-class precision and recall, and the confusion matrix of `task` at a version (`version`,
     `alias`, or production) on labeled `data`: a dataset id or inline inputs or texts with labels. At most
     LIFELONG_MAX_PREDICT_ROWS rows (413 beyond)."""
-    return service.evaluate(session, store, cache, settings, model_name=name, request=body)
+    return service.evaluate(session=session, store=store, cache=cache, settings=settings, model_name=name, request=body)

@@ -45,7 +45,7 @@ from app.store import BlobStore
 from app.task_free.options import TaskFreeOptions
 
 
-def evaluate(session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, *, model_name: str,
+def evaluate(*, session: Session, store: BlobStore, cache: NetworkCache, settings: Settings, model_name: str,
              request: EvaluateRequest) -> EvaluateOut:
     """Accuracy, per-class precision and recall and the confusion matrix of `request.task` at the version
     the request names (by number, alias, or production)."""
@@ -192,8 +192,8 @@ def _inputs_and_labels(store: BlobStore, architecture: dict, data: PreparedData,
         x, labels = load_inputs(store, architecture, data.dataset, input_spec)
         return x, labels.numpy()
     if data.arrays is not None:
-        return model_inputs(architecture, data.arrays.x), data.arrays.y
-    return model_inputs(architecture, data.texts.texts), data.texts.y
+        return model_inputs(architecture=architecture, inputs=data.arrays.x), data.arrays.y
+    return model_inputs(architecture=architecture, inputs=data.texts.texts), data.texts.y
 
 
 def _task_labels(labels: np.ndarray, data_classes: list[str] | None, task_classes: list[str] | None) -> np.ndarray:
@@ -210,12 +210,12 @@ def _confusion_out(confusion: Confusion, classes: list[str] | None, settings: Se
     truncated = confusion.num_classes > limit
     cells = [CellCount(labeled=a, predicted=b, count=c) for a, b, c in top_confusions(confusion, limit)]
     return {"n": confusion.n, "classes": confusion.num_classes, "truncated": truncated,
-            "per_class": class_scores(confusion, classes, listed_classes(confusion, limit)),
+            "per_class": class_scores(confusion=confusion, classes=classes, listed=listed_classes(confusion, limit)),
             "confusion_matrix": None if truncated else dense_matrix(confusion),
             "top_confusions": cells}
 
 
-def class_scores(confusion: Confusion, classes: list[str] | None, listed: list[int]) -> list[ClassScore]:
+def class_scores(*, confusion: Confusion, classes: list[str] | None, listed: list[int]) -> list[ClassScore]:
     """Precision and recall of each listed class (None where undefined: never predicted, or never labeled)."""
     support, predicted, right = confusion.support, confusion.predicted, confusion.right
     return [ClassScore(index=k, label=classes[k] if classes else None,

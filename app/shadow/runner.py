@@ -140,7 +140,8 @@ class ShadowRunner:
         net = self.cache.get((json.dumps(architecture, sort_keys=True), version.theta_blob),
                              lambda: version_network(self.store, architecture, version))
         x = torch.cat([item.x for item in group]) if len(group) > 1 else first.x
-        replayed = answer_version(self.store, net, first.model, version, options, task=first.task, x=x)
+        replayed = answer_version(store=self.store, net=net, model=first.model, version=version, options=options,
+                                  task=first.task, x=x)
         if replayed is None:  # the shadow's version cannot answer this (it lacks the task)
             return
         with self._lock:
@@ -172,7 +173,7 @@ class ShadowRunner:
             return
         with self.sessions.begin() as session:
             for (model_id, version), counts in pending.items():
-                add_counts(session, model_id, version, counts)
+                add_counts(session=session, model_id=model_id, version=version, counts=counts)
 
     def refresh(self) -> None:
         """Read which models have a shadow now (the request path reads only what this found)."""

@@ -21,7 +21,7 @@ MOST_DISAGREEMENTS = 20
 SEPARATOR = "\t"  # between production's and the shadow's class in a disagreement's key
 
 
-def set_shadow(session: Session, model: Model, alias: str, fraction: float) -> Shadow:
+def set_shadow(*, session: Session, model: Model, alias: str, fraction: float) -> Shadow:
     """Start (or restart, with counts at zero) the model's shadow on the version `alias` names now."""
     if alias == PRODUCTION:
         raise Invalid("the shadow answers beside production: name another alias (typically candidate)")
@@ -36,15 +36,15 @@ def set_shadow(session: Session, model: Model, alias: str, fraction: float) -> S
     return row
 
 
-def get_shadow(session: Session, model: Model) -> Shadow:
+def get_shadow(*, session: Session, model: Model) -> Shadow:
     row = session.scalar(select(Shadow).where(Shadow.model_id == model.id))
     if row is None:
         raise NotFound(f"model {model.name!r} has no shadow (it ended when its alias moved, or was never set)")
     return row
 
 
-def end_shadow(session: Session, model: Model) -> None:
-    session.delete(get_shadow(session, model))
+def end_shadow(*, session: Session, model: Model) -> None:
+    session.delete(get_shadow(session=session, model=model))
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Counts:
                 self.disagreements[(answered, replayed)] += 1
 
 
-def add_counts(session: Session, model_id: int, version: int, counts: Counts) -> bool:
+def add_counts(*, session: Session, model_id: int, version: int, counts: Counts) -> bool:
     """Add `counts` to the model's shadow if it still shadows `version`; False when it does not."""
     row = session.scalar(select(Shadow).where(Shadow.model_id == model_id).with_for_update())
     if row is None or row.version != version:
@@ -86,7 +86,7 @@ def add_counts(session: Session, model_id: int, version: int, counts: Counts) ->
     return True
 
 
-def shadow_out(model: Model, row: Shadow) -> ShadowOut:
+def shadow_out(*, model: Model, row: Shadow) -> ShadowOut:
     most = sorted(row.disagreements.items(), key=lambda item: (-item[1], item[0]))[:MOST_DISAGREEMENTS]
     return ShadowOut(
         model=model.name, alias=row.alias, version=row.version, fraction=row.fraction, compared=row.compared,

@@ -98,9 +98,9 @@ def test_predictions_on_cuda_in_bf16_match_fp32_on_the_cpu() -> None:
     from app.predictions.service import forward
 
     net, x = _zoo_net()
-    classes_cpu, probs_cpu = forward(net, "a", x, True)
+    classes_cpu, probs_cpu = forward(net=net, task="a", x=x, probabilities=True)
     on_gpu = net.to("cuda")
-    classes_gpu, probs_gpu = forward(on_gpu, "a", x, True)
+    classes_gpu, probs_gpu = forward(net=on_gpu, task="a", x=x, probabilities=True)
     assert probs_gpu.device.type == "cpu" and probs_gpu.dtype == torch.float32
     torch.testing.assert_close(probs_gpu, probs_cpu, rtol=0, atol=2e-2)  # bf16 keeps 8 bits of mantissa
     margin = probs_cpu.topk(2).values

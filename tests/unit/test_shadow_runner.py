@@ -67,7 +67,8 @@ def test_counts_go_to_the_version_shadowed(tmp_path: Path) -> None:
     counts.add_rows(["a", "b", "b"], ["a", "c", "b"], ["t", "t", "u"])
     with sessions.begin() as session:
         model_id = session.scalar(select(Shadow.model_id))
-        assert add_counts(session, model_id, 0, counts) and not add_counts(session, model_id, 7, counts)
+        assert add_counts(session=session, model_id=model_id, version=0, counts=counts)
+        assert not add_counts(session=session, model_id=model_id, version=7, counts=counts)
     with sessions() as session:
         row = session.scalar(select(Shadow))
         assert (row.compared, row.agreed) == (3, 2)
