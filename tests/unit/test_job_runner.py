@@ -5,24 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from sqlalchemy.orm import Session, sessionmaker
 
-from app.datasets.service import upload_dataset
-from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import upgrade_database
 from app.db.tables import Job
 from app.jobs.context import JobContext
 from app.jobs.runner import run_job
 from app.learning import train
-from app.learning.schemas import TaskRequest
-from app.learning.service import submit_task
-from app.models.service import create_model
-from app.settings import Settings
-from app.store import LocalBlobStore
-from tests.conftest import npz_bytes
-from workers.kinds import JOB_KINDS
+from tests.unit.in_process import job_context, queue_train_job, small_model
 
 
 class SoftTimeLimit(Exception):
@@ -31,29 +20,12 @@ class SoftTimeLimit(Exception):
 
 @pytest.fixture
 def context(tmp_path: Path) -> JobContext:
-    settings = Settings(var_dir=tmp_path / "var")
-    upgrade_database(settings)
-    sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
-    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
-                      kinds=JOB_KINDS, timeouts=(SoftTimeLimit,))
+    return job_context(tmp_path, timeouts=(SoftTimeLimit,))
 
 
 def _queued_train_job(ctx: JobContext, rows: int = 40) -> str:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(rows, 4)).astype(np.float32), rng.integers(0, 2, rows)
-    with ctx.sessions() as session:  # as the API's routes do: one session, committed at the end of each step
-        create_model(session=session, store=ctx.store, name="m",
-                     architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0)
-        session.commit()
-        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
-                                 max_bytes=1 << 20)
-        session.commit()
-        request = TaskRequest.model_validate({"task": "t", "train": {"dataset": dataset.id}, "epochs": 3,
-                                              "batch_size": 16})
-        job_id = submit_task(session=session, store=ctx.store, model_name="m", request=request,
-                             settings=ctx.settings).id
-        session.commit()
-        return job_id
+    small_model(ctx)
+    return queue_train_job(ctx, rows=rows, epochs=3, batch_size=16)
 
 
 def test_a_job_run_in_process_succeeds_with_its_version(context: JobContext) -> None:

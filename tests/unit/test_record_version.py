@@ -5,60 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.aliases.moves import CANDIDATE, PRODUCTION, aliases_of
 from app.aliases.promotion import PromotionPolicy
-from app.datasets.service import upload_dataset
-from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import upgrade_database
 from app.db.tables import AliasMove, Job, Model, Version
 from app.jobs.context import JobContext
 from app.jobs.runner import run_job
-from app.learning.schemas import TaskRequest
-from app.learning.service import submit_task
-from app.models.service import create_model
-from app.settings import Settings
-from app.store import LocalBlobStore
 from app.versions.service import VersionConflict, record_version
-from tests.conftest import npz_bytes
-from workers.kinds import JOB_KINDS
+from tests.unit.in_process import job_context, queue_train_job, small_model
 
 
 @pytest.fixture
 def context(tmp_path: Path) -> JobContext:
-    settings = Settings(var_dir=tmp_path / "var")
-    upgrade_database(settings)
-    sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
-    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
-                      kinds=JOB_KINDS)
+    return job_context(tmp_path)
 
 
 def _model(ctx: JobContext, policy: str) -> None:
-    with ctx.sessions() as session:
-        create_model(session=session, store=ctx.store, name="m",
-                     architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0,
-                     promotion=PromotionPolicy(policy))
-        session.commit()
+    small_model(ctx, promotion=PromotionPolicy(policy))
 
 
 def _queued(ctx: JobContext, task: str, **options: object) -> str:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 2, 40)
-    with ctx.sessions() as session:
-        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
-                                 max_bytes=1 << 20)
-        session.commit()
-        request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id},
-                                              "eval": {"dataset": dataset.id}, "epochs": 1, "lambda": 1.0,
-                                              **options})
-        job_id = submit_task(session=session, store=ctx.store, model_name="m", request=request,
-                             settings=ctx.settings).id
-        session.commit()
-    return job_id
+    return queue_train_job(ctx, evaluate_on_train=True, task=task, epochs=1, **{"lambda": 1.0, **options})
 
 
 def _record_again(ctx: JobContext, job_id: str, base: int):  # noqa: ANN202

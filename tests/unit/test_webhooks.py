@@ -15,25 +15,20 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from alembic import command
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.aliases.moves import Mover
 from app.aliases.promotion import PromotionPolicy
 from app.aliases.service import set_alias
-from app.datasets.service import upload_dataset
 from app.db.engine import make_engine, make_session_factory
-from app.db.migrate import alembic_config, upgrade_database
+from app.db.migrate import alembic_config
 from app.db.tables import Model, utcnow
 from app.jobs.context import JobContext
 from app.jobs.runner import run_job
 from app.jobs.service import cancel_job
-from app.learning.schemas import TaskRequest
-from app.learning.service import submit_task
-from app.models.service import create_model, delete_model
+from app.models.service import delete_model
 from app.settings import Settings
 from app.store import LocalBlobStore
 from app.webhooks.delivery import backoff_s, claim_due, deliver_due
@@ -42,8 +37,9 @@ from app.webhooks.service import HookRules, add_webhook
 from app.webhooks.signing import sign
 from app.webhooks.slots import Slots
 from app.webhooks.tables import Webhook, WebhookDelivery
-from tests.conftest import npz_bytes, wait_for
+from tests.conftest import wait_for
 from tests.receiver import Receiver
+from tests.unit.in_process import job_context, queue_train_job, small_model
 from workers.kinds import JOB_KINDS
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "legacy_0006"
@@ -54,20 +50,12 @@ ALL = ["job.finished", "version.created", "alias.moved"]
 def context(tmp_path: Path) -> JobContext:
     settings = Settings(var_dir=tmp_path / "var", webhook_backoff_s=0.05, webhook_backoff_max_s=0.2,
                         webhook_max_attempts=4, webhook_allow_private=True)
-    upgrade_database(settings)
-    sessions: sessionmaker[Session] = make_session_factory(make_engine(settings))
     publish_job_events()  # as the worker and the API wire it
-    return JobContext(sessions=sessions, store=LocalBlobStore(tmp_path / "var" / "blobs"), settings=settings,
-                      kinds=JOB_KINDS)
+    return job_context(tmp_path, settings)
 
 
 def _model(ctx: JobContext, name: str = "m", policy: str = "auto") -> Model:
-    with ctx.sessions() as session:
-        model = create_model(session=session, store=ctx.store, name=name,
-                             architecture={"kind": "mlp", "input_shape": [4], "hidden": [8]}, seed=0,
-                             promotion=PromotionPolicy(policy))
-        session.commit()
-        return model
+    return small_model(ctx, name, promotion=PromotionPolicy(policy))
 
 
 def _hook(ctx: JobContext, model: Model, events: list[str], url: str = "http://127.0.0.1:9/hook",
@@ -78,18 +66,7 @@ def _hook(ctx: JobContext, model: Model, events: list[str], url: str = "http://1
 
 
 def _queued(ctx: JobContext, task: str = "t") -> str:
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 2, 40)
-    with ctx.sessions() as session:
-        dataset = upload_dataset(session=session, store=ctx.store, data=npz_bytes(x=x, y=y), filename="train.npz",
-                                 max_bytes=1 << 20)
-        session.commit()
-        request = TaskRequest.model_validate({"task": task, "train": {"dataset": dataset.id},
-                                              "eval": {"dataset": dataset.id}, "epochs": 1, "lambda": 1.0})
-        job_id = submit_task(session=session, store=ctx.store, model_name="m", request=request,
-                             settings=ctx.settings).id
-        session.commit()
-    return job_id
+    return queue_train_job(ctx, evaluate_on_train=True, task=task, epochs=1, **{"lambda": 1.0})
 
 
 def _deliveries(ctx: JobContext, hook_id: int | None = None) -> list[WebhookDelivery]:
