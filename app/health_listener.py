@@ -81,8 +81,6 @@ class HealthListener:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
-        self._heartbeat: Synchronized[float] = self._context.Value("d", time.time(), lock=False)
         self._process: multiprocessing.process.BaseProcess | None = None
         self._beating: asyncio.Task[None] | None = None
 
@@ -90,14 +88,17 @@ class HealthListener:
         """From the running event loop, whose turning the heartbeat reports."""
         if self._settings.health_port is None:
             return
-        self._process = self._context.Process(target=serve_probes, name="lifelong-health", daemon=True,
-                                              args=(self._settings, os.getpid(), self._heartbeat))
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
+        heartbeat: Synchronized[float] = spawn.Value("d", time.time(), lock=False)
+        self._process = spawn.Process(target=serve_probes, name="lifelong-health", daemon=True,
+                                      args=(self._settings, os.getpid(), heartbeat))
         self._process.start()
-        self._beating = asyncio.get_running_loop().create_task(self._beat())
+        self._beating = asyncio.get_running_loop().create_task(self._beat(heartbeat))
 
-    async def _beat(self) -> None:
+    @staticmethod
+    async def _beat(heartbeat: Synchronized[float]) -> None:
         while True:
-            self._heartbeat.value = time.time()
+            heartbeat.value = time.time()
             await asyncio.sleep(HEARTBEAT_S)
 
     def stop(self) -> None:
@@ -112,7 +113,7 @@ class HealthListener:
 def serve_probes(settings: Settings, api_pid: int, heartbeat: Synchronized[float]) -> None:
     """The listener process: serves until its API process has gone."""
     from app.db.engine import make_engine
-    from app.health import readiness
+    from app.health import HEALTHY, readiness
     from app.jobs.celery_app import make_celery
 
     engine, celery = make_engine(settings), make_celery(settings)
@@ -123,7 +124,7 @@ def serve_probes(settings: Settings, api_pid: int, heartbeat: Synchronized[float
     def liveness() -> tuple[int, dict[str, str]]:
         age = time.time() - heartbeat.value
         if alive() and age <= settings.health_stale_s:
-            return 200, {"status": "ok"}
+            return 200, HEALTHY
         log.warning("healthz: the API's event loop last turned %.1f s ago", age)
         return 503, {"status": f"the API's event loop has not turned for {age:.0f} s"}
 
