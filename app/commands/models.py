@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from app.client import Predictor, QueueName
+from app.client import Predictor, QueueName, SelectionRule
 from app.commands.common import (
     JsonOption,
     client_of,
@@ -74,7 +74,6 @@ NewDriftAlphaOption = Annotated[float | None, typer.Option(callback=check_drift_
                                                            show_default=False)]
 
 
-SelectionRule = Literal["constrained", "mean"]
 LAMBDA_RULE_HELP = ("how λ 'auto' chooses when a task request does not say: constrained (the least forgetting among"
                     " the λ within --new-task-tolerance of the best new-task validation accuracy) or mean (the best"
                     " mean accuracy over every task)")

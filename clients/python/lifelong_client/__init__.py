@@ -44,6 +44,7 @@ from lifelong_client.schemas import (
     Promotion,
     QueueName,
     Scores,
+    SelectionRule,
     ShadowState,
     TaskFreeDetail,
     TaskFreeOptions,
@@ -62,7 +63,7 @@ __all__ = [
     "ConnectionFailed", "Data", "DatasetInfo", "DriftReport", "DriftResult", "DriftVerdict", "Epochs", "Evaluation",
     "EvaluationRow", "Forbidden", "Inputs", "Invalid", "Job", "KeyInfo", "LifelongError", "ModelInfo", "NewKeyInfo",
     "NotFound", "Prediction", "Predictor", "Progress", "ProgressBar", "Promotion", "QueueName", "Scores",
-    "ServerError", "ShadowState", "TaskFreeDetail", "TaskFreeOptions", "TaskFreeScores", "TaskFreeTask",
-    "TooLarge", "Unauthorized", "Unavailable", "VersionDetail", "VersionInfo", "WaitTimeout", "WebhookDeliveryInfo",
+    "SelectionRule", "ServerError", "ShadowState", "TaskFreeDetail", "TaskFreeOptions", "TaskFreeScores",
+    "TaskFreeTask", "TooLarge", "Unauthorized", "Unavailable", "VersionDetail", "VersionInfo", "WaitTimeout", "WebhookDeliveryInfo",
     "WebhookInfo", "client_version", "error_for",
 ]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lifelong_client.jobs import Job
 
 Predictor = Literal["max_softmax", "energy", "ncm", "ridge", "ridge_routed"]
+SelectionRule = Literal["constrained", "mean"]  # how λ "auto" chooses among its trials
 
 
 class TaskFreeOptions(TypedDict):
@@ -40,7 +41,7 @@ class Promotion(TypedDict):
 class LambdaSelection(TypedDict):
     """How λ "auto" chooses when a task request does not say (a model's default)."""
 
-    rule: Literal["constrained", "mean"]
+    rule: SelectionRule
     new_task_tolerance: float  # constrained: how far below the best new-task validation accuracy a λ may fall
 
 
