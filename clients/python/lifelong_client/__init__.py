@@ -64,6 +64,6 @@ __all__ = [
     "EvaluationRow", "Forbidden", "Inputs", "Invalid", "Job", "KeyInfo", "LifelongError", "ModelInfo", "NewKeyInfo",
     "NotFound", "Prediction", "Predictor", "Progress", "ProgressBar", "Promotion", "QueueName", "Scores",
     "SelectionRule", "ServerError", "ShadowState", "TaskFreeDetail", "TaskFreeOptions", "TaskFreeScores",
-    "TaskFreeTask", "TooLarge", "Unauthorized", "Unavailable", "VersionDetail", "VersionInfo", "WaitTimeout", "WebhookDeliveryInfo",
-    "WebhookInfo", "client_version", "error_for",
+    "TaskFreeTask", "TooLarge", "Unauthorized", "Unavailable", "VersionDetail", "VersionInfo", "WaitTimeout",
+    "WebhookDeliveryInfo", "WebhookInfo", "client_version", "error_for",
 ]
