@@ -36,7 +36,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         running.start_worker("g1", "gpu")  # a gpu-queue worker; on this CPU-only machine it trains on the CPU
         yield running
     finally:
-        running.close()
+        running.stop()
 
 
 @pytest.fixture(scope="module")
