@@ -166,13 +166,21 @@ def learn_task(
         return learned
     if should_stop is not None and should_stop():
         raise TrainingCancelled("stopped before measuring importance")
+    rows = importance_data if importance_data is not None else [(inputs, labels)]
+    learned.estimate, learned.fallback = _measure_importance(best, task, rows, importance)
+    return learned
+
+
+def _measure_importance(best: _Best, task: str, rows: Sequence[tuple[Inputs, Tensor]],
+                        importance: ImportanceChoice) -> tuple[TaskImportance, tuple[str, ...]]:
+    """The chosen trial's importance for `task`, summed over every batch of rows, and the layers
+    that fell back to a slower path (each named once)."""
     estimate, fallback = TaskImportance(), ()
-    for data, data_labels in importance_data if importance_data is not None else [(inputs, labels)]:
+    for data, data_labels in rows:
         measured: ImportanceSum = best.learner.task_importance(best.trained, task, data, data_labels,
                                                                importance.as_options())
         estimate, fallback = estimate.accumulate(measured), (*fallback, *measured.fallback)
-    learned.estimate, learned.fallback = estimate, tuple(dict.fromkeys(fallback))
-    return learned
+    return estimate, tuple(dict.fromkeys(fallback))
 
 
 @dataclass
