@@ -29,27 +29,27 @@ class Mover:
     job_id: str | None = None
 
 
-def aliases_of(session: Session, model: Model) -> dict[str, int]:
+def aliases_of(*, session: Session, model: Model) -> dict[str, int]:
     """Every alias of the model and its version, production first, the rest by name."""
     others = session.execute(select(Alias.name, Alias.version).where(Alias.model_id == model.id).order_by(Alias.name))
     return {PRODUCTION: model.head, **{name: version for name, version in others}}
 
 
-def aliases_by_version(session: Session, model: Model) -> dict[int, list[str]]:
+def aliases_by_version(*, session: Session, model: Model) -> dict[int, list[str]]:
     """The aliases naming each version that has any."""
     named: dict[int, list[str]] = {}
-    for alias, version in aliases_of(session, model).items():
+    for alias, version in aliases_of(session=session, model=model).items():
         named.setdefault(version, []).append(alias)
     return named
 
 
-def alias_version(session: Session, model: Model, alias: str) -> int | None:
+def alias_version(*, session: Session, model: Model, alias: str) -> int | None:
     if alias == PRODUCTION:
         return model.head
     return session.scalar(select(Alias.version).where(Alias.model_id == model.id, Alias.name == alias))
 
 
-def record_move(session: Session, model_id: int, alias: str, old: int | None, new: int | None, *, by: Mover,
+def record_move(*, session: Session, model_id: int, alias: str, old: int | None, new: int | None, by: Mover,
                 reason: str | None) -> AliasMove:
     move = AliasMove(model_id=model_id, alias=alias, from_version=old, to_version=new, key_prefix=by.key_prefix,
                      job_id=by.job_id, reason=reason, at=utcnow())
@@ -60,7 +60,7 @@ def record_move(session: Session, model_id: int, alias: str, old: int | None, ne
     return move
 
 
-def move_alias(session: Session, model: Model, alias: str, version: int, *, by: Mover,
+def move_alias(*, session: Session, model: Model, alias: str, version: int, by: Mover,
                reason: str | None) -> int | None:
     """Point `alias` at `version` (production: the model's head) and record the move; returns where it
     pointed before (None: it did not exist). A move to where it already points is recorded too: someone
@@ -75,24 +75,24 @@ def move_alias(session: Session, model: Model, alias: str, version: int, *, by: 
             session.add(Alias(model_id=model.id, name=alias, version=version, updated_at=utcnow()))
         else:
             row.version, row.updated_at = version, utcnow()
-    record_move(session, model.id, alias, old, version, by=by, reason=reason)
+    record_move(session=session, model_id=model.id, alias=alias, old=old, new=version, by=by, reason=reason)
     session.flush()
     return old
 
 
-def remove_alias(session: Session, model: Model, alias: str, *, by: Mover, reason: str | None) -> int | None:
+def remove_alias(*, session: Session, model: Model, alias: str, by: Mover, reason: str | None) -> int | None:
     """Delete an alias other than production and record it (to: None); None when it does not exist."""
     row = session.scalar(select(Alias).where(Alias.model_id == model.id, Alias.name == alias))
     if row is None:
         return None
     old = row.version
     session.delete(row)
-    record_move(session, model.id, alias, old, None, by=by, reason=reason)
+    record_move(session=session, model_id=model.id, alias=alias, old=old, new=None, by=by, reason=reason)
     session.flush()
     return old
 
 
-def history(session: Session, model: Model, alias: str | None = None, *, limit: int | None = None) -> list[AliasMove]:
+def history(*, session: Session, model: Model, alias: str | None = None, limit: int | None = None) -> list[AliasMove]:
     """The moves of one alias (`alias`) or of every alias of the model, deleted ones included, newest first;
     the `limit` newest when given."""
     query = select(AliasMove).where(AliasMove.model_id == model.id)

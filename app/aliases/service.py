@@ -28,69 +28,70 @@ class AliasView:
     updated_at: datetime | None
 
 
-def list_aliases(session: Session, model: Model) -> list[AliasView]:
+def list_aliases(*, session: Session, model: Model) -> list[AliasView]:
     updated = dict(session.execute(select(Alias.name, Alias.updated_at).where(Alias.model_id == model.id)).all())
     updated[PRODUCTION] = session.scalar(select(AliasMove.at).where(
         AliasMove.model_id == model.id, AliasMove.alias == PRODUCTION).order_by(AliasMove.id.desc()).limit(1))
-    return [AliasView(name, version, updated.get(name)) for name, version in aliases_of(session, model).items()]
+    return [AliasView(name, version, updated.get(name)) for name, version in aliases_of(session=session,
+                                                                                        model=model).items()]
 
 
-def get_alias(session: Session, model: Model, alias: str) -> AliasView:
-    for view in list_aliases(session, model):
+def get_alias(*, session: Session, model: Model, alias: str) -> AliasView:
+    for view in list_aliases(session=session, model=model):
         if view.alias == alias:
             return view
     _unknown(model, alias)
 
 
-def resolve_alias(session: Session, model: Model, alias: str) -> int:
+def resolve_alias(*, session: Session, model: Model, alias: str) -> int:
     """The version `alias` names; 404 when the model has no such alias."""
-    version = alias_version(session, model, alias)
+    version = alias_version(session=session, model=model, alias=alias)
     if version is None:
         _unknown(model, alias)
     return version
 
 
-def resolve_version(session: Session, model: Model, *, version: int | None, alias: str | None,
+def resolve_version(*, session: Session, model: Model, version: int | None, alias: str | None,
                     version_field: str = "version", alias_field: str = "alias") -> int:
     """The version a request names by number or by alias (production when it names neither); 422 for both."""
     if version is not None and alias is not None:
         raise Invalid(f"give either {version_field!r} or {alias_field!r}, not both")
     if version is not None:
         return version
-    return resolve_alias(session, model, alias or PRODUCTION)
+    return resolve_alias(session=session, model=model, alias=alias or PRODUCTION)
 
 
-def set_alias(session: Session, model: Model, alias: str, version: int, *, by: Mover, reason: str | None) -> AliasView:
+def set_alias(*, session: Session, model: Model, alias: str, version: int, by: Mover, reason: str | None) -> AliasView:
     """Point `alias` at an existing version (production: the model's head), recorded with who and why."""
     lock_model(session, model.id)
     session.refresh(model)
     get_version(session, model, version)
-    move_alias(session, model, alias, version, by=by, reason=reason)
-    return get_alias(session, model, alias)
+    move_alias(session=session, model=model, alias=alias, version=version, by=by, reason=reason)
+    return get_alias(session=session, model=model, alias=alias)
 
 
-def delete_alias(session: Session, model: Model, alias: str, *, by: Mover, reason: str | None = None) -> None:
+def delete_alias(*, session: Session, model: Model, alias: str, by: Mover, reason: str | None = None) -> None:
     """Remove an alias other than production (which always names a version: move it instead)."""
     if alias == PRODUCTION:
         raise Conflict("the alias production cannot be deleted: it names the version predictions and new tasks "
                        "use; move it to another version instead")
     lock_model(session, model.id)
-    if remove_alias(session, model, alias, by=by, reason=reason) is None:
+    if remove_alias(session=session, model=model, alias=alias, by=by, reason=reason) is None:
         _unknown(model, alias)
 
 
-def alias_history(session: Session, model: Model, alias: str) -> list[AliasMove]:
+def alias_history(*, session: Session, model: Model, alias: str) -> list[AliasMove]:
     """Every move of `alias`, newest first; 404 for a name that never was an alias of the model."""
-    moves = history(session, model, alias)
-    if not moves and alias_version(session, model, alias) is None:
+    moves = history(session=session, model=model, alias=alias)
+    if not moves and alias_version(session=session, model=model, alias=alias) is None:
         _unknown(model, alias)
     return moves
 
 
-def model_alias_history(session: Session, model: Model, *, alias: str | None = None, limit: int) -> list[AliasMove]:
+def model_alias_history(*, session: Session, model: Model, alias: str | None = None, limit: int) -> list[AliasMove]:
     """The `limit` newest moves of every alias the model ever had (or of `alias` alone: an empty list when it
     never was one), deleted aliases included, newest first."""
-    return history(session, model, alias, limit=limit)
+    return history(session=session, model=model, alias=alias, limit=limit)
 
 
 def _unknown(model: Model, alias: str) -> NoReturn:

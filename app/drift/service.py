@@ -43,7 +43,7 @@ def submit_drift(*, session: Session, store: BlobStore, model_name: str, request
     check_active_jobs(session, model, settings.max_active_jobs_per_model)
     check_inline_rows(request.data.inputs if request.data.inputs is not None else request.data.texts,
                       settings.max_inline_rows, "data")
-    version = get_version(session, model, resolve_version(session, model, version=request.version,
+    version = get_version(session, model, resolve_version(session=session, model=model, version=request.version,
                                                           alias=request.alias))
     check_references(model=model.name, version=version)
     data = prepare_data(session=session, ref=request.data, purpose="data", limits=UnpackLimits.of(settings))

@@ -134,7 +134,7 @@ def _lambda_selection(request: TaskRequest, model_default: LambdaSelection) -> d
 def _base(session: Session, model: Model, request: TaskRequest | ImportanceRequest) -> Version:
     """The version a request starts from: its base_version, or the version its base_alias names, or production
     (at request time; a job whose base is no longer production by the time it finishes is not promoted)."""
-    return get_version(session, model, resolve_version(session, model, version=request.base_version,
+    return get_version(session, model, resolve_version(session=session, model=model, version=request.base_version,
                                                        alias=request.base_alias, version_field="base_version",
                                                        alias_field="base_alias"))
 

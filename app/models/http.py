@@ -22,6 +22,6 @@ def shape_model(session: Session, model: Model) -> ModelOut:
         promotion=Promotion.model_validate(model.promotion), task_free=TaskFreeOptions.of(model.task_free),
         drift_alpha=model.drift_alpha if model.drift_alpha is not None else DEFAULT_ALPHA,
         lambda_selection=LambdaSelection.of(model.lambda_selection),
-        aliases=aliases_of(session, model),
+        aliases=aliases_of(session=session, model=model),
         tasks=head_tasks(session=session, model=model), created_at=model.created_at,
     )

@@ -55,7 +55,8 @@ def create_model(*, session: Session, store: BlobStore, name: str, architecture:
                   lambda_selection=lambda_selection)
     session.add(model)
     session.flush()
-    record_move(session, model.id, PRODUCTION, None, 0, by=by or Mover(), reason="model created")
+    record_move(session=session, model_id=model.id, alias=PRODUCTION, old=None, new=0, by=by or Mover(),
+                reason="model created")
     session.add(
         Version(
             model_id=model.id, number=0, parent=None, kind="init", task=None, job_id=None,

@@ -67,7 +67,7 @@ def find_target(session: Session, model_name: str, *, version: int | None, alias
     row = query is not None and session.connection().execute(query, params).first()
     if not row:  # say why, as the lookup by parts does (and find it, were it added meanwhile)
         model = get_model(session, model_name)
-        number = resolve_version(session, model, version=version, alias=alias)
+        number = resolve_version(session=session, model=model, version=version, alias=alias)
         get_version(session, model, number)
         row = session.connection().execute(_BY_NUMBER, {"name": model_name, "number": number}).one()
     return Target(*row)

@@ -50,7 +50,7 @@ def evaluate(*, session: Session, store: BlobStore, cache: NetworkCache, setting
     """Accuracy, per-class precision and recall and the confusion matrix of `request.task` at the version
     the request names (by number, alias, or production)."""
     model = get_model(session, model_name)
-    stored = get_version(session, model, resolve_version(session, model, version=request.version,
+    stored = get_version(session, model, resolve_version(session=session, model=model, version=request.version,
                                                          alias=request.alias))
     tasks = {t["name"]: t for t in stored.tasks}
     if request.task is None:

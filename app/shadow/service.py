@@ -25,7 +25,7 @@ def set_shadow(*, session: Session, model: Model, alias: str, fraction: float) -
     """Start (or restart, with counts at zero) the model's shadow on the version `alias` names now."""
     if alias == PRODUCTION:
         raise Invalid("the shadow answers beside production: name another alias (typically candidate)")
-    version = alias_version(session, model, alias)
+    version = alias_version(session=session, model=model, alias=alias)
     if version is None:
         raise NotFound(f"model {model.name!r} has no alias {alias!r}")
     session.execute(delete(Shadow).where(Shadow.model_id == model.id))

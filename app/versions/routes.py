@@ -29,14 +29,14 @@ router = APIRouter(prefix="/v1/models/{name}", tags=["versions"], dependencies=[
 @router.get("/versions", response_model=list[VersionOut])
 def list_versions(name: str, session: SessionDep) -> list[VersionOut]:
     model = get_model(session, name)
-    named = aliases_by_version(session, model)
+    named = aliases_by_version(session=session, model=model)
     return [VersionOut.of(v, named.get(v.number, [])) for v in lookups.list_versions(session, model)]
 
 
 @router.get("/versions/{number}", response_model=VersionDetail)
 def get_version(name: str, number: VersionNumber, session: SessionDep, store: StoreDep) -> VersionDetail:
     model = get_model(session, name)
-    named = aliases_by_version(session, model)
+    named = aliases_by_version(session=session, model=model)
     version = lookups.get_version(session, model, number)
     return VersionDetail.of(version, named.get(number, []),
                             task_free_details(store, version.class_statistics, version.task_free, model.task_free),

@@ -53,7 +53,7 @@ def set_head(*, session: Session, model: Model, number: int, by: Mover | None = 
     lock_model(session, model.id)
     session.refresh(model)  # the head as it is now that the row is ours
     get_version(session, model, number)
-    move_alias(session, model, PRODUCTION, number, by=by or Mover(), reason=reason)
+    move_alias(session=session, model=model, alias=PRODUCTION, version=number, by=by or Mover(), reason=reason)
     return model
 
 
@@ -135,9 +135,10 @@ def record_version(
     emit_version_created(session, version)
     by = Mover(job_id=job_id)
     if decision.promoted:
-        record_move(session, model_id, PRODUCTION, base, number, by=by, reason=decision.reason)
+        record_move(session=session, model_id=model_id, alias=PRODUCTION, old=base, new=number, by=by,
+                    reason=decision.reason)
     else:
-        move_alias(session, model, CANDIDATE, number, by=by, reason=decision.reason)
+        move_alias(session=session, model=model, alias=CANDIDATE, version=number, by=by, reason=decision.reason)
     return Recorded(version, decision.as_dict())
 
 

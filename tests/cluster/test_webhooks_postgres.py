@@ -53,11 +53,13 @@ def test_deliveries_commit_and_roll_back_with_their_move(sessions: sessionmaker[
     model_id = _model_with_hook(sessions, "rolled")
     before = _count(sessions)
     with sessions() as session:
-        move_alias(session, session.get(Model, model_id), "canary", 0, by=Mover(), reason=None)
+        move_alias(session=session, model=session.get(Model, model_id), alias="canary", version=0, by=Mover(),
+                   reason=None)
         session.rollback()
     assert _count(sessions) == before
     with sessions.begin() as session:
-        move_alias(session, session.get(Model, model_id), "canary", 0, by=Mover(), reason=None)
+        move_alias(session=session, model=session.get(Model, model_id), alias="canary", version=0, by=Mover(),
+                   reason=None)
     assert _count(sessions) == before + 1
 
 
@@ -65,7 +67,8 @@ def test_loops_claiming_at_once_never_take_one_delivery_twice(sessions: sessionm
     model_id = _model_with_hook(sessions, "claimed")
     with sessions.begin() as session:
         for n in range(40):
-            move_alias(session, session.get(Model, model_id), f"a{n}", 0, by=Mover(), reason=None)
+            move_alias(session=session, model=session.get(Model, model_id), alias=f"a{n}", version=0, by=Mover(),
+                       reason=None)
     now = utcnow()
     barrier = threading.Barrier(8)
 

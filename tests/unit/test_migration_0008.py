@@ -77,7 +77,7 @@ def test_existing_models_become_auto_with_their_production_recorded(at_0007) -> 
     with sessions() as session:
         model = session.scalars(select(Model)).one()
         assert model.promotion == {"policy": "auto", "max_forgetting": 0.05, "min_accuracy": None}
-        [carried] = history(session, model, PRODUCTION)
+        [carried] = history(session=session, model=model, alias=PRODUCTION)
         assert (carried.from_version, carried.to_version, carried.reason) == (None, 4, "carried over by migration 0008")
         assert all(job.promotion is None for job in session.scalars(select(Job)))
 
@@ -85,7 +85,8 @@ def test_existing_models_become_auto_with_their_production_recorded(at_0007) -> 
     with sessions() as session:
         model = session.scalars(select(Model)).one()
         assert model.head == 5 and session.get(Job, job_id).promotion["policy"] == "auto"
-        assert [(m.from_version, m.to_version, m.job_id) for m in history(session, model, PRODUCTION)][0] == (
+        assert [(m.from_version, m.to_version, m.job_id) for m in history(session=session, model=model,
+                                                                          alias=PRODUCTION)][0] == (
             4, 5, job_id)
 
 

@@ -39,7 +39,8 @@ def test_the_lookup_follows_aliases_moved_by_another_process_and_refuses_as_befo
 
     def move(alias: str, version: int) -> None:
         with writer() as session:
-            set_alias(session, get_model(session, "m"), alias, version, by=Mover(), reason=None)
+            set_alias(session=session, model=get_model(session, "m"), alias=alias, version=version, by=Mover(),
+                      reason=None)
             session.commit()
 
     def number(version: int | None = None, alias: str | None = None) -> int:
@@ -88,7 +89,8 @@ def test_the_api_keeps_a_target_for_its_lifetime_and_forgets_it_when_it_moves_th
 
     def move(sessions: sessionmaker[Session], version: int) -> None:
         with sessions() as session:
-            set_alias(session, get_model(session, "m"), "production", version, by=Mover(), reason=None)
+            set_alias(session=session, model=get_model(session, "m"), alias="production", version=version, by=Mover(),
+                      reason=None)
             session.commit()
 
     assert production(briefly) == 1

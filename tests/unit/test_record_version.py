@@ -46,7 +46,7 @@ def test_a_job_delivered_twice_gets_its_version_and_decision_back(context: JobCo
         first = session.get(Job, job_id).promotion
         moves = session.scalar(select(func.count()).select_from(AliasMove))
         model = session.scalars(select(Model)).one()
-        assert aliases_of(session, model)[moved] == 1
+        assert aliases_of(session=session, model=model)[moved] == 1
     assert first["alias"] == moved and first["policy"] == policy
 
     again = _record_again(context, job_id, base=0)
@@ -71,4 +71,4 @@ def test_guarded_keeps_a_version_whose_base_is_not_production(context: JobContex
     kept = _record_again(context, "another-job", base=0)
     assert kept.version.number == 2 and kept.promotion["promoted"] is False
     with context.sessions() as session:
-        assert aliases_of(session, session.scalars(select(Model)).one()) == {PRODUCTION: 1, CANDIDATE: 2}
+        assert aliases_of(session=session, model=session.scalars(select(Model)).one()) == {PRODUCTION: 1, CANDIDATE: 2}

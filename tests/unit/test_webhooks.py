@@ -105,12 +105,14 @@ def test_a_rolled_back_change_emits_nothing(context: JobContext) -> None:
     model = _model(context)
     hook = _hook(context, model, ALL)
     with context.sessions() as session:
-        set_alias(session, session.get(Model, model.id), "canary", 0, by=Mover(key_prefix="abc"), reason="try")
+        set_alias(session=session, model=session.get(Model, model.id), alias="canary", version=0,
+                  by=Mover(key_prefix="abc"), reason="try")
         assert len(session.scalars(select(WebhookDelivery)).all()) == 1  # written, in this transaction only
         session.rollback()
     assert _deliveries(context) == []
     with context.sessions.begin() as session:
-        set_alias(session, session.get(Model, model.id), "canary", 0, by=Mover(key_prefix="abc"), reason="go")
+        set_alias(session=session, model=session.get(Model, model.id), alias="canary", version=0,
+                  by=Mover(key_prefix="abc"), reason="go")
     [row] = _deliveries(context, hook)
     data = json.loads(row.body)["data"]
     assert (data["alias"], data["from"], data["to"], data["by"], data["reason"]) == ("canary", None, 0, "key abc", "go")
@@ -133,7 +135,7 @@ def test_deleting_a_model_deletes_its_hooks_and_their_deliveries(context: JobCon
     for name in ("m", "other"):
         with context.sessions.begin() as session:
             owner = session.scalar(select(Model).where(Model.name == name))
-            set_alias(session, owner, "canary", 0, by=Mover(), reason=None)
+            set_alias(session=session, model=owner, alias="canary", version=0, by=Mover(), reason=None)
     with context.sessions.begin() as session:
         delete_model(session=session, name="m")
     with context.sessions() as session:
@@ -146,7 +148,8 @@ def test_two_loops_never_claim_one_delivery(context: JobContext) -> None:
     _hook(context, model, ALL)
     with context.sessions.begin() as session:
         for version in range(6):
-            set_alias(session, session.get(Model, model.id), f"a{version}", 0, by=Mover(), reason=None)
+            set_alias(session=session, model=session.get(Model, model.id), alias=f"a{version}", version=0, by=Mover(),
+                      reason=None)
     now = utcnow()
     barrier = threading.Barrier(3)
 
@@ -178,7 +181,8 @@ def test_a_failing_receiver_gets_the_same_delivery_until_it_answers_2xx(context:
         model = _model(context)
         hook = _hook(context, model, ["alias.moved"], url=receiver.url(), secret="k3y")
         with context.sessions.begin() as session:
-            set_alias(session, session.get(Model, model.id), "canary", 0, by=Mover(), reason=None)
+            set_alias(session=session, model=session.get(Model, model.id), alias="canary", version=0, by=Mover(),
+                      reason=None)
 
         def delivered() -> bool:
             round_of()
@@ -204,7 +208,8 @@ def test_a_receiver_that_never_answers_is_given_up_after_the_last_attempt(contex
     model = _model(context)
     hook = _hook(context, model, ["alias.moved"], url=closed.url())
     with context.sessions.begin() as session:
-        set_alias(session, session.get(Model, model.id), "canary", 0, by=Mover(), reason=None)
+        set_alias(session=session, model=session.get(Model, model.id), alias="canary", version=0, by=Mover(),
+                  reason=None)
 
     def given_up() -> bool:
         round_of()
@@ -252,7 +257,8 @@ def test_migration_0010_up_from_0009_down_and_up_again(tmp_path: Path) -> None:
         model = session.scalars(select(Model)).one()
     hook = _hook(context, model, ["alias.moved"])
     with context.sessions.begin() as session:
-        set_alias(session, session.get(Model, model.id), "canary", 1, by=Mover(), reason=None)
+        set_alias(session=session, model=session.get(Model, model.id), alias="canary", version=1, by=Mover(),
+                  reason=None)
     assert len(_deliveries(context, hook)) == 1
     context.sessions.kw["bind"].dispose()
     after = _counts(database)
