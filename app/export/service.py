@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+from app.architectures.spec import ArchitectureSpec
 from app.db.lookups import get_model, get_version
 from app.errors import Invalid, NotFound, Unavailable
 from app.export.graphs import ExportFormat, ExportRefused, NotInstalled, TaskGraph, task_graph, to_onnx, to_torchscript
@@ -60,7 +61,7 @@ def export_task(*, session: Session, store: BlobStore, model_name: str, number: 
     return Exported(content, f"{model_name}-v{number}-{task}.{SUFFIX[fmt]}")
 
 
-def preprocessing(*, architecture: dict, graph: TaskGraph) -> str:
+def preprocessing(*, architecture: ArchitectureSpec, graph: TaskGraph) -> str:
     """What a caller does to raw inputs before the graph: the part of the kind's preprocessing left outside."""
     kind = architecture["kind"]
     if kind in ("mlp", "cnn"):

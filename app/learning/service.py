@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.aliases.service import resolve_version
 from app.architectures import registry
+from app.architectures.spec import ArchitectureSpec
 from app.datasets.inputs import check_model_takes
 from app.datasets.schemas import DataRef
 from app.datasets.service import PreparedData, prepare_data, save_data
@@ -139,7 +140,7 @@ def _base(session: Session, model: Model, request: TaskRequest | ImportanceReque
                                                        alias_field="base_alias"))
 
 
-def check_trainable(architecture: dict, trainable: object) -> None:
+def check_trainable(architecture: ArchitectureSpec, trainable: object) -> None:
     """422 for a `trainable` the architecture cannot honour (more blocks than it has)."""
     if trainable is None:
         return

@@ -27,7 +27,7 @@ from app.task_free.options import TaskFreeOptions, TaskFreePatch
 from app.versions.importance import importance_stats
 
 
-def create_model(*, session: Session, store: BlobStore, name: str, architecture: dict, seed: int,
+def create_model(*, session: Session, store: BlobStore, name: str, architecture: dict[str, Any], seed: int,
                  max_input_values: int | None = None, queue: str = "cpu",
                  model_dirs: Sequence[Path] = (), max_parameters: int | None = None,
                  promotion: PromotionPolicy | None = None, task_free: dict[str, Any] | None = None,
@@ -68,7 +68,7 @@ def create_model(*, session: Session, store: BlobStore, name: str, architecture:
     return model
 
 
-def check_model_path(*, architecture: dict, model_dirs: Sequence[Path]) -> None:
+def check_model_path(*, architecture: dict[str, Any], model_dirs: Sequence[Path]) -> None:
     """422 for an architecture `path` outside the directories LIFELONG_MODEL_DIRS allows."""
     path = architecture.get("path")
     if path is None:

@@ -20,6 +20,7 @@ import torch
 from sqlalchemy.orm import Session
 
 from app.architectures import registry
+from app.architectures.spec import ArchitectureSpec
 from app.datasets.parsing import check_arrays, parse_inline
 from app.datasets.service import fit_inputs
 from app.db.tables import Version
@@ -221,7 +222,7 @@ def _load_network(session: Session, store: BlobStore, target: Target) -> MultiHe
     return version_network(store, target.architecture, stored)
 
 
-def model_inputs(*, architecture: dict, inputs: RawInputs) -> torch.Tensor:
+def model_inputs(*, architecture: ArchitectureSpec, inputs: RawInputs) -> torch.Tensor:
     """Raw inputs preprocessed by the model's architecture; 422 when they are not what it takes."""
     plugin = registry.get_architecture(architecture["kind"])
     given = "arrays" if isinstance(inputs, np.ndarray) else "texts" if all(isinstance(i, str) for i in inputs) \

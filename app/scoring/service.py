@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.aliases.service import resolve_version
 from app.architectures import registry
+from app.architectures.spec import ArchitectureSpec
 from app.datasets.inputs import load_inputs
 from app.datasets.service import PreparedData, check_fits, prepare_data
 from app.db.lookups import get_model, get_version
@@ -109,8 +110,9 @@ def _evaluate_task_free(session: Session, store: BlobStore, cache: NetworkCache,
                        **_flips_out(parent, flips))
 
 
-def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, architecture: dict, stored: Version,
-                      data: PreparedData, parent: Version | None) -> tuple[MultiHeadNet, torch.Tensor, np.ndarray]:
+def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, architecture: ArchitectureSpec,
+                      stored: Version, data: PreparedData, parent: Version | None
+                      ) -> tuple[MultiHeadNet, torch.Tensor, np.ndarray]:
     """The version's network (cached) and the data's inputs and labels, read after the transaction ends."""
     for row in (stored, data.dataset, parent):  # their columns stay readable once the transaction below has ended
         if row is not None:
@@ -121,7 +123,7 @@ def _network_and_data(session: Session, store: BlobStore, cache: NetworkCache, a
     return net, x, labels
 
 
-def _network(store: BlobStore, cache: NetworkCache, architecture: dict, version: Version) -> MultiHeadNet:
+def _network(store: BlobStore, cache: NetworkCache, architecture: ArchitectureSpec, version: Version) -> MultiHeadNet:
     return cache.get((json.dumps(architecture, sort_keys=True), version.theta_blob),
                      lambda: version_network(store, architecture, version))
 
@@ -156,7 +158,7 @@ def _global_labels(labels: np.ndarray, data_classes: list[str] | None, classes: 
     return np.asarray([position[name] for name in data_classes], dtype=np.int64)[labels]
 
 
-def _checked_data(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
+def _checked_data(session: Session, request: EvaluateRequest, architecture: ArchitectureSpec, settings: Settings, *,
                   num_classes: int) -> PreparedData:
     """The data, checked against the model, within the prediction limits; 413 and 422 say why not."""
     inline = request.data.inputs if request.data.inputs is not None else request.data.texts
@@ -171,7 +173,7 @@ def _checked_data(session: Session, request: EvaluateRequest, architecture: dict
     return data
 
 
-def _prepare(session: Session, request: EvaluateRequest, architecture: dict, settings: Settings, *,
+def _prepare(session: Session, request: EvaluateRequest, architecture: ArchitectureSpec, settings: Settings, *,
              num_classes: int, classes: list[str] | None) -> PreparedData:
     """The data, checked against the model and the task, within the prediction limits; 413 and 422 say why not."""
     data = _checked_data(session, request, architecture, settings, num_classes=num_classes)
@@ -185,7 +187,7 @@ def _prepare(session: Session, request: EvaluateRequest, architecture: dict, set
     return data
 
 
-def _inputs_and_labels(store: BlobStore, architecture: dict, data: PreparedData,
+def _inputs_and_labels(store: BlobStore, architecture: ArchitectureSpec, data: PreparedData,
                        input_spec: InputSpec) -> tuple[torch.Tensor, np.ndarray]:
     """The model's inputs and the data's own label indices, from a dataset or from inline data."""
     if data.dataset is not None:
