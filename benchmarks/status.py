@@ -148,12 +148,21 @@ def status_of(path: Path) -> Status:
         if changed or dirty or moved:
             status.state = "unknown" if status.state == "unknown" else "stale"
         if changed:
-            status.reasons.append(f"changed since {commit[:12]}: {', '.join(changed)}")
+            status.reasons.append(f"changed since {commit[:12]}: {_some(changed)}")
         if dirty:
-            status.reasons.append(f"ran with uncommitted changes to {', '.join(dirty)}")
+            status.reasons.append(f"ran with uncommitted changes to {_some(dirty)}")
         if moved:
-            status.reasons.append(f"HEAD moved while it ran, changing {', '.join(moved)}")
+            status.reasons.append(f"HEAD moved while it ran, changing {_some(moved)}")
+    status.reasons = list(dict.fromkeys(status.reasons))  # parts run on one commit say the same thing once
     return status
+
+
+def _some(files: list[str], shown: int = 5) -> str:
+    """A file list short enough for a table cell: the benchmark's own files first, then the first few of the
+    app's, and how many more (`git diff` lists them all)."""
+    ordered = sorted(files, key=lambda name: not name.startswith("benchmarks/"))
+    more = len(ordered) - shown
+    return ", ".join(ordered[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def statuses(results: Path = RESULTS) -> list[Status]:
