@@ -463,7 +463,7 @@ def measure_predictions(root: Path, sizes: dict[str, int]) -> dict[str, Any]:
             return {"max_length": architecture["max_length"], **timed,
                     "max_probability_difference": float(difference)}
     finally:
-        service.stop()
+        service.close()  # the figures are taken: no warm worker shutdown to wait for (tests/conftest.py)
 
 
 def _alternate(paths: dict[str, Any], texts: list[str], repeats: int) -> dict[str, Any]:

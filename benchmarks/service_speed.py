@@ -129,7 +129,7 @@ def _service_figures(var_dir: Path, env: dict[str, str], profile: str, with_pred
             if with_predictions:
                 figures["predictions"] = _predictions(http, x, small)
     finally:
-        service.stop()
+        service.close()  # the figures are taken: no warm worker shutdown to wait for (tests/conftest.py)
     return figures
 
 
