@@ -310,7 +310,7 @@ def http_section(device: torch.device, sizes: dict, quick: bool) -> dict[str, An
                     "lone_1_row": _rate(running.url, [body(1, i) for i in range(2 * n)], 1),
                 }
             finally:
-                running.stop()
+                running.close()
     results["32_clients_1_row_on_vs_off"] = (results["on"]["32_clients_1_row"]["rows_per_s"]
                                             / results["off"]["32_clients_1_row"]["rows_per_s"])
     results["lone_1_row_p50_on_vs_off"] = results["on"]["lone_1_row"]["p50_s"] / results["off"]["lone_1_row"]["p50_s"]
