@@ -22,8 +22,10 @@ serve: install
 demo: install
 	$(PY) -m app.mas.demo
 
+# Two xdist workers, each with its own services, on any machine (a 2-core one is the one it is sized for);
+# work is stolen from the busier worker at the end. A single test or folder: $(PY) -m pytest -q PATH.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist worksteal
 
 test-unit: install
 	$(PY) -m pytest -q tests/unit

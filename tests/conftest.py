@@ -26,7 +26,13 @@ import httpx
 import numpy as np
 import pytest
 
+from app.architectures.text import _hide_broken_torchvision
 from scripts.cluster import free_port
+
+# transformers decides once, when it is first imported, whether torchvision is usable, and the CUDA-built
+# torchvision on these machines is not. Marked absent here, before any test can import transformers, so
+# that no test depends on another having built a text trunk first (xdist workers run them in any order).
+_hide_broken_torchvision()
 
 REPO = Path(__file__).resolve().parents[1]
 JOB_DEADLINE_S = 120.0

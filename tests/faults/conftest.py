@@ -100,8 +100,11 @@ def tally() -> Counter[str]:
 
 @pytest.fixture(scope="session", autouse=True)
 def _write_reliability_report() -> Iterator[None]:
-    yield
     target = os.environ.get("LIFELONG_RELIABILITY_REPORT")
+    if target and os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each xdist worker would count only its own scenarios and overwrite the others' report.
+        pytest.exit("LIFELONG_RELIABILITY_REPORT counts every scenario of one run: run it without -n", returncode=4)
+    yield
     if target and TALLY:
         write_report(Path(target))
 

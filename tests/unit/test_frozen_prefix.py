@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from app.architectures.image import EfficientNetLiteTrunk
 from app.architectures.registry import frozen_names, trunk_split
-from app.architectures.text import TextEncoderTrunk, _hide_broken_torchvision
+from app.architectures.text import TextEncoderTrunk
 from app.mas.frozen_prefix import cache_prefix
 from app.mas.importance import estimate_importance
 from app.mas.learn import LearnedTask, MethodChoice, learn_task
@@ -32,7 +32,6 @@ IMAGE_SPEC = {"kind": "image-backbone", "image_size": 32, "trainable": {"last": 
 
 
 def text_net() -> MultiHeadNet:
-    _hide_broken_torchvision()
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)

@@ -8,8 +8,6 @@ The Embedding rule never builds a [batch, vocab, dim] tensor by construction (on
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as functional
@@ -21,22 +19,11 @@ from app.mas.networks import InputSpec, MultiHeadNet
 from tests.unit.conftest import sample_inputs, with_heads
 
 
-def _hide_broken_torchvision() -> None:
-    """The CUDA-built torchvision here does not import with CPU torch, and transformers imports it if present."""
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # noqa: BLE001 - an ABI mismatch surfaces as RuntimeError or ImportError
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]
-
-
 class BertTrunk(nn.Module):
     """Token ids [n, T] (0 = padding) → mean of the last states over real tokens, plus the pooler's output."""
 
     def __init__(self) -> None:
         super().__init__()
-        _hide_broken_torchvision()
         from transformers import BertConfig, BertModel
 
         config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
