@@ -2,7 +2,7 @@
 
     python -m benchmarks.paper                    # the default profile, about 45 minutes on 2 cores
     python -m benchmarks.paper --profile full     # 5 seeds and larger subsets, for a GPU machine
-    python -m benchmarks.paper --profile smoke --out /tmp/x   # what CI runs
+    python -m benchmarks.paper --profile smoke --out /tmp/x   # what CI runs (in parts: --no-service, --sequences 1)
 
 Data: Fashion-MNIST and WordNet 3.0 from Debian's packages (data.py), all-MiniLM-L6-v2 and
 EfficientNet-Lite0 from PyPI (the `pretrained` extra). Sequences (sequences.py): split Fashion-MNIST on a

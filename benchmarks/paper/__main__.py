@@ -35,6 +35,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="processes (1 torch thread each; 1 on cuda)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (one process; bf16 autocast as a GPU worker)")
     parser.add_argument("--no-service", action="store_true", help="skip the runs through a real service")
+    parser.add_argument("--sequences", type=int, default=None,
+                        help="only the first N sequences of each backbone (the first is mixed_8, which the service"
+                             " runs repeat)")
     parser.add_argument("--add", action="store_true",
                         help="keep the other backbones' results already in --out/paper.json (run in parts)")
     parser.add_argument("--replot", action="store_true", help="redraw paper.md and the plots from --out/paper.json")
@@ -91,6 +94,8 @@ def _write(results: dict, out: Path, *, started: dict | None = None, earlier: di
 
 def run(args: argparse.Namespace) -> dict:
     profile = PROFILES[args.profile] | {"device": args.device}
+    if args.sequences is not None:
+        profile["sequences"] = args.sequences
     names = [b.strip() for b in args.backbones.split(",") if b.strip()]
     unknown = set(names) - set(BACKBONES)
     if unknown:
