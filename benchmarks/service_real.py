@@ -27,6 +27,7 @@ reader, on whatever CPU runs it (one run, figures and environment in benchmarks/
     .venv/bin/python -m benchmarks.service_real --quick --out /tmp/x   # the real networks, tiny sizes
     .venv/bin/python -m benchmarks.service_real --profile smoke --out /tmp/x   # CI: a tiny random BERT in
         # MiniLM's place (same tokenizer and pipeline, benchmarks/standins.py) and images at 64 px
+    .venv/bin/python -m benchmarks.service_real --sections storage,memory --out /tmp/x   # some sections only
 """
 
 from __future__ import annotations
@@ -502,26 +503,36 @@ def environment() -> dict[str, Any]:
 
 
 def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
-    storage, memory, predictions = results["storage"], results["memory"], results["predictions"]
-    last = storage["last_2"]
-    extra_decoded = memory["decoded_dataset_bytes_large"] * (1 - 1 / memory["factor"])
-    rows = [
-        ("train version bytes / its 2 trained blocks' θ (θ and Ω)", last["written_vs_trained"],
-         f"≤ {TARGETS['train_bytes_vs_blocks']}", last["written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
-        ("train version θ bytes / its 2 trained blocks' θ (θ alone)", last["theta_written_vs_trained"],
-         f"≤ {TARGETS['train_bytes_vs_blocks']}",
-         last["theta_written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
-        ("second model's version 0, bytes written", storage["second_model_version0_bytes"], "0",
-         storage["second_model_version0_bytes"] == 0),
-        (f"peak RSS growth, N → {memory['factor']}·N images / the extra images decoded at once",
-         memory["peak_difference"] / extra_decoded,
-         f"< 1 (less than holding them: {extra_decoded / 2**20:.0f} MiB)", memory["peak_difference"] < extra_decoded),
-        ("predict texts/s, service / sentence-transformers", predictions["service_vs_sentence_transformers"],
-         f"≥ {TARGETS['predict_vs_sentence_transformers']}",
-         predictions["service_vs_sentence_transformers"] >= TARGETS["predict_vs_sentence_transformers"]),
-        ("service probabilities − sentence-transformers' + head, max |Δ|", predictions["max_probability_difference"],
-         "≤ 1e-5", predictions["max_probability_difference"] <= 1e-5),
-    ]
+    """Each measured section's figures against their targets (a run of some `--sections` judges those)."""
+    rows: list[tuple[str, Any, str, bool]] = []
+    if "storage" in results:
+        storage = results["storage"]
+        last = storage["last_2"]
+        rows += [
+            ("train version bytes / its 2 trained blocks' θ (θ and Ω)", last["written_vs_trained"],
+             f"≤ {TARGETS['train_bytes_vs_blocks']}", last["written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
+            ("train version θ bytes / its 2 trained blocks' θ (θ alone)", last["theta_written_vs_trained"],
+             f"≤ {TARGETS['train_bytes_vs_blocks']}",
+             last["theta_written_vs_trained"] <= TARGETS["train_bytes_vs_blocks"]),
+            ("second model's version 0, bytes written", storage["second_model_version0_bytes"], "0",
+             storage["second_model_version0_bytes"] == 0),
+        ]
+    if "memory" in results:
+        memory = results["memory"]
+        extra_decoded = memory["decoded_dataset_bytes_large"] * (1 - 1 / memory["factor"])
+        rows.append((f"peak RSS growth, N → {memory['factor']}·N images / the extra images decoded at once",
+                     memory["peak_difference"] / extra_decoded,
+                     f"< 1 (less than holding them: {extra_decoded / 2**20:.0f} MiB)",
+                     memory["peak_difference"] < extra_decoded))
+    if "predictions" in results:
+        predictions = results["predictions"]
+        rows += [
+            ("predict texts/s, service / sentence-transformers", predictions["service_vs_sentence_transformers"],
+             f"≥ {TARGETS['predict_vs_sentence_transformers']}",
+             predictions["service_vs_sentence_transformers"] >= TARGETS["predict_vs_sentence_transformers"]),
+            ("service probabilities − sentence-transformers' + head, max |Δ|",
+             predictions["max_probability_difference"], "≤ 1e-5", predictions["max_probability_difference"] <= 1e-5),
+        ]
     return [{"figure": f, "measured": m, "target": t, "met": bool(ok)} for f, m, t, ok in rows]
 
 
@@ -529,13 +540,8 @@ def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f}"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    env, storage, memory, p = results["environment"], results["storage"], results["memory"], results["predictions"]
-    lines = [f"The service on its pretrained kinds ({env['cpu']}, {env['cores']} cores, torch {env['torch']},"
-             f" {env['torch_threads']} torch threads, {env['date']}{', quick sizes' if results['quick'] else ''}).",
-             *(["", "Profile smoke: a tiny random 2-layer BERT stands in for MiniLM (its tokenizer and pipeline):"
-                " the code path, not figures."] if results.get("profile") == "smoke" else []),
-             "", f"### Storage: MiniLM text-encoder (max_length {storage['architecture']['max_length']}),"
+def _storage_lines(storage: dict[str, Any]) -> list[str]:
+    lines = ["", f"### Storage: MiniLM text-encoder (max_length {storage['architecture']['max_length']}),"
              f" one train job of 1 epoch on {storage['train_texts']} sentences, Ω measured on them", "",
              "| trainable | bytes written | θ parts + manifest | Ω | task-free | trained groups' θ (safetensors) |"
              " θ and Ω written / trained | θ written / trained | written / whole-θ file |",
@@ -548,34 +554,54 @@ def markdown(results: dict[str, Any]) -> str:
                      f" | {w['omega']:,} | {w.get('task_free', 0):,} | {trained:,} ({what}) |"
                      f" {s['written_vs_trained']:.3f} |"
                      f" {s['theta_written_vs_trained']:.3f} | {s['written_vs_whole_theta_file']:.4f} |")
-    lines += ["", f"Version 0 (the pretrained weights, {storage['version0_files']} blobs):"
-              f" {storage['version0_bytes']:,} bytes; θ as one safetensors file:"
-              f" {storage['last_2']['whole_theta_file_bytes']:,} bytes. A second model"
-              f" on the same backbone wrote {storage['second_model_version0_bytes']:,} bytes"
-              f" ({storage['second_model_version0_files']} new files) for its version 0.", "",
-              f"### Peak memory: EfficientNet-Lite0 ({memory['architecture']['image_size']} px, trainable none),"
-              f" {memory['png_side']}×{memory['png_side']} PNGs, 1 epoch, batch {memory['batch_size']},"
-              " Ω on the train images, one fresh process per run", "",
-              "| images | RSS before run_job (MiB) | peak RSS, VmHWM (MiB) | job's growth (MiB) | job (s) |",
-              "|---:|---:|---:|---:|---:|"]
+    return lines + ["", f"Version 0 (the pretrained weights, {storage['version0_files']} blobs):"
+                    f" {storage['version0_bytes']:,} bytes; θ as one safetensors file:"
+                    f" {storage['last_2']['whole_theta_file_bytes']:,} bytes. A second model"
+                    f" on the same backbone wrote {storage['second_model_version0_bytes']:,} bytes"
+                    f" ({storage['second_model_version0_files']} new files) for its version 0."]
+
+
+def _memory_lines(memory: dict[str, Any]) -> list[str]:
+    lines = ["", f"### Peak memory: EfficientNet-Lite0 ({memory['architecture']['image_size']} px, trainable none),"
+             f" {memory['png_side']}×{memory['png_side']} PNGs, 1 epoch, batch {memory['batch_size']},"
+             " Ω on the train images, one fresh process per run", "",
+             "| images | RSS before run_job (MiB) | peak RSS, VmHWM (MiB) | job's growth (MiB) | job (s) |",
+             "|---:|---:|---:|---:|---:|"]
     for run_ in (memory["small"], memory["large"]):
         lines.append(f"| {run_['images']:,} | {_mib(run_['rss_before_job'])} | {_mib(run_['peak'])} |"
                      f" {_mib(run_['job_growth'])} | {run_['job_seconds']:.1f} |")
-    lines += ["", f"Peak difference {memory['factor']}·N − N: {_mib(memory['peak_difference'])} MiB; the"
-              f" {memory['factor']}·N images decoded at once"
-              f" would be {_mib(memory['decoded_dataset_bytes_large'])} MiB.", "",
-              f"### Predictions: MiniLM, max_length {p['max_length']} on both sides, {p['texts']} sentences"
-              f" ({p['words_per_text']['min']}–{p['words_per_text']['max']} words, median"
-              f" {p['words_per_text']['median']}), {p['batch']}-text batches, median of {p['repeats']}", "",
-              "| path | texts/s |", "|---|---:|",
-              f"| the service, POST /predict (JSON texts, keep-alive) | {p['texts_per_s']['service']:,.0f} |",
-              f"| sentence-transformers encode + head matmul, in-process ({p['in_process_torch_threads']} threads)"
-              f" | {p['texts_per_s']['sentence_transformers']:,.0f} |",
-              f"| diagnosis: the service's preprocess + network in-process, ids padded to max_length"
-              f" | {p['texts_per_s']['app_network_padded']:,.0f} |",
-              f"| diagnosis: the same, ids cut after each batch's longest text"
-              f" | {p['texts_per_s']['app_network_trimmed']:,.0f} |", "", "### Against the targets", "",
-              "| figure | measured | target | met |", "|---|---:|---|---|"]
+    return lines + ["", f"Peak difference {memory['factor']}·N − N: {_mib(memory['peak_difference'])} MiB; the"
+                    f" {memory['factor']}·N images decoded at once"
+                    f" would be {_mib(memory['decoded_dataset_bytes_large'])} MiB."]
+
+
+def _prediction_lines(p: dict[str, Any]) -> list[str]:
+    return ["", f"### Predictions: MiniLM, max_length {p['max_length']} on both sides, {p['texts']} sentences"
+            f" ({p['words_per_text']['min']}–{p['words_per_text']['max']} words, median"
+            f" {p['words_per_text']['median']}), {p['batch']}-text batches, median of {p['repeats']}", "",
+            "| path | texts/s |", "|---|---:|",
+            f"| the service, POST /predict (JSON texts, keep-alive) | {p['texts_per_s']['service']:,.0f} |",
+            f"| sentence-transformers encode + head matmul, in-process ({p['in_process_torch_threads']} threads)"
+            f" | {p['texts_per_s']['sentence_transformers']:,.0f} |",
+            f"| diagnosis: the service's preprocess + network in-process, ids padded to max_length"
+            f" | {p['texts_per_s']['app_network_padded']:,.0f} |",
+            f"| diagnosis: the same, ids cut after each batch's longest text"
+            f" | {p['texts_per_s']['app_network_trimmed']:,.0f} |"]
+
+
+SECTION_LINES = {"storage": _storage_lines, "memory": _memory_lines, "predictions": _prediction_lines}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    env = results["environment"]
+    lines = [f"The service on its pretrained kinds ({env['cpu']}, {env['cores']} cores, torch {env['torch']},"
+             f" {env['torch_threads']} torch threads, {env['date']}{', quick sizes' if results['quick'] else ''}).",
+             *(["", "Profile smoke: a tiny random 2-layer BERT stands in for MiniLM (its tokenizer and pipeline):"
+                " the code path, not figures."] if results.get("profile") == "smoke" else [])]
+    for section, section_lines in SECTION_LINES.items():
+        if section in results:
+            lines += section_lines(results[section])
+    lines += ["", "### Against the targets", "", "| figure | measured | target | met |", "|---|---:|---|---|"]
     for v in results["verdicts"]:
         measured = f"{v['measured']:,.3f}" if isinstance(v["measured"], float) else f"{v['measured']:,}"
         lines.append(f"| {v['figure']} | {measured} | {v['target']} | {'yes' if v['met'] else '**no**'} |")
@@ -588,7 +614,12 @@ def main() -> None:
                         help="full; quick: the real networks at tiny sizes; smoke: a tiny random text encoder too")
     parser.add_argument("--quick", action="store_true", help="the same as --profile quick")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--sections", default=",".join(SECTION_LINES),
+                        help="comma-separated subset of " + ", ".join(SECTION_LINES) + " (default: all)")
     args = parser.parse_args()
+    sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+    if not sections or set(sections) - set(SECTION_LINES):
+        parser.error(f"--sections: choose from {', '.join(SECTION_LINES)}")
     started = provenance()
     profile = "quick" if args.quick else args.profile
     sizes: dict[str, Any] = dict(SIZES[profile])
@@ -598,10 +629,13 @@ def main() -> None:
         if sizes.get("tiny_text_encoder"):
             sizes["text_path"] = str(tiny_text_encoder_directory(Path(root) / "tiny-text-encoder"))
             os.environ["LIFELONG_MODEL_DIRS"] = json.dumps([root])  # here and in the service's processes
-        results["storage"] = measure_storage(Path(root) / "storage", sizes)
-        results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"],
-                                           sizes.get("image_size", IMAGE["image_size"]))
-        results["predictions"] = measure_predictions(Path(root) / "predictions", sizes)
+        if "storage" in sections:
+            results["storage"] = measure_storage(Path(root) / "storage", sizes)
+        if "memory" in sections:
+            results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"],
+                                               sizes.get("image_size", IMAGE["image_size"]))
+        if "predictions" in sections:
+            results["predictions"] = measure_predictions(Path(root) / "predictions", sizes)
     results["verdicts"] = verdicts(results)
     write_results(args.out, "service_real", results, markdown(results), started=started, indent=2)
     print((args.out / "service_real.md").read_text())

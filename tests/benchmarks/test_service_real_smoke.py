@@ -12,13 +12,22 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.timeout(300)
-def test_service_real_quick_writes_every_section(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "benchmarks.service_real", "--profile", "smoke", "--out", str(tmp_path)],
-                   check=True, timeout=280, cwd=Path(__file__).resolve().parents[2])
-    results = json.loads((tmp_path / "service_real.json").read_text())
-    assert results["profile"] == "smoke" and results["provenance"]["command"].endswith(f"--out {tmp_path}")
+def _smoke(out: Path, sections: str) -> dict:
+    subprocess.run([sys.executable, "-m", "benchmarks.service_real", "--profile", "smoke", "--sections", sections,
+                    "--out", str(out)], check=True, timeout=280, cwd=Path(__file__).resolve().parents[2])
+    results = json.loads((out / "service_real.json").read_text())
+    assert results["profile"] == "smoke" and results["provenance"]["command"].endswith(f"--out {out}")
     assert {"torch", "cpu", "torch_threads", "date"} <= results["environment"].keys()
+    assert {v["figure"] for v in results["verdicts"]} and all(isinstance(v["met"], bool) for v in results["verdicts"])
+    assert "Against the targets" in (out / "service_real.md").read_text()
+    return results
+
+
+@pytest.mark.timeout(300)
+def test_storage_and_memory_sections(tmp_path: Path) -> None:
+    """The run in two parts (`--sections`), so that no one test starts every process of it."""
+    results = _smoke(tmp_path, "storage,memory")
+    assert "predictions" not in results and len(results["verdicts"]) == 4
 
     storage = results["storage"]
     assert storage["version0_bytes"] > 1_000_000  # the stand-in's weights, 4 MB (MiniLM's: 90 MB)
@@ -35,9 +44,20 @@ def test_service_real_quick_writes_every_section(tmp_path: Path) -> None:
         assert 0 < run["rss_before_job"] <= run["peak"] and run["job_seconds"] > 0
     assert memory["large"]["images"] == memory["factor"] * memory["small"]["images"]
 
+
+@pytest.mark.timeout(300)
+def test_predictions_section(tmp_path: Path) -> None:
+    results = _smoke(tmp_path, "predictions")
+    assert {"storage", "memory"}.isdisjoint(results) and len(results["verdicts"]) == 2
     predictions = results["predictions"]
     assert all(rate > 0 for rate in predictions["texts_per_s"].values())
     assert predictions["service_vs_sentence_transformers"] > 0
     assert predictions["max_probability_difference"] <= 1e-5  # the same network: only float rounding differs
-    assert {v["figure"] for v in results["verdicts"]} and all(isinstance(v["met"], bool) for v in results["verdicts"])
-    assert "Against the targets" in (tmp_path / "service_real.md").read_text()
+
+
+def test_an_unknown_section_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.service_real", "--sections", "storage,speed",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 2 and "--sections: choose from storage, memory, predictions" in done.stderr
+    assert not (tmp_path / "service_real.json").exists()
