@@ -9,9 +9,14 @@ through the import graph (imports anywhere in a module, lazy ones too, and modul
 such as `"app.cli"` started in a subprocess or `"benchmarks.bare_endpoint:app"` handed to uvicorn), found
 by reading the sources of today's tree with `ast`; the modules that only record and show results
 (provenance, status, tables) are left out. A file is **fresh** when none of those files differs between
-its commit and HEAD (`git diff`) and its run was on a clean tree, **stale** when one does (they are listed),
+its commit and HEAD in its code and its run was on a clean tree, **stale** when one does (they are listed),
 and **unknown** when it records no commit (results from before provenance was kept) or one this
 repository does not have. A run kept in parts (`--add`) is as fresh as its oldest part.
+
+A Python file that `git diff` lists but whose code `ast` reads the same at both commits (its docstrings,
+comments or layout changed, nothing that runs) does not make a result stale: it is named as a wording change,
+so the table still says that something was touched. Only committed files are read that way; a run on a tree
+with uncommitted changes to what it measures is stale whatever they were.
 """
 
 from __future__ import annotations
@@ -94,12 +99,51 @@ def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
-def changed_since(commit: str, files: list[str]) -> list[str] | None:
-    """Files among `files` that differ between `commit` and HEAD; None if the commit is not in this repository."""
-    if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+def code_of(source: str) -> str | None:
+    """What runs in a Python source, as `ast` reads it with every docstring taken out: the same for two sources
+    that differ only in docstrings, comments or layout. None for a source that does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
         return None
-    done = _git("diff", "--name-only", commit, "HEAD", "--", *files)
-    return sorted(done.stdout.split()) if done.returncode == 0 else None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            docstring = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            if docstring and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _same_code(path: str, before: str, after: str) -> bool:
+    if not path.endswith(".py"):
+        return False
+    old, new = (_git("show", f"{commit}:{path}") for commit in (before, after))
+    if old.returncode or new.returncode:
+        return False  # added or removed
+    code = code_of(old.stdout)
+    return code is not None and code == code_of(new.stdout)
+
+
+@dataclass
+class Changes:
+    """Files among those a result measures that differ between two commits: in their code, or only in wording."""
+    code: list[str]
+    wording: list[str]
+
+
+def changed_between(before: str, after: str, files: list[str]) -> Changes | None:
+    """How `files` differ from commit `before` to `after`; None if either is not in this repository."""
+    for commit in (before, after):
+        if _git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+            return None
+    done = _git("diff", "--name-only", before, after, "--", *files)
+    if done.returncode != 0:
+        return None
+    changes = Changes([], [])
+    for path in sorted(done.stdout.split()):
+        (changes.wording if _same_code(path, before, after) else changes.code).append(path)
+    return changes
 
 
 @dataclass
@@ -136,23 +180,25 @@ def status_of(path: Path) -> Status:
             status.state = "unknown"
             status.reasons.append(f"{UNKNOWN}" + (" (an earlier part)" if run is not runs[0] else ""))
             continue
-        changed = changed_since(commit, files)
+        changed = changed_between(commit, "HEAD", files)
         if changed is None:
             status.state = "unknown"
             status.reasons.append(f"commit {commit[:12]} is not in this repository")
             continue
         dirty = sorted(set(run.get("changed_files", [])) & set(files))
-        moved = None
+        moved = Changes([], [])
         if run.get("commit_at_end"):  # HEAD moved while it ran: what moved between the two counts too
-            moved = _git("diff", "--name-only", commit, run["commit_at_end"], "--", *files).stdout.split()
-        if changed or dirty or moved:
+            moved = changed_between(commit, run["commit_at_end"], files) or Changes(files, [])
+        if changed.code or dirty or moved.code:
             status.state = "unknown" if status.state == "unknown" else "stale"
-        if changed:
-            status.reasons.append(f"changed since {commit[:12]}: {_some(changed)}")
+        if changed.code:
+            status.reasons.append(f"changed since {commit[:12]}: {_some(changed.code)}")
+        if changed.wording:
+            status.reasons.append(f"only docstrings or comments changed since {commit[:12]}: {_some(changed.wording)}")
         if dirty:
             status.reasons.append(f"ran with uncommitted changes to {_some(dirty)}")
-        if moved:
-            status.reasons.append(f"HEAD moved while it ran, changing {_some(moved)}")
+        if moved.code:
+            status.reasons.append(f"HEAD moved while it ran, changing {_some(moved.code)}")
     status.reasons = list(dict.fromkeys(status.reasons))  # parts run on one commit say the same thing once
     return status
 

@@ -69,7 +69,8 @@ def test_results_are_fresh_stale_or_unknown(tmp_path: Path) -> None:
     head = _git("rev-parse", "HEAD")
     fresh = status.status_of(_results(tmp_path, {"commit": head, "clean": True, "module": "benchmarks.real_models"}))
     assert fresh.state == "fresh" and fresh.reasons == []
-    touched = _git("log", "-1", "--format=%H", "--", "benchmarks/real_models.py")
+    # the last commit that changed real_models.py's imports, so a change to its code
+    touched = _git("log", "-1", "--format=%H", "-G", "^(from|import) ", "--", "benchmarks/real_models.py")
     stale = status.status_of(_results(tmp_path, {"commit": f"{touched}~1", "clean": True}))
     assert stale.state == "stale" and "benchmarks/real_models.py" in stale.reasons[0]
     dirty = status.status_of(_results(tmp_path, {"commit": head, "clean": False,
@@ -80,3 +81,23 @@ def test_results_are_fresh_stale_or_unknown(tmp_path: Path) -> None:
     assert status.status_of(_results(tmp_path, {"commit": "0" * 40, "clean": True})).state == "unknown"
     table = status.markdown_table([stale, fresh])
     assert "| `real_models.json` | `benchmarks.real_models` |" in table and "**stale**" in table
+
+
+def test_a_change_to_docstrings_or_comments_alone_leaves_the_code_the_same() -> None:
+    source = 'def f(x):\n    """Doubles."""\n    return 2 * x  # twice\n'
+    assert status.code_of(source) == status.code_of('def f(x):\n    """Twice x."""\n\n    return 2*x\n')
+    assert status.code_of(source) == status.code_of("def f(x):\n    return 2 * x\n")
+    assert status.code_of(source) != status.code_of('def f(x):\n    """Doubles."""\n    return 3 * x\n')
+    assert status.code_of(source) != status.code_of('def f(x):\n    """Doubles."""\n    return "2 * x"\n')
+    assert status.code_of("def f(:\n") is None
+
+
+def test_a_result_whose_files_changed_only_in_wording_stays_fresh_and_says_so() -> None:
+    # The commit that gave real_models.py's blind except a noqa comment and changed nothing else in it.
+    commented = _git("log", "-1", "--format=%H", "--grep", "ruff selects BLE")
+    changes = status.changed_between(f"{commented}~1", commented, ["benchmarks/real_models.py"])
+    assert changes == status.Changes(code=[], wording=["benchmarks/real_models.py"])
+    coded = _git("log", "-1", "--format=%H", "-G", "^(from|import) ", "--", "benchmarks/real_models.py")
+    assert status.changed_between(f"{coded}~1", coded, ["benchmarks/real_models.py"]).code == [
+        "benchmarks/real_models.py"]
+    assert status.changed_between("0" * 40, coded, ["benchmarks/real_models.py"]) is None
