@@ -11,13 +11,15 @@ reader, on whatever CPU runs it (one run, figures and environment in benchmarks/
    θ manifest, Ω). Against it: the safetensors size of the groups that trained, serialised here from the
    version's θ, and the size θ would have had as one file. A second model on the same backbone must
    write nothing for its version 0.
-2. Peak memory. A train job of an EfficientNet-Lite0 model (96 px, heads only, Ω measured) on N and on
-   10·N PNG images runs through run_job in a fresh process each; that process only opens the database
+2. Peak memory. A train job of an EfficientNet-Lite0 model (224 px, heads only, Ω measured) on N, 10·N and
+   20·N PNG images runs through run_job in a fresh process each; that process only opens the database
    and runs the job (the model, the dataset and the job row were made by this process), and reports its
    RSS before the job and its peak RSS after. The peak is VmHWM from /proc: getrusage's ru_maxrss of a
    child started by fork/vfork + exec starts at the parent's peak (Linux carries it over exec), so with
    a parent that holds MiniLM it reads ~1 GB whatever the job does; ru_maxrss is recorded next to it.
-   Images are decoded a batch at a time (app/mas/samples.py), so the peak should not grow with N.
+   Images are decoded a batch at a time (app/mas/samples.py), so the peak should not grow with N. The
+   third size tells growth per image from a pass whose rows are capped: a peak that grows from N to 10·N
+   but not from 10·N to 20·N is a chunk filling up to its cap, not memory held for every image.
 3. Predictions. A real service (API and worker processes, tests/conftest.py's launcher, the service's own
    polling defaults) learns one task on a MiniLM model; texts/s of POST /predict with 64-text JSON batches
    against sentence-transformers' own encode (batch 64, same max_seq_length) plus the head's matmul in
@@ -60,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"train_bytes_vs_blocks": 1.2, "predict_vs_sentence_transformers": 0.7}
 TEXT = {"kind": "text-encoder"}
 IMAGE = {"kind": "image-backbone", "image_size": 224}  # ImageNet's size: a decoded image is 588 KiB
-SIZES = {  # max_length of every MiniLM model here (both sides of the predictions), images N and k·N
+SIZES = {  # max_length of every MiniLM model here (both sides of the predictions), images N, k·N, 2k·N
     "full": {"max_length": 128, "storage_texts": 96, "images": 60, "image_factor": 10, "predict_texts": 320,
              "repeats": 5, "service_train_texts": 48},
     "quick": {"max_length": 32, "storage_texts": 8, "images": 8, "image_factor": 2, "predict_texts": 64,
@@ -336,10 +338,12 @@ def memory_run(root: Path, n: int, image_size: int = IMAGE["image_size"]) -> dic
 
 def measure_memory(root: Path, n: int, factor: int, image_size: int = IMAGE["image_size"]) -> dict[str, Any]:
     small, large = memory_run(root / "small", n, image_size), memory_run(root / "large", factor * n, image_size)
+    larger = memory_run(root / "larger", 2 * factor * n, image_size)
     return {"architecture": {**IMAGE, "image_size": image_size, "trainable": "none"}, "png_side": 64, "epochs": 1,
             "batch_size": 32,
             "importance": "on train (per_sample)", "factor": factor, "small": small, "large": large,
-            "peak_difference": large["peak"] - small["peak"],
+            "larger": larger, "peak_difference": large["peak"] - small["peak"],
+            "peak_difference_doubled": larger["peak"] - large["peak"],
             "job_growth_difference": large["job_growth"] - small["job_growth"],
             "decoded_dataset_bytes_large": factor * n * 3 * image_size ** 2 * 4}
 
@@ -567,12 +571,18 @@ def _memory_lines(memory: dict[str, Any]) -> list[str]:
              " Ω on the train images, one fresh process per run", "",
              "| images | RSS before run_job (MiB) | peak RSS, VmHWM (MiB) | job's growth (MiB) | job (s) |",
              "|---:|---:|---:|---:|---:|"]
-    for run_ in (memory["small"], memory["large"]):
+    for run_ in (memory["small"], memory["large"], *([memory["larger"]] if "larger" in memory else [])):
         lines.append(f"| {run_['images']:,} | {_mib(run_['rss_before_job'])} | {_mib(run_['peak'])} |"
                      f" {_mib(run_['job_growth'])} | {run_['job_seconds']:.1f} |")
     return lines + ["", f"Peak difference {memory['factor']}·N − N: {_mib(memory['peak_difference'])} MiB; the"
                     f" {memory['factor']}·N images decoded at once"
-                    f" would be {_mib(memory['decoded_dataset_bytes_large'])} MiB."]
+                    f" would be {_mib(memory['decoded_dataset_bytes_large'])} MiB."
+                    + (f" From {memory['factor']}·N to {2 * memory['factor']}·N:"
+                       f" {_mib(memory['peak_difference_doubled'])} MiB"
+                       f" ({memory['peak_difference_doubled'] / memory['large']['images'] / 2**10:,.0f} KiB per extra"
+                       " image; a decoded image is"
+                       f" {3 * memory['architecture']['image_size'] ** 2 * 4 / 2**10:,.0f} KiB)."
+                       if "larger" in memory else "")]
 
 
 def _prediction_lines(p: dict[str, Any]) -> list[str]:

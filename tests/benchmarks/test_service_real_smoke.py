@@ -40,9 +40,11 @@ def test_storage_and_memory_sections(tmp_path: Path) -> None:
     assert 0 < none["written"]["total"] < last_2["written"]["total"]
 
     memory = results["memory"]
-    for run in (memory["small"], memory["large"]):
+    for run in (memory["small"], memory["large"], memory["larger"]):
         assert 0 < run["rss_before_job"] <= run["peak"] and run["job_seconds"] > 0
     assert memory["large"]["images"] == memory["factor"] * memory["small"]["images"]
+    assert memory["larger"]["images"] == 2 * memory["large"]["images"]
+    assert memory["peak_difference_doubled"] == memory["larger"]["peak"] - memory["large"]["peak"]
 
 
 @pytest.mark.timeout(300)
