@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from app.mas.evaluation import rows_per_chunk, task_logits
+from app.mas.evaluation import task_logits
 from app.mas.networks import MultiHeadNet
+from app.mas.passes import rows_per_pass
 from app.mas.samples import LazySamples
 
 Inputs = Tensor | LazySamples
@@ -29,7 +30,7 @@ Inputs = Tensor | LazySamples
 
 def feature_chunks(net: MultiHeadNet, inputs: Inputs) -> Iterator[Tensor]:
     """The trunk's features [rows, d] of `inputs`, a bounded chunk at a time (eval mode, no graph)."""
-    chunk = rows_per_chunk(inputs)
+    chunk = rows_per_pass(net, inputs)
     was_training = net.training
     net.eval()
     try:

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from app.mas.networks import MultiHeadNet
+from app.mas.passes import rows_per_pass
 from app.mas.samples import LazySamples
-
-_CHUNK = 4096  # rows per forward pass at most
-_CHUNK_BYTES = 1 << 26  # and at most 64 MiB of inputs per pass (about 110 images of 224 px)
-
-
-def rows_per_chunk(inputs: Tensor | LazySamples) -> int:
-    """Rows per forward pass: bounded in bytes, so that large inputs (images) never pile up in memory."""
-    row_bytes = max(1, math.prod(inputs.shape[1:]) * 4)
-    return max(1, min(_CHUNK, _CHUNK_BYTES // row_bytes))
 
 
 def task_logits(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples) -> Tensor:
-    """The task head's logits [n, classes] in eval mode, without building a graph."""
-    chunk = rows_per_chunk(inputs)
+    """The task head's logits [n, classes] in eval mode, without building a graph, in passes whose
+    activations stay within a budget (app/mas/passes.py)."""
+    chunk = rows_per_pass(net, inputs)
     was_training = net.training
     net.eval()
     try:

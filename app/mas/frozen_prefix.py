@@ -29,9 +29,8 @@ from torch import Tensor, nn
 
 from app.mas import task_statistics
 from app.mas.networks import InputSpec, MultiHeadNet
+from app.mas.passes import rows_per_pass
 from app.mas.samples import LazySamples
-
-CHUNK_ROWS = 64  # raw rows through the prefix at a time: bounds the prefix's activations
 
 
 class TrunkSplit(Protocol):
@@ -54,13 +53,18 @@ class CachedPrefix:
         return suffix_network(net, self.split.suffix(net.trunk), self.feature_spec)
 
     def features(self, net: MultiHeadNet, inputs: Tensor | LazySamples) -> Tensor:
-        """The prefix's output for every row of `inputs`, computed once, `CHUNK_ROWS` raw rows at a time."""
+        """The prefix's output for every row of `inputs`, computed once, in passes of as many raw rows as a
+        pass of the whole trunk may take (app/mas/passes.py: more than the prefix holds), each written into
+        the one output tensor (a list joined at the end would hold the features twice)."""
+        rows = rows_per_pass(net, inputs)
+        out: Tensor | None = None
         with torch.no_grad(), eval_mode(net.trunk):
-            parts = [self.split.prefix(net.trunk, net.input_spec.cast(inputs[start : start + CHUNK_ROWS]))
-                     for start in range(0, inputs.shape[0], CHUNK_ROWS)]
-        if not parts:
-            return torch.zeros(0, *self.feature_spec.shape, device=inputs.device)
-        return torch.cat(parts)
+            for start in range(0, inputs.shape[0], rows):
+                part = self.split.prefix(net.trunk, net.input_spec.cast(inputs[start : start + rows]))
+                if out is None:
+                    out = torch.empty((inputs.shape[0], *part.shape[1:]), dtype=part.dtype, device=part.device)
+                out[start : start + part.shape[0]] = part
+        return out if out is not None else torch.zeros(0, *self.feature_spec.shape, device=inputs.device)
 
 
 def suffix_network(net: MultiHeadNet, suffix: nn.Module, feature_spec: InputSpec) -> MultiHeadNet:

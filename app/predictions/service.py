@@ -25,7 +25,7 @@ from app.datasets.parsing import check_arrays, parse_inline
 from app.datasets.service import fit_inputs
 from app.db.tables import Version
 from app.errors import Invalid, NotFound, TooLarge
-from app.mas import evaluation
+from app.mas import evaluation, passes
 from app.mas.devices import device_of
 from app.mas.networks import MultiHeadNet
 from app.mas.samples import LazySamples
@@ -185,7 +185,7 @@ def answer_version(*, store: BlobStore, net: MultiHeadNet, model: str, version: 
 def forward(*, net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
             probabilities: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(classes, probabilities when asked), on the CPU, from the network on its own device: in passes of at
-    most evaluation.rows_per_chunk rows on a CPU and GPU_PASS_ROWS on a GPU, with bf16 autocast on CUDA
+    most passes.rows_per_pass rows on a CPU and GPU_PASS_ROWS on a GPU, with bf16 autocast on CUDA
     (probabilities within about 1e-2 of fp32's; tests/unit/test_cuda.py). The network is in eval mode
     (the cache holds it so); evaluation.predict's switch to eval mode and back walks every module twice,
     which cost a 1-row prediction as much as its forward pass, so it is taken only for a network in
@@ -194,7 +194,7 @@ def forward(*, net: MultiHeadNet, task: str, x: torch.Tensor | LazySamples,
     if net.training or not isinstance(x, torch.Tensor) or x.shape[0] == 0:
         predicted, probs = evaluation.predict(net, task, x)
         return predicted, probs if probabilities else None
-    rows = evaluation.rows_per_chunk(x) if device.type == "cpu" else GPU_PASS_ROWS
+    rows = passes.rows_per_pass(net, x) if device.type == "cpu" else GPU_PASS_ROWS
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         parts = [net(net.input_spec.cast(x[i : i + rows]).to(device, non_blocking=True), task).float()
                  for i in range(0, x.shape[0], rows)]

@@ -127,7 +127,9 @@ def test_cached_prefix_is_the_uncached_run(kind: str) -> None:
     plain = _learn(plain_net, inputs, old_inputs, cached=False)
     cached = _learn(cached_net, inputs, old_inputs, cached=True)
     _assert_same_run(cached, plain)
-    assert cached_calls[0] == 4  # a probe row, then the training, old and new validation rows once each
+    # a probe row for the cache's size, one for the passes' size (app/mas/passes.py, once per network and
+    # input shape), then the training, old and new validation rows once each
+    assert cached_calls[0] == 5
     assert plain_calls[0] >= 3 * cached_calls[0]  # every step of both trials, the validations and Ω
     if kind == "image":  # the trained batch norms kept each task's statistics, as uncached
         assert any(key.endswith("task_statistics.new.mean") for key in network_state(cached.net))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.mas.evaluation import accuracy, rows_per_chunk
+from app.mas.evaluation import accuracy
 from app.mas.importance import estimate_importance
 from app.mas.methods import make_method
 from app.mas.networks import build_network, network_state
+from app.mas.passes import rows_per_pass
 from app.mas.samples import LazySamples
 from app.mas.training import TrainConfig, train_task
 
@@ -49,8 +50,10 @@ def test_a_run_on_lazy_samples_equals_the_run_on_the_tensor_and_loads_a_batch_at
     assert all(torch.equal(omega[k], omega_ref[k]) for k in omega_ref)
     assert score == score_ref
     # Two epochs of 10 batches (16 rows, the last 6), then Ω: 2 rows to size its chunks by memory, and
-    # chunks of 32; then one evaluation pass (at most 64 MiB of inputs, here all 150 small rows).
-    assert loader.sizes == ([16] * 9 + [6]) * 2 + [2] + [32] * 4 + [22] + [min(150, rows_per_chunk(x))]
+    # chunks of 32; then the evaluation: 1 row to size its passes by memory, and one pass (here all 150 rows).
+    assert rows_per_pass(build_network({"kind": "cnn", "input_shape": [1, 6, 6], "channels": [4], "hidden": [8]},
+                                       seed=0), x) >= 150
+    assert loader.sizes == ([16] * 9 + [6]) * 2 + [2] + [32] * 4 + [22] + [1, 150]
 
 
 def test_slices_index_tensors_dtype_and_empty_rows() -> None:

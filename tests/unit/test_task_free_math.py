@@ -15,7 +15,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from app.mas import evaluation
+from app.mas import passes
 from app.mas.class_statistics import ClassStatistics, Projection, features, head_logits, measure
 from app.mas.networks import MultiHeadNet, build_network
 from app.mas.task_free import (
@@ -89,9 +89,9 @@ def assert_statistics_close(stats: ClassStatistics, expected: dict, rtol: float 
 
 @pytest.mark.parametrize("chunk", [4096, 7])
 def test_measure_equals_a_slow_loop_over_rows(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
-    monkeypatch.setattr(evaluation, "_CHUNK", chunk)
-    assert evaluation.rows_per_chunk(torch.zeros(5, 6)) == min(chunk, 4096)
+    monkeypatch.setattr(passes, "MAX_ROWS", chunk)
     net = small_net()
+    assert passes.rows_per_pass(net, torch.zeros(5, 6)) == chunk
     rng = np.random.default_rng(1)
     x, y = rng.normal(size=(53, 6)).astype(np.float32), rng.integers(0, 4, 53)  # 53 = 7·7 + 4: a ragged last chunk
     projection = Projection.draw(net.feature_dim, 12, seed=5)

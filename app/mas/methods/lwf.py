@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor, nn
 
-from app.mas.evaluation import rows_per_chunk
 from app.mas.methods.base import Method
 from app.mas.networks import MultiHeadNet
+from app.mas.passes import rows_per_pass
 from app.mas.task_statistics import for_task
 
 
@@ -33,7 +33,7 @@ class LwF(Method):
         self.old_heads = [(h.weight.detach().clone(), h.bias.detach().clone()) for h in old.values()]
         was_training = net.training
         net.eval()
-        chunk = rows_per_chunk(inputs)
+        chunk = rows_per_pass(net, inputs)
 
         def features() -> Tensor:
             return torch.cat([net.trunk(inputs[i : i + chunk]) for i in range(0, inputs.shape[0], chunk)])
