@@ -109,7 +109,7 @@ def continual_auto(results: Path) -> str:
 # --- the paper's experiments ------------------------------------------------------------------------
 
 PAPER_BACKBONES = {"cnn": "CNN", "efficientnet": "EfficientNet", "minilm": "MiniLM"}
-PAPER_METHODS = ["finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto"]
+PAPER_METHODS = ["finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto", "mas_block", "mas_attention"]
 
 
 def _signed(points: float) -> str:
@@ -128,7 +128,11 @@ def paper_transfers(results: Path) -> str:
         cells = []
         for backbone in PAPER_BACKBONES:
             sequences = data["backbones"][backbone]["sequences"]
-            pairs = [s["variants"][method]["summary"] for name, s in sequences.items() if "__" in name]
+            pairs = [s["variants"][method]["summary"] for name, s in sequences.items()
+                     if "__" in name and method in s["variants"]]
+            if not pairs:  # a variant for some networks only (mas_attention), or from before it existed
+                cells.append("–")
+                continue
             change = -100 * statistics.fmean(p["first_drop"]["mean"] for p in pairs)
             second = 100 * statistics.fmean(p["second"]["mean"] for p in pairs)
             cells.append(f"{_signed(change)} · {second:.1f}")
@@ -143,7 +147,10 @@ def paper_eight(results: Path) -> str:
     for method in PAPER_METHODS:
         cells = []
         for backbone in PAPER_BACKBONES:
-            variant = data["backbones"][backbone]["sequences"]["mixed_8"]["variants"][method]
+            variant = data["backbones"][backbone]["sequences"]["mixed_8"]["variants"].get(method)
+            if variant is None:
+                cells.append("–")
+                continue
             summary = variant["summary"]
             lost = 100 * statistics.fmean(d["mean"] for d in list(summary["drop"].values())[:-1])
             lam = variant.get("lambda")

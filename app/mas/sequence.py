@@ -20,6 +20,7 @@ from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
 from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, learn_task
 from app.mas.networks import MultiHeadNet, build_network, network_state
+from app.mas.omega_shape import OmegaShape
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID, Choice, Selection, ValidationSet, split_validation
 
@@ -100,6 +101,7 @@ def learn_sequence(
     validation_fraction: float = 0.1,
     lambda_grid: tuple[float, ...] = DEFAULT_GRID,
     selection: Selection = Selection(),
+    omega_shape: OmegaShape = OmegaShape(),
 ) -> Iterator[TaskStep]:
     """Learn `tasks` in order on `net` with one method, yielding each task once it is evaluated.
 
@@ -107,7 +109,8 @@ def learn_sequence(
     inputs), "test" (its held-out inputs, unlabelled as in deployment), or "both"; `importance=None`
     measures none. `lam="auto"` holds back `validation_fraction` of each task's training data (split with
     the config's seed, as a train job with that seed does) and chooses λ from `lambda_grid` on every
-    task's held-back rows by `selection`, as a train job does."""
+    task's held-back rows by `selection`, as a train job does. `omega_shape` reshapes the earlier tasks' Ω
+    before it anchors each task (app/mas/omega_shape.py; by default it is left as measured)."""
     if importance_on not in ("train", "test", "both"):
         raise ValueError("importance_on is 'train', 'test' or 'both'")
     estimates: dict[str, TaskImportance] = {}
@@ -126,7 +129,7 @@ def learn_sequence(
         learned = learn_task(
             net, data.name, int(data.y_train.max()) + 1, x_train, y_train,
             method=MethodChoice(method, 1.0 if auto else float(lam)), theta_star=network_state(net),
-            omega=total_importance(estimates.values()), config=config,
+            omega=omega_shape.apply(total_importance(estimates.values()), net), config=config,
             importance=importance, importance_data=sources[importance_on],
             lambda_grid=lambda_grid if auto else None, validation=validation, selection=selection,
         )

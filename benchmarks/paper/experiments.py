@@ -28,6 +28,7 @@ import torch
 
 from app.mas.data import TaskData
 from app.mas.methods import METHODS
+from app.mas.omega_shape import OmegaShape
 from app.mas.training import TrainConfig, precision_for
 from benchmarks.paper.backbones import Prepared
 from benchmarks.paper.runner import run_tasks
@@ -80,11 +81,16 @@ class Variant:
     importance_options: dict | None = None
     lambda_of: str | None = None  # reuse this variant's chosen λ
     only: tuple[str, ...] | None = None  # the backbones it applies to
+    omega_shape: OmegaShape = OmegaShape()  # how the earlier tasks' Ω is reshaped (app/mas/omega_shape.py)
 
 
 MAIN = {
     "finetune": Variant("finetune"), "lwf": Variant("lwf"), "ewc": Variant("ewc"), "si": Variant("si"),
     "l2": Variant("l2"), "mas": Variant("mas"), "mas_auto": Variant("mas", lam="auto"),
+    # issue 27, item 3: Ω scaled per block, and (MiniLM) the penalty on the attention layers alone; each
+    # searches its own λ over MAS's grid
+    "mas_block": Variant("mas", omega_shape=OmegaShape(scaling="per_block")),
+    "mas_attention": Variant("mas", omega_shape=OmegaShape(penalize="attention"), only=("minilm",)),
 }
 TABLE3 = {
     "mas_omega_test": Variant("mas", importance_on="test", lambda_of="mas"),
@@ -147,7 +153,7 @@ def execute(job: Job) -> Outcome:
     run = run_tasks(data, lambda: prepared.make_net(job.seed).to(device), method=variant.method, lam=job.lam,
                     config=config, importance_options=variant.importance_options, importance_on=variant.importance_on,
                     validation_fraction=profile["auto_validation_fraction"],
-                    lambda_grid=tuple(profile["auto_grid"]))
+                    lambda_grid=tuple(profile["auto_grid"]), omega_shape=variant.omega_shape)
     return Outcome(job, run.as_dict(), time.perf_counter() - started, time.process_time() - cpu)
 
 

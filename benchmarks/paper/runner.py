@@ -18,6 +18,7 @@ from app.mas.evaluation import continual_metrics
 from app.mas.learn import ImportanceChoice
 from app.mas.methods import METHODS
 from app.mas.networks import MultiHeadNet
+from app.mas.omega_shape import OmegaShape
 from app.mas.sequence import learn_sequence, nbytes
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID
@@ -53,12 +54,13 @@ def run_tasks(
     importance_on: str = "train",
     validation_fraction: float = 0.1,
     lambda_grid: tuple[float, ...] = DEFAULT_GRID,
+    omega_shape: OmegaShape = OmegaShape(),
 ) -> Run:
     choice = ImportanceChoice(**(importance_options or {})) if _measures_importance(method) else None
     run = Run(tasks=[t.name for t in tasks])
     for step in learn_sequence(tasks, make_net(), method=method, lam=lam, config=config, importance=choice,
                                importance_on=importance_on, validation_fraction=validation_fraction,
-                               lambda_grid=lambda_grid):
+                               lambda_grid=lambda_grid, omega_shape=omega_shape):
         run.lambdas.append(step.learned.lam)
         run.matrix.append(step.accuracy)
         run.seconds.append(step.seconds)
