@@ -1,6 +1,7 @@
 """Fresh sequences: how often the service's defaults hold on task sequences nobody tuned them on.
 
     python -m benchmarks.fresh_sequences                          # MLP and CNN, 20 sequences each
+    python -m benchmarks.fresh_sequences --networks efficientnet --rules constrained --out /tmp/e
     python -m benchmarks.fresh_sequences --networks mlp --count 5 --out /tmp/x
     python -m benchmarks.fresh_sequences --profile quick --out /tmp/x   # seconds: what the test suite runs
 
@@ -16,11 +17,14 @@ none. A drawn sequence whose class sets equal a fixed benchmark sequence's (or t
 transformation is drawn again (`is_fixed`), so none of them is a sequence the defaults were chosen on.
 
 Per sequence, fine-tune and MAS run as `TaskRequest` fills in a request that gives only task, train and
-eval (benchmarks.defaults.service_defaults, through `run_sequence`, i.e. `learn_task` as a train job does);
-MAS runs once with each λ selection rule (`constrained`, the default, and `mean`, the rule before issue 27)
-so that the rules are compared on the same sequences. Reported per network and rule: the distribution over
-sequences of MAS's forgetting over fine-tune's and of MAS − FT accuracy on each new task just after
-learning it (mean over the tasks from the second, in points): median, 10th and 90th percentile, and how many
+eval (benchmarks.defaults.service_defaults, through `learn_sequence`, i.e. `learn_task` as a train job does);
+MAS runs once with each λ selection rule (`constrained`, the default, and `mean`, the rule before issue 27;
+`--rules` picks) so that the rules are compared on the same sequences. EfficientNet-Lite0 (ImageNet weights,
+64 px, its last 2 blocks trained, as in the paper benchmark) takes the same images as RGB, its frozen blocks
+computed once per sequence (benchmarks/paper/tails.py); the MLP and CNN learn from scratch. Reported per
+network and rule: the distribution over sequences of MAS's forgetting over fine-tune's and of MAS − FT
+accuracy on each new task just after learning it (mean over the tasks from the second, in points): median,
+10th and 90th percentile, and how many
 sequences meet each target of benchmarks.defaults (forgetting at most a third of fine-tune's, or one eval
 row per earlier task where that is more; new task at least −3 points). The issue's bar: both targets on at
 least 90 % of the sequences, and the 10th percentile of MAS − FT new-task accuracy at least −3 points.
@@ -36,16 +40,22 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from app.mas.data import TaskData, digits_arrays
-from app.mas.sequence import SequenceResult, run_sequence
+from app.mas.learn import ImportanceChoice
+from app.mas.networks import build_network
+from app.mas.sequence import SequenceResult, learn_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import Selection
 from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution, service_defaults
 from benchmarks.provenance import merged, provenance, with_header, write_results
+
+if TYPE_CHECKING:
+    from benchmarks.paper.tails import SplitNetwork
 
 RESULTS = Path(__file__).parent / "results"
 SOURCES = ("digits", "fashion")
@@ -54,15 +64,18 @@ TRANSFORMS = ("rotate", "invert", "noise", "permute", "shift", "contrast", "quad
 NETWORKS = {
     "mlp": {"kind": "mlp", "hidden": [256, 256]},  # the continual benchmark's MLP
     "cnn": {"kind": "cnn", "channels": [16, 32], "hidden": [128]},  # the service's default CNN
+    "efficientnet": {"kind": "image-backbone", "image_size": 64, "trainable": {"last": 2}},  # the paper's
 }
-_NETWORK_SALT = {"mlp": 1, "cnn": 2}  # each network gets sequences of its own
+PRETRAINED = ("efficientnet",)  # trained as a tail on its frozen blocks' cached output
+_NETWORK_SALT = {"mlp": 1, "cnn": 2, "efficientnet": 3}  # each network gets sequences of its own
 RULES = ("constrained", "mean")
+EFFNET_QUICK_SEED = 1  # a digits draw for EfficientNet (tests/benchmarks/test_fresh_sequences.py checks it)
 BAR = {"share_of_sequences": 0.9, "p10_new_task_points_min": TARGETS["new_task_points_min"]}
 PROFILES = {
     "full": {"count": 20, "epochs": None, "max_tasks": None, "max_rows": None, "grid": None, "seeds": None},
     # Two digits sequences per network (seeds whose draw is digits: no Fashion-MNIST to read), one epoch.
     "quick": {"count": 2, "epochs": 1, "max_tasks": 2, "max_rows": 40, "grid": [0.01, 10.0],
-              "seeds": {"mlp": [4, 9], "cnn": [7, 8]}},
+              "seeds": {"mlp": [4, 9], "cnn": [7, 8], "efficientnet": [EFFNET_QUICK_SEED]}},
 }
 
 
@@ -235,10 +248,27 @@ def _task_data(name: str, spec: SequenceSpec, task: TaskSpec, x: np.ndarray, row
         labels = np.concatenate([np.full(len(r), k, dtype=np.int64) for r, k in chosen])
         order = np.random.default_rng([spec.seed, len(index)]).permutation(len(index))[:max_rows]
         data = apply_transform(images[index[order]], task.transform, task.parameter).astype(np.float32)
-        shaped = data.reshape(len(data), -1) if spec.network == "mlp" else data[:, None]
-        return torch.from_numpy(np.ascontiguousarray(shaped)), torch.from_numpy(labels[order])
+        return network_inputs(spec.network, data), torch.from_numpy(labels[order])
 
     return TaskData(name, *part(x, rows), *part(x_test, test_rows))
+
+
+def network_inputs(network: str, images: np.ndarray) -> torch.Tensor:
+    """images [n, h, w] in [0, 1] as `network` takes them: [n, h·w] (MLP), [n, 1, h, w] (CNN), or the output
+    of a pretrained network's frozen blocks on the images as 8-bit RGB (preprocessed as the service does)."""
+    if network in PRETRAINED:
+        split = _split(network)
+        pixels = np.clip(np.round(images * 255), 0, 255).astype(np.uint8)
+        return split.features(split.preprocess(list(pixels)))
+    shaped = images.reshape(len(images), -1) if network == "mlp" else images[:, None]
+    return torch.from_numpy(np.ascontiguousarray(shaped))
+
+
+@cache
+def _split(network: str) -> SplitNetwork:
+    from benchmarks.paper.tails import split_network
+
+    return split_network(NETWORKS[network])
 
 
 def architecture_of(network: str, tasks: list[TaskData]) -> dict:
@@ -252,10 +282,18 @@ def run_method(tasks: list[TaskData], network: str, method: str, settings: dict,
     config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
                          optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed)
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
-    return run_sequence(tasks, method=method, lam=settings["lambda"],
-                        architecture=architecture_of(network, tasks), config=config, seed=seed,
-                        importance_options=options, validation_fraction=settings["validation_fraction"],
-                        lambda_grid=tuple(settings["lambda_grid"]), selection=selection)
+    net = _split(network).fresh_tail() if network in PRETRAINED else build_network(architecture_of(network, tasks),
+                                                                                    seed)
+    result, started = SequenceResult(tasks=[t.name for t in tasks]), time.perf_counter()
+    for step in learn_sequence(tasks, net, method=method, lam=settings["lambda"], config=config,
+                               importance=ImportanceChoice(**options),
+                               validation_fraction=settings["validation_fraction"],
+                               lambda_grid=tuple(settings["lambda_grid"]), selection=selection):
+        result.matrix.append(step.accuracy)
+        result.lambdas.append(step.learned.lam)
+        result.choices.append(step.learned.choice)
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 def _run_record(result: SequenceResult) -> dict:
@@ -307,7 +345,7 @@ def distribution(judged: list[dict]) -> dict:
 
 
 def benchmark_network(network: str, seeds: list[int], settings: dict, profile: dict,
-                      save: Callable[[dict], None] = lambda partial: None) -> dict:
+                      save: Callable[[dict], None] = lambda partial: None, rules: tuple[str, ...] = RULES) -> dict:
     """Every seed's sequence on `network`; `save` gets the results so far after each sequence (a long run
     that is stopped keeps what it finished)."""
     sequences: list[dict] = []
@@ -316,22 +354,23 @@ def benchmark_network(network: str, seeds: list[int], settings: dict, profile: d
         tasks = sequence_tasks(spec, max_rows=profile["max_rows"])[: profile["max_tasks"]]
         eval_rows = [len(t.y_test) for t in tasks]
         runs = {"finetune": _run_record(run_method(tasks, network, "finetune", settings, seed, Selection()))}
-        for rule in RULES:
+        for rule in rules:
             runs[rule] = _run_record(run_method(tasks, network, settings["method"], settings, seed, Selection(rule)))
-        judged = {rule: judge(runs["finetune"], runs[rule], eval_rows) for rule in RULES}
+        judged = {rule: judge(runs["finetune"], runs[rule], eval_rows) for rule in rules}
         sequences.append({"seed": seed, "spec": asdict(spec), "describe": spec.describe(), "eval_rows": eval_rows,
                           "train_rows": [len(t.y_train) for t in tasks], "runs": runs, "judged": judged})
-        save(_network_results(network, sequences))
-        c = judged["constrained"]
+        save(_network_results(network, sequences, rules))
+        first = rules[0]
+        others = " ".join(f"({rule} rule {judged[rule]['new_task_points']:+.1f})" for rule in rules[1:])
         print(f"{network} seed {seed:3d} {spec.describe()[:70]:70s} FT forg {runs['finetune']['forgetting']:.3f} "
-            f"MAS {runs['constrained']['forgetting']:.3f} new {c['new_task_points']:+.1f} pts "
-            f"(mean rule {judged['mean']['new_task_points']:+.1f}) λ {runs['constrained']['lambdas'][1:]}", flush=True)
-    return _network_results(network, sequences)
+              f"MAS {runs[first]['forgetting']:.3f} new {judged[first]['new_task_points']:+.1f} pts ({first}) "
+              f"{others} λ {runs[first]['lambdas'][1:]}", flush=True)
+    return _network_results(network, sequences, rules)
 
 
-def _network_results(network: str, sequences: list[dict]) -> dict:
+def _network_results(network: str, sequences: list[dict], rules: tuple[str, ...] = RULES) -> dict:
     return {"architecture": NETWORKS[network], "sequences": sequences,
-            "rules": {rule: distribution([s["judged"][rule] for s in sequences]) for rule in RULES}}
+            "rules": {rule: distribution([s["judged"][rule] for s in sequences]) for rule in rules}}
 
 
 def effective_settings(profile: dict) -> dict:
@@ -387,11 +426,13 @@ def markdown(results: dict) -> str:
         for s in results["by_network"][network]["sequences"]:
             runs, judged = s["runs"], s["judged"]
             bases = sorted(set(runs["constrained"]["bases"]))
+            mean_rule = judged.get("mean")  # a run of the constrained rule alone (`--rules constrained`) has none
             lines.append(
                 f"| {s['seed']} | {s['describe']} | {'/'.join(map(str, s['train_rows']))} | "
                 f"{runs['finetune']['forgetting']:.3f} | {runs['constrained']['forgetting']:.3f} / "
-                f"{runs['mean']['forgetting']:.3f} | {judged['constrained']['new_task_points']:+.1f} / "
-                f"{judged['mean']['new_task_points']:+.1f} | "
+                f"{'–' if mean_rule is None else format(runs['mean']['forgetting'], '.3f')} | "
+                f"{judged['constrained']['new_task_points']:+.1f} / "
+                f"{'–' if mean_rule is None else format(mean_rule['new_task_points'], '+.1f')} | "
                 f"{', '.join(f'{lam:g}' for lam in runs['constrained']['lambdas'][1:])} | {', '.join(bases)} |")
     return "\n".join(lines) + "\n"
 
@@ -406,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--networks", default="mlp,cnn", help="comma-separated, of " + ", ".join(NETWORKS))
+    parser.add_argument("--rules", default=",".join(RULES),
+                        help="λ selection rules MAS runs with, comma-separated, the first of them constrained")
     parser.add_argument("--count", type=int, help="sequences per network (default: the profile's)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--merge", type=Path, nargs="+",
@@ -417,6 +460,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # as benchmarks.defaults: small networks, a shared machine
     profile = PROFILES[args.profile]
     networks = [n for n in args.networks.split(",") if n]
+    rules = tuple(r for r in args.rules.split(",") if r)
+    if unknown := [n for n in networks if n not in NETWORKS] + [r for r in rules if r not in RULES]:
+        parser.error(f"unknown network or rule: {', '.join(unknown)}")
+    if not rules or rules[0] != "constrained":
+        parser.error("--rules must start with constrained, the service's default")
     count = args.count or profile["count"]
     seeds = list(range(args.first_seed, args.first_seed + count))
     settings = effective_settings(profile)
@@ -431,7 +479,7 @@ def main(argv: list[str] | None = None) -> None:
             write_results(args.out, "fresh_sequences", results, markdown(results), started=started)
 
         save(benchmark_network(network, profile["seeds"].get(network, seeds) if profile["seeds"] else seeds,
-                               settings, profile, save))
+                               settings, profile, save, rules))
     print(f"wrote {args.out / 'fresh_sequences.json'} and {args.out / 'fresh_sequences.md'}")
 
 

