@@ -554,6 +554,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out / 'fresh_sequences.json'} and {args.out / 'fresh_sequences.md'}")
 
 
+def _joined(first: dict | None, other: dict, network: str) -> dict:
+    """One network's results from two runs (other seeds of the same network: their sequences together, the
+    distributions over all of them, under the rules both ran)."""
+    if first is None:
+        return other
+    seeds = [s["seed"] for s in first["sequences"]]
+    if any(s["seed"] in seeds for s in other["sequences"]):
+        raise SystemExit(f"two runs measured the same {network} seeds")
+    rules = tuple(rule for rule in first["rules"] if rule in other["rules"])
+    sequences = sorted(first["sequences"] + other["sequences"], key=lambda s: s["seed"])
+    return _network_results(network, sequences, rules) | {"seconds": first["seconds"] + other["seconds"]}
+
+
 def merge(paths: list[Path], out: Path) -> None:
     """One results file from runs of one network each (run side by side): the first run's provenance, the
     others' under `parts`."""
@@ -562,7 +575,8 @@ def merge(paths: list[Path], out: Path) -> None:
     for other in runs[1:]:
         if other["settings"] != results["settings"] or other["profile"] != results["profile"]:
             raise SystemExit("the runs differ in profile or settings")
-        results["by_network"].update(other["by_network"])
+        for network, entry in other["by_network"].items():
+            results["by_network"][network] = _joined(results["by_network"].get(network), entry, network)
     results["networks"] = [n for n in NETWORKS if n in results["by_network"]] + \
         [n for n in results["by_network"] if n not in NETWORKS]
     results["not_run"] = [n for n in ("mlp", "cnn", "efficientnet", "minilm") if n not in results["networks"]]

@@ -184,3 +184,26 @@ def test_minilm_learns_its_fresh_sequence_of_wordnet_categories(tmp_path: Path) 
     (sequence,) = entry["sequences"]
     assert sequence["describe"].startswith("wordnet class: ") and set(sequence["runs"]) == {"finetune", "constrained"}
     assert sequence["eval_rows"] == [40, 40]  # the quick profile's 40 rows
+
+
+def test_runs_of_other_seeds_of_one_network_merge_into_one_distribution(tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        fresh.main(["--profile", "quick", "--networks", "mlp", "--out", str(tmp_path / "a")])
+    finally:
+        torch.set_num_threads(threads)
+    first = json.loads((tmp_path / "a" / "fresh_sequences.json").read_text())
+    other = json.loads(json.dumps(first))  # the same run under other seeds, as a second machine would give it
+    for sequence in other["by_network"]["mlp"]["sequences"]:
+        sequence["seed"] += 100
+        sequence["judged"]["constrained"]["both_hold"] = False
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "fresh_sequences.json").write_text(json.dumps(other))
+    fresh.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    merged = json.loads((tmp_path / "out" / "fresh_sequences.json").read_text())["by_network"]["mlp"]
+    assert [s["seed"] for s in merged["sequences"]] == [4, 9, 104, 109]
+    expected = fresh.distribution([s["judged"]["constrained"] for s in merged["sequences"]])
+    assert merged["rules"]["constrained"] == expected and expected["sequences"] == 4
+    assert merged["seconds"] == 2 * first["by_network"]["mlp"]["seconds"]
+    with pytest.raises(SystemExit, match="same mlp seeds"):
+        fresh.merge([tmp_path / "a", tmp_path / "a"], tmp_path / "again")
