@@ -12,6 +12,11 @@ and a pass takes as many rows as fit in the budget: 512 MiB on a CPU (27 images 
 224 px, 170 texts of MiniLM at 128 tokens), the device's activation budget on a GPU. Rows of one pass are
 independent in eval mode, so the chunking changes memory and speed, not what is computed (up to the
 summation order of a matrix product over a different number of rows).
+
+The probe's hooks are on the network itself: a pass of the same network in another thread while it is
+probed (the API's network cache serves requests from a thread pool) is seen by them too, and its larger
+outputs make the remembered size too large, so that network's passes of that shape are smaller than they
+need to be. That costs speed, never memory or answers, and only happens on a shape's first request.
 """
 
 from __future__ import annotations
