@@ -50,9 +50,8 @@ import numpy as np
 import torch
 
 from app.mas.data import TaskData, digits_arrays
-from app.mas.learn import ImportanceChoice
 from app.mas.networks import build_network
-from app.mas.sequence import SequenceResult, learn_sequence
+from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import Selection
 from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution, service_defaults
@@ -355,16 +354,9 @@ def run_method(tasks: list[TaskData], network: str, method: str, settings: dict,
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     net = _split(network).fresh_tail() if network in PRETRAINED else build_network(architecture_of(network, tasks),
                                                                                     seed)
-    result, started = SequenceResult(tasks=[t.name for t in tasks]), time.perf_counter()
-    for step in learn_sequence(tasks, net, method=method, lam=settings["lambda"], config=config,
-                               importance=ImportanceChoice(**options),
-                               validation_fraction=settings["validation_fraction"],
-                               lambda_grid=tuple(settings["lambda_grid"]), selection=selection):
-        result.matrix.append(step.accuracy)
-        result.lambdas.append(step.learned.lam)
-        result.choices.append(step.learned.choice)
-    result.seconds = time.perf_counter() - started
-    return result
+    return run_sequence(tasks, method=method, lam=settings["lambda"], config=config, seed=seed,
+                        importance_options=options, validation_fraction=settings["validation_fraction"],
+                        lambda_grid=tuple(settings["lambda_grid"]), selection=selection, net=net)
 
 
 def _run_record(result: SequenceResult) -> dict:

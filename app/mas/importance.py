@@ -31,6 +31,7 @@ from torch.func import functional_call, grad, jacrev, vmap
 from app.mas.devices import activation_budget, device_of
 from app.mas.layer_calls import Recording, record_calls
 from app.mas.networks import MultiHeadNet
+from app.mas.passes import leaf_output_bytes
 from app.mas.per_sample_layers import Use, parameter_sums
 
 VARIANTS = ("global", "local")
@@ -184,21 +185,8 @@ def _rows_within_budget(net: MultiHeadNet, task: str, inputs: Tensor, chunk_size
     probe = inputs[: min(2, inputs.shape[0])]
     if probe.shape[0] == 0:
         return chunk_size
-    total = 0
-
-    def count(_: nn.Module, __: tuple, output: object) -> None:
-        nonlocal total
-        if isinstance(output, Tensor):
-            total += output.numel() * output.element_size()
-
-    leaves = [m for m in net.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(count) for m in leaves]
-    try:
-        with torch.no_grad():
-            net(probe, task)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with torch.no_grad():
+        total = sum(leaf_output_bytes(net, lambda: net(probe, task)))
     per_row = max(1, 3 * total // probe.shape[0])
     return max(1, min(chunk_size, activation_budget(device_of(net)) // per_row))
 

@@ -84,17 +84,16 @@ def per_block_scaled(omega: dict[str, Tensor]) -> dict[str, Tensor]:
     """Ω with each block's mean equal to the mean of all of Ω (a block whose Ω is all zero stays so)."""
     if not omega:
         return omega
+    blocks = {name: block_of(name) for name in omega}
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     for name, value in omega.items():
-        block = block_of(name)
-        sums[block] = sums.get(block, 0.0) + float(value.double().sum())
-        counts[block] = counts.get(block, 0) + value.numel()
+        sums[blocks[name]] = sums.get(blocks[name], 0.0) + float(value.double().sum())
+        counts[blocks[name]] = counts.get(blocks[name], 0) + value.numel()
     overall = sum(sums.values()) / max(1, sum(counts.values()))
     scaled = {}
     for name, value in omega.items():
-        block = block_of(name)
-        mean = sums[block] / counts[block]
+        mean = sums[blocks[name]] / counts[blocks[name]]
         scaled[name] = value * (overall / mean) if mean > 0 else value.clone()
     return {name: value.to(omega[name].dtype) for name, value in scaled.items()}
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -50,25 +51,32 @@ def widest_output_bytes(net: MultiHeadNet, inputs: Tensor | LazySamples) -> int:
 
 
 def _measure_widest(net: MultiHeadNet, row: Tensor) -> int:
-    widest = 0
-
-    def note(_: nn.Module, __: tuple, output: object) -> None:
-        nonlocal widest
-        if isinstance(output, Tensor):
-            widest = max(widest, output.numel() * output.element_size())
-
-    leaves = [module for module in net.trunk.modules() if next(module.children(), None) is None]
-    handles = [module.register_forward_hook(note) for module in leaves]
     was_training = net.trunk.training
     net.trunk.eval()
     try:
         with torch.inference_mode():
-            net.trunk(net.input_spec.cast(row).to(device_of(net)))
+            sizes = leaf_output_bytes(net.trunk, lambda: net.trunk(net.input_spec.cast(row).to(device_of(net))))
     finally:
         net.trunk.train(was_training)
+    return max(sizes, default=0)
+
+
+def leaf_output_bytes(module: nn.Module, forward: Callable[[], object]) -> list[int]:
+    """The bytes of every tensor a leaf module of `module` outputs while `forward()` runs, in call order:
+    what sizes a pass (its widest output here, their sum for a pass that keeps them for a backward)."""
+    sizes: list[int] = []
+
+    def note(_: nn.Module, __: tuple, output: object) -> None:
+        if isinstance(output, Tensor):
+            sizes.append(output.numel() * output.element_size())
+
+    handles = [leaf.register_forward_hook(note) for leaf in module.modules() if next(leaf.children(), None) is None]
+    try:
+        forward()
+    finally:
         for handle in handles:
             handle.remove()
-    return widest
+    return sizes
 
 
 def rows_per_pass(net: MultiHeadNet, inputs: Tensor | LazySamples) -> int:

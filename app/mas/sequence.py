@@ -58,15 +58,17 @@ def run_sequence(
     validation_fraction: float = 0.1,
     lambda_grid: tuple[float, ...] = DEFAULT_GRID,
     selection: Selection = Selection(),
+    net: MultiHeadNet | None = None,
 ) -> SequenceResult:
-    """Train `tasks` in order with one method (`learn_sequence`) on a network `architecture` makes
-    (default an MLP 128-128), and keep what the service reports: the accuracy matrix, the λ of each task
+    """Train `tasks` in order with one method (`learn_sequence`) on `net`, or on a network `architecture`
+    makes (default an MLP 128-128), and keep what the service reports: the accuracy matrix, the λ of each task
     and how it was chosen, the bytes kept between tasks and while training."""
     architecture = architecture or {"kind": "mlp", "input_shape": [tasks[0].x_train.shape[1]], "hidden": [128, 128]}
     config = config or TrainConfig(seed=seed)
     result = SequenceResult(tasks=[t.name for t in tasks])
     started = time.perf_counter()
-    for step in learn_sequence(tasks, build_network(architecture, seed), method=method, lam=lam, config=config,
+    net = net if net is not None else build_network(architecture, seed)
+    for step in learn_sequence(tasks, net, method=method, lam=lam, config=config,
                                importance=ImportanceChoice(**(importance_options or {})), importance_on=importance_on,
                                validation_fraction=validation_fraction, lambda_grid=lambda_grid, selection=selection):
         result.lambdas.append(step.learned.lam)
