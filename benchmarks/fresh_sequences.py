@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from app.mas.data import TaskData, digits_arrays
-from app.mas.networks import build_network
+from app.mas.networks import MultiHeadNet, build_network
 from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import Selection
@@ -349,14 +349,22 @@ def run_method(tasks: list[TaskData], network: str, method: str, settings: dict,
                selection: Selection) -> SequenceResult:
     """One sequence as a train job runs it with the service's defaults (benchmarks.defaults.run_method's
     settings), with `selection` choosing λ; fine-tune holds back the same rows (it has no λ to search)."""
+    net, config, options = starting_point(tasks, network, settings, seed)
+    return run_sequence(tasks, method=method, lam=settings["lambda"], config=config, seed=seed,
+                        importance_options=options, validation_fraction=settings["validation_fraction"],
+                        lambda_grid=tuple(settings["lambda_grid"]), selection=selection, net=net)
+
+
+def starting_point(tasks: list[TaskData], network: str, settings: dict,
+                   seed: int) -> tuple[MultiHeadNet, TrainConfig, dict[str, str]]:
+    """The network a sequence starts from, the training settings and the importance options, as a train job
+    with `settings` has them."""
     config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
                          optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed)
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     net = _split(network).fresh_tail() if network in PRETRAINED else build_network(architecture_of(network, tasks),
                                                                                     seed)
-    return run_sequence(tasks, method=method, lam=settings["lambda"], config=config, seed=seed,
-                        importance_options=options, validation_fraction=settings["validation_fraction"],
-                        lambda_grid=tuple(settings["lambda_grid"]), selection=selection, net=net)
+    return net, config, options
 
 
 def _run_record(result: SequenceResult) -> dict:

@@ -43,6 +43,10 @@ Inputs = Tensor | LazySamples
 IMPORTANCE_MEASURES = {"ewc": "fisher", "si": "path-integral", "l2": "uniform"}
 
 
+# Sees each λ trial of a search once it is measured: (task, trial, the network it trained).
+TrialObserver = Callable[[str, Trial, MultiHeadNet], None]
+
+
 def importance_measure(method: str) -> str:
     return IMPORTANCE_MEASURES.get(method, "mas")
 
@@ -125,6 +129,7 @@ def learn_task(
     checkpoint: Callable[[Callable[[], SearchSnapshot]], None] | None = None,
     prefix: TrunkSplit | None = None,
     prefix_budget: int = 0,
+    on_trial: TrialObserver | None = None,
 ) -> LearnedTask:
     """Train `task` on (inputs, labels), anchored at θ* with Ω, then measure its estimate.
 
@@ -144,7 +149,11 @@ def learn_task(
 
     `prefix` (the trunk's split at its first trainable block) computes the frozen prefix once for the
     training, validation and importance rows, within `prefix_budget` bytes, and every trial trains the
-    suffix on those features (app/mas/frozen_prefix.py): the same run up to rounding, names unchanged."""
+    suffix on those features (app/mas/frozen_prefix.py): the same run up to rounding, names unchanged.
+
+    `on_trial(task, trial, network)` sees each trial as soon as it is measured, with the network it trained
+    (what benchmarks/lambda_rules.py evaluates every trial on, to score selection rules offline); it must
+    leave the network as it found it."""
     searchable = _lambda_matters(method.name, omega, net, task) and any(v.task != task for v in validation)
     grid = list(lambda_grid) if lambda_grid and searchable else [method.lam]
     if task not in net.heads:  # every trial starts from the same new head
@@ -155,7 +164,7 @@ def learn_task(
     if cache is not None:
         inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
     search = _Search(net, task, num_classes, inputs, labels, method, theta_star, omega, config, validation, selection,
-                     cache)
+                     cache, on_trial)
     done, kept = search.run(grid, resume or {"trial": 0, "done": [], "kept": [], "run": None}, progress, should_stop,
                             checkpoint)
     choice = choose_trial(done, task, selection, search.basis, search.why)
@@ -200,6 +209,7 @@ class _Search:
     validation: Sequence[ValidationSet]
     selection: Selection
     cache: CachedPrefix | None
+    on_trial: TrialObserver | None = None
 
     def __post_init__(self) -> None:
         self.basis, self.why = selection_basis({v.task: len(v.labels) for v in self.validation}, self.selection)
@@ -226,6 +236,8 @@ class _Search:
                         if len(v.labels)}
             done.append(Trial(grid[index], {t: m[0] for t, m in measured.items()},
                               {t: m[1] for t, m in measured.items()}))
+            if self.on_trial is not None:
+                self.on_trial(self.task, done[-1], trained)
             kept.append(_Best(done[-1], candidate, learner, training, trained, index))
             still = contenders(done, self.task, self.selection, self.basis)
             kept = [best for best in kept if any(best.trial is trial for trial in still)]

@@ -18,7 +18,7 @@ from torch import Tensor
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
-from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, learn_task
+from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, TrialObserver, learn_task
 from app.mas.networks import MultiHeadNet, build_network, network_state
 from app.mas.omega_shape import OmegaShape
 from app.mas.training import TrainConfig
@@ -104,6 +104,7 @@ def learn_sequence(
     lambda_grid: tuple[float, ...] = DEFAULT_GRID,
     selection: Selection = Selection(),
     omega_shape: OmegaShape = OmegaShape(),
+    on_trial: TrialObserver | None = None,
 ) -> Iterator[TaskStep]:
     """Learn `tasks` in order on `net` with one method, yielding each task once it is evaluated.
 
@@ -112,7 +113,8 @@ def learn_sequence(
     measures none. `lam="auto"` holds back `validation_fraction` of each task's training data (split with
     the config's seed, as a train job with that seed does) and chooses λ from `lambda_grid` on every
     task's held-back rows by `selection`, as a train job does. `omega_shape` reshapes the earlier tasks' Ω
-    before it anchors each task (app/mas/omega_shape.py; by default it is left as measured)."""
+    before it anchors each task (app/mas/omega_shape.py; by default it is left as measured). `on_trial`
+    sees every λ trial of every task's search (`learn_task`)."""
     if importance_on not in ("train", "test", "both"):
         raise ValueError("importance_on is 'train', 'test' or 'both'")
     estimates: dict[str, TaskImportance] = {}
@@ -134,6 +136,7 @@ def learn_sequence(
             omega=omega_shape.apply(total_importance(estimates.values()), net), config=config,
             importance=importance, importance_data=sources[importance_on],
             lambda_grid=lambda_grid if auto else None, validation=validation, selection=selection,
+            on_trial=on_trial,
         )
         net = learned.net
         if learned.estimate is not None:

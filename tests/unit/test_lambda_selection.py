@@ -170,3 +170,20 @@ def test_run_sequence_passes_the_rule_through() -> None:
                           selection=Selection("constrained", 0.02))
     assert len(result.choices) == 2 and result.choices[0] is None
     assert result.choices[1].basis == "loss" and result.choices[1].trial.lam == result.lambdas[1]
+
+
+def test_on_trial_sees_every_trial_with_the_network_it_trained() -> None:
+    mas, second, config, validation = _after_first_task()
+    seen = []
+
+    def observe(task, trial, network) -> None:
+        # The network handed over is the one the trial's figures were measured on.
+        measured = {v.task: accuracy_and_loss(network, v.task, v.inputs, v.labels)[0] for v in validation}
+        seen.append((task, trial, measured))
+
+    learned = learn_task(mas.net, second.name, 2, second.x_train[:150], second.y_train[:150],
+                         method=MethodChoice("mas"), theta_star=network_state(mas.net),
+                         omega=mas.estimate.mean(), config=config, lambda_grid=(0.001, 1.0, 1000.0),
+                         validation=validation, on_trial=observe)
+    assert [trial for _, trial, _ in seen] == learned.trials and {task for task, _, _ in seen} == {second.name}
+    assert all(measured == trial.scores for _, trial, measured in seen)

@@ -1,0 +1,288 @@
+"""λ selection rules scored on every trial: which rule would have chosen well, on sequences kept for exploring.
+
+    python -m benchmarks.lambda_rules                                   # MLP and CNN, seeds 100–109 (about 15 min)
+    python -m benchmarks.lambda_rules --networks minilm --count 4 --out /tmp/m   # about 25 min
+    python -m benchmarks.lambda_rules --profile quick --out /tmp/x      # seconds: what the test suite runs
+
+Why it exists (issue 27): a rule for λ "auto" chosen on the sequences that judge it would be judged on what it
+was fitted to. benchmarks/fresh_sequences.py judges the service's rule on seeds 0–19; this module draws its
+sequences the same way from seeds 100 on (none of the judged ones) and asks, for each task's search, what each
+candidate rule would have chosen and how that choice did, without training once per rule: every trial of the
+search is evaluated on the eval sets of every task so far, as soon as it is trained (`learn_task`'s
+`on_trial`), and fine-tuning is trained from the same start beside it. A rule is then scored per λ choice:
+- forgetting during this task: the mean over the earlier tasks of their eval accuracy before the task
+  minus after; the target as benchmarks.defaults' (at most a third of fine-tuning's, or one eval row per
+  earlier task where that is more);
+- the new task's eval accuracy against fine-tuning's, in points; the target −3 points or better.
+The sequence goes on with the service's own choice (the `constrained` rule), so a choice after the first is
+scored on the path that rule took. `reachable` counts the choices where some λ of the grid meets both
+targets: what any rule over this grid could reach at best.
+
+The candidate rules, all on the same trials' validation figures:
+- `constrained`: the service's default (app/mas/validation.py), on the accuracy basis or, where a slice is
+  too small for the tolerance, the loss basis;
+- `mean`: the rule before issue 27;
+- `largest_admissible`: `constrained`'s admissible trials, of which the largest λ on the loss basis (a
+  larger λ holds θ nearer θ*, where a few dozen earlier rows' loss may rank noise);
+- `accuracy_interval`: admissible where the new task's validation accuracy is within the tolerance plus one
+  standard error of the best (a binomial one on the slice's rows, Laplace-smoothed), forgetting ranked as
+  `constrained` ranks it on the basis its slices allow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from app.mas.data import TaskData
+from app.mas.evaluation import accuracy
+from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
+from app.mas.networks import MultiHeadNet
+from app.mas.sequence import learn_sequence
+from app.mas.training import TrainConfig
+from app.mas.validation import Selection, Trial, choose_trial, contenders, selection_basis, split_validation
+from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution
+from benchmarks.fresh_sequences import (
+    NETWORKS,
+    PROFILES,
+    draw_sequence,
+    effective_settings,
+    sequence_tasks,
+    starting_point,
+)
+from benchmarks.provenance import provenance, write_results
+
+RESULTS = Path(__file__).parent / "results"
+FIRST_SEED = 100  # fresh_sequences judges seeds 0–19: these are drawn for exploring only
+QUICK_SEEDS = {"mlp": [104], "cnn": [107], "minilm": [108]}  # digits (no Fashion-MNIST to read) or WordNet
+
+
+@dataclass
+class TrialOutcome:
+    """One λ trial: its validation figures, and its eval accuracy on every task so far just after training."""
+
+    trial: Trial
+    eval: dict[str, float]
+
+
+@dataclass
+class Decision:
+    """One task's λ search on a sequence: every trial, fine-tuning from the same start, and the accuracy of
+    the earlier tasks before it."""
+
+    task: str
+    rows: dict[str, int]  # validation rows per task
+    earlier_before: dict[str, float]
+    finetune: dict[str, float]
+    trials: list[TrialOutcome] = field(default_factory=list)
+    eval_rows: list[int] = field(default_factory=list)
+
+
+Rule = Callable[[Sequence[Trial], str, dict[str, int]], Trial]
+
+
+def _constrained(trials: Sequence[Trial], task: str, rows: dict[str, int]) -> Trial:
+    basis, why = selection_basis(rows, Selection())
+    return choose_trial(trials, task, Selection(), basis, why).trial
+
+
+def _mean(trials: Sequence[Trial], task: str, rows: dict[str, int]) -> Trial:
+    return choose_trial(trials, task, Selection("mean")).trial
+
+
+def _largest_admissible(trials: Sequence[Trial], task: str, rows: dict[str, int]) -> Trial:
+    basis, _ = selection_basis(rows, Selection())
+    if basis == "accuracy":
+        return _constrained(trials, task, rows)
+    return max(contenders(trials, task, Selection(), basis), key=lambda trial: trial.lam)
+
+
+def _accuracy_interval(trials: Sequence[Trial], task: str, rows: dict[str, int]) -> Trial:
+    tolerance, n = Selection().tolerance, rows[task]
+    best = max(trial.scores[task] for trial in trials)
+    smoothed = (best * n + 1) / (n + 2)
+    allowance = tolerance + math.sqrt(2 * smoothed * (1 - smoothed) / n)
+    admissible = [trial for trial in trials if trial.scores[task] >= best - allowance - 1e-12]
+    basis, _ = selection_basis(rows, Selection())  # forgetting ranked on what the slices allow
+    return choose_trial(admissible, task, Selection(tolerance=1.0), basis).trial
+
+
+RULES: dict[str, Rule] = {"constrained": _constrained, "mean": _mean, "largest_admissible": _largest_admissible,
+                          "accuracy_interval": _accuracy_interval}
+
+
+def judge_choice(decision: Decision, chosen: TrialOutcome) -> dict:
+    """A choice against the targets, on this task alone: its forgetting of the earlier tasks against
+    fine-tuning's from the same start, and its new-task eval accuracy against fine-tuning's."""
+    ours, theirs = _forgetting(decision, chosen.eval), _forgetting(decision, decision.finetune)
+    points = 100 * (chosen.eval[decision.task] - decision.finetune[decision.task])
+    forgetting_holds = ours <= forgetting_allowed(theirs, forgetting_resolution(decision.eval_rows)) + 1e-12
+    new_task_holds = points >= TARGETS["new_task_points_min"] - 1e-9
+    return {"lambda": chosen.trial.lam, "forgetting": ours, "finetune_forgetting": theirs,
+            "new_task_points": points, "forgetting_holds": forgetting_holds, "new_task_holds": new_task_holds,
+            "both_hold": forgetting_holds and new_task_holds}
+
+
+def _forgetting(decision: Decision, after: dict[str, float]) -> float:
+    return statistics.fmean(decision.earlier_before[t] - after[t] for t in decision.earlier_before)
+
+
+def score(decision: Decision) -> dict:
+    """Every rule's choice on one decision, and whether any λ of the grid meets both targets."""
+    trials = [outcome.trial for outcome in decision.trials]
+    chosen = {name: rule(trials, decision.task, decision.rows) for name, rule in RULES.items()}
+    outcomes = {name: next(o for o in decision.trials if o.trial is trial) for name, trial in chosen.items()}
+    judged = {name: judge_choice(decision, outcome) for name, outcome in outcomes.items()}
+    reachable = [o.trial.lam for o in decision.trials if judge_choice(decision, o)["both_hold"]]
+    return {"task": decision.task, "rows": decision.rows, "finetune_forgetting": _forgetting(decision,
+                                                                                              decision.finetune),
+            "trials": [{"lambda": o.trial.lam, "validation": o.trial.scores, "validation_loss": o.trial.losses,
+                        "eval": o.eval} for o in decision.trials],
+            "finetune": decision.finetune, "rules": judged, "reachable": reachable}
+
+
+def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, seed: int) -> list[dict]:
+    """Learn `tasks` as a train job with `settings` does (the constrained rule choosing), recording every
+    trial of every search and fine-tuning from each search's start; every search with more than one trial,
+    scored."""
+    net, config, options = starting_point(tasks, network, settings, seed)
+    current: dict[str, Decision] = {}
+
+    def observe(task: str, trial: Trial, trained: MultiHeadNet) -> None:
+        decision = current[task]
+        seen = tasks[: 1 + [t.name for t in tasks].index(task)]
+        decision.trials.append(TrialOutcome(trial, {t.name: accuracy(trained, t.name, t.x_test, t.y_test)
+                                                    for t in seen}))
+
+    steps = learn_sequence(tasks, net, method=settings["method"], lam=settings["lambda"], config=config,
+                           importance=ImportanceChoice(**options), validation_fraction=settings["validation_fraction"],
+                           lambda_grid=tuple(settings["lambda_grid"]), on_trial=observe)
+    scored: list[dict] = []
+    start, before, rows = copy.deepcopy(net), {}, {}
+    for index, data in enumerate(tasks):
+        kept, held = split_validation(len(data.y_train), settings["validation_fraction"], config.seed)
+        rows[data.name] = len(held)
+        seen = tasks[: index + 1]
+        finetune = _finetune(start, data, kept, config) if index else None  # the first task has no search
+        current[data.name] = Decision(data.name, dict(rows), dict(before),
+                                      {} if finetune is None else {t.name: accuracy(finetune, t.name, t.x_test,
+                                                                                    t.y_test) for t in seen},
+                                      eval_rows=[len(t.y_test) for t in seen])
+        step = next(steps)
+        if len(current[data.name].trials) > 1:
+            scored.append(score(current[data.name]))
+        before, start = dict(step.accuracy), copy.deepcopy(step.learned.net)
+    return scored
+
+
+def _finetune(start: MultiHeadNet, data: TaskData, kept: torch.Tensor, config: TrainConfig) -> MultiHeadNet:
+    """Fine-tuning of `data` on its training rows (the held-back ones left out, as the search has them) from a
+    copy of `start`."""
+    net = copy.deepcopy(start)
+    learn_task(net, data.name, int(data.y_train.max()) + 1, data.x_train[kept], data.y_train[kept],
+               method=MethodChoice("finetune"), theta_star={}, omega={}, config=config, importance=None)
+    return net
+
+
+def summary(decisions: list[dict]) -> dict:
+    """Per rule: how many choices meet each target, and the new-task points' median and 10th percentile."""
+    def p10(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[max(0, math.ceil(0.1 * len(ordered)) - 1)]
+
+    out = {"choices": len(decisions), "reachable": sum(bool(d["reachable"]) for d in decisions), "rules": {}}
+    for name in RULES:
+        judged = [d["rules"][name] for d in decisions]
+        points = [j["new_task_points"] for j in judged]
+        out["rules"][name] = {key: sum(j[key] for j in judged)
+                              for key in ("forgetting_holds", "new_task_holds", "both_hold")} | {
+            "new_task_points_median": statistics.median(points) if points else None,
+            "new_task_points_p10": p10(points) if points else None}
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = ["# λ selection rules scored on every trial (sequences drawn for exploring)", "",
+             f"Profile `{results['profile']}`; seeds {results['seeds']} per network (fresh_sequences judges "
+             "0–19). Per λ choice: forgetting during the task against fine-tuning's from the same start "
+             "(target: a third, or one eval row per earlier task), the new task's eval accuracy against "
+             "fine-tuning's (target: −3 points or better). `reachable`: choices where some λ of the grid meets "
+             "both.", "",
+             "| network | choices | reachable | rule | forgetting target | new-task target | both | "
+             "new-task points median | p10 |", "|---|---|---|---|---|---|---|---|---|"]
+    for network, entry in results["by_network"].items():
+        s = entry["summary"]
+        for name, figures in s["rules"].items():
+            lines.append(f"| {network} | {s['choices']} | {s['reachable']} | {name} | "
+                         f"{figures['forgetting_holds']}/{s['choices']} | {figures['new_task_holds']}/{s['choices']} | "
+                         f"{figures['both_hold']}/{s['choices']} | {_points(figures['new_task_points_median'])} | "
+                         f"{_points(figures['new_task_points_p10'])} |")
+    for network, entry in results["by_network"].items():
+        lines += ["", f"## {network}: every λ choice", "",
+                  "| seed | task | validation rows | FT forgetting | " + " | ".join(RULES) + " | reachable λ |",
+                  "|---|---|---|---|" + "---|" * len(RULES) + "---|"]
+        for sequence in entry["sequences"]:
+            for d in sequence["decisions"]:
+                cells = [f"λ {d['rules'][n]['lambda']:g}: {d['rules'][n]['forgetting']:.3f}, "
+                         f"{d['rules'][n]['new_task_points']:+.1f}" + (" ✓" if d["rules"][n]["both_hold"] else "")
+                         for n in RULES]
+                lines.append(f"| {sequence['seed']} | {d['task']} | {'/'.join(map(str, d['rows'].values()))} | "
+                             f"{d['finetune_forgetting']:.3f} | " + " | ".join(cells) + " | "
+                             f"{', '.join(f'{lam:g}' for lam in d['reachable']) or '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _line(decision: dict) -> str:
+    choices = (f"{name} λ{judged['lambda']:g}{'✓' if judged['both_hold'] else ''}"
+               for name, judged in decision["rules"].items())
+    return decision["task"] + " " + " ".join(choices)
+
+
+def _points(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=["full", "quick"], default="full")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--networks", default="mlp,cnn", help="comma-separated, of mlp, cnn, minilm")
+    parser.add_argument("--count", type=int, default=10, help="sequences per network, from seed 100")
+    args = parser.parse_args(argv)
+    networks = [n for n in args.networks.split(",") if n]
+    if unknown := [n for n in networks if n not in NETWORKS or n == "efficientnet"]:
+        parser.error(f"unknown network: {', '.join(unknown)}")
+    started = provenance(None if argv is None else ["benchmarks/lambda_rules.py", *argv])
+    torch.set_num_threads(1)
+    profile = PROFILES[args.profile]
+    settings = effective_settings(profile)
+    seeds = list(range(FIRST_SEED, FIRST_SEED + args.count))
+    if args.profile == "quick":
+        seeds = sorted({seed for network in networks for seed in QUICK_SEEDS[network]})
+    results = {"profile": args.profile, "settings": settings, "targets": TARGETS, "seeds": seeds,
+               "rules": list(RULES), "by_network": {}}
+    for network in networks:
+        clock, sequences = time.perf_counter(), []
+        for seed in QUICK_SEEDS[network] if args.profile == "quick" else seeds:  # quick: one short sequence
+            spec = draw_sequence(seed, network)
+            tasks = sequence_tasks(spec, max_rows=profile["max_rows"])[: profile["max_tasks"]]
+            sequences.append({"seed": seed, "describe": spec.describe(),
+                              "decisions": run_sequence_decisions(tasks, network, settings, seed)})
+            decisions = [d for s in sequences for d in s["decisions"]]
+            results["by_network"][network] = {"sequences": sequences, "summary": summary(decisions),
+                                              "seconds": time.perf_counter() - clock}
+            write_results(args.out, "lambda_rules", results, markdown(results), started=started)
+            print(f"{network} seed {seed}: " + "; ".join(_line(d) for d in sequences[-1]["decisions"]), flush=True)
+    print(f"wrote {args.out / 'lambda_rules.json'} and {args.out / 'lambda_rules.md'}")
+
+
+if __name__ == "__main__":
+    main()

