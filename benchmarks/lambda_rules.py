@@ -2,6 +2,7 @@
 
     python -m benchmarks.lambda_rules                                   # MLP and CNN, seeds 100–109 (about 15 min)
     python -m benchmarks.lambda_rules --networks minilm --count 4 --out /tmp/m   # about 25 min
+    python -m benchmarks.lambda_rules --merge /tmp/a /tmp/m --out benchmarks/results   # runs made side by side
     python -m benchmarks.lambda_rules --profile quick --out /tmp/x      # seconds: what the test suite runs
 
 Why it exists (issue 27): a rule for λ "auto" chosen on the sequences that judge it would be judged on what it
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import statistics
 import time
@@ -58,7 +60,7 @@ from benchmarks.fresh_sequences import (
     sequence_tasks,
     starting_point,
 )
-from benchmarks.provenance import provenance, write_results
+from benchmarks.provenance import merged, provenance, with_header, write_results
 
 RESULTS = Path(__file__).parent / "results"
 FIRST_SEED = 100  # fresh_sequences judges seeds 0–19: these are drawn for exploring only
@@ -211,8 +213,8 @@ def summary(decisions: list[dict]) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["# λ selection rules scored on every trial (sequences drawn for exploring)", "",
-             f"Profile `{results['profile']}`; seeds {results['seeds']} per network (fresh_sequences judges "
-             "0–19). Per λ choice: forgetting during the task against fine-tuning's from the same start "
+             f"Profile `{results['profile']}`; seeds {_seeds(results)} (fresh_sequences judges 0–19). "
+             "Per λ choice: forgetting during the task against fine-tuning's from the same start "
              "(target: a third, or one eval row per earlier task), the new task's eval accuracy against "
              "fine-tuning's (target: −3 points or better). `reachable`: choices where some λ of the grid meets "
              "both.", "",
@@ -240,6 +242,12 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds(results: dict) -> str:
+    by_network = results.get("seeds_by_network") or {network: results["seeds"] for network in results["by_network"]}
+    return "; ".join(f"{network} {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{network} {seeds[0]}"
+                     for network, seeds in by_network.items() if seeds)
+
+
 def _line(decision: dict) -> str:
     choices = (f"{name} λ{judged['lambda']:g}{'✓' if judged['both_hold'] else ''}"
                for name, judged in decision["rules"].items())
@@ -256,7 +264,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--networks", default="mlp,cnn", help="comma-separated, of mlp, cnn, minilm")
     parser.add_argument("--count", type=int, default=10, help="sequences per network, from seed 100")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="combine these runs' lambda_rules.json (other networks each, run apart) into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     networks = [n for n in args.networks.split(",") if n]
     if unknown := [n for n in networks if n not in NETWORKS or n == "efficientnet"]:
         parser.error(f"unknown network: {', '.join(unknown)}")
@@ -282,6 +294,26 @@ def main(argv: list[str] | None = None) -> None:
             write_results(args.out, "lambda_rules", results, markdown(results), started=started)
             print(f"{network} seed {seed}: " + "; ".join(_line(d) for d in sequences[-1]["decisions"]), flush=True)
     print(f"wrote {args.out / 'lambda_rules.json'} and {args.out / 'lambda_rules.md'}")
+
+
+def merge(paths: list[Path], out: Path) -> None:
+    """One results file from runs of other networks (run side by side): the first run's provenance, the others'
+    under `parts`; the seeds are each network's own (`seeds_by_network`)."""
+    runs = [json.loads((path / "lambda_rules.json").read_text()) for path in paths]
+    results = runs[0]
+    results["seeds_by_network"] = {network: results["seeds"] for network in results["by_network"]}
+    for other in runs[1:]:
+        if other["settings"] != results["settings"] or other["profile"] != results["profile"]:
+            raise SystemExit("the runs differ in profile or settings")
+        if overlap := set(other["by_network"]) & set(results["by_network"]):
+            raise SystemExit(f"two runs measured {', '.join(sorted(overlap))}")
+        results["by_network"] |= other["by_network"]
+        results["seeds_by_network"] |= {network: other["seeds"] for network in other["by_network"]}
+        results["provenance"] = merged(results["provenance"], other)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lambda_rules.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / "lambda_rules.md").write_text(with_header(markdown(results), results["provenance"]))
+    print(f"wrote {out / 'lambda_rules.json'} and {out / 'lambda_rules.md'}")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,15 @@ def _quick(tmp_path: Path, networks: list[str]) -> None:
     report = (tmp_path / "lambda_rules.md").read_text()
     assert report.startswith("# λ selection rules") and "Provenance:" in report
     assert all(f"| {network} |" in report for network in networks)
+
+
+def test_runs_of_other_networks_merge_into_one_report(tmp_path: Path) -> None:
+    lambda_rules.main(["--profile", "quick", "--networks", "mlp", "--out", str(tmp_path / "a")])
+    lambda_rules.main(["--profile", "quick", "--networks", "cnn", "--out", str(tmp_path / "b")])
+    lambda_rules.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
+    results = json.loads((tmp_path / "m" / "lambda_rules.json").read_text())
+    assert list(results["by_network"]) == ["mlp", "cnn"] and len(results["provenance"]["parts"]) == 1
+    assert results["seeds_by_network"] == {"mlp": [104], "cnn": [107]}
+    assert "mlp 104; cnn 107" in (tmp_path / "m" / "lambda_rules.md").read_text()
+    with pytest.raises(SystemExit, match="two runs measured mlp"):
+        lambda_rules.main(["--merge", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "x")])
