@@ -37,7 +37,6 @@ least 90 % of the sequences, and the 10th percentile of MAS − FT new-task accu
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -55,7 +54,7 @@ from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import Selection
 from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution, service_defaults
-from benchmarks.provenance import merged, provenance, with_header, write_results
+from benchmarks.provenance import merge_runs, provenance, write_results
 
 if TYPE_CHECKING:
     from benchmarks.paper.tails import SplitNetwork
@@ -570,22 +569,14 @@ def _joined(first: dict | None, other: dict, network: str) -> dict:
 def merge(paths: list[Path], out: Path) -> None:
     """One results file from runs of one network each (run side by side): the first run's provenance, the
     others' under `parts`."""
-    runs = [json.loads((path / "fresh_sequences.json").read_text()) for path in paths]
-    results = runs[0]
-    for other in runs[1:]:
-        if other["settings"] != results["settings"] or other["profile"] != results["profile"]:
-            raise SystemExit("the runs differ in profile or settings")
+    def join(results: dict, other: dict) -> None:
         for network, entry in other["by_network"].items():
             results["by_network"][network] = _joined(results["by_network"].get(network), entry, network)
-    results["networks"] = [n for n in NETWORKS if n in results["by_network"]] + \
-        [n for n in results["by_network"] if n not in NETWORKS]
-    results["not_run"] = [n for n in ("mlp", "cnn", "efficientnet", "minilm") if n not in results["networks"]]
-    for other in runs[1:]:
-        results["provenance"] = merged(results["provenance"], other)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fresh_sequences.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out / "fresh_sequences.md").write_text(with_header(markdown(results), results["provenance"]))
-    print(f"wrote {out / 'fresh_sequences.json'} and {out / 'fresh_sequences.md'}")
+        results["networks"] = [n for n in NETWORKS if n in results["by_network"]] + \
+            [n for n in results["by_network"] if n not in NETWORKS]
+        results["not_run"] = [n for n in ("mlp", "cnn", "efficientnet", "minilm") if n not in results["networks"]]
+
+    merge_runs(paths, out, "fresh_sequences", join, markdown)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import statistics
 import time
@@ -60,7 +59,7 @@ from benchmarks.fresh_sequences import (
     sequence_tasks,
     starting_point,
 )
-from benchmarks.provenance import merged, provenance, with_header, write_results
+from benchmarks.provenance import merge_runs, provenance, write_results
 
 RESULTS = Path(__file__).parent / "results"
 FIRST_SEED = 100  # fresh_sequences judges seeds 0–19: these are drawn for exploring only
@@ -299,21 +298,14 @@ def main(argv: list[str] | None = None) -> None:
 def merge(paths: list[Path], out: Path) -> None:
     """One results file from runs of other networks (run side by side): the first run's provenance, the others'
     under `parts`; the seeds are each network's own (`seeds_by_network`)."""
-    runs = [json.loads((path / "lambda_rules.json").read_text()) for path in paths]
-    results = runs[0]
-    results["seeds_by_network"] = {network: results["seeds"] for network in results["by_network"]}
-    for other in runs[1:]:
-        if other["settings"] != results["settings"] or other["profile"] != results["profile"]:
-            raise SystemExit("the runs differ in profile or settings")
+    def join(results: dict, other: dict) -> None:
         if overlap := set(other["by_network"]) & set(results["by_network"]):
             raise SystemExit(f"two runs measured {', '.join(sorted(overlap))}")
+        results.setdefault("seeds_by_network", {network: results["seeds"] for network in results["by_network"]})
         results["by_network"] |= other["by_network"]
         results["seeds_by_network"] |= {network: other["seeds"] for network in other["by_network"]}
-        results["provenance"] = merged(results["provenance"], other)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "lambda_rules.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    (out / "lambda_rules.md").write_text(with_header(markdown(results), results["provenance"]))
-    print(f"wrote {out / 'lambda_rules.json'} and {out / 'lambda_rules.md'}")
+
+    merge_runs(paths, out, "lambda_rules", join, markdown)
 
 
 if __name__ == "__main__":

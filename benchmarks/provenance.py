@@ -19,6 +19,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,24 @@ def write_results(out: Path, stem: str, results: dict[str, Any], markdown: str |
     (out / f"{stem}.json").write_text(json.dumps(results, indent=indent, default=str) + "\n")
     if markdown is not None:
         (out / f"{stem}.md").write_text(with_header(markdown, results["provenance"]))
+
+
+def merge_runs(paths: list[Path], out: Path, stem: str, join: Callable[[dict[str, Any], dict[str, Any]], None],
+               markdown: Callable[[dict[str, Any]], str]) -> None:
+    """One `<stem>` results file from runs made side by side (its JSON in each of `paths`, of one profile and
+    settings): the first run's results and provenance, `join(results, other)` folding in each other run,
+    whose provenance goes under `parts`."""
+    runs = [json.loads((path / f"{stem}.json").read_text()) for path in paths]
+    results = runs[0]
+    for other in runs[1:]:
+        if other["settings"] != results["settings"] or other["profile"] != results["profile"]:
+            raise SystemExit("the runs differ in profile or settings")
+        join(results, other)
+        results["provenance"] = merged(results["provenance"], other)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out / f"{stem}.md").write_text(with_header(markdown(results), results["provenance"]))
+    print(f"wrote {out / f'{stem}.json'} and {out / f'{stem}.md'}")
 
 
 def write_markdown(out: Path, stem: str, results: dict[str, Any], markdown: str) -> None:

@@ -18,6 +18,7 @@ import re
 import statistics
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from benchmarks import status
@@ -187,6 +188,17 @@ def status_table(results: Path) -> str:
     return status.markdown_table(status.statuses(results)).rstrip("\n")
 
 
+def _sourced_first_table(stem: str, results: Path) -> str:
+    return source_line(stem, results) + "\n\n" + _first_table(stem, results)
+
+
+def _first_table(stem: str, results: Path) -> str:
+    lines = (results / f"{stem}.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
 GENERATORS: dict[str, Callable[[Path], str]] = {
     "status": status_table,
     "continual": continual_summary,
@@ -194,8 +206,8 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "defaults": included("defaults", "Which settings meet both targets"),
     "defaults_search": included("defaults_search", "Which settings meet both targets"),
     "defaults_pretrained": included("defaults_pretrained", "Defaults that protect"),
-    "fresh_sequences": lambda results: source_line("fresh_sequences", results) + "\n\n"
-    + _first_table("fresh_sequences", results),
+    "fresh_sequences": partial(_sourced_first_table, "fresh_sequences"),
+    "lambda_rules": partial(_sourced_first_table, "lambda_rules"),
     "paper.transfers": paper_transfers,
     "paper.eight": paper_eight,
     "paper.table3": paper_table3,
@@ -212,15 +224,8 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "real_models.targets": included("real_models", "Against the targets"),
     "service_real.targets": included("service_real", "Against the targets"),
     "shadow_latency": included("shadow_latency", "Production latency"),
-    "scaling": lambda results: source_line("scaling", results) + "\n\n" + _first_table("scaling", results),
+    "scaling": partial(_sourced_first_table, "scaling"),
 }
-
-
-def _first_table(stem: str, results: Path) -> str:
-    lines = (results / f"{stem}.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])
 
 
 def regenerate(text: str, results: Path = RESULTS, skip: frozenset[str] = frozenset()) -> str:
