@@ -207,6 +207,17 @@ def check_omega(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
 # --- 3. a real API and worker on the device -------------------------------------------------------
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux: read from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # after "pid (comm)": state, ppid, …
+                found.append(int(stat.parent.name))
+    return found
+
+
 class RunningService:
     """`python -m app.cli serve` over a temporary var dir, its worker on `device`."""
 
@@ -238,21 +249,30 @@ class RunningService:
         raise RuntimeError(f"the API did not answer /healthz within {deadline_s} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
+        """Serve's own shutdown (the API, then the worker), then whatever of its process group is left."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # serve stops the API, then the worker
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                pass
+        self._end_group()
 
     def close(self) -> None:
         """Once the figures are taken: the API and its worker killed at once, rather than the worker's warm
         shutdown (about 6 s on Celery's own timers) that `stop` waits for. What they wrote is committed."""
-        if self.process.poll() is None:
+        self._end_group()
+
+    def _end_group(self) -> None:
+        """Kill serve's API and worker (each leads its own process group: serve starts them in sessions of
+        their own, so killing serve's group alone left them running, polling the broker for an hour after a
+        test suite had finished), then serve itself."""
+        for child in _children(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+                os.killpg(child, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""

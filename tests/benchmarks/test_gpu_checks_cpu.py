@@ -47,3 +47,34 @@ def test_cuda_without_a_gpu_fails_fast_with_a_plain_message(tmp_path: Path) -> N
     assert done.returncode == 2
     assert "sees no CUDA GPU" in done.stderr and "--device cpu" in done.stderr
     assert not (tmp_path / "gpu_checks.json").exists()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("ending", ["close", "stop"])
+def test_the_running_service_leaves_no_api_or_worker_behind(tmp_path: Path, ending: str) -> None:
+    """serve starts its API and worker in sessions of their own: ending serve's group alone left them running."""
+    import os
+    import time
+
+    from benchmarks.gpu_checks import RunningService, _children
+
+    service = RunningService(tmp_path, torch.device("cpu"))
+    try:
+        service.wait_healthy()
+        children = _children(service.process.pid)
+        assert len(children) == 2  # the API and the worker
+    finally:
+        getattr(service, ending)()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_running(pid) for pid in children):
+        time.sleep(0.1)
+    assert not any(_running(pid) for pid in children), [os.path.exists(f"/proc/{pid}") for pid in children]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
