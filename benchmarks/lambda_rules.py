@@ -56,6 +56,7 @@ from benchmarks.fresh_sequences import (
     PROFILES,
     draw_sequence,
     effective_settings,
+    percentile,
     sequence_tasks,
     starting_point,
 )
@@ -184,10 +185,9 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
     return scored
 
 
-def _finetune(start: MultiHeadNet, data: TaskData, kept: torch.Tensor, config: TrainConfig) -> MultiHeadNet:
-    """Fine-tuning of `data` on its training rows (the held-back ones left out, as the search has them) from a
-    copy of `start`."""
-    net = copy.deepcopy(start)
+def _finetune(net: MultiHeadNet, data: TaskData, kept: torch.Tensor, config: TrainConfig) -> MultiHeadNet:
+    """Fine-tuning of `data` on its training rows (the held-back ones left out, as the search has them), in
+    place on `net` (the caller's copy of the search's start)."""
     learn_task(net, data.name, int(data.y_train.max()) + 1, data.x_train[kept], data.y_train[kept],
                method=MethodChoice("finetune"), theta_star={}, omega={}, config=config, importance=None)
     return net
@@ -195,10 +195,6 @@ def _finetune(start: MultiHeadNet, data: TaskData, kept: torch.Tensor, config: T
 
 def summary(decisions: list[dict]) -> dict:
     """Per rule: how many choices meet each target, and the new-task points' median and 10th percentile."""
-    def p10(values: list[float]) -> float:
-        ordered = sorted(values)
-        return ordered[max(0, math.ceil(0.1 * len(ordered)) - 1)]
-
     out = {"choices": len(decisions), "reachable": sum(bool(d["reachable"]) for d in decisions), "rules": {}}
     for name in RULES:
         judged = [d["rules"][name] for d in decisions]
@@ -206,7 +202,7 @@ def summary(decisions: list[dict]) -> dict:
         out["rules"][name] = {key: sum(j[key] for j in judged)
                               for key in ("forgetting_holds", "new_task_holds", "both_hold")} | {
             "new_task_points_median": statistics.median(points) if points else None,
-            "new_task_points_p10": p10(points) if points else None}
+            "new_task_points_p10": percentile(points, 10) if points else None}
     return out
 
 
