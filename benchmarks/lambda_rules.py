@@ -4,6 +4,8 @@
     python -m benchmarks.lambda_rules --networks minilm --count 4 --out /tmp/m   # about 25 min
     python -m benchmarks.lambda_rules --merge /tmp/a /tmp/m --out benchmarks/results   # runs made side by side
     python -m benchmarks.lambda_rules --profile quick --out /tmp/x      # seconds: what the test suite runs
+    python -m benchmarks.lambda_rules --networks minilm --grid 0.001,0.01,0.1,1,3,10,30,100 --out /tmp/g
+    python -m benchmarks.lambda_rules --first-seed 0 --count 20 --out /tmp/j   # judge a rule on the judged seeds
 
 Why it exists (issue 27): a rule for λ "auto" chosen on the sequences that judge it would be judged on what it
 was fitted to. benchmarks/fresh_sequences.py judges the service's rule on seeds 0–19; this module draws its
@@ -28,6 +30,15 @@ The candidate rules, all on the same trials' validation figures:
 - `accuracy_interval`: admissible where the new task's validation accuracy is within the tolerance plus one
   standard error of the best (a binomial one on the slice's rows, Laplace-smoothed), forgetting ranked as
   `constrained` ranks it on the basis its slices allow.
+- `accuracy_ties`: where `constrained` falls back to the loss basis (a slice too small for the tolerance),
+  admissible are the trials whose new-task validation accuracy ties the best any trial reached, forgetting
+  ranked on the loss basis; elsewhere `constrained`. exp(−loss) also falls when a larger λ leaves the new
+  task's answers right but less confident, which on 12–26 rows shut out every λ above 0.01 on sequences where
+  larger ones met both targets; a tie in accuracy asks only that no held-back row be lost.
+
+`--grid` tries another λ grid than the service's (for the question whether the grid, not the rule, fails);
+`--first-seed 0` scores the rules on the seeds fresh_sequences judges, which is how a rule found here is
+judged: on seeds that played no part in finding it.
 """
 
 from __future__ import annotations
@@ -117,8 +128,17 @@ def _accuracy_interval(trials: Sequence[Trial], task: str, rows: dict[str, int])
     return choose_trial(admissible, task, Selection(tolerance=1.0), basis).trial
 
 
+def _accuracy_ties(trials: Sequence[Trial], task: str, rows: dict[str, int]) -> Trial:
+    basis, _ = selection_basis(rows, Selection())
+    if basis == "accuracy":
+        return _constrained(trials, task, rows)
+    best = max(trial.scores[task] for trial in trials)
+    tied = [trial for trial in trials if trial.scores[task] >= best - 1e-12]
+    return choose_trial(tied, task, Selection(tolerance=1.0), basis).trial
+
+
 RULES: dict[str, Rule] = {"constrained": _constrained, "mean": _mean, "largest_admissible": _largest_admissible,
-                          "accuracy_interval": _accuracy_interval}
+                          "accuracy_interval": _accuracy_interval, "accuracy_ties": _accuracy_ties}
 
 
 def judge_choice(decision: Decision, chosen: TrialOutcome) -> dict:
@@ -207,8 +227,11 @@ def summary(decisions: list[dict]) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = ["# λ selection rules scored on every trial (sequences drawn for exploring)", "",
-             f"Profile `{results['profile']}`; seeds {_seeds(results)} (fresh_sequences judges 0–19). "
+    judged = any(seed < FIRST_SEED for seeds in _seed_lists(results).values() for seed in seeds)
+    kind = "on seeds fresh_sequences judges" if judged else "sequences drawn for exploring"
+    grid = ", ".join(f"{lam:g}" for lam in results["settings"]["lambda_grid"])
+    lines = [f"# λ selection rules scored on every trial ({kind})", "",
+             f"Profile `{results['profile']}`; seeds {_seeds(results)} (fresh_sequences judges 0–19); λ grid {grid}. "
              "Per λ choice: forgetting during the task against fine-tuning's from the same start "
              "(target: a third, or one eval row per earlier task), the new task's eval accuracy against "
              "fine-tuning's (target: −3 points or better). `reachable`: choices where some λ of the grid meets "
@@ -237,8 +260,12 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seed_lists(results: dict) -> dict[str, list[int]]:
+    return results.get("seeds_by_network") or {network: results["seeds"] for network in results["by_network"]}
+
+
 def _seeds(results: dict) -> str:
-    by_network = results.get("seeds_by_network") or {network: results["seeds"] for network in results["by_network"]}
+    by_network = _seed_lists(results)
     return "; ".join(f"{network} {seeds[0]}–{seeds[-1]}" if len(seeds) > 1 else f"{network} {seeds[0]}"
                      for network, seeds in by_network.items() if seeds)
 
@@ -258,7 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", choices=["full", "quick"], default="full")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--networks", default="mlp,cnn", help="comma-separated, of mlp, cnn, minilm")
-    parser.add_argument("--count", type=int, default=10, help="sequences per network, from seed 100")
+    parser.add_argument("--count", type=int, default=10, help="sequences per network, from --first-seed")
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED,
+                        help=f"the first sequence's seed (default {FIRST_SEED}; 0–19 are the seeds fresh_sequences "
+                             "judges on: use them to judge a rule found here, never to find one)")
+    parser.add_argument("--grid", type=_grid, help="comma-separated λ to try instead of the service's grid")
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="combine these runs' lambda_rules.json (other networks each, run apart) into --out")
     args = parser.parse_args(argv)
@@ -271,7 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     profile = PROFILES[args.profile]
     settings = effective_settings(profile)
-    seeds = list(range(FIRST_SEED, FIRST_SEED + args.count))
+    if args.grid:
+        settings["lambda_grid"] = args.grid
+        settings["overrides"] = settings["overrides"] | {"lambda_grid": args.grid}
+    seeds = list(range(args.first_seed, args.first_seed + args.count))
     if args.profile == "quick":
         seeds = sorted({seed for network in networks for seed in QUICK_SEEDS[network]})
     results = {"profile": args.profile, "settings": settings, "targets": TARGETS, "seeds": seeds,
@@ -291,12 +325,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out / 'lambda_rules.json'} and {args.out / 'lambda_rules.md'}")
 
 
+def _grid(text: str) -> list[float]:
+    try:
+        grid = sorted({float(value) for value in text.split(",") if value.strip()})
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"a grid is comma-separated numbers: {error}") from None
+    if not grid or grid[0] < 0:
+        raise argparse.ArgumentTypeError("a grid needs at least one λ, none negative")
+    return grid
+
+
 def merge(paths: list[Path], out: Path) -> None:
     """One results file from runs of other networks (run side by side): the first run's provenance, the others'
     under `parts`; the seeds are each network's own (`seeds_by_network`)."""
     def join(results: dict, other: dict) -> None:
         if overlap := set(other["by_network"]) & set(results["by_network"]):
             raise SystemExit(f"two runs measured {', '.join(sorted(overlap))}")
+        if other["settings"]["lambda_grid"] != results["settings"]["lambda_grid"]:
+            raise SystemExit("the runs tried other λ grids: their choices do not compare")
         results.setdefault("seeds_by_network", {network: results["seeds"] for network in results["by_network"]})
         results["by_network"] |= other["by_network"]
         results["seeds_by_network"] |= {network: other["seeds"] for network in other["by_network"]}

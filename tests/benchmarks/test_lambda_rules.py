@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -44,6 +45,37 @@ def test_every_rule_chooses_on_validation_and_reachable_names_the_lambdas_meetin
     assert scored["rules"]["mean"]["lambda"] == 10.0
     assert scored["rules"]["accuracy_interval"]["lambda"] == 10.0
     assert scored["reachable"] == [1.0]
+
+
+def test_accuracy_ties_admits_a_larger_lambda_that_loses_confidence_but_no_held_back_row() -> None:
+    # 20-row slices (the loss basis): λ 1 answers every new-task row right, as λ 0.01 does, but less surely
+    # (exp(−0.30) = 0.74 against exp(−0.05) = 0.95, out of constrained's 0.02); it keeps the earlier task
+    # better (loss 0.2 against 0.9). λ 10 loses a new-task row: not tied.
+    trials = [TrialOutcome(Trial(0.01, {"a": 0.70, "new": 1.0}, {"a": 0.9, "new": 0.05}), {"a": 0.70, "new": 1.0}),
+              TrialOutcome(Trial(1.0, {"a": 0.85, "new": 1.0}, {"a": 0.2, "new": 0.30}), {"a": 0.86, "new": 0.99}),
+              TrialOutcome(Trial(10.0, {"a": 0.90, "new": 0.95}, {"a": 0.1, "new": 0.50}), {"a": 0.90, "new": 0.93})]
+    decision = Decision("new", {"a": 20, "new": 20}, {"a": 0.90}, {"a": 0.60, "new": 1.0}, trials, eval_rows=[100, 100])
+    rules = score(decision)["rules"]
+    assert rules["constrained"]["lambda"] == 0.01 and rules["accuracy_ties"]["lambda"] == 1.0
+    # With slices large enough for the accuracy basis it is constrained: within 0.02 of 1.0 are λ 0.01 and 1.
+    decision.rows = {"a": 100, "new": 100}
+    rules = score(decision)["rules"]
+    assert rules["accuracy_ties"]["lambda"] == rules["constrained"]["lambda"] == 1.0
+
+
+def test_a_grid_is_numbers_and_runs_with_other_grids_do_not_merge(tmp_path: Path) -> None:
+    assert lambda_rules._grid("100, 1,30") == [1.0, 30.0, 100.0]
+    for bad in ("", "1,x", "-1,1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            lambda_rules._grid(bad)
+    lambda_rules.main(["--profile", "quick", "--networks", "mlp", "--grid", "0.1,10", "--out", str(tmp_path / "a")])
+    results = json.loads((tmp_path / "a" / "lambda_rules.json").read_text())
+    assert all([t["lambda"] for t in d["trials"]] == [0.1, 10.0]
+               for s in results["by_network"]["mlp"]["sequences"] for d in s["decisions"])
+    assert "λ grid 0.1, 10" in (tmp_path / "a" / "lambda_rules.md").read_text()
+    lambda_rules.main(["--profile", "quick", "--networks", "cnn", "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="other λ grids"):
+        lambda_rules.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
 
 
 def test_the_quick_profile_runs_the_small_networks_and_writes_its_report(tmp_path: Path) -> None:
