@@ -1,6 +1,6 @@
-"""The tables of docs/benchmarks.md, generated from the committed results (never typed by hand).
+"""The docs' benchmark tables (docs/benchmarks.md and the PAGES beside it), generated from the committed results.
 
-    python -m benchmarks.tables            # rewrites every generated region of docs/benchmarks.md
+    python -m benchmarks.tables            # rewrites every generated region of the docs' pages
     python -m benchmarks.tables --check    # exit 1 if a region differs from what the results give
 
 A region is the text between `<!-- generated: NAME -->` and `<!-- end generated: NAME -->`; NAME picks a
@@ -26,6 +26,8 @@ from benchmarks.provenance import REPO, UNKNOWN
 
 RESULTS = REPO / "benchmarks" / "results"
 DOCS = REPO / "docs" / "benchmarks.md"
+# other pages that show a results table where their reader looks for it (the same generators)
+PAGES: tuple[Path, ...] = (DOCS, REPO / "docs" / "deployment.md")
 REGION = re.compile(r"(<!-- generated: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- end generated: (?P=name) -->)",
                     re.DOTALL)
 
@@ -242,20 +244,24 @@ def regenerate(text: str, results: Path = RESULTS, skip: frozenset[str] = frozen
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=Path, default=DOCS)
+    parser.add_argument("--docs", type=Path, nargs="+", default=list(PAGES))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if a region (the status table aside: it follows HEAD) differs from the results")
     args = parser.parse_args()
-    text = args.docs.read_text()
-    if args.check:
-        if regenerate(text, args.results, skip=frozenset({"status"})) != text:
-            print(f"{args.docs}: generated tables differ from the results; run python -m benchmarks.tables",
-                  file=sys.stderr)
-            raise SystemExit(1)
-        return
-    args.docs.write_text(regenerate(text, args.results))
-    print(f"rewrote {len(REGION.findall(text))} generated regions of {args.docs}")
+    stale = []
+    for page in args.docs:
+        text = page.read_text()
+        if args.check:
+            if regenerate(text, args.results, skip=frozenset({"status"})) != text:
+                stale.append(page)
+            continue
+        page.write_text(regenerate(text, args.results))
+        print(f"rewrote {len(REGION.findall(text))} generated regions of {page}")
+    if stale:
+        print(f"{', '.join(map(str, stale))}: generated tables differ from the results; "
+              "run python -m benchmarks.tables", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

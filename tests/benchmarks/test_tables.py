@@ -20,6 +20,13 @@ def test_every_table_of_the_docs_page_is_generated_from_the_committed_results() 
     assert typed == [], "a table typed by hand outside the generated regions"
 
 
+def test_every_other_page_with_a_region_is_what_the_results_give() -> None:
+    for page in tables.PAGES:
+        text = page.read_text()
+        assert tables.REGION.search(text), f"{page} is listed but holds no generated region"
+        assert tables.regenerate(text, skip=frozenset({"status"})) == text, f"{page}: run python -m benchmarks.tables"
+
+
 def test_a_region_shows_its_results_table_under_their_provenance(tmp_path: Path) -> None:
     (tmp_path / "speed.json").write_text(json.dumps({"provenance": {"commit": "abc" * 14, "date": "2026-12-04T10:00"}}))
     (tmp_path / "speed.md").write_text("# Speed\n\n## Training step, batch 64\n\ntext\n\n| a | b |\n|---|---|\n"
