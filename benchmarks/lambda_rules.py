@@ -4,8 +4,9 @@
     python -m benchmarks.lambda_rules --networks minilm --count 4 --out /tmp/m   # about 25 min
     python -m benchmarks.lambda_rules --merge /tmp/a /tmp/m --out benchmarks/results   # runs made side by side
     python -m benchmarks.lambda_rules --profile quick --out /tmp/x      # seconds: what the test suite runs
-    python -m benchmarks.lambda_rules --networks minilm --grid 0.001,0.01,0.1,1,3,10,30,100 --out /tmp/g
+    python -m benchmarks.lambda_rules --networks minilm --count 6 --grid 0.001,0.01,0.1,1,3,10,30,100 --out /tmp/g
     python -m benchmarks.lambda_rules --first-seed 0 --count 20 --out /tmp/j   # judge a rule on the judged seeds
+(results/lambda_rules_grid.* and lambda_rules_judged.* are the last two, their lambda_rules.* renamed)
 
 Why it exists (issue 27): a rule for λ "auto" chosen on the sequences that judge it would be judged on what it
 was fitted to. benchmarks/fresh_sequences.py judges the service's rule on seeds 0–19; this module draws its

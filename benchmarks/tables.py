@@ -210,6 +210,8 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "defaults_pretrained": included("defaults_pretrained", "Defaults that protect"),
     "fresh_sequences": partial(_sourced_first_table, "fresh_sequences"),
     "lambda_rules": partial(_sourced_first_table, "lambda_rules"),
+    "lambda_rules_judged": partial(_sourced_first_table, "lambda_rules_judged"),
+    "lambda_rules_grid": partial(_sourced_first_table, "lambda_rules_grid"),
     "paper.transfers": paper_transfers,
     "paper.eight": paper_eight,
     "paper.table3": paper_table3,
