@@ -74,7 +74,7 @@ def test_a_grid_is_numbers_and_runs_with_other_grids_do_not_merge(tmp_path: Path
                for s in results["by_network"]["mlp"]["sequences"] for d in s["decisions"])
     assert "λ grid 0.1, 10" in (tmp_path / "a" / "lambda_rules.md").read_text()
     lambda_rules.main(["--profile", "quick", "--networks", "cnn", "--out", str(tmp_path / "b")])
-    with pytest.raises(SystemExit, match="other λ grids"):
+    with pytest.raises(SystemExit, match="differ in profile or settings"):  # the grid is a setting
         lambda_rules.main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
 
 

@@ -191,9 +191,10 @@ def test_evaluate_without_a_task_scores_every_class(api: Api, learned) -> None:
     assert scored["task_free"]["accuracy"] == scored["accuracy"] > 0.8
     assert scored["task_free"]["task_accuracy"] >= scored["task_free"]["accuracy"]
     assert len(scored["confusion_matrix"]) == 4 and [c["label"] for c in scored["per_class"]][2] == f"{second.name}/0"
-    # The matrix's task-free column is the same predictor on the same eval sets.
+    # The matrix's task-free column is the same predictor on the same eval sets: the same answers; the ECE
+    # within float32 rounding (the job and the API run the rows in passes of other sizes: 2e-9 seen).
     row = api.get(f"/v1/models/{model}/evaluation")["rows"][-1]["task_free"]
-    assert abs(row["accuracy"] - scored["accuracy"]) < 1e-9 and abs(row["ece"] - scored["task_free"]["ece"]) < 1e-9
+    assert abs(row["accuracy"] - scored["accuracy"]) < 1e-9 and abs(row["ece"] - scored["task_free"]["ece"]) < 1e-6
     out_of_range = api.http.post(f"/v1/models/{model}/evaluate",
                                  json={"data": {"inputs": x[:2].tolist(), "labels": [0, 4]}})
     assert out_of_range.status_code == 422 and out_of_range.json()["detail"]
