@@ -12,9 +12,9 @@ from benchmarks.paper.data import FASHION_ENV
 from tests.benchmarks.test_paper_smoke import REPO
 
 
-def run_smoke(module: str, out: Path, *, timeout: float, env: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", module, "--profile", "smoke", "--out", str(out)]
+def run_smoke(module: str, out: Path, *, timeout: float, env: dict[str, str] | None = None,
+              extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", module, "--profile", "smoke", "--out", str(out), *extra]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
