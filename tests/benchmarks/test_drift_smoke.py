@@ -77,14 +77,18 @@ def test_clopper_pearson_has_its_closed_form_at_zero_and_all() -> None:
     assert lower < 0.01 < upper
 
 
+def _smoke_part(out: Path, part: str) -> dict:
+    """One part a run of its own (`--parts`), so that no one test runs the whole benchmark."""
+    done = run_smoke("benchmarks.drift", out, timeout=290, extra=("--parts", part))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "drift.json").read_text())
+
+
 @needs_data
 @needs_pretrained
 @pytest.mark.timeout(300)
 def test_smoke_profile_reports_every_study_and_the_agreement(tmp_path: Path) -> None:
-    """Each part a run of its own (`--parts`), so that no one test runs the whole benchmark."""
-    done = run_smoke("benchmarks.drift", tmp_path, timeout=290, extra=("--parts", "drift"))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads((tmp_path / "drift.json").read_text())
+    results = _smoke_part(tmp_path, "drift")
     assert results["alpha"] == 0.01 and results["targets"]["detection_size"] == 200
     sizes = [str(s) for s in results["settings"]["sizes"]]
     shifts = {"efficientnet": {"rotated", "blurred"}, "minilm": {"verbs", "adjectives", "typos"}}
@@ -114,9 +118,7 @@ def test_smoke_profile_reports_every_study_and_the_agreement(tmp_path: Path) -> 
 @needs_pretrained
 @pytest.mark.timeout(300)
 def test_smoke_profile_reports_the_flips_of_every_network(tmp_path: Path) -> None:
-    done = run_smoke("benchmarks.drift", tmp_path, timeout=290, extra=("--parts", "flips"))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = json.loads((tmp_path / "drift.json").read_text())
+    results = _smoke_part(tmp_path, "flips")
     assert set(results["flips"]["backbones"]) == {"cnn", "efficientnet", "minilm"}  # every network it reports
     for flips in results["flips"]["backbones"].values():
         assert set(flips["methods"]) == {"finetune", "lwf", "ewc", "si", "mas"}
