@@ -58,6 +58,7 @@ def test_the_running_service_leaves_no_api_or_worker_behind(tmp_path: Path, endi
     import os
     import time
 
+    from app.jobs.service import _process_alive
     from benchmarks.gpu_checks import RunningService, _children
 
     service = RunningService(tmp_path, torch.device("cpu"))
@@ -68,15 +69,6 @@ def test_the_running_service_leaves_no_api_or_worker_behind(tmp_path: Path, endi
     finally:
         getattr(service, ending)()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(_running(pid) for pid in children):
+    while time.monotonic() < deadline and any(_process_alive(pid) for pid in children):
         time.sleep(0.1)
-    assert not any(_running(pid) for pid in children), [os.path.exists(f"/proc/{pid}") for pid in children]
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    assert not any(_process_alive(pid) for pid in children), [os.path.exists(f"/proc/{pid}") for pid in children]

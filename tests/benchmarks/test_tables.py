@@ -21,7 +21,7 @@ def test_every_table_of_the_docs_page_is_generated_from_the_committed_results() 
 
 
 def test_every_other_page_with_a_region_is_what_the_results_give() -> None:
-    for page in tables.PAGES:
+    for page in (page for page in tables.PAGES if page != tables.DOCS):  # DOCS: the test above
         text = page.read_text()
         assert tables.REGION.search(text), f"{page} is listed but holds no generated region"
         assert tables.regenerate(text, skip=frozenset({"status"})) == text, f"{page}: run python -m benchmarks.tables"
