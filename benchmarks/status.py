@@ -2,7 +2,7 @@
 has changed since.
 
     python -m benchmarks.status              # a table on stdout
-    python -m benchmarks.status --check      # and exit 1 if any result is stale or of unknown commit
+    python -m benchmarks.status --check      # and exit 1 if any result is stale or of unknown commit (not a record)
 
 What a results file measures is its benchmark module and every first-party module that one reaches
 through the import graph (imports anywhere in a module, lazy ones too, and module names written as strings,
@@ -12,6 +12,12 @@ by reading the sources of today's tree with `ast`; the modules that only record 
 its commit and HEAD in its code and its run was on a clean tree, **stale** when one does (they are listed),
 and **unknown** when it records no commit (results from before provenance was kept) or one this
 repository does not have. A run kept in parts (`--add`) is as fresh as its oldest part.
+
+A results file may say of itself that it is a **record** (a top-level `"record"`: why it is kept): the account
+of a past decision made on the code of its day, such as the search that chose today's defaults, which the
+benchmarks that measure those defaults on today's code (`defaults.json`) do not replace. A record makes no
+claim about today's code, so it is neither fresh nor stale; `--check` passes it, and the table says why it is
+kept. A result that only some hardware can re-run (`NEEDS`) says so in its row.
 
 A Python file that `git diff` lists but whose code `ast` reads the same at both commits (its docstrings,
 comments or layout changed, nothing that runs) does not make a result stale: it is named as a wording change,
@@ -37,6 +43,9 @@ FIRST_PARTY = ("app", "benchmarks", "scripts", "workers", "tests")
 REPORTING = {"benchmarks.provenance", "benchmarks.status", "benchmarks.tables"}
 # results files whose benchmark module is not benchmarks.<stem>, for files that do not record it
 MEASURED_BY = {"defaults_search": "benchmarks.defaults"}
+# benchmarks whose results this machine may be unable to re-run, and what they need
+NEEDS = {"benchmarks.gpu_checks": "a CUDA GPU (tests/unit/test_cuda.py and python -m benchmarks.gpu_checks "
+                                  "--device cuda)"}
 MODULE_NAME = re.compile(r"^(?:" + "|".join(FIRST_PARTY) + r")(?:\.[A-Za-z_]\w*)+(?::[A-Za-z_]\w*)?$")
 
 
@@ -153,7 +162,7 @@ class Status:
     commit: str | None
     date: str | None
     command: str | None
-    state: str  # fresh, stale or unknown
+    state: str  # fresh, stale, unknown or record
     reasons: list[str] = field(default_factory=list)
 
 
@@ -170,9 +179,20 @@ def status_of(path: Path) -> Status:
         return Status(path.name, "?", None, None, None, "unknown", [f"unreadable: {error}"])
     entry = data.get("provenance") if isinstance(data, dict) else None
     module = module_for(path.stem, entry)
-    files = measured_files(module)
     status = Status(path.name, module, (entry or {}).get("commit"), (entry or {}).get("date"),
                     (entry or {}).get("command"), "fresh")
+    if isinstance(data, dict) and data.get("record"):
+        status.state, status.reasons = "record", [f"kept as a record: {data['record']}"]
+        return status
+    _read_runs(status, entry, measured_files(module))
+    if status.state != "fresh" and module in NEEDS:
+        status.reasons.append(f"re-running it needs {NEEDS[module]}")
+    status.reasons = list(dict.fromkeys(status.reasons))  # parts run on one commit say the same thing once
+    return status
+
+
+def _read_runs(status: Status, entry: dict | None, files: list[str]) -> None:
+    """Mark `status` stale or unknown, with the reasons, from each run of the result (its parts too)."""
     runs = [entry or {}, *(entry or {}).get("parts", [])]
     for run in runs:
         commit = run.get("commit")
@@ -199,8 +219,6 @@ def status_of(path: Path) -> Status:
             status.reasons.append(f"ran with uncommitted changes to {_some(dirty)}")
         if moved.code:
             status.reasons.append(f"HEAD moved while it ran, changing {_some(moved.code)}")
-    status.reasons = list(dict.fromkeys(status.reasons))  # parts run on one commit say the same thing once
-    return status
 
 
 def _some(files: list[str], shown: int = 5) -> str:
@@ -229,11 +247,12 @@ def markdown_table(rows: list[Status]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument("--check", action="store_true", help="exit 1 if any result is stale or unknown")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if any result is stale or unknown (a record passes)")
     args = parser.parse_args()
     rows = statuses(args.results)
     print(markdown_table(rows), end="")
-    if args.check and any(row.state != "fresh" for row in rows):
+    if args.check and any(row.state not in ("fresh", "record") for row in rows):
         raise SystemExit(1)
 
 

@@ -6,6 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from benchmarks import provenance, status
 
 REPO = provenance.REPO
@@ -81,6 +83,30 @@ def test_results_are_fresh_stale_or_unknown(tmp_path: Path) -> None:
     assert status.status_of(_results(tmp_path, {"commit": "0" * 40, "clean": True})).state == "unknown"
     table = status.markdown_table([stale, fresh])
     assert "| `real_models.json` | `benchmarks.real_models` |" in table and "**stale**" in table
+
+
+def test_a_record_is_neither_fresh_nor_stale_and_says_why_it_is_kept(tmp_path: Path) -> None:
+    record = tmp_path / "defaults_search.json"
+    record.write_text(json.dumps({"record": "the search that chose the defaults", "rows": []}))
+    row = status.status_of(record)
+    assert row.state == "record" and row.reasons == ["kept as a record: the search that chose the defaults"]
+    assert "**record**" in status.markdown_table([row])
+    # without the key the same file, which records no commit, is unknown; a GPU benchmark's row says what it needs
+    record.write_text(json.dumps({"rows": []}))
+    assert status.status_of(record).state == "unknown"
+    gpu = tmp_path / "gpu_checks.json"
+    gpu.write_text(json.dumps({"sections": {}}))
+    assert status.status_of(gpu).reasons[-1].startswith("re-running it needs a CUDA GPU")
+
+
+def test_check_fails_on_stale_or_unknown_results_and_passes_records(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "kept.json").write_text(json.dumps({"record": "why"}))
+    monkeypatch.setattr("sys.argv", ["status", "--results", str(tmp_path), "--check"])
+    status.main()  # a record alone passes
+    (tmp_path / "old.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit):
+        status.main()
 
 
 def test_a_change_to_docstrings_or_comments_alone_leaves_the_code_the_same() -> None:
