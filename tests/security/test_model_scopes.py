@@ -81,6 +81,17 @@ def make_cli_key(var_dir: Path, scope: str, *extra: str) -> str:
     return done.stdout.strip()
 
 
+def http_key(service: Service, admin: str, scope: str, *, models: list[str] | None = None,
+             prefix: str | None = None, name: str | None = None) -> str:
+    """A key made over HTTP by the admin key: a CLI run costs an interpreter's start (seconds), and the CLI's
+    own scoped keys are tested in test_keys_carry_their_scope_over_http_the_cli_and_the_client."""
+    with service.client() as http:
+        made = http.post("/v1/keys", json={"scope": scope, "name": name, "models": models, "model_prefix": prefix},
+                         headers=bearer(admin))
+    assert made.status_code == 201, made.text
+    return made.json()["key"]
+
+
 class Twin:
     """A model made the same way as its twins: a webhook, a queued job, an alias `candidate`."""
 
@@ -130,9 +141,9 @@ def test_a_scoped_key_gets_what_a_plain_key_gets_in_scope_and_404_outside(scoped
     tag = unique("m")
     mine, prefix = f"{tag}-mine", f"{tag}-team-"
     inside = mine if reach == "by-name" else f"{prefix}x"
-    scope_args = ("--models", f"{mine},{tag}-other-name", "--model-prefix", prefix)
-    plain = {level: make_cli_key(service.var_dir, level) for level in LEVELS}
-    scoped = {level: make_cli_key(service.var_dir, level, *scope_args) for level in LEVELS}
+    plain = {level: http_key(service, admin, level) for level in LEVELS}
+    scoped = {level: http_key(service, admin, level, models=[mine, f"{tag}-other-name"], prefix=prefix)
+              for level in LEVELS}
     with service.client() as http:
         http.headers.update(bearer(admin))
         dataset = http.post("/v1/datasets", files={"file": ("d.npz", labelled_data(1))}).json()["id"]
@@ -183,7 +194,7 @@ def test_a_scoped_key_gets_what_a_plain_key_gets_in_scope_and_404_outside(scoped
 def test_lists_show_only_the_models_in_scope(scoped_api) -> None:
     service, admin = scoped_api
     tag = unique("l")
-    token = make_cli_key(service.var_dir, "read", "--models", f"{tag}-a", "--model-prefix", f"{tag}-team-")
+    token = http_key(service, admin, "read", models=[f"{tag}-a"], prefix=f"{tag}-team-")
     with service.client() as http:
         http.headers.update(bearer(admin))
         dataset = http.post("/v1/datasets", files={"file": ("d.npz", labelled_data(2))}).json()["id"]
@@ -208,7 +219,7 @@ def test_lists_show_only_the_models_in_scope(scoped_api) -> None:
 def test_creating_a_model_outside_the_scope_is_403_even_when_it_exists(scoped_api) -> None:
     service, admin = scoped_api
     tag = unique("c")
-    token = make_cli_key(service.var_dir, "write", "--models", f"{tag}-named", "--model-prefix", f"{tag}-team-")
+    token = http_key(service, admin, "write", models=[f"{tag}-named"], prefix=f"{tag}-team-")
     with service.client() as http:
         assert http.post("/v1/models", json=mlp_payload(f"{tag}-taken"), headers=bearer(admin)).status_code == 201
         for name in (f"{tag}-other", f"{tag}-taken"):
@@ -221,14 +232,14 @@ def test_creating_a_model_outside_the_scope_is_403_even_when_it_exists(scoped_ap
         # Taken within the scope: the usual 409.
         assert http.post("/v1/models", json=mlp_payload(f"{tag}-named"), headers=bearer(token)).status_code == 409
         # A read key scoped to models still needs write to create one.
-        reader = make_cli_key(service.var_dir, "read", "--model-prefix", f"{tag}-team-")
+        reader = http_key(service, admin, "read", prefix=f"{tag}-team-")
         assert http.post("/v1/models", json=mlp_payload(f"{tag}-team-y"), headers=bearer(reader)).status_code == 403
 
 
 def test_datasets_are_shared_but_not_listed_to_a_scoped_key(scoped_api) -> None:
     service, admin = scoped_api
     tag = unique("d")
-    writer = make_cli_key(service.var_dir, "write", "--model-prefix", f"{tag}-")
+    writer = http_key(service, admin, "write", prefix=f"{tag}-")
     with service.client() as http:
         listed = http.get("/v1/datasets", headers=bearer(writer))
         assert listed.status_code == 403 and "listing datasets needs a key that reaches every model" in listed.text
@@ -246,7 +257,7 @@ def test_datasets_are_shared_but_not_listed_to_a_scoped_key(scoped_api) -> None:
 def test_keys_and_metrics_need_a_key_that_reaches_every_model(scoped_api) -> None:
     service, admin = scoped_api
     tag = unique("k")
-    scoped_admin = make_cli_key(service.var_dir, "admin", "--name", f"{tag}-admin", "--model-prefix", f"{tag}-")
+    scoped_admin = http_key(service, admin, "admin", name=f"{tag}-admin", prefix=f"{tag}-")
     with service.client() as http:
         for method, path, body in (("get", "/v1/keys", None), ("post", "/v1/keys", {"scope": "admin"}),
                                    ("delete", "/v1/keys/1", None)):
