@@ -207,7 +207,7 @@ def check_omega(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
 # --- 3. a real API and worker on the device -------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
+def child_processes(pid: int) -> list[int]:
     """The processes whose parent is `pid` (Linux: read from /proc)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -267,7 +267,7 @@ class RunningService:
         """Kill serve's API and worker (each leads its own process group: serve starts them in sessions of
         their own, so killing serve's group alone left them running, polling the broker for an hour after a
         test suite had finished), then serve itself."""
-        for child in _children(self.process.pid):
+        for child in child_processes(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):

@@ -59,12 +59,12 @@ def test_the_running_service_leaves_no_api_or_worker_behind(tmp_path: Path, endi
     import time
 
     from app.jobs.service import _process_alive
-    from benchmarks.gpu_checks import RunningService, _children
+    from benchmarks.gpu_checks import RunningService, child_processes
 
     service = RunningService(tmp_path, torch.device("cpu"))
     try:
         service.wait_healthy()
-        children = _children(service.process.pid)
+        children = child_processes(service.process.pid)
         assert len(children) == 2  # the API and the worker
     finally:
         getattr(service, ending)()

@@ -11,23 +11,21 @@ import time
 from pathlib import Path
 
 from app.cli import STARTUP_S
+from benchmarks.gpu_checks import child_processes
 from tests.conftest import free_port, service_env
 
 
 def _children(pid: int) -> dict[str, int]:
-    """The serve process's children by role ("api", "worker"), from /proc."""
+    """The serve process's children by role ("api", "worker"): its children (benchmarks.gpu_checks reads them
+    from /proc) named by the `app.cli` command each runs."""
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in child_processes(pid):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"app.cli" in cmdline:
-            found[cmdline[cmdline.index(b"app.cli") + 1].decode()] = int(entry.name)
+            continue  # gone since
+        if b"app.cli" in cmdline:
+            found[cmdline[cmdline.index(b"app.cli") + 1].decode()] = child
     return found
 
 
