@@ -266,7 +266,12 @@ class RunningService:
     def _end_group(self) -> None:
         """Kill serve's API and worker (each leads its own process group: serve starts them in sessions of
         their own, so killing serve's group alone left them running, polling the broker for an hour after a
-        test suite had finished), then serve itself."""
+        test suite had finished), then serve itself. Serve is stopped (SIGSTOP) before its children are read:
+        a serve still starting its API could otherwise start it after the read, and that API outlived the
+        suite (seen once, on a loaded 2-core machine). A child forked but not yet in its own session is still
+        in serve's group, and dies with it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGSTOP)
         for child in child_processes(self.process.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child, signal.SIGKILL)
