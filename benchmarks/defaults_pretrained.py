@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 
 from app.mas.training import TrainConfig, precision_for
-from app.mas.validation import DEFAULT_NEW_TASK_TOLERANCE, DEFAULT_SELECTION
 from benchmarks.defaults import (
     RESOLUTION_RULE,
     TARGETS,
@@ -175,10 +174,7 @@ def main() -> None:
         profile["backbones"] = [b for b in profile["backbones"] if b in args.backbones]
     paper = PAPER_PROFILES[profile["paper"]]
     defaults = service_defaults()
-    # The λ selection rule `run_tasks` applies (a train job's default), recorded so that a partial re-run never
-    # keeps backbones measured under another rule: results from before it was recorded lack these keys.
-    settings = defaults | {"epochs": profile.get("epochs") or defaults["epochs"],
-                           "lambda_selection": DEFAULT_SELECTION, "new_task_tolerance": DEFAULT_NEW_TASK_TOLERANCE}
+    settings = defaults | {"epochs": profile.get("epochs") or defaults["epochs"]}
     seeds = list(range(args.seeds[0], args.seeds[-1] + 1)) if args.seeds else list(range(profile["seeds"]))
     started = time.perf_counter()
     try:

@@ -180,7 +180,6 @@ def test_defaults_on_the_paper_networks_smoke_writes_every_sequence(tmp_path: Pa
     results = json.loads((tmp_path / "defaults_pretrained.json").read_text())
     settings = results["settings"]
     assert settings["lambda"] == "auto" and len(settings["lambda_grid"]) >= 3
-    assert (settings["lambda_selection"], settings["new_task_tolerance"]) == ("constrained", 0.02)
     assert {name.split("/")[0] for name in results["sequences"]} == {"cnn", "efficientnet", "minilm"}
     assert len(results["sequences"]) == 15  # each network's 8 tasks and 4 transfers, as the full run
     for entry in results["sequences"].values():
@@ -208,7 +207,4 @@ def test_a_partial_rerun_keeps_the_other_backbones_of_the_same_settings(tmp_path
     assert kept["backbone_runs"]["cnn"]["seconds"] == 600.0 and "efficientnet" not in kept["backbone_runs"]
     with pytest.raises(SystemExit, match="other profile, settings, seeds"):
         kept_results(path, {**now, "seeds": [0]}, ["efficientnet"])
-    # Results from before the λ selection rule was recorded were made under the older rule: refused as well.
-    with pytest.raises(SystemExit, match="other profile, settings, seeds"):
-        kept_results(path, {**now, "settings": {"lambda": "auto", "lambda_selection": "constrained"}}, ["cnn"])
     assert kept_results(tmp_path / "absent.json", now, ["cnn"]) == {}
