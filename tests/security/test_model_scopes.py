@@ -83,13 +83,12 @@ def make_cli_key(var_dir: Path, scope: str, *extra: str) -> str:
 
 def http_key(service: Service, admin: str, scope: str, *, models: list[str] | None = None,
              prefix: str | None = None, name: str | None = None) -> str:
-    """A key made over HTTP by the admin key: a CLI run costs an interpreter's start (seconds), and the CLI's
-    own scoped keys are tested in test_keys_carry_their_scope_over_http_the_cli_and_the_client."""
-    with service.client() as http:
-        made = http.post("/v1/keys", json={"scope": scope, "name": name, "models": models, "model_prefix": prefix},
-                         headers=bearer(admin))
-    assert made.status_code == 201, made.text
-    return made.json()["key"]
+    """A key made over HTTP by the admin key, with the client: a CLI run costs an interpreter's start (seconds),
+    and the CLI's own scoped keys are tested in test_keys_carry_their_scope_over_http_the_cli_and_the_client."""
+    from app.client import Client
+
+    with Client(service.url, api_key=admin) as client:
+        return client.create_key(scope, name, models=models, model_prefix=prefix)["key"]
 
 
 class Twin:
