@@ -20,8 +20,9 @@ does, and prints a plain report with a pass/fail per check:
 4. timing: the wall time of each section and of the whole run.
 
 `--device cpu` runs the same code here (tests/benchmarks/test_gpu_checks_cpu.py runs it with
-`--quick`, which only shrinks sizes). The exit status is 0 when every check passed, 1 otherwise, and
-2 when the device asked for is not there.
+`--quick`, which only shrinks sizes, each section in a run of its own and each service job too,
+`--service-jobs`). The exit status is 0 when every check passed, 1 otherwise, and 2 when the device
+asked for is not there.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ SIZES = {
               "per_class": 6, "job_epochs": 3},
 }
 SECTIONS = ("core", "omega", "service")
+SERVICE_JOBS = ("minilm", "efficientnet_lite0")  # the service section's jobs, one per pretrained kind
 JOB_DEADLINE_S = 240.0
 
 
@@ -360,7 +362,10 @@ def _judge_job(entry: dict[str, Any], device: torch.device, expected: list[str],
     return entry
 
 
-def check_service(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]:
+def check_service(device: torch.device, sizes: dict[str, Any],
+                  jobs: tuple[str, ...] = SERVICE_JOBS) -> dict[str, Any]:
+    """The `jobs` asked for (all on a GPU host; the CPU test runs each in a service of its own, in parallel)."""
+    learners = {"minilm": learn_text, "efficientnet_lite0": learn_images}
     with tempfile.TemporaryDirectory(prefix="gpu-checks-") as root:
         service = RunningService(Path(root), device)
         try:
@@ -368,14 +373,13 @@ def check_service(device: torch.device, sizes: dict[str, Any]) -> dict[str, Any]
             service.wait_healthy()
             startup_s = time.perf_counter() - started
             with httpx.Client(base_url=service.url, timeout=60.0) as http:
-                jobs = {"minilm": learn_text(http, device, sizes),
-                        "efficientnet_lite0": learn_images(http, device, sizes)}
+                finished = {name: learners[name](http, device, sizes) for name in jobs}
         except Exception as error:  # noqa: BLE001 - a check that cannot run fails with its reason; the others still run
             return {"error": f"{type(error).__name__}: {error}", "log_tail": service.log_tail(), "passed": False}
         finally:
             service.close()
-        failed = not all(job["passed"] for job in jobs.values())
-        return {"startup_s": startup_s, "jobs": jobs, "passed": not failed,
+        failed = not all(job["passed"] for job in finished.values())
+        return {"startup_s": startup_s, "jobs": finished, "passed": not failed,
                 **({"log_tail": service.log_tail()} if failed else {})}
 
 
@@ -438,14 +442,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"folder for gpu_checks.json [{RESULTS}]")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (the CPU test's profile)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--service-jobs", default=",".join(SERVICE_JOBS),
+                        help=f"the service section's jobs, comma-separated, of {', '.join(SERVICE_JOBS)} [all]")
     args = parser.parse_args(argv)
     chosen = [s for s in args.sections.split(",") if s]
     if not chosen or set(chosen) - set(SECTIONS):
         parser.error(f"--sections must be some of {', '.join(SECTIONS)}")
+    service_jobs = tuple(j for j in args.service_jobs.split(",") if j)
+    if not service_jobs or set(service_jobs) - set(SERVICE_JOBS):
+        parser.error(f"--service-jobs must be some of {', '.join(SERVICE_JOBS)}")
     device = pick_checked_device(args.device)
     profile = "quick" if args.quick else "full"
     sizes = SIZES[profile]
-    checks = {"core": check_core, "omega": check_omega, "service": check_service}
+    checks = {"core": check_core, "omega": check_omega,
+              "service": lambda device, sizes: check_service(device, sizes, service_jobs)}
     started = time.perf_counter()
     sections = {name: run_section(name, lambda check=checks[name]: check(device, sizes)) for name in chosen}
     results = {"profile": profile, "environment": environment(device), "sections": sections,

@@ -20,10 +20,15 @@ def run_checks(*args: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("sections", ["core", "omega", "service"])
-def test_every_section_passes_on_the_cpu_in_the_quick_profile(tmp_path: Path, sections: str) -> None:
-    """Each section a run of its own (`--sections`), each a test of its own: together, every section."""
-    done = run_checks("--device", "cpu", "--quick", "--sections", sections, "--out", str(tmp_path), timeout=220)
+@pytest.mark.parametrize(("sections", "service_jobs"), [("core", ""), ("omega", ""), ("service", "minilm"),
+                                                         ("service", "efficientnet_lite0")])
+def test_every_section_passes_on_the_cpu_in_the_quick_profile(tmp_path: Path, sections: str,
+                                                              service_jobs: str) -> None:
+    """Each section a run of its own (`--sections`), each service job too (`--service-jobs`), each a test of its
+    own: together, every section and job."""
+    jobs = ["--service-jobs", service_jobs] if service_jobs else []
+    done = run_checks("--device", "cpu", "--quick", "--sections", sections, *jobs, "--out", str(tmp_path),
+                      timeout=220)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "gpu_checks on cpu (quick): PASS" in done.stdout, done.stdout
 
@@ -38,9 +43,18 @@ def test_every_section_passes_on_the_cpu_in_the_quick_profile(tmp_path: Path, se
         for case in ran["omega"]["cases"].values():
             assert case["dtype"] == ["torch.float32"] and case["max_relative_difference"] <= ran["omega"]["rtol"]
     else:
+        assert list(ran["service"]["jobs"]) == [service_jobs]
         for job in ran["service"]["jobs"].values():
             assert job["state"] == "succeeded" and job["device"] == "cpu" and job["predicted"] == job["expected"]
     assert results["wall_s"] >= sum(section["wall_s"] for section in ran.values()) * 0.99
+
+
+def test_an_unknown_service_job_is_refused_with_the_choices(tmp_path: Path) -> None:
+    done = run_checks("--device", "cpu", "--sections", "service", "--service-jobs", "bert", "--out", str(tmp_path),
+                      timeout=60)
+    assert done.returncode == 2
+    assert "--service-jobs must be some of minilm, efficientnet_lite0" in done.stderr
+    assert not (tmp_path / "gpu_checks.json").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
