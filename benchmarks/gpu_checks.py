@@ -74,7 +74,6 @@ SIZES = {
               "per_class": 6, "job_epochs": 3},
 }
 SECTIONS = ("core", "omega", "service")
-SERVICE_JOBS = ("minilm", "efficientnet_lite0")  # the service section's jobs, one per pretrained kind
 JOB_DEADLINE_S = 240.0
 
 
@@ -362,10 +361,13 @@ def _judge_job(entry: dict[str, Any], device: torch.device, expected: list[str],
     return entry
 
 
+# The service section's jobs, one per pretrained kind, by the name `--service-jobs` and the results use.
+SERVICE_JOBS = {"minilm": learn_text, "efficientnet_lite0": learn_images}
+
+
 def check_service(device: torch.device, sizes: dict[str, Any],
-                  jobs: tuple[str, ...] = SERVICE_JOBS) -> dict[str, Any]:
+                  jobs: tuple[str, ...] = tuple(SERVICE_JOBS)) -> dict[str, Any]:
     """The `jobs` asked for (all on a GPU host; the CPU test runs each in a service of its own, in parallel)."""
-    learners = {"minilm": learn_text, "efficientnet_lite0": learn_images}
     with tempfile.TemporaryDirectory(prefix="gpu-checks-") as root:
         service = RunningService(Path(root), device)
         try:
@@ -373,7 +375,7 @@ def check_service(device: torch.device, sizes: dict[str, Any],
             service.wait_healthy()
             startup_s = time.perf_counter() - started
             with httpx.Client(base_url=service.url, timeout=60.0) as http:
-                finished = {name: learners[name](http, device, sizes) for name in jobs}
+                finished = {name: SERVICE_JOBS[name](http, device, sizes) for name in jobs}
         except Exception as error:  # noqa: BLE001 - a check that cannot run fails with its reason; the others still run
             return {"error": f"{type(error).__name__}: {error}", "log_tail": service.log_tail(), "passed": False}
         finally:
