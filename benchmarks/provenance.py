@@ -98,11 +98,12 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def merged(current: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
-    """`current`, keeping the provenance of the earlier results it adds to (unknown where they had none)."""
+    """`current`, keeping the provenance of the earlier results it adds to (unknown where they had none), after
+    the parts `current` already keeps: a merge of many runs folds them in one at a time, and keeps every one."""
     if earlier is None:
         return current
     old = earlier.get("provenance") or {"commit": None, "command": None, "date": None}
-    parts = [*old.get("parts", []), {k: v for k, v in old.items() if k != "parts"}]
+    parts = [*current.get("parts", []), *old.get("parts", []), {k: v for k, v in old.items() if k != "parts"}]
     return {**current, "parts": parts}
 
 

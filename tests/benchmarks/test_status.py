@@ -43,6 +43,22 @@ def test_a_run_that_adds_to_earlier_results_keeps_their_provenance() -> None:
     assert kept["commit"] == "b" * 40 and [p["commit"] for p in kept["parts"]] == ["a" * 40]
     unknown = provenance.merged(now, {"backbones": {}})
     assert unknown["parts"][0]["commit"] is None and "unknown commit" in provenance.describe(None)
+    third = provenance.merged(kept, {"provenance": {"commit": "c" * 40, "command": "third", "date": "2026-12-03",
+                                                    "parts": [{"commit": "d" * 40, "command": "its own part"}]}})
+    assert [p["commit"] for p in third["parts"]] == ["a" * 40, "d" * 40, "c" * 40]  # none dropped, in order
+
+
+def test_a_merge_of_many_runs_keeps_every_runs_provenance(tmp_path: Path) -> None:
+    for index in range(3):
+        (tmp_path / str(index)).mkdir()
+        (tmp_path / str(index) / "x.json").write_text(json.dumps({
+            "profile": "p", "settings": {}, "n": [index],
+            "provenance": {"commit": str(index) * 40, "clean": True, "command": f"run {index}", "date": "2026-12-07"}}))
+    provenance.merge_runs([tmp_path / str(i) for i in range(3)], tmp_path / "out", "x",
+                          lambda results, other: results["n"].extend(other["n"]), lambda results: "# X\n")
+    merged = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert merged["n"] == [0, 1, 2] and merged["provenance"]["command"] == "run 0"
+    assert [part["command"] for part in merged["provenance"]["parts"]] == ["run 1", "run 2"]
 
 
 def test_the_import_graph_follows_lazy_imports_relative_imports_and_module_names_in_strings(tmp_path: Path) -> None:
