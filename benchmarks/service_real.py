@@ -68,7 +68,8 @@ SIZES = {  # max_length of every MiniLM model here (both sides of the prediction
     "quick": {"max_length": 32, "storage_texts": 8, "images": 8, "image_factor": 2, "predict_texts": 64,
               "repeats": 2, "service_train_texts": 8},
     "smoke": {"max_length": 16, "storage_texts": 8, "images": 4, "image_factor": 2, "predict_texts": 32,
-              "repeats": 1, "service_train_texts": 8, "tiny_text_encoder": True, "image_size": 64},
+              "repeats": 1, "service_train_texts": 8, "tiny_text_encoder": True, "image_size": 64,
+              "memory_runs_at_once": True},
 }
 BATCH = 64
 # Sentence frames of everyday lengths (4 to 25 words), filled with the example data's subjects.
@@ -319,28 +320,51 @@ def text_architecture(sizes: dict[str, Any]) -> dict[str, Any]:
     return {**TEXT, "max_length": sizes["max_length"], **({"path": sizes["text_path"]} if "text_path" in sizes else {})}
 
 
-def memory_run(root: Path, n: int, image_size: int = IMAGE["image_size"]) -> dict[str, Any]:
-    """Prepare model, dataset and job here; run the job in a fresh process and read its figures."""
+def start_memory_run(root: Path, n: int, image_size: int = IMAGE["image_size"],
+                     threads: dict[str, str] | None = None) -> subprocess.Popen:
+    """Prepare model, dataset and job here; start the fresh process that runs the job (`threads`: settings
+    such as OMP_NUM_THREADS for it)."""
     local = open_local(root / "var")
     create(local, "effnet", {**IMAGE, "image_size": image_size, "trainable": "none"})
     dataset = upload(local, image_folder(n), "warm.zip")
     job = submit(local, "effnet", dataset, task="warm", epochs=1, batch_size=32)
     code = f"from benchmarks.service_real import memory_child; memory_child({str(root / 'var')!r}, {job!r})"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    if done.returncode != 0:
-        raise RuntimeError(f"memory run on {n} images failed:\n{done.stderr[-4000:]}")
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), **(threads or {})})
+
+
+def finish_memory_run(child: subprocess.Popen, n: int) -> dict[str, Any]:
+    """Wait for the process of start_memory_run and read its figures."""
+    try:
+        stdout, stderr = child.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        raise
+    if child.returncode != 0:
+        raise RuntimeError(f"memory run on {n} images failed:\n{stderr[-4000:]}")
+    figures = json.loads(stdout.strip().splitlines()[-1])
     figures |= {"images": n, "job_growth": figures["peak"] - figures["rss_before_job"]}
     print(f"memory {n} images: peak {figures['peak'] / 2**20:.0f} MiB in {figures['job_seconds']:.1f} s", flush=True)
     return figures
 
 
-def measure_memory(root: Path, n: int, factor: int, image_size: int = IMAGE["image_size"]) -> dict[str, Any]:
-    small, large = memory_run(root / "small", n, image_size), memory_run(root / "large", factor * n, image_size)
-    larger = memory_run(root / "larger", 2 * factor * n, image_size)
+def measure_memory(root: Path, n: int, factor: int, image_size: int = IMAGE["image_size"],
+                   at_once: bool = False) -> dict[str, Any]:
+    """The three runs one after the other; `at_once` (profile smoke) starts all three before reading any:
+    each peak is still its own process's, but the job times then share the cores (one torch thread each,
+    so that three processes do not ask the machine for two threads apiece)."""
+    counts = {"small": n, "large": factor * n, "larger": 2 * factor * n}
+    runs: dict[str, Any] = {}
+    children: dict[str, subprocess.Popen] = {}
+    for name, count in counts.items():
+        children[name] = start_memory_run(root / name, count, image_size,
+                                          {"OMP_NUM_THREADS": "1"} if at_once else None)
+        if not at_once:
+            runs[name] = finish_memory_run(children[name], count)
+    runs |= {name: finish_memory_run(child, counts[name]) for name, child in children.items() if name not in runs}
+    small, large, larger = runs["small"], runs["large"], runs["larger"]
     return {"architecture": {**IMAGE, "image_size": image_size, "trainable": "none"}, "png_side": 64, "epochs": 1,
-            "batch_size": 32,
+            "batch_size": 32, "runs_at_once": at_once,
             "importance": "on train (per_sample)", "factor": factor, "small": small, "large": large,
             "larger": larger, "peak_difference": large["peak"] - small["peak"],
             "peak_difference_doubled": larger["peak"] - large["peak"],
@@ -568,7 +592,8 @@ def _storage_lines(storage: dict[str, Any]) -> list[str]:
 def _memory_lines(memory: dict[str, Any]) -> list[str]:
     lines = ["", f"### Peak memory: EfficientNet-Lite0 ({memory['architecture']['image_size']} px, trainable none),"
              f" {memory['png_side']}×{memory['png_side']} PNGs, 1 epoch, batch {memory['batch_size']},"
-             " Ω on the train images, one fresh process per run", "",
+             " Ω on the train images, one fresh process per run"
+             + (" (the three started at once: job times share the cores)" if memory.get("runs_at_once") else ""), "",
              "| images | RSS before run_job (MiB) | peak RSS, VmHWM (MiB) | job's growth (MiB) | job (s) |",
              "|---:|---:|---:|---:|---:|"]
     for run_ in (memory["small"], memory["large"], *([memory["larger"]] if "larger" in memory else [])):
@@ -636,14 +661,15 @@ def main() -> None:
     results: dict[str, Any] = {"quick": profile != "full", "profile": profile, "sizes": sizes, "targets": TARGETS,
                                "environment": environment()}
     with tempfile.TemporaryDirectory(prefix="lifelong-service-real-") as root:
-        if sizes.get("tiny_text_encoder"):
+        if sizes.get("tiny_text_encoder") and {"storage", "predictions"} & set(sections):  # the text sections
             sizes["text_path"] = str(tiny_text_encoder_directory(Path(root) / "tiny-text-encoder"))
             os.environ["LIFELONG_MODEL_DIRS"] = json.dumps([root])  # here and in the service's processes
         if "storage" in sections:
             results["storage"] = measure_storage(Path(root) / "storage", sizes)
         if "memory" in sections:
             results["memory"] = measure_memory(Path(root) / "memory", sizes["images"], sizes["image_factor"],
-                                               sizes.get("image_size", IMAGE["image_size"]))
+                                               sizes.get("image_size", IMAGE["image_size"]),
+                                               at_once=sizes.get("memory_runs_at_once", False))
         if "predictions" in sections:
             results["predictions"] = measure_predictions(Path(root) / "predictions", sizes)
     results["verdicts"] = verdicts(results)

@@ -7,7 +7,7 @@ service's default settings), trains one small task so there is a model to ask, a
   bare in-process torch forward;
 - throughput in rows/s for JSON batches of 256 rows and raw `.npy` bodies of 256 and 4096 rows;
 - job pickup latency (the job row's started_at − created_at) on the embedded file broker, and on
-  Redis when `redis-server` is on PATH;
+  Redis when `redis-server` is on PATH (`--brokers` names one or both);
 - bytes added to the blob store by a train version and by an importance-refresh version.
 """
 
@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -180,26 +182,50 @@ def _answers(http: httpx.Client) -> bool:
         return False
 
 
-def measure_service(profile: str) -> dict:
-    root = Path(tempfile.mkdtemp(prefix="lifelong-speed-"))
-    results = {"embedded": _service_figures(root / "embedded" / "var", {}, profile, with_predictions=True)}
+BROKERS = ("embedded", "redis")
+
+
+@contextmanager
+def _broker_settings(broker: str) -> Iterator[dict[str, str] | None]:
+    """The service's settings for one broker: the embedded file broker needs none; Redis is a fresh
+    `redis-server` on a free port for the measurement (None when no redis-server is on PATH)."""
     redis = shutil.which("redis-server")
-    if redis:
-        port = free_port()
-        server = subprocess.Popen([redis, "--port", str(port), "--save", "", "--appendonly", "no"],
-                                  stdout=subprocess.DEVNULL)
-        try:
-            results["redis"] = _service_figures(root / "redis" / "var", {"LIFELONG_BROKER_URL":
-                                                f"redis://127.0.0.1:{port}/0"}, profile, with_predictions=False)
-        finally:
-            server.terminate()
-            server.wait()
-    shutil.rmtree(root, ignore_errors=True)
-    return {"results": results, "markdown": [_markdown(results)], "verdicts": _verdicts(results)}
+    if broker == "embedded" or not redis:
+        yield {} if broker == "embedded" else None
+        return
+    port = free_port()
+    server = subprocess.Popen([redis, "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        yield {"LIFELONG_BROKER_URL": f"redis://127.0.0.1:{port}/0"}
+    finally:
+        server.terminate()
+        server.wait()
 
 
-def _markdown(results: dict) -> str:
-    p = results["embedded"]["predictions"]
+def measure_service(profile: str, brokers: Sequence[str] = BROKERS) -> dict:
+    """One service per broker, in the order given; the predictions are taken on the first one (they do not
+    go through the broker), job pickup and storage on each."""
+    root = Path(tempfile.mkdtemp(prefix="lifelong-speed-"))
+    results: dict = {}
+    try:
+        for broker in brokers:
+            with _broker_settings(broker) as settings:
+                if settings is not None:
+                    results[broker] = _service_figures(root / broker / "var", settings, profile,
+                                                       with_predictions=not results)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"results": results, "markdown": [_markdown(results, brokers)], "verdicts": _verdicts(results)}
+
+
+def _first(results: dict) -> dict:
+    """The figures of the service the predictions were taken on."""
+    return next(iter(results.values()))
+
+
+def _markdown(results: dict, brokers: Sequence[str]) -> str:
+    p = _first(results)["predictions"]
     lines = ["## Predictions over HTTP (MLP 64-256-256, keep-alive, one client)", "",
              "| figure | the service | bare FastAPI endpoint (parse only) | bare torch forward |", "|---|---|---|---|",
              f"| 1 row, p50 ms | {p['one_row']['p50_ms']:.2f} | {p['bare_one_row']['p50_ms']:.2f} | "
@@ -210,12 +236,12 @@ def _markdown(results: dict) -> str:
              f"| .npy body, 256-row batches, rows/s | {p['npy_256']['rows_per_s']:,.0f} | | |",
              f"| .npy body, 4096-row batches, rows/s | {p['npy_4096']['rows_per_s']:,.0f} | | |",
              "", "## Jobs and storage", "", "| figure | embedded file broker | Redis |", "|---|---|---|"]
-    redis = results.get("redis")
     for label, key in (("job pickup, median ms", "median_s"), ("job pickup, max ms", "max_s")):
-        cells = [f"{1e3 * results['embedded']['pickup'][key]:.0f}",
-                 f"{1e3 * redis['pickup'][key]:.0f}" if redis else "not measured (no redis-server)"]
+        cells = [f"{1e3 * results[broker]['pickup'][key]:.0f}" if broker in results
+                 else "not measured (no redis-server)" if broker in brokers else "not measured"
+                 for broker in BROKERS]
         lines.append(f"| {label} | {' | '.join(cells)} |")
-    storage = results["embedded"]["storage"]
+    storage = _first(results)["storage"]
     lines += [f"| bytes added by a train version | {storage['train_version_bytes']:,} | |",
               f"| bytes added by an importance refresh (θ shared) | {storage['importance_version_bytes']:,} | |",
               f"| θ alone, float32 | {storage['theta_bytes']:,} | |"]
@@ -223,9 +249,9 @@ def _markdown(results: dict) -> str:
 
 
 def _verdicts(results: dict) -> list[tuple[str, float, str, bool]]:
-    p = results["embedded"]["predictions"]
+    p = _first(results)["predictions"]
     ratio = p["one_row"]["p50_ms"] / p["bare_one_row"]["p50_ms"]
-    storage = results["embedded"]["storage"]
+    storage = _first(results)["storage"]
     return [
         ("1-row p50 / bare endpoint p50", ratio, f"≤ {TARGETS['p50_vs_bare']}", ratio <= TARGETS["p50_vs_bare"]),
         ("JSON rows/s, 256-row batches", p["json_256"]["rows_per_s"], f"≥ {TARGETS['json_rows_per_s']:,}",

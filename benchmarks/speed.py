@@ -2,6 +2,7 @@
 
     python -m benchmarks.speed                     # rewrites benchmarks/results/speed.{json,md}
     python -m benchmarks.speed --profile smoke --out /tmp/x
+    python -m benchmarks.speed --service --brokers embedded   # the service too, on the file broker only
 
 Sections (each figure is the median of repeated timings, min and max kept in the JSON):
 - Ω throughput in samples/s: exact `per_sample` (outer-product factorisation / unfolded convolutions)
@@ -29,6 +30,7 @@ from app.mas.importance import estimate_importance, estimate_importance_vmap
 from app.mas.methods import make_method
 from app.mas.networks import MultiHeadNet, build_network, network_state
 from benchmarks.provenance import provenance, write_results
+from benchmarks.service_speed import BROKERS, measure_service
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -183,6 +185,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _brokers(value: str) -> tuple[str, ...]:
+    brokers = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not brokers or not set(brokers) <= set(BROKERS):
+        raise argparse.ArgumentTypeError(f"choose one or more of {', '.join(BROKERS)}, separated by commas")
+    return brokers
+
+
 PROFILES = {"full": {"shrink": 1, "repeats": 15, "steps": 50}, "smoke": {"shrink": 16, "repeats": 1, "steps": 2}}
 
 
@@ -191,6 +200,9 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default="full")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--service", action="store_true", help="also measure the running service (HTTP, jobs, storage)")
+    parser.add_argument("--brokers", default=",".join(BROKERS), type=_brokers,
+                        help="with --service: the brokers to start a service on, in order (default: %(default)s; "
+                             "Redis only when redis-server is on PATH); predictions are taken on the first")
     args = parser.parse_args()
     started = provenance()
     profile = PROFILES[args.profile]
@@ -202,9 +214,7 @@ def main() -> None:
     }
     results["verdicts"] = verdicts(results)
     if args.service:
-        from benchmarks.service_speed import measure_service
-
-        service = measure_service(args.profile)
+        service = measure_service(args.profile, args.brokers)
         results["service"] = service["results"]
         results["service_markdown"] = service["markdown"]
         results["verdicts"] += service["verdicts"]

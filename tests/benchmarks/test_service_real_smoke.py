@@ -45,6 +45,8 @@ def test_memory_section(tmp_path: Path) -> None:
     results = _smoke(tmp_path, "memory")
     assert {"predictions", "storage"}.isdisjoint(results) and len(results["verdicts"]) == 1
     memory = results["memory"]
+    assert memory["runs_at_once"]  # the smoke profile's three processes share the cores; the full profile's do not
+    assert "(the three started at once" in (tmp_path / "service_real.md").read_text()
     for run in (memory["small"], memory["large"], memory["larger"]):
         assert 0 < run["rss_before_job"] <= run["peak"] and run["job_seconds"] > 0
     assert memory["large"]["images"] == memory["factor"] * memory["small"]["images"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,13 +79,39 @@ def test_defaults_smoke_reads_the_service_defaults_and_writes_both_settings(tmp_
 
 @pytest.mark.timeout(300)
 def test_speed_smoke_writes_every_section(tmp_path: Path) -> None:
-    run_benchmark("benchmarks.speed", tmp_path, "--service")
+    """The file broker's service here; Redis's in the test below (one service per test keeps each short)."""
+    run_benchmark("benchmarks.speed", tmp_path, "--service", "--brokers", "embedded")
     results = json.loads((tmp_path / "speed.json").read_text())
     assert set(results["importance"]) == {"mlp_64_256_256", "mlp_784_1000_1000", "cnn_1x8x8_16_32"}
     for entry in results["importance"].values():
         assert all(entry[k]["samples_per_s"] > 0 for k in ("per_sample", "batch", "vmap_over_grad", "python_loop"))
     assert all(e["mas_vs_finetune"] > 0 for e in results["training_step"].values())
+    assert set(results["service"]) == {"embedded"}
     service = results["service"]["embedded"]
     assert service["predictions"]["one_row"]["p50_ms"] > 0 and service["pickup"]["jobs"] == 2
     assert 0 < service["storage"]["importance_version_bytes"] < service["storage"]["train_version_bytes"]
-    assert "Against the targets" in (tmp_path / "speed.md").read_text()
+    table = (tmp_path / "speed.md").read_text()
+    assert "Against the targets" in table and "| job pickup, median ms | " in table
+    assert "| not measured |" in table  # the Redis column of a run without it
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("redis-server") is None,
+                    reason="redis-server is not on PATH (Debian: apt-get install redis-server)")
+def test_speed_service_on_redis_alone() -> None:
+    """`--brokers redis` (in process: the CLI and the kernels are the test above's): the predictions are
+    taken on the first, here the only, service."""
+    from benchmarks.service_speed import measure_service
+
+    service = measure_service("smoke", ("redis",))
+    redis = service["results"]["redis"]
+    assert set(service["results"]) == {"redis"} and redis["pickup"]["jobs"] == 2
+    assert redis["predictions"]["npy_4096"]["rows_per_s"] > 0
+    assert "| job pickup, median ms | not measured | " in service["markdown"][0]  # the file broker's column
+
+
+def test_speed_refuses_an_unknown_broker(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--service", "--brokers", "embedded,rabbit",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "choose one or more of embedded, redis" in done.stderr
+    assert not (tmp_path / "speed.json").exists()
