@@ -354,14 +354,13 @@ def measure_memory(root: Path, n: int, factor: int, image_size: int = IMAGE["ima
     each peak is still its own process's, but the job times then share the cores (one torch thread each,
     so that three processes do not ask the machine for two threads apiece)."""
     counts = {"small": n, "large": factor * n, "larger": 2 * factor * n}
-    runs: dict[str, Any] = {}
-    children: dict[str, subprocess.Popen] = {}
-    for name, count in counts.items():
-        children[name] = start_memory_run(root / name, count, image_size,
-                                          {"OMP_NUM_THREADS": "1"} if at_once else None)
-        if not at_once:
-            runs[name] = finish_memory_run(children[name], count)
-    runs |= {name: finish_memory_run(child, counts[name]) for name, child in children.items() if name not in runs}
+    if at_once:
+        children = {name: start_memory_run(root / name, count, image_size, {"OMP_NUM_THREADS": "1"})
+                    for name, count in counts.items()}
+        runs = {name: finish_memory_run(children[name], count) for name, count in counts.items()}
+    else:
+        runs = {name: finish_memory_run(start_memory_run(root / name, count, image_size), count)
+                for name, count in counts.items()}
     small, large, larger = runs["small"], runs["large"], runs["larger"]
     return {"architecture": {**IMAGE, "image_size": image_size, "trainable": "none"}, "png_side": 64, "epochs": 1,
             "batch_size": 32, "runs_at_once": at_once,
