@@ -25,19 +25,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import torch
 
 from app.architectures.text import _hide_broken_torchvision
 from scripts.cluster import free_port
-
-# Processes the tests start (APIs, workers, benchmark runs, CLIs) take one OpenMP thread each (torch's, and the
-# BLAS libraries', which read the same variable): the suite runs two test processes on two cores, and a child
-# with two threads beside them spins its idle OpenMP threads on cores that are already busy. The test processes
-# themselves keep the torch threads the first of them started with (the xdist workers inherit the variable, so
-# the count travels beside it), so the in-process tests run as before: docs/tests.md says why they must.
-TORCH_THREADS = int(os.environ.setdefault("SUITE_TORCH_THREADS", str(torch.get_num_threads())))
-torch.set_num_threads(TORCH_THREADS)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # transformers decides once, when it is first imported, whether torchvision is usable, and the CUDA-built
 # torchvision on these machines is not. Marked absent here, before any test can import transformers, so
