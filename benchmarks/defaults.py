@@ -84,6 +84,7 @@ def service_defaults() -> dict:
         "optimizer": request.optimizer,
         "lr": request.lr,
         "momentum": request.momentum,
+        "head_warmup": request.head_warmup,
         "importance": request.importance.model_dump(),
     }
 

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from app.mas.data import TaskData, digits_arrays
+from app.mas.head_warmup import warmup_epochs
 from app.mas.networks import MultiHeadNet, build_network
 from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
@@ -359,7 +360,8 @@ def starting_point(tasks: list[TaskData], network: str, settings: dict,
     """The network a sequence starts from, the training settings and the importance options, as a train job
     with `settings` has them."""
     config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed)
+                         optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed,
+                         head_warmup=warmup_epochs(settings["head_warmup"], network in PRETRAINED))
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     net = _split(network).fresh_tail() if network in PRETRAINED else build_network(architecture_of(network, tasks),
                                                                                     seed)
@@ -443,10 +445,10 @@ def _network_results(network: str, sequences: list[dict], rules: tuple[str, ...]
             "rules": {rule: distribution([s["judged"][rule] for s in sequences]) for rule in rules}}
 
 
-def effective_settings(profile: dict) -> dict:
+def effective_settings(profile: dict, head_warmup: int | str | None = None) -> dict:
     defaults = service_defaults()
-    overrides = {key: value for key, value in (("epochs", profile["epochs"]), ("lambda_grid", profile["grid"]))
-                 if value is not None}
+    overrides = {key: value for key, value in (("epochs", profile["epochs"]), ("lambda_grid", profile["grid"]),
+                                               ("head_warmup", head_warmup)) if value is not None}
     return defaults | overrides | {"overrides": overrides}
 
 
@@ -512,6 +514,10 @@ def _overrides(settings: dict) -> str:
     return "" if not overrides else " except " + ", ".join(f"{k} {v}" for k, v in overrides.items())
 
 
+def _warmup(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(PROFILES), default="full")
@@ -521,6 +527,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="λ selection rules MAS runs with, comma-separated, the first of them constrained")
     parser.add_argument("--count", type=int, help="sequences per network (default: the profile's)")
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--head-warmup", type=_warmup, help="'auto' or passes: instead of the service's default")
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="combine these runs' fresh_sequences.json (one network each, run apart) into --out")
     args = parser.parse_args(argv)
@@ -537,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rules must start with constrained, the service's default")
     count = args.count or profile["count"]
     seeds = list(range(args.first_seed, args.first_seed + count))
-    settings = effective_settings(profile)
+    settings = effective_settings(profile, args.head_warmup)
     results = {"profile": args.profile, "settings": settings, "targets": TARGETS, "bar": BAR, "networks": networks,
                "not_run": [n for n in ("mlp", "cnn", "efficientnet", "minilm") if n not in networks],
                "by_network": {}}

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from app.datasets.schemas import DataRef
 from app.db.tables import MAX_VERSION
 from app.jobs.dispatch import Queue
+from app.mas.head_warmup import MAX_WARMUP_EPOCHS, PRETRAINED_WARMUP_EPOCHS
 from app.mas.importance import OUTPUTS, REDUCTIONS, VARIANTS
 from app.mas.methods import METHODS, PENALTY_FORMS
 from app.mas.training import OPTIMIZERS
@@ -101,6 +102,10 @@ class TaskRequest(BaseModel):
     optimizer: Literal[OPTIMIZERS] = "sgd"
     lr: float = Field(0.05, gt=0, le=100, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
+    head_warmup: Annotated[Integer, Field(ge=0, le=MAX_WARMUP_EPOCHS)] | Literal["auto"] = Field(
+        "auto", description="passes a new task's head trains alone on the frozen trunk's features before the "
+                            "task trains (at most 20,000 steps); 'auto': "
+                            f"{PRETRAINED_WARMUP_EPOCHS} on a trunk with pretrained weights, 0 on one without")
     seed: Integer | None = Field(None, ge=0, le=MAX_SEED)
     importance: ImportanceOptions = ImportanceOptions()
     queue: Queue | None = Field(None, description="cpu or gpu workers; default the model's queue")

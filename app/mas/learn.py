@@ -21,6 +21,7 @@ from torch import Tensor
 from app.mas.accumulation import TaskImportance
 from app.mas.evaluation import accuracy_and_loss
 from app.mas.frozen_prefix import CachedPrefix, TrunkSplit, cache_prefix
+from app.mas.head_warmup import warm_up_head
 from app.mas.importance import ImportanceSum
 from app.mas.methods import Method, make_method
 from app.mas.networks import MultiHeadNet
@@ -156,13 +157,16 @@ def learn_task(
     leave the network as it found it."""
     searchable = _lambda_matters(method.name, omega, net, task) and any(v.task != task for v in validation)
     grid = list(lambda_grid) if lambda_grid and searchable else [method.lam]
-    if task not in net.heads:  # every trial starts from the same new head
+    new_head = task not in net.heads
+    if new_head:  # every trial starts from the same new head
         net.add_head(task, num_classes, seed=config.seed)
         net.heads[task].to(inputs.device)
     row_sets = [inputs, *(v.inputs for v in validation), *(data for data, _ in importance_data or ())]
     cache = cache_prefix(net, prefix, row_sets, prefix_budget)
     if cache is not None:
         inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
+    if new_head:  # a head already trained (the task learned again) is not warmed up again
+        warm_up_head(net if cache is None else cache.view(net), task, inputs, labels, config, config.head_warmup)
     search = _Search(net, task, num_classes, inputs, labels, method, theta_star, omega, config, validation, selection,
                      cache, on_trial)
     done, kept = search.run(grid, resume or {"trial": 0, "done": [], "kept": [], "run": None}, progress, should_stop,

@@ -52,6 +52,9 @@ class TrainConfig:
     # "bf16": the forward pass and the loss under bfloat16 autocast; parameters, optimiser state, Ω and
     # the penalty stay fp32 (the penalty acts on the parameters after the step, outside autocast).
     precision: str = "fp32"
+    # Passes a new task's head trains alone on the frozen trunk's features before the task trains
+    # (app/mas/head_warmup.py); 0: none, the head starts from its seeded random values.
+    head_warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -60,6 +63,8 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0 or not 0 <= self.momentum < 1:
             raise ValueError("epochs and batch_size must be positive, lr > 0 and 0 <= momentum < 1")
+        if self.head_warmup < 0:
+            raise ValueError("head_warmup must be 0 or more passes")
 
 
 @dataclass
@@ -69,7 +74,7 @@ class TrainResult:
     loss_per_epoch: list[float] = field(default_factory=list)  # the mean loss of each epoch's steps
 
 
-def _make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, foreach=True)
     return torch.optim.Adam(params, lr=config.lr, foreach=True)
@@ -108,7 +113,7 @@ def begin_training(net: MultiHeadNet, task: str, num_classes: int, inputs: Tenso
         net.add_head(task, num_classes, seed=config.seed)
         net.heads[task].to(inputs.device)  # initialised on the CPU from its seed, trained where the data is
     trainable = net.task_parameters(task)
-    optimizer = _make_optimizer(list(trainable.values()), config)
+    optimizer = make_optimizer(list(trainable.values()), config)
     method.begin_task(net, task, trainable, config.lr, inputs)
     return trainable, optimizer
 

@@ -1,0 +1,79 @@
+"""A new task's head learns alone on the frozen trunk's features before the trunk trains (linear probing,
+then fine-tuning: Kumar et al., ICLR 2022).
+
+A new head starts random, so the first steps of a task send large, arbitrary errors (p − y) back into the
+trunk, and on a pretrained trunk those steps move the features that every earlier task's head reads. A
+head that already separates the new classes sends back only what the trunk must still learn. So before
+the task trains with its method (every λ trial from the same warmed head), the head alone trains for
+`epochs` passes over the trunk's features of the training rows: computed once, in eval mode (no dropout,
+batch norm on its running statistics), with the task's own optimiser settings and batch size. Nothing
+but the head changes, and the run is deterministic: the shuffle has its own generator, seeded from the
+config's seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as functional
+from torch import Tensor
+
+from app.mas.frozen_prefix import eval_mode
+from app.mas.networks import MultiHeadNet
+from app.mas.passes import rows_per_pass
+from app.mas.samples import LazySamples
+from app.mas.training import TrainConfig, make_optimizer
+
+# "auto": the passes a new head gets on a trunk with pretrained weights, and none on a trunk that starts
+# from random values (its features mean nothing before the first task trains it).
+PRETRAINED_WARMUP_EPOCHS = 200
+# A warm-up never takes more optimiser steps than this, whatever the epochs and rows: on large tasks it
+# stops after fewer passes (each pass is cheap, but 200 passes over 100,000 rows would not be).
+MAX_WARMUP_STEPS = 20_000
+MAX_WARMUP_EPOCHS = 10_000  # the most a request may ask for
+
+
+def warmup_epochs(requested: int | str, pretrained: bool) -> int:
+    """The passes a request's `head_warmup` means: its number, or for "auto" the pretrained trunk's default."""
+    if requested == "auto":
+        return PRETRAINED_WARMUP_EPOCHS if pretrained else 0
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
+        raise ValueError("head_warmup is 'auto' or a number of passes ≥ 0")
+    return requested
+
+
+def trunk_features(net: MultiHeadNet, inputs: Tensor | LazySamples) -> Tensor:
+    """The trunk's output for every row, in eval mode and without gradients, in passes the device can hold."""
+    rows = rows_per_pass(net, inputs)
+    with torch.no_grad(), eval_mode(net.trunk):
+        parts = [net.trunk(net.input_spec.cast(inputs[start : start + rows]))
+                 for start in range(0, inputs.shape[0], rows)]
+    return torch.cat(parts).float()
+
+
+def warm_up_head(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor, config: TrainConfig,
+                 epochs: int) -> list[float]:
+    """Train `task`'s head alone for `epochs` passes over the trunk's features of `inputs` (at most
+    MAX_WARMUP_STEPS steps); returns the mean loss of each pass done. The trunk is not touched."""
+    if epochs <= 0:
+        return []
+    features, labels = trunk_features(net, inputs), labels.to(torch.int64)
+    head = net.heads[task]
+    optimizer = make_optimizer(list(head.parameters()), config)
+    generator = torch.Generator().manual_seed(config.seed)
+    n = features.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    losses = []
+    for _ in range(min(epochs, max(1, MAX_WARMUP_STEPS // steps_per_epoch))):
+        order = torch.randperm(n, generator=generator).to(features.device)
+        total = 0.0
+        for start in range(0, n, config.batch_size):
+            batch = order[start : start + config.batch_size]
+            loss = functional.cross_entropy(head(features[batch]), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach())
+        losses.append(total / steps_per_epoch)
+    return losses
