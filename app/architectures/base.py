@@ -34,6 +34,9 @@ class Architecture(ABC, Generic[SpecT]):
 
     kind: str
     input_kind: InputKind = "array"
+    # Whether version 0 starts from shipped pretrained weights: their features already mean something,
+    # so a new head is warmed up on them under head_warmup "auto" (app/mas/head_warmup.py).
+    pretrained_weights: bool = False
 
     @abstractmethod
     def options(self) -> dict[str, dict[str, Any]]:

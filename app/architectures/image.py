@@ -212,6 +212,7 @@ def _square(image: Image.Image, size: int) -> Tensor:
 class ImageBackbone(Architecture[ImageBackboneSpec]):
     kind = "image-backbone"
     input_kind = "image"
+    pretrained_weights = True
 
     def options(self) -> dict[str, dict[str, Any]]:
         return {

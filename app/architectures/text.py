@@ -257,6 +257,7 @@ class TextSplit:
 class TextEncoder(Architecture[TextEncoderSpec]):
     kind = "text-encoder"
     input_kind = "text"
+    pretrained_weights = True
 
     def options(self) -> dict[str, dict[str, Any]]:
         return {

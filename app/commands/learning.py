@@ -66,6 +66,17 @@ def parse_lambda(value: str | None) -> float | str | None:
         raise typer.BadParameter(f"{value!r} is neither 'auto' nor a number", param_hint="--lambda") from None
 
 
+def parse_warmup(value: str | None) -> int | str | None:
+    """--head-warmup: `auto` or a whole number of passes (checked here, as --lambda is)."""
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither 'auto' nor a whole number",
+                                 param_hint="--head-warmup") from None
+
+
 def parse_floats(value: str | None, option: str) -> list[float] | None:
     if value is None:
         return None
@@ -112,6 +123,9 @@ def add(
     batch_size: Annotated[int | None, typer.Option(help="rows per step", show_default=str(DEFAULT_BATCH_SIZE))] = None,
     lr: Annotated[float | None, typer.Option(help="learning rate", show_default=str(DEFAULT_LR))] = None,
     optimizer: Annotated[Literal["sgd", "adam"] | None, typer.Option(show_default=DEFAULT_OPTIMIZER)] = None,
+    head_warmup: Annotated[str | None, typer.Option(
+        help="passes the new head trains alone on the trunk's features before the task trains, or auto "
+             "(200 on a pretrained trunk, 0 otherwise)", show_default="auto")] = None,
     base_version: Annotated[int | None, typer.Option(help="the version to start from",
                                                      show_default="production")] = None,
     base_alias: Annotated[str | None, typer.Option(help="start from the version this alias names instead",
@@ -134,6 +148,7 @@ def add(
                           lambda_selection=lambda_selection, new_task_tolerance=new_task_tolerance,
                           epochs=epochs, method=method, num_classes=num_classes, batch_size=batch_size, lr=lr,
                           optimizer=optimizer, base_version=base_version, base_alias=base_alias, seed=seed,
+                          head_warmup=parse_warmup(head_warmup),
                           queue=queue,
                           trainable=None if trainable is None else parse_trainable(trainable))
     if detach:

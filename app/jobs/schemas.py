@@ -59,6 +59,9 @@ class JobResult(BaseModel):
         None, description="λ 'auto': how the λ was chosen: {rule, new_task_tolerance, basis ('accuracy', or "
                           "'loss' where a validation slice is too small for the tolerance), admissible (the λ "
                           "within the tolerance), lambda, reason}; None when nothing was searched")
+    head_warmup: int | None = Field(
+        None, description="passes the new task's head trained alone on the trunk's features before the task "
+                          "(the request's head_warmup, 'auto' resolved); None for jobs before the warm-up")
     resumed_from_step: int | None = Field(None, description="the checkpoint this run continued from, if any")
     promotion: PromotionOut | None = Field(
         None, description="what the model's promotion policy made of the version; None for jobs before aliases")

@@ -9,7 +9,7 @@ meant "as before" (no validation slice, the default checkpoint interval).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +40,7 @@ class TrainJobRequest(BaseModel):
     optimizer: Literal[OPTIMIZERS]
     lr: float = Field(gt=0)
     momentum: float = Field(ge=0, lt=1)
+    head_warmup: Annotated[int, Field(ge=0)] | Literal["auto"] = 0  # jobs queued before the warm-up: none
     seed: int = Field(ge=0)
     importance: ImportanceOptions
     trainable: Trainable | None = None

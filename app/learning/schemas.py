@@ -102,7 +102,7 @@ class TaskRequest(BaseModel):
     optimizer: Literal[OPTIMIZERS] = "sgd"
     lr: float = Field(0.05, gt=0, le=100, allow_inf_nan=False)
     momentum: float = Field(0.9, ge=0, lt=1)
-    head_warmup: Annotated[Integer, Field(ge=0, le=MAX_WARMUP_EPOCHS)] | Literal["auto"] = Field(
+    head_warmup: Literal["auto"] | Integer = Field(
         "auto", description="passes a new task's head trains alone on the frozen trunk's features before the "
                             "task trains (at most 20,000 steps); 'auto': "
                             f"{PRETRAINED_WARMUP_EPOCHS} on a trunk with pretrained weights, 0 on one without")
@@ -132,6 +132,13 @@ class TaskRequest(BaseModel):
         return self
 
     _known_method = field_validator("method")(lambda method: known_method(method))
+
+    @field_validator("head_warmup")
+    @classmethod
+    def _warmup_in_range(cls, passes: int | str) -> int | str:
+        if passes != "auto" and not 0 <= int(passes) <= MAX_WARMUP_EPOCHS:
+            raise ValueError(f"head_warmup is 'auto' or a number of passes from 0 to {MAX_WARMUP_EPOCHS}")
+        return passes
 
     @model_validator(mode="after")
     def _options_the_method_takes(self) -> TaskRequest:

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from torch import Tensor
 
-from app.architectures import trunk_split
+from app.architectures import get_architecture, trunk_split
 from app.architectures.spec import ArchitectureSpec, stored_spec
 from app.datasets.inputs import load_inputs, task_labels
 from app.db.lookups import get_version, lineage
@@ -35,6 +35,7 @@ from app.learning.provenance import made_by
 from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.devices import to_cpu, to_device
 from app.mas.evaluation import flip_rates, fraction_correct, predict
+from app.mas.head_warmup import warmup_epochs
 from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, SearchSnapshot, importance_measure, learn_task
 from app.mas.methods import METHODS
 from app.mas.networks import MultiHeadNet, network_state
@@ -157,7 +158,9 @@ def _learn(ctx: JobContext, job: JobSpec, request: TrainJobRequest, watch: JobWa
                             request.method_options),
         theta_star=theta_star, omega=to_device(rows.omega, ctx.device),
         config=TrainConfig(epochs=request.epochs, batch_size=request.batch_size, optimizer=request.optimizer,
-                           lr=request.lr, momentum=request.momentum, seed=request.seed, precision=rows.precision),
+                           lr=request.lr, momentum=request.momentum, seed=request.seed, precision=rows.precision,
+                           head_warmup=warmup_epochs(request.head_warmup,
+                                                     get_architecture(rows.net.architecture["kind"]).pretrained_weights)),
         importance=ImportanceChoice(options.variant, options.output, options.reduction)
         if options.on == "train" else None,
         lambda_grid=(request.lambda_grid or DEFAULT_GRID) if request.auto else None, validation=rows.validation,
@@ -187,9 +190,10 @@ class _Trained:
 
     def search(self, method: str) -> dict[str, Any]:
         """The λ trained with and how it was chosen, as both the version's provenance and the job's row say;
-        None for a method that λ weighs nothing in (fine-tune: no penalty), which trains with no λ at all."""
+        None for a method that λ weighs nothing in (fine-tune: no penalty), which trains with no λ at all.
+        With them, the passes the new head was warmed up for before training."""
         learned = self.learned
-        return {"lambda": learned.lam if METHODS[method].uses_lambda else None,
+        return {"head_warmup": learned.head_warmup, "lambda": learned.lam if METHODS[method].uses_lambda else None,
                 "lambda_search": [trial.as_dict() for trial in learned.trials],
                 "lambda_selection": learned.choice.as_dict() if learned.choice is not None else None}
 

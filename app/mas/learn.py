@@ -106,6 +106,7 @@ class LearnedTask:
     fallback: tuple[str, ...] = field(default=())  # parameters whose Ω went through vmap
     trials: list[Trial] = field(default_factory=list)  # every λ tried, with its validation scores
     choice: Choice | None = None  # how the search chose among them (rule, basis, admissible λ); None: no search
+    head_warmup: int = 0  # passes the new head trained alone before the task (app/mas/head_warmup.py)
 
 
 def learn_task(
@@ -148,6 +149,9 @@ def learn_task(
     trials already done and the network and method state of each that could still be chosen; resumed on
     the network as it began, the result is the uninterrupted one, bit for bit on the CPU.
 
+    A new head first trains alone on the trunk's features for `config.head_warmup` passes (every trial
+    then starts from that head; app/mas/head_warmup.py).
+
     `prefix` (the trunk's split at its first trainable block) computes the frozen prefix once for the
     training, validation and importance rows, within `prefix_budget` bytes, and every trial trains the
     suffix on those features (app/mas/frozen_prefix.py): the same run up to rounding, names unchanged.
@@ -165,8 +169,8 @@ def learn_task(
     cache = cache_prefix(net, prefix, row_sets, prefix_budget)
     if cache is not None:
         inputs, validation, importance_data = _cached_rows(cache, net, inputs, validation, importance_data)
-    if new_head:  # a head already trained (the task learned again) is not warmed up again
-        warm_up_head(net if cache is None else cache.view(net), task, inputs, labels, config, config.head_warmup)
+    warmup = warm_up_head(net if cache is None else cache.view(net), task, inputs, labels, config,
+                          config.head_warmup) if new_head else []  # a head trained before is not warmed up again
     search = _Search(net, task, num_classes, inputs, labels, method, theta_star, omega, config, validation, selection,
                      cache, on_trial)
     done, kept = search.run(grid, resume or {"trial": 0, "done": [], "kept": [], "run": None}, progress, should_stop,
@@ -174,7 +178,8 @@ def learn_task(
     choice = choose_trial(done, task, selection, search.basis, search.why)
     best = next(best for best in kept if best.trial is choice.trial)
     learned = LearnedTask(best.net, best.training, best.learner, best.trial.lam, None,
-                          trials=done if len(grid) > 1 else [], choice=choice if len(grid) > 1 else None)
+                          trials=done if len(grid) > 1 else [], choice=choice if len(grid) > 1 else None,
+                          head_warmup=len(warmup))
     if importance is None:
         return learned
     if should_stop is not None and should_stop():

@@ -116,13 +116,18 @@ def test_train_watch_inspect_and_roll_back(run, digits: list[DigitsTask], tmp_pa
     assert ok_json(run("models", "show", name, "--json"))["tasks"] == [first.name]
 
     # A finished task is followed by the new version's accuracy on every task, as the server has it.
-    third = run("tasks", "add", name, digits[2].name, "--train", str(files[first.name][0]), "--epochs", "1")
+    third = run("tasks", "add", name, digits[2].name, "--train", str(files[first.name][0]), "--epochs", "1",
+                "--head-warmup", "4")
     assert third.exit_code == 0, third.stderr
     assert f"{name} version 4" in third.stdout and "accuracy of version 4 on each task" in third.stdout
-    accuracy = ok_json(run("versions", "show", name, "4", "--json"))["accuracy"]
+    fourth = ok_json(run("versions", "show", name, "4", "--json"))
+    assert fourth["made_by"]["head_warmup"] == 4  # the new head's passes before the task trained
+    accuracy = fourth["accuracy"]
     assert list(accuracy) == [first.name]
     searched = run("versions", "show", name, "4").stdout  # λ "auto": each λ tried, with its validation loss
     assert "λ search" in searched and "mean loss" in searched, searched
+    assert run("tasks", "add", name, "later", "--train", str(files[first.name][0]), "--head-warmup",
+               "many").exit_code == 2  # a usage error, not a 422
     assert re.search(rf"^  {re.escape(first.name)} +{accuracy[first.name]:.4f}$", third.stdout, re.MULTILINE)
     assert re.search(rf"^  {re.escape(digits[2].name)} +-  \(no eval set\)  \(learned now\)$", third.stdout,
                      re.MULTILINE), third.stdout

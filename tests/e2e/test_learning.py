@@ -347,3 +347,22 @@ def test_lambda_selection_is_a_request_option_and_the_job_says_which_rule_and_ba
     choice = wide["result"]["lambda_selection"]
     assert choice["rule"] == "constrained" and choice["new_task_tolerance"] == 1.0 and choice["basis"] == "accuracy"
     assert choice["admissible"] == grid and wide["result"]["lambda"] == least["lambda"] == choice["lambda"]
+
+
+def test_a_new_heads_warm_up_is_a_request_option_and_the_version_says_how_many_passes(api) -> None:
+    task = api.digits[0]
+    warmed, cold = api.create_model("warm"), api.create_model("cold")
+    warm_job = api.wait_job(api.submit_task(warmed, task, head_warmup=30)["id"])
+    cold_job = api.wait_job(api.submit_task(cold, task)["id"])  # "auto": no pretrained weights, so none
+    assert warm_job["state"] == cold_job["state"] == "succeeded", (warm_job, cold_job)
+    assert warm_job["result"]["head_warmup"] == 30 and cold_job["result"]["head_warmup"] == 0
+    warm_made = api.get(f"/v1/models/{warmed}/versions/{warm_job['result']['version']}")["made_by"]
+    cold_made = api.get(f"/v1/models/{cold}/versions/{cold_job['result']['version']}")["made_by"]
+    assert warm_made["head_warmup"] == 30 and warm_made["request"]["head_warmup"] == 30
+    assert cold_made["head_warmup"] == 0 and cold_made["request"]["head_warmup"] == "auto"
+    # The trunk's first epoch starts from a head that already fits the task's rows.
+    assert warm_made["loss_per_epoch"][0] < cold_made["loss_per_epoch"][0]
+
+    for bad in (-1, 10_001, "some", 2.5):
+        refused = api.http.post(f"/v1/models/{warmed}/tasks", json={**api.task_body(api.digits[1]), "head_warmup": bad})
+        assert refused.status_code == 422 and "head_warmup" in refused.text, bad

@@ -3,8 +3,8 @@
 The snapshot goes through torch.save / torch.load(weights_only=True), as a job's checkpoint blob does;
 the resumed run starts from a network as the run began (what a job loads again from its base
 version). Kinds of state covered: SGD momentum and Adam moments, SI's path integral, LwF's targets,
-dropout's RNG, per-task batch-norm statistics, the epoch's shuffle mid-epoch, and a λ search stopped in
-its first or a later trial.
+dropout's RNG, per-task batch-norm statistics, the epoch's shuffle mid-epoch, a λ search stopped in
+its first or a later trial, and one whose new head was warmed up first.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def _after_first_task(kind: str) -> tuple[MultiHeadNet, dict[str, torch.Tensor]]
 
 
 def _second(net: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: list[float] | None,
-            **kwargs) -> LearnedTask:
+            head_warmup: int = 0, **kwargs) -> LearnedTask:
     config = TrainConfig(epochs=3, batch_size=32, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 0.005,
-                         seed=1)
+                         seed=1, head_warmup=head_warmup)
     validation = [ValidationSet(FIRST.name, FIRST.x_test[:60], FIRST.y_test[:60]),
                   ValidationSet(SECOND.name, SECOND.x_test[:60], SECOND.y_test[:60])]
     return learn_task(net, SECOND.name, 2, SECOND.x_train, SECOND.y_train, method=MethodChoice(method, 1.0),
@@ -59,7 +59,7 @@ def _second(net: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: l
 
 
 def _interrupted(start: MultiHeadNet, omega: dict, method: str, optimizer: str, grid: list[float] | None,
-                 save_at: int, kill_at: int) -> SearchSnapshot:
+                 save_at: int, kill_at: int, head_warmup: int = 0) -> SearchSnapshot:
     """Runs until call `kill_at` of the checkpoint hook, keeping (serialised) the snapshot of call `save_at`."""
     calls, saved = 0, {}
 
@@ -74,7 +74,7 @@ def _interrupted(start: MultiHeadNet, omega: dict, method: str, optimizer: str, 
             raise Killed
 
     with pytest.raises(Killed):
-        _second(copy.deepcopy(start), omega, method, optimizer, grid, checkpoint=checkpoint)
+        _second(copy.deepcopy(start), omega, method, optimizer, grid, head_warmup, checkpoint=checkpoint)
     return torch.load(io.BytesIO(saved["bytes"]), weights_only=True)
 
 
@@ -88,16 +88,20 @@ CASES = {
     "search-third-trial": ("mas", "sgd", "mlp", [0.1, 10.0, 1000.0], 56, 60),  # 24 steps per trial
     "lwf-batchnorm": ("lwf", "sgd", "batchnorm", None, 12, 14),
     "search-batchnorm": ("mas", "sgd", "batchnorm", [0.1, 10.0, 1000.0], 56, 60),
+    "search-warmed-head": ("mas", "sgd", "batchnorm", [0.1, 10.0, 1000.0], 30, 40),
 }
+WARMED = {"search-warmed-head": 5}  # passes of head warm-up before the search (app/mas/head_warmup.py)
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_resumed_run_ends_where_the_uninterrupted_one_does(case: str) -> None:
     method, optimizer, kind, grid, save_at, kill_at = CASES[case]
+    warmup = WARMED.get(case, 0)
     start, omega = _after_first_task(kind)
-    whole = _second(copy.deepcopy(start), omega, method, optimizer, grid)
-    snapshot = _interrupted(start, omega, method, optimizer, grid, save_at, kill_at)
-    resumed = _second(copy.deepcopy(start), omega, method, optimizer, grid, resume=snapshot)
+    whole = _second(copy.deepcopy(start), omega, method, optimizer, grid, warmup)
+    snapshot = _interrupted(start, omega, method, optimizer, grid, save_at, kill_at, warmup)
+    resumed = _second(copy.deepcopy(start), omega, method, optimizer, grid, warmup, resume=snapshot)
+    assert resumed.head_warmup == whole.head_warmup == warmup
 
     assert resumed.lam == whole.lam and [t.as_dict() for t in resumed.trials] == [t.as_dict() for t in whole.trials]
     assert resumed.training == whole.training  # steps, last loss and the loss of every epoch

@@ -208,18 +208,22 @@ class Client:
                  epochs: int | None = None, batch_size: int | None = None,
                  optimizer: Literal["sgd", "adam"] | None = None, lr: float | None = None,
                  momentum: float | None = None, seed: int | None = None,
+                 head_warmup: int | Literal["auto"] | None = None,
                  importance: Mapping[str, str] | None = None, queue: QueueName | None = None,
                  trainable: str | Mapping[str, int] | None = None, base_alias: str | None = None,
                  **extra: Any) -> Job:
         """Start learning `task` (202): returns the queued job; `.wait()` on it. With λ "auto",
         `lambda_selection` ("constrained" or "mean") and `new_task_tolerance` say how it chooses (default: the
-        model's); the finished job's `result["lambda_selection"]` says how it did (rule, basis, admissible λ)."""
+        model's); the finished job's `result["lambda_selection"]` says how it did (rule, basis, admissible λ).
+        `head_warmup`: passes the new head trains alone on the trunk's features first ("auto": 200 on a
+        pretrained trunk, 0 otherwise); `result["head_warmup"]` says how many it had."""
         body: dict[str, Any] = {"task": task, "train": self.data_ref(train)}
         if eval is not None:
             body["eval"] = self.data_ref(eval)
         options = {"num_classes": num_classes, "base_version": base_version, "method": method, "lambda": lambda_,
                    "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-                   "momentum": momentum, "seed": seed, "importance": dict(importance) if importance else None,
+                   "momentum": momentum, "seed": seed, "head_warmup": head_warmup,
+                   "importance": dict(importance) if importance else None,
                    "queue": queue, "trainable": dict(trainable) if isinstance(trainable, Mapping) else trainable,
                    "base_alias": base_alias, "lambda_grid": list(lambda_grid) if lambda_grid else None,
                    "validation_fraction": validation_fraction, "checkpoint_interval_s": checkpoint_interval_s,
