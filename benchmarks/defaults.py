@@ -38,6 +38,7 @@ import torch
 
 from app.learning.schemas import TaskRequest
 from app.mas.data import TaskData, split_digits
+from app.mas.head_warmup import warmup_epochs
 from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import DEFAULT_GRID, TIE_BREAK, split_validation
@@ -103,6 +104,14 @@ def label(settings: dict) -> str:
     return ", ".join(f"{'grid' if key == 'lambda_grid' else key} {value}" for key, value in overrides.items())
 
 
+def train_config(settings: dict, seed: int, *, pretrained: bool, precision: str = "fp32") -> TrainConfig:
+    """The training settings a train job takes from `settings` (a request's fields), its `head_warmup`
+    resolved as the job resolves it for a trunk with or without pretrained weights."""
+    return TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], optimizer=settings["optimizer"],
+                       lr=settings["lr"], momentum=settings["momentum"], seed=seed, precision=precision,
+                       head_warmup=warmup_epochs(settings["head_warmup"], pretrained))
+
+
 def _check_reproducible(settings: dict) -> None:
     """run_sequence applies the proximal penalty and measures Ω on the training inputs: the defaults must
     be those, or this benchmark would measure something else than the service does."""
@@ -114,8 +123,7 @@ def _check_reproducible(settings: dict) -> None:
 def run_method(tasks: list[TaskData], method: str, settings: dict, hidden: list[int], seed: int) -> SequenceResult:
     """One sequence as the service runs it: every task holds back `validation_fraction` of its training
     rows (a seeded split, as a train job's), trains on the rest, and λ "auto" chooses on the held rows."""
-    config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed)
+    config = train_config(settings, seed, pretrained=False)
     architecture = {"kind": "mlp", "input_shape": list(tasks[0].x_train.shape[1:]), "hidden": hidden}
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     lam, fraction = settings["lambda"], settings["validation_fraction"]

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from app.mas.training import TrainConfig, precision_for
+from app.mas.training import precision_for
 from benchmarks.defaults import (
     RESOLUTION_RULE,
     TARGETS,
@@ -44,6 +44,7 @@ from benchmarks.defaults import (
     _setting_table,
     compare,
     service_defaults,
+    train_config,
 )
 from benchmarks.paper.backbones import MODALITY, Prepared, check_data, load_rows, prepare
 from benchmarks.paper.data import MissingData
@@ -68,9 +69,7 @@ def learn_sequence(backbone: str, sequence: str, method: str, seed: int, setting
     """One sequence with one method, every task learned with the service's defaults (with `method`)."""
     prepared = _PREPARED[backbone]
     data = [prepared.tasks[name] for name in prepared.sequences[sequence]]
-    config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], optimizer=settings["optimizer"],
-                         lr=settings["lr"], momentum=settings["momentum"], seed=seed,
-                         precision=precision_for(torch.device("cpu")))
+    config = train_config(settings, seed, pretrained=backbone != "cnn", precision=precision_for(torch.device("cpu")))
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     run = run_tasks(data, lambda: prepared.make_net(seed), method=method, lam=settings["lambda"], config=config,
                     importance_options=options, validation_fraction=settings["validation_fraction"],

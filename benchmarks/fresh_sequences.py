@@ -49,12 +49,11 @@ import numpy as np
 import torch
 
 from app.mas.data import TaskData, digits_arrays
-from app.mas.head_warmup import warmup_epochs
 from app.mas.networks import MultiHeadNet, build_network
 from app.mas.sequence import SequenceResult, run_sequence
 from app.mas.training import TrainConfig
 from app.mas.validation import Selection
-from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution, service_defaults
+from benchmarks.defaults import TARGETS, forgetting_allowed, forgetting_resolution, service_defaults, train_config
 from benchmarks.provenance import merge_runs, provenance, write_results
 
 if TYPE_CHECKING:
@@ -359,9 +358,7 @@ def starting_point(tasks: list[TaskData], network: str, settings: dict,
                    seed: int) -> tuple[MultiHeadNet, TrainConfig, dict[str, str]]:
     """The network a sequence starts from, the training settings and the importance options, as a train job
     with `settings` has them."""
-    config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         optimizer=settings["optimizer"], lr=settings["lr"], momentum=settings["momentum"], seed=seed,
-                         head_warmup=warmup_epochs(settings["head_warmup"], network in PRETRAINED))
+    config = train_config(settings, seed, pretrained=network in PRETRAINED)
     options = {key: value for key, value in settings["importance"].items() if key != "on"}
     net = _split(network).fresh_tail() if network in PRETRAINED else build_network(architecture_of(network, tasks),
                                                                                     seed)

@@ -49,6 +49,7 @@ from app.mas.networks import InputSpec, MultiHeadNet, network_state
 from app.mas.training import TrainConfig, precision_for
 from app.mas.validation import ValidationSet, split_validation
 from benchmarks.defaults import _describe, _mean_std, service_defaults
+from benchmarks.defaults import train_config as defaults_train_config
 from benchmarks.defaults_pretrained import _one_thread
 from benchmarks.paper.backbones import MODALITY, check_data, load_rows, prepare
 from benchmarks.paper.data import LEXNAMES, MissingData, definition, load_wordnet_definitions, wordnet_dir
@@ -143,9 +144,8 @@ def prepare_settings(backbone: str, profile: dict) -> dict[str, Setting]:
 
 
 def train_config(settings: dict, seed: int) -> TrainConfig:
-    return TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"], optimizer=settings["optimizer"],
-                       lr=settings["lr"], momentum=settings["momentum"], seed=seed,
-                       precision=precision_for(torch.device("cpu")))
+    """A train job's settings on these pretrained networks (EfficientNet-Lite0, MiniLM)."""
+    return defaults_train_config(settings, seed, pretrained=True, precision=precision_for(torch.device("cpu")))
 
 
 def auroc(familiar: Tensor, unknown: Tensor) -> float | None:

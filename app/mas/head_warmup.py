@@ -55,9 +55,10 @@ def trunk_features(net: MultiHeadNet, inputs: Tensor | LazySamples) -> Tensor:
 def warm_up_head(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor, config: TrainConfig,
                  epochs: int) -> list[float]:
     """Train `task`'s head alone for `epochs` passes over the trunk's features of `inputs` (at most
-    MAX_WARMUP_STEPS steps); returns the mean loss of each pass done. The trunk is not touched."""
-    if epochs <= 0:
-        return []
+    MAX_WARMUP_STEPS steps); returns the mean loss of each pass done. The trunk is not touched. Where none
+    of the trunk trains there is nothing to warm up for: no pass is done."""
+    if epochs <= 0 or not any(name.startswith("trunk.") for name in net.task_parameters(task)):
+        return []  # a frozen trunk (heads only): nothing for a random head to disturb, its epochs do the rest
     features, labels = trunk_features(net, inputs), labels.to(torch.int64)
     head = net.heads[task]
     optimizer = make_optimizer(list(head.parameters()), config)

@@ -111,3 +111,12 @@ def _network_without_head() -> MultiHeadNet:
     net = _network()
     del net.heads[TASK.name]
     return net
+
+
+def test_a_frozen_trunk_gets_no_warm_up() -> None:
+    """Heads only: nothing in the trunk trains, so a random head disturbs nothing and is not warmed up."""
+    net = _network()
+    net.freeze({name for name, _ in net.trunk.named_parameters(prefix="trunk")})
+    state = copy.deepcopy(network_state(net))
+    assert warm_up_head(net, TASK.name, TASK.x_train, TASK.y_train, TrainConfig(seed=0), 10) == []
+    assert all(torch.equal(v, state[n]) for n, v in network_state(net).items())
