@@ -212,6 +212,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "lambda_rules": partial(_sourced_first_table, "lambda_rules"),
     "lambda_rules_judged": partial(_sourced_first_table, "lambda_rules_judged"),
     "lambda_rules_grid": partial(_sourced_first_table, "lambda_rules_grid"),
+    "head_warmup": partial(_first_table, "head_warmup/comparison"),
     "held_back": partial(_sourced_first_table, "held_back"),
     "held_back_judged": partial(_sourced_first_table, "held_back_judged"),
     "paper.transfers": paper_transfers,
