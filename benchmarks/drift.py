@@ -53,6 +53,7 @@ from app.mas.accumulation import TaskImportance, total_importance
 from app.mas.class_statistics import ClassStatistics, features, measure
 from app.mas.drift import DEFAULT_ALPHA, DEFAULT_PERMUTATIONS, mmd_test, reservoir_rows
 from app.mas.evaluation import continual_metrics, flip_rates, fraction_correct, predict
+from app.mas.head_warmup import warmup_epochs
 from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.methods import METHODS
 from app.mas.networks import network_state
@@ -369,7 +370,8 @@ def learn_with_flips(backbone: str, method: str, lam: float, seed: int, train: d
     predictions on every eval set: after each task, each earlier task's flips against the version before."""
     prepared, started = _PREPARED[backbone], time.perf_counter()
     tasks = [prepared.tasks[name] for name in prepared.sequences["mixed_8"]]
-    config = TrainConfig(**train, momentum=0.9, seed=seed, precision=precision_for(torch.device("cpu")))
+    config = TrainConfig(**train, momentum=0.9, seed=seed, precision=precision_for(torch.device("cpu")),
+                         head_warmup=warmup_epochs("auto", pretrained=backbone != "cnn"))
     choice = ImportanceChoice() if METHODS[method].anchored else None
     net, estimates = prepared.make_net(seed), dict[str, TaskImportance]()
     before: dict[str, Tensor] = {}

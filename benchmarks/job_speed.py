@@ -30,6 +30,7 @@ from app.architectures.image import ImageBackbone
 from app.architectures.registry import build_network, frozen_names, trunk_split
 from app.architectures.text import TextEncoder, TextEncoderTrunk, _hide_broken_torchvision
 from app.mas.accumulation import TaskImportance, total_importance
+from app.mas.head_warmup import warmup_epochs
 from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, learn_task
 from app.mas.networks import MultiHeadNet, network_state
 from app.mas.training import TrainConfig
@@ -106,7 +107,8 @@ def run_sequence(net: MultiHeadNet, kind: str, spec: dict, defaults: dict, *, ca
             method=MethodChoice(defaults["method"], 1.0, defaults["penalty"]), theta_star=network_state(net),
             omega=omega, config=TrainConfig(epochs=epochs, batch_size=defaults["batch_size"],
                                             optimizer=defaults["optimizer"], lr=defaults["lr"],
-                                            momentum=defaults["momentum"], seed=index),
+                                            momentum=defaults["momentum"], seed=index,
+                                            head_warmup=warmup_epochs(defaults["head_warmup"], pretrained=True)),
             importance=ImportanceChoice(options["variant"], options["output"], options["reduction"]),
             lambda_grid=grid, validation=validation, prefix=trunk_split(spec, net), prefix_budget=budget)
         seconds[task] = time.perf_counter() - started

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from app.mas.data import TaskData
+from app.mas.head_warmup import warmup_epochs
 from app.mas.methods import METHODS
 from app.mas.omega_shape import OmegaShape
 from app.mas.training import TrainConfig, precision_for
@@ -148,7 +149,8 @@ def execute(job: Job) -> Outcome:
     data = [TaskData(t.name, *(x.to(device) for x in (t.x_train, t.y_train, t.x_test, t.y_test))) for t in data]
     variant = VARIANTS[job.variant]
     config = TrainConfig(**profile["train"][job.backbone], momentum=0.9, seed=job.seed,
-                         precision=precision_for(device))
+                         precision=precision_for(device),
+                         head_warmup=warmup_epochs("auto", pretrained=job.backbone != "cnn"))  # as a train job
     started, cpu = time.perf_counter(), time.process_time()
     run = run_tasks(data, lambda: prepared.make_net(job.seed).to(device), method=variant.method, lam=job.lam,
                     config=config, importance_options=variant.importance_options, importance_on=variant.importance_on,
