@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -56,25 +57,25 @@ def server_lambda_grid() -> str:
     return "the server's"
 
 
-def parse_lambda(value: str | None) -> float | str | None:
-    """--lambda: `auto` or a number (checked here, so a typo is a usage error, not a server's 422)."""
+def _auto_or(value: str | None, convert: Callable[[str], float | int], option: str,
+             kind: str) -> float | int | str | None:
+    """`auto` or what `convert` makes of the value (checked here, so a typo is a usage error, not a server's 422)."""
     if value is None or value == "auto":
         return value
     try:
-        return float(value)
+        return convert(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is neither 'auto' nor a number", param_hint="--lambda") from None
+        raise typer.BadParameter(f"{value!r} is neither 'auto' nor {kind}", param_hint=option) from None
+
+
+def parse_lambda(value: str | None) -> float | str | None:
+    """--lambda: `auto` or a number."""
+    return _auto_or(value, float, "--lambda", "a number")
 
 
 def parse_warmup(value: str | None) -> int | str | None:
-    """--head-warmup: `auto` or a whole number of passes (checked here, as --lambda is)."""
-    if value is None or value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is neither 'auto' nor a whole number",
-                                 param_hint="--head-warmup") from None
+    """--head-warmup: `auto` or a whole number of passes."""
+    return _auto_or(value, int, "--head-warmup", "a whole number")
 
 
 def parse_floats(value: str | None, option: str) -> list[float] | None:
