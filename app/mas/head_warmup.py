@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as functional
 from torch import Tensor
 
-from app.mas.frozen_prefix import eval_mode
+from app.mas.class_statistics import features as trunk_features
 from app.mas.networks import MultiHeadNet
-from app.mas.passes import rows_per_pass
 from app.mas.samples import LazySamples
 from app.mas.training import TrainConfig, make_optimizer
 
@@ -43,15 +42,6 @@ def warmup_epochs(requested: int | str, pretrained: bool) -> int:
     return requested
 
 
-def trunk_features(net: MultiHeadNet, inputs: Tensor | LazySamples) -> Tensor:
-    """The trunk's output for every row, in eval mode and without gradients, in passes the device can hold."""
-    rows = rows_per_pass(net, inputs)
-    with torch.no_grad(), eval_mode(net.trunk):
-        parts = [net.trunk(net.input_spec.cast(inputs[start : start + rows]))
-                 for start in range(0, inputs.shape[0], rows)]
-    return torch.cat(parts).float()
-
-
 def warm_up_head(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, labels: Tensor, config: TrainConfig,
                  epochs: int) -> list[float]:
     """Train `task`'s head alone for `epochs` passes over the trunk's features of `inputs` (at most
@@ -59,7 +49,8 @@ def warm_up_head(net: MultiHeadNet, task: str, inputs: Tensor | LazySamples, lab
     of the trunk trains there is nothing to warm up for: no pass is done."""
     if epochs <= 0 or not any(name.startswith("trunk.") for name in net.task_parameters(task)):
         return []  # a frozen trunk (heads only): nothing for a random head to disturb, its epochs do the rest
-    features, labels = trunk_features(net, inputs), labels.to(torch.int64)
+    # The trunk's eval-mode features, computed once; cloned out of inference mode so the head can train on them.
+    features, labels = trunk_features(net, inputs).clone(), labels.to(torch.int64)
     head = net.heads[task]
     optimizer = make_optimizer(list(head.parameters()), config)
     generator = torch.Generator().manual_seed(config.seed)
