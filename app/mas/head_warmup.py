@@ -16,8 +16,8 @@ data fits features the trunk never shows it, and its first steps send large erro
 On EfficientNet-Lite0 (the paper benchmark's 8 Fashion-MNIST tasks, fine-tuning, seeds 0 and 1) the
 warm-up on running statistics raised fine-tuning's forgetting from 0.014 and 0.008 (no warm-up) to 0.276
 and 0.314; on the new rows' statistics it is 0.022 and 0.053 (MAS at λ 0.1 forgets at most 0.004 in all
-three). The running statistics, and every task's copy of them,
-are put back as they were: the warm-up changes nothing but the head.
+three). The running statistics, and every task's copy of them, are put back as they were: the warm-up
+changes nothing but the head.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from app.mas.class_statistics import features as trunk_features
 from app.mas.networks import MultiHeadNet
-from app.mas.samples import LazySamples
+from app.mas.samples import LazySamples, batches_of
 from app.mas.training import TrainConfig, make_optimizer
 
 # "auto": the passes a new head gets on a trunk with pretrained weights, and none on a trunk that starts
@@ -123,6 +123,5 @@ def _measure_statistics(net: MultiHeadNet, norms: list[nn.Module], inputs: Tenso
         norm.momentum = None  # a cumulative average over the pass
         norm.train()
     with torch.no_grad():
-        for batch in batches:
-            rows = inputs[batch.to(inputs.device) if isinstance(inputs, Tensor) else batch]
+        for rows in batches_of(inputs, batches):
             net.trunk(net.input_spec.cast(rows))
