@@ -6,6 +6,11 @@ t's estimate and nothing else. The penalty uses Ω = Σ_t S_t / n_t: every task 
 whatever its size. (The first design kept one frozen sum plus one open estimate for the last task; a
 refresh that named an earlier task then added its samples to the *last* task's estimate.)
 Estimates are values: every change makes a new one, as every change to a model makes a new version.
+
+`blended_importance` is the other rule in use (Avalanche's and FACIL's MAS): a running blend in which
+each new task halves the weight of every older one. The service sums; the blend is measured beside it
+(benchmarks/paper: `mas_blend`, `ewc_blend`), because a sum that grows with every task holds a long
+sequence's later tasks harder and harder at one λ.
 """
 
 from __future__ import annotations
@@ -58,3 +63,23 @@ def total_importance(estimates: Iterable[TaskImportance]) -> dict[str, Tensor]:
     for estimate in estimates:
         total = _add(total, estimate.mean())
     return total
+
+
+BLEND_KEEP = 0.5  # Avalanche's and FACIL's α: the share of the blend so far that a new task keeps
+
+
+def blended_importance(estimates: Iterable[TaskImportance], keep: float = BLEND_KEEP) -> dict[str, Tensor]:
+    """Ω blended in task order: the first task's S_t / n_t whole, then Ω ← keep · Ω + (1 − keep) · S_t / n_t
+    for each later one (a parameter one side lacks counts as zero there). With n tasks the last has weight
+    1 − keep, the first keep^(n−1): the penalty's scale stays that of one task however long the sequence."""
+    if not 0 <= keep < 1:
+        raise ValueError("keep must lie in [0, 1)")
+    total: dict[str, Tensor] | None = None
+    for estimate in estimates:
+        mean = estimate.mean()
+        if total is None:
+            total = mean
+            continue
+        total = _add({name: keep * value for name, value in total.items()},
+                     {name: (1 - keep) * value for name, value in mean.items()})
+    return total or {}

@@ -13,18 +13,26 @@ Two ideas from pretrained-trunk continual learning (issue 27, item 3), measured 
   and group norms) or `feed_forward` (everything else: linear and convolution layers outside attention).
   Parameters left out are not anchored and move freely, like a new task's head.
 
+- **Blending instead of summing.** `accumulation="blend"` combines the tasks' estimates as Avalanche and
+  FACIL do (app/mas/accumulation.blended_importance): each new task halves the older ones' weight, so the
+  penalty does not grow with the number of tasks; `"sum"` is MAS.md §4's rule, the service's.
+
 A block is the module path up to the first numbered part of a parameter's name (`trunk.encoder.layer.4`,
 `trunk.blocks.15`, `trunk.0`), or the parameter's own module where its name has no number (`trunk.head.conv`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from app.mas.accumulation import TaskImportance, blended_importance, total_importance
+
 SCALINGS = ("none", "per_block")
 PENALIZED = ("all", "attention", "feed_forward", "norm")
+ACCUMULATIONS = ("sum", "blend")
 _NORMS = (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase)
 
 
@@ -58,8 +66,11 @@ class OmegaShape:
 
     scaling: str = "none"
     penalize: str = "all"
+    accumulation: str = "sum"
 
     def __post_init__(self) -> None:
+        if self.accumulation not in ACCUMULATIONS:
+            raise ValueError(f"accumulation must be one of {ACCUMULATIONS}")
         if self.scaling not in SCALINGS:
             raise ValueError(f"scaling must be one of {SCALINGS}")
         if self.penalize not in PENALIZED:
@@ -68,6 +79,11 @@ class OmegaShape:
     @property
     def is_identity(self) -> bool:
         return self.scaling == "none" and self.penalize == "all"
+
+    def total(self, estimates: Iterable[TaskImportance], net: nn.Module) -> dict[str, Tensor]:
+        """The earlier tasks' estimates combined by `accumulation`, then reshaped (`apply`)."""
+        combine = blended_importance if self.accumulation == "blend" else total_importance
+        return self.apply(combine(estimates), net)
 
     def apply(self, omega: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
         """`omega` (parameter name → Ω of `net`'s parameters) reshaped; the input is not changed."""

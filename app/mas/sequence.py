@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-from app.mas.accumulation import TaskImportance, total_importance
+from app.mas.accumulation import TaskImportance
 from app.mas.data import TaskData
 from app.mas.evaluation import accuracy, continual_metrics
 from app.mas.learn import ImportanceChoice, LearnedTask, MethodChoice, TrialObserver, learn_task
@@ -112,9 +112,9 @@ def learn_sequence(
     inputs), "test" (its held-out inputs, unlabelled as in deployment), or "both"; `importance=None`
     measures none. `lam="auto"` holds back `validation_fraction` of each task's training data (split with
     the config's seed, as a train job with that seed does) and chooses λ from `lambda_grid` on every
-    task's held-back rows by `selection`, as a train job does. `omega_shape` reshapes the earlier tasks' Ω
-    before it anchors each task (app/mas/omega_shape.py; by default it is left as measured). `on_trial`
-    sees every λ trial of every task's search (`learn_task`)."""
+    task's held-back rows by `selection`, as a train job does. `omega_shape` combines and reshapes the
+    earlier tasks' Ω before it anchors each task (app/mas/omega_shape.py; by default summed and left as
+    measured). `on_trial` sees every λ trial of every task's search (`learn_task`)."""
     if importance_on not in ("train", "test", "both"):
         raise ValueError("importance_on is 'train', 'test' or 'both'")
     estimates: dict[str, TaskImportance] = {}
@@ -133,7 +133,7 @@ def learn_sequence(
         learned = learn_task(
             net, data.name, int(data.y_train.max()) + 1, x_train, y_train,
             method=MethodChoice(method, 1.0 if auto else float(lam)), theta_star=network_state(net),
-            omega=omega_shape.apply(total_importance(estimates.values()), net), config=config,
+            omega=omega_shape.total(estimates.values(), net), config=config,
             importance=importance, importance_data=sources[importance_on],
             lambda_grid=lambda_grid if auto else None, validation=validation, selection=selection,
             on_trial=on_trial,

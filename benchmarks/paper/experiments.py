@@ -92,6 +92,10 @@ MAIN = {
     # searches its own λ over MAS's grid
     "mas_block": Variant("mas", omega_shape=OmegaShape(scaling="per_block")),
     "mas_attention": Variant("mas", omega_shape=OmegaShape(penalize="attention"), only=("minilm",)),
+    # the earlier tasks' Ω blended (each task halves the older ones' weight) instead of summed, for MAS and,
+    # to tell the method from the accumulation, for EWC
+    "mas_blend": Variant("mas", omega_shape=OmegaShape(accumulation="blend")),
+    "ewc_blend": Variant("ewc", omega_shape=OmegaShape(accumulation="blend")),
 }
 TABLE3 = {
     "mas_omega_test": Variant("mas", importance_on="test", lambda_of="mas"),

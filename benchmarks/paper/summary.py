@@ -109,7 +109,7 @@ def _m(sequence: dict, variant: str, key: str) -> float | None:
     return entry["summary"][key]["mean"] if entry and key in entry["summary"] else None
 
 
-MAS_VARIANTS = ("mas", "mas_block", "mas_attention")  # issue 27, item 3: MAS as it is, and reshaped Ω
+MAS_VARIANTS = ("mas", "mas_block", "mas_attention", "mas_blend")  # issue 27, item 3: MAS, and Ω reshaped
 
 
 def _variants_against_ewc_si(mixed: dict) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def test_smoke_profile_writes_every_table(tmp_path: Path, backbone: str) -> None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "paper.json").read_text())
     assert set(results["backbones"]) == {backbone} and results["service"] == {}
-    main = {"finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto", "mas_block"}
+    main = {"finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto", "mas_block", "mas_blend", "ewc_blend"}
     entry = results["backbones"][backbone]
     sequences = entry["sequences"]
     assert "mixed_8" in sequences and "five" in sequences and sum("__" in k for k in sequences) == 2
@@ -78,7 +78,8 @@ def test_smoke_profile_writes_every_table(tmp_path: Path, backbone: str) -> None
     assert set(entry["validation"]["mas_block"]) == {"3.0", "100.0"}  # its own search, over MAS's grid
     issue_27 = results["claims"][backbone]["a_mas_variant_at_least_ewc_si"]
     assert set(issue_27["average_accuracy_mixed_8"]) >= {"mas", "mas_block", "ewc", "si", "finetune"}
-    assert set(issue_27["meeting"]) <= {"mas", "mas_block", "mas_attention"}
+    assert set(issue_27["meeting"]) <= {"mas", "mas_block", "mas_attention", "mas_blend"}
+    assert entry["lambda"]["ewc_blend"] == entry["lambda"]["ewc"]  # the smoke profile: one λ in EWC's grid
     assert "issue 27: a MAS variant" in (tmp_path / "paper.md").read_text()
     assert entry["lambda"]["mas_auto"] == "auto" and isinstance(entry["lambda"]["mas"], float)
     assert set(entry["validation"]["mas"]) == {"3.0", "100.0"}

@@ -1,10 +1,12 @@
-"""Per-task importance (MAS.md §4): streaming means that do not care how data is split, summed per task."""
+"""Per-task importance (MAS.md §4): streaming means that do not care how data is split, summed per task (or
+blended, the rule measured beside the sum)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from app.mas.accumulation import TaskImportance, total_importance
+from app.mas.accumulation import TaskImportance, blended_importance, total_importance
 from app.mas.importance import ImportanceSum, estimate_importance
 from tests.unit.conftest import sample_inputs
 
@@ -55,3 +57,21 @@ def test_refreshing_one_task_changes_only_its_share_of_the_total() -> None:
     task2 = TaskImportance({"w": torch.tensor([10.0])}, n=1)
     refreshed1 = task1.accumulate(ImportanceSum({"w": torch.tensor([6.0])}, n=2))  # mean (2 + 6) / 4 = 2
     assert total_importance([refreshed1, task2])["w"].item() == 12.0  # task 2's 10 is intact
+
+
+def test_the_blend_weighs_task_k_of_n_by_its_closed_form() -> None:
+    """Ω ← keep·Ω + (1 − keep)·mean_t from the first task's mean: with n tasks, task k (1-based) weighs
+    keep^(n−1) for k = 1 and (1 − keep)·keep^(n−k) after it; a parameter a task lacks counts as zero there."""
+    means = [torch.tensor([8.0, 0.0]), torch.tensor([0.0, 4.0]), torch.tensor([2.0, 2.0])]
+    estimates = [TaskImportance({"w": 2 * m}, n=2) for m in means]  # sums twice the means, n = 2
+    estimates[1] = TaskImportance({"w": 2 * means[1], "head": torch.tensor([6.0])}, n=2)  # head mean 3
+    for keep in (0.5, 0.25):
+        weights = [keep ** 2, (1 - keep) * keep, 1 - keep]
+        expected = sum(w * m for w, m in zip(weights, means, strict=True))
+        blended = blended_importance(estimates, keep)
+        torch.testing.assert_close(blended["w"], expected)
+        torch.testing.assert_close(blended["head"], torch.tensor([3.0 * weights[1]]))
+    assert torch.equal(blended_importance(estimates[:1])["w"], means[0])  # one task: its own Ω, whole
+    assert blended_importance([]) == {}
+    with pytest.raises(ValueError, match="keep"):
+        blended_importance(estimates, 1.0)

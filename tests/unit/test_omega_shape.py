@@ -1,5 +1,6 @@
 """app/mas/omega_shape.py: per-block scaling against a hand computation, the penalty's layer kinds on a small
-attention block, and a sequence whose reshaped Ω anchors nothing learning exactly as fine-tuning does."""
+attention block, the blend against the sum, and sequences: one whose reshaped Ω anchors nothing learns exactly as
+fine-tuning does, and a blended one learns as the summed one until a third task has two earlier ones to weigh."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from app.mas.accumulation import TaskImportance
 from app.mas.data import split_digits
 from app.mas.networks import build_network
 from app.mas.omega_shape import OmegaShape, block_of, kind_of, owners, per_block_scaled
@@ -63,6 +65,18 @@ def test_the_penalty_keeps_only_the_chosen_kind_of_layer() -> None:
         OmegaShape(penalize="heads")
     with pytest.raises(ValueError, match="scaling"):
         OmegaShape(scaling="per_layer")
+    with pytest.raises(ValueError, match="accumulation"):
+        OmegaShape(accumulation="mean")
+
+
+def test_the_shape_sums_the_tasks_by_default_and_blends_when_asked() -> None:
+    net = nn.Linear(2, 1)
+    first = TaskImportance({"weight": torch.tensor([[4.0, 0.0]])}, n=1)
+    second = TaskImportance({"weight": torch.tensor([[0.0, 2.0]])}, n=1)
+    third = TaskImportance({"weight": torch.tensor([[2.0, 2.0]])}, n=1)
+    assert OmegaShape().total([first, second, third], net)["weight"].tolist() == [[6.0, 4.0]]
+    # 0.25·first + 0.25·second + 0.5·third
+    assert OmegaShape(accumulation="blend").total([first, second, third], net)["weight"].tolist() == [[2.0, 1.5]]
 
 
 def test_a_mas_sequence_whose_shape_anchors_nothing_learns_as_fine_tuning_does() -> None:
@@ -77,3 +91,20 @@ def test_a_mas_sequence_whose_shape_anchors_nothing_learns_as_fine_tuning_does()
     unanchored = matrix("mas", OmegaShape(penalize="norm"))  # an MLP has no norm: no parameter is anchored
     assert unanchored == matrix("finetune", OmegaShape())
     assert unanchored != matrix("mas", OmegaShape())  # at λ 100 MAS's own Ω holds the trunk
+
+
+def test_a_blended_sequence_departs_from_the_summed_one_at_its_third_task() -> None:
+    tasks = split_digits(n_tasks=3, seed=0)
+    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=0)
+
+    def trunks(shape: OmegaShape) -> list[dict[str, torch.Tensor]]:
+        """The trunk's parameters after each task."""
+        net = build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, seed=0)
+        steps = learn_sequence(tasks, net, method="mas", lam=10.0, config=config, omega_shape=shape)
+        return [{name: p.detach().clone() for name, p in step.learned.net.named_parameters()
+                 if name.startswith("trunk")} for step in steps]
+
+    summed, blended = trunks(OmegaShape()), trunks(OmegaShape(accumulation="blend"))
+    for step in (0, 1):  # no earlier task, then one: its Ω whole under both rules
+        assert all(torch.equal(summed[step][name], blended[step][name]) for name in summed[step])
+    assert any(not torch.equal(summed[2][name], blended[2][name]) for name in summed[2])
