@@ -112,7 +112,8 @@ def continual_auto(results: Path) -> str:
 # --- the paper's experiments ------------------------------------------------------------------------
 
 PAPER_BACKBONES = {"cnn": "CNN", "efficientnet": "EfficientNet", "minilm": "MiniLM"}
-PAPER_METHODS = ["finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto", "mas_block", "mas_attention"]
+PAPER_METHODS = ["finetune", "lwf", "ewc", "si", "l2", "mas", "mas_auto", "mas_block", "mas_attention", "mas_blend",
+                 "ewc_blend"]
 
 
 def _signed(points: float) -> str:
