@@ -4,6 +4,8 @@ fine-tuning does, and a blended one learns as the summed one until a third task 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -12,7 +14,7 @@ from app.mas.accumulation import TaskImportance
 from app.mas.data import split_digits
 from app.mas.networks import build_network
 from app.mas.omega_shape import OmegaShape, block_of, kind_of, owners, per_block_scaled
-from app.mas.sequence import learn_sequence
+from app.mas.sequence import TaskStep, learn_sequence
 from app.mas.training import TrainConfig
 
 
@@ -79,14 +81,18 @@ def test_the_shape_sums_the_tasks_by_default_and_blends_when_asked() -> None:
     assert OmegaShape(accumulation="blend").total([first, second, third], net)["weight"].tolist() == [[2.0, 1.5]]
 
 
-def test_a_mas_sequence_whose_shape_anchors_nothing_learns_as_fine_tuning_does() -> None:
-    tasks = split_digits(n_tasks=3, seed=0)
+def _steps(method: str, shape: OmegaShape, lam: float) -> Iterator[TaskStep]:
+    """Three split-digits tasks learned in order on a fresh small MLP (seed 0), one step of learn_sequence at a
+    time (lazily: a step's network is read before the next task trains it)."""
+    net = build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, seed=0)
     config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=0)
+    return learn_sequence(split_digits(n_tasks=3, seed=0), net, method=method, lam=lam, config=config,
+                          omega_shape=shape)
 
+
+def test_a_mas_sequence_whose_shape_anchors_nothing_learns_as_fine_tuning_does() -> None:
     def matrix(method: str, shape: OmegaShape) -> list[dict[str, float]]:
-        net = build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, seed=0)
-        return [step.accuracy for step in learn_sequence(tasks, net, method=method, lam=100.0, config=config,
-                                                         omega_shape=shape)]
+        return [step.accuracy for step in _steps(method, shape, lam=100.0)]
 
     unanchored = matrix("mas", OmegaShape(penalize="norm"))  # an MLP has no norm: no parameter is anchored
     assert unanchored == matrix("finetune", OmegaShape())
@@ -94,15 +100,10 @@ def test_a_mas_sequence_whose_shape_anchors_nothing_learns_as_fine_tuning_does()
 
 
 def test_a_blended_sequence_departs_from_the_summed_one_at_its_third_task() -> None:
-    tasks = split_digits(n_tasks=3, seed=0)
-    config = TrainConfig(epochs=2, batch_size=32, lr=0.05, seed=0)
-
     def trunks(shape: OmegaShape) -> list[dict[str, torch.Tensor]]:
         """The trunk's parameters after each task."""
-        net = build_network({"kind": "mlp", "input_shape": [64], "hidden": [32]}, seed=0)
-        steps = learn_sequence(tasks, net, method="mas", lam=10.0, config=config, omega_shape=shape)
         return [{name: p.detach().clone() for name, p in step.learned.net.named_parameters()
-                 if name.startswith("trunk")} for step in steps]
+                 if name.startswith("trunk")} for step in _steps("mas", shape, lam=10.0)]
 
     summed, blended = trunks(OmegaShape()), trunks(OmegaShape(accumulation="blend"))
     for step in (0, 1):  # no earlier task, then one: its Ω whole under both rules
