@@ -7,6 +7,7 @@ seen the other requests queue behind it, so the tests hold on a loaded machine.
 from __future__ import annotations
 
 import threading
+import traceback
 from collections.abc import Callable
 
 import pytest
@@ -43,6 +44,7 @@ def start(coalescer: Coalescer, key: str, x: Tensor, compute: Callable, answers:
         try:
             answers[name] = coalescer.run(key, x, compute)
         except Exception as error:  # noqa: BLE001 - the test reads what each caller got
+            error.add_note("".join(traceback.format_exception(error)))  # where it came from, should a test fail
             answers[name] = error
 
     thread = threading.Thread(target=call, daemon=True)
@@ -146,6 +148,8 @@ def test_many_concurrent_callers_each_get_exactly_their_rows(wait_s: float) -> N
     threads = [start(coalescer, "k", rows(100 * i, 1 + i % 3), compute, answers, str(i)) for i in range(40)]
     for thread in threads:
         thread.join(timeout=30)
+    failed = {name: answer for name, answer in answers.items() if isinstance(answer, Exception)}
+    assert not failed, "".join(f"caller {name}: {error.__notes__[0]}" for name, error in failed.items())
     for i in range(40):
         torch.testing.assert_close(answers[str(i)][0], rows(100 * i, 1 + i % 3) * 10)
     assert coalescer._keys == {}
