@@ -30,7 +30,7 @@ from torch import Tensor
 Outputs = tuple[Tensor, ...]  # tensors whose first dimension is the rows of the inputs
 
 
-@dataclass
+@dataclass(eq=False)  # a request is itself: `in` and `remove` on the queue compare identity, never tensors
 class _Request:
     x: Tensor
     ready: threading.Event = field(default_factory=threading.Event)
@@ -80,8 +80,9 @@ class Coalescer:
 
     def _lead(self, key: Hashable, request: _Request, compute: Callable[[Tensor], Outputs]) -> None:
         """Run one pass for `request` and what joins it, answer them, and hand the key on."""
-        members = self._gather(key, request)
+        members = [request]
         try:
+            members = self._gather(key, request)
             outputs = compute(torch.cat([m.x for m in members]) if len(members) > 1 else request.x)
             self._count()
             start = 0

@@ -153,3 +153,35 @@ def test_many_concurrent_callers_each_get_exactly_their_rows(wait_s: float) -> N
     for i in range(40):
         torch.testing.assert_close(answers[str(i)][0], rows(100 * i, 1 + i % 3) * 10)
     assert coalescer._keys == {}
+
+
+def test_a_lone_leader_that_finds_requests_queued_when_it_gathers_runs_alone_and_hands_on() -> None:
+    """A request that finds its key idle leads; others may queue before it takes the lock again to gather.
+    It must find itself absent from the queue by identity: comparing requests field by field compares
+    their tensors, which raised in CI and left the key running, every later caller waiting for ever."""
+    coalescer, answers = Coalescer(wait_s=0.0, max_rows=64), {}
+    gate, gathering = threading.Event(), coalescer._gather
+
+    def gather_after_the_gate(key: str, request: object) -> list:
+        if not gate.is_set():
+            gate.wait(timeout=30)
+        return gathering(key, request)
+
+    coalescer._gather = gather_after_the_gate  # type: ignore[method-assign]
+
+    def compute(x: Tensor) -> tuple[Tensor, Tensor]:
+        return x * 10, x.sum(1)
+
+    threads = [start(coalescer, "k", rows(0), compute, answers, "lone")]
+    wait_for(lambda: "k" in coalescer._keys, deadline_s=10, what="the lone request to take the key")
+    threads += [start(coalescer, "k", rows(10, 1), compute, answers, "same shape"),
+                start(coalescer, "k", rows(20, 2), compute, answers, "other shape")]
+    wait_for(lambda: queued(coalescer, "k") == 2, deadline_s=10, what="two requests to queue")
+    gate.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    failed = {name: answer for name, answer in answers.items() if isinstance(answer, Exception)}
+    assert not failed, "".join(f"caller {name}: {error.__notes__[0]}" for name, error in failed.items())
+    for name, first, n in [("lone", 0, 1), ("same shape", 10, 1), ("other shape", 20, 2)]:
+        torch.testing.assert_close(answers[name][0], rows(first, n) * 10)
+    assert coalescer.passes == 2 and coalescer._keys == {}  # alone, then the two queued ones together
