@@ -52,6 +52,12 @@ def start(coalescer: Coalescer, key: str, x: Tensor, compute: Callable, answers:
     return thread
 
 
+def assert_no_caller_failed(answers: dict) -> None:
+    """Fail with each failed caller's own traceback (noted by `start`), not at the first answer read."""
+    failed = {name: answer for name, answer in answers.items() if isinstance(answer, Exception)}
+    assert not failed, "".join(f"caller {name}: {error.__notes__[0]}" for name, error in failed.items())
+
+
 def queued(coalescer: Coalescer, key: str) -> int:
     with coalescer._lock:
         state = coalescer._keys.get(key)
@@ -148,8 +154,7 @@ def test_many_concurrent_callers_each_get_exactly_their_rows(wait_s: float) -> N
     threads = [start(coalescer, "k", rows(100 * i, 1 + i % 3), compute, answers, str(i)) for i in range(40)]
     for thread in threads:
         thread.join(timeout=30)
-    failed = {name: answer for name, answer in answers.items() if isinstance(answer, Exception)}
-    assert not failed, "".join(f"caller {name}: {error.__notes__[0]}" for name, error in failed.items())
+    assert_no_caller_failed(answers)
     for i in range(40):
         torch.testing.assert_close(answers[str(i)][0], rows(100 * i, 1 + i % 3) * 10)
     assert coalescer._keys == {}
@@ -163,8 +168,7 @@ def test_a_lone_leader_that_finds_requests_queued_when_it_gathers_runs_alone_and
     gate, gathering = threading.Event(), coalescer._gather
 
     def gather_after_the_gate(key: str, request: object) -> list:
-        if not gate.is_set():
-            gate.wait(timeout=30)
+        gate.wait(timeout=30)  # at once once the gate is open
         return gathering(key, request)
 
     coalescer._gather = gather_after_the_gate  # type: ignore[method-assign]
@@ -180,8 +184,7 @@ def test_a_lone_leader_that_finds_requests_queued_when_it_gathers_runs_alone_and
     gate.set()
     for thread in threads:
         thread.join(timeout=30)
-    failed = {name: answer for name, answer in answers.items() if isinstance(answer, Exception)}
-    assert not failed, "".join(f"caller {name}: {error.__notes__[0]}" for name, error in failed.items())
+    assert_no_caller_failed(answers)
     for name, first, n in [("lone", 0, 1), ("same shape", 10, 1), ("other shape", 20, 2)]:
         torch.testing.assert_close(answers[name][0], rows(first, n) * 10)
     assert coalescer.passes == 2 and coalescer._keys == {}  # alone, then the two queued ones together

@@ -1,7 +1,7 @@
 """Packed passes of the text trunk (app/architectures/text.py, `pooled_states`): without gradients on a CPU,
 the real tokens of several texts go through as one sequence with block-diagonal attention. The independent
 computation is each text alone, cut to its own tokens (no padding, nothing to pack), on a tiny random BERT
-in eager and fused attention; and the groups a pass takes are checked against their definition.
+in eager and fused attention; and the rule that decides when a pass packs is checked case by case.
 """
 
 from __future__ import annotations
