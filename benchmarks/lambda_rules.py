@@ -56,7 +56,7 @@ from pathlib import Path
 import torch
 
 from app.mas.data import TaskData
-from app.mas.evaluation import accuracy
+from app.mas.evaluation import accuracy, task_logits
 from app.mas.learn import ImportanceChoice, MethodChoice, learn_task
 from app.mas.networks import MultiHeadNet
 from app.mas.sequence import learn_sequence
@@ -85,6 +85,7 @@ class TrialOutcome:
 
     trial: Trial
     eval: dict[str, float]
+    validation_logits: dict[str, list[list[float]]] = field(default_factory=dict)  # per held-back row, per task
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Decision:
     finetune: dict[str, float]
     trials: list[TrialOutcome] = field(default_factory=list)
     eval_rows: list[int] = field(default_factory=list)
+    validation_labels: dict[str, list[int]] = field(default_factory=dict)
 
 
 Rule = Callable[[Sequence[Trial], str, dict[str, int]], Trial]
@@ -168,7 +170,8 @@ def score(decision: Decision) -> dict:
     return {"task": decision.task, "rows": decision.rows, "finetune_forgetting": _forgetting(decision,
                                                                                               decision.finetune),
             "trials": [{"lambda": o.trial.lam, "validation": o.trial.scores, "validation_loss": o.trial.losses,
-                        "eval": o.eval} for o in decision.trials],
+                        "eval": o.eval, "validation_logits": o.validation_logits} for o in decision.trials],
+            "validation_labels": decision.validation_labels,
             "finetune": decision.finetune, "rules": judged, "reachable": reachable}
 
 
@@ -178,12 +181,17 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
     scored."""
     net, config, options = starting_point(tasks, network, settings, seed)
     current: dict[str, Decision] = {}
+    held_back = {t.name: split_validation(len(t.y_train), settings["validation_fraction"], config.seed)[1]
+                 for t in tasks}
 
     def observe(task: str, trial: Trial, trained: MultiHeadNet) -> None:
         decision = current[task]
         seen = tasks[: 1 + [t.name for t in tasks].index(task)]
+        logits = {t.name: task_logits(trained, t.name, t.x_train[held_back[t.name]]) for t in seen}
         decision.trials.append(TrialOutcome(trial, {t.name: accuracy(trained, t.name, t.x_test, t.y_test)
-                                                    for t in seen}))
+                                                    for t in seen},
+                                            {name: [[round(float(v), 4) for v in row] for row in rows]
+                                             for name, rows in logits.items()}))
 
     steps = learn_sequence(tasks, net, method=settings["method"], lam=settings["lambda"], config=config,
                            importance=ImportanceChoice(**options), validation_fraction=settings["validation_fraction"],
@@ -198,7 +206,8 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
         current[data.name] = Decision(data.name, dict(rows), dict(before),
                                       {} if finetune is None else {t.name: accuracy(finetune, t.name, t.x_test,
                                                                                     t.y_test) for t in seen},
-                                      eval_rows=[len(t.y_test) for t in seen])
+                                      eval_rows=[len(t.y_test) for t in seen],
+                                      validation_labels={t.name: t.y_train[held_back[t.name]].tolist() for t in seen})
         step = next(steps)
         if len(current[data.name].trials) > 1:
             scored.append(score(current[data.name]))
