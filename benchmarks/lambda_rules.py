@@ -171,7 +171,8 @@ def score(decision: Decision) -> dict:
                                                                                               decision.finetune),
             "trials": [{"lambda": o.trial.lam, "validation": o.trial.scores, "validation_loss": o.trial.losses,
                         "eval": o.eval, "validation_logits": o.validation_logits} for o in decision.trials],
-            "validation_labels": decision.validation_labels,
+            "validation_labels": decision.validation_labels, "earlier_before": decision.earlier_before,
+            "eval_rows": decision.eval_rows,
             "finetune": decision.finetune, "rules": judged, "reachable": reachable}
 
 
