@@ -17,7 +17,9 @@ from pathlib import Path
 # (network, its runs: the one without warm-up first): files of the results folder, without ".json"
 RUNS = (("minilm", ("minilm_w0", "minilm_wauto")),
         ("efficientnet", ("efficientnet_w0", "efficientnet_wauto_running_statistics", "efficientnet_wauto")),
-        ("cnn", ("cnn_w0", "cnn_w200")))
+        ("cnn", ("cnn_w0", "cnn_w200")),
+        ("mlp", ("mlp_cnn_w0", "mlp_cnn_w10", "mlp_cnn_w50")),  # short warm-ups on networks from scratch,
+        ("cnn", ("mlp_cnn_w0", "mlp_cnn_w10", "mlp_cnn_w50")))  # on seeds kept for exploring (100–109)
 # What sets a run apart where its setting alone does not: the code it ran on.
 NOTES = {"efficientnet_wauto_running_statistics": "before 41ab060: batch norms on their running statistics"}
 
