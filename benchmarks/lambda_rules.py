@@ -170,6 +170,9 @@ def _soft(decision: Decision, standard_errors: float = 0.0) -> Trial:
     if basis == "accuracy":
         return _constrained(decision)
     task = decision.task
+    earlier = [t for t, labels in decision.validation_labels.items() if t != task and labels]
+    if not decision.validation_labels.get(task) or not earlier:  # nothing to compare: constrained's own answer
+        return _constrained(decision)
     new = [_true_probabilities(decision, outcome, task) for outcome in decision.trials]
     best = max(new, key=lambda rows: float(rows.mean()))
 
@@ -180,7 +183,6 @@ def _soft(decision: Decision, standard_errors: float = 0.0) -> Trial:
 
     admissible = [outcome for outcome, rows in zip(decision.trials, new, strict=True)
                   if float(rows.mean()) >= float(best.mean()) - allowance(rows) - 1e-12]
-    earlier = [t for t in decision.validation_labels if t != task]
 
     def retention(outcome: TrialOutcome) -> tuple[float, float, float]:
         kept = statistics.fmean(float(_true_probabilities(decision, outcome, t).mean()) for t in earlier)
