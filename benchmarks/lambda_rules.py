@@ -42,8 +42,9 @@ The candidate rules, all on the same trials' validation figures:
   row weighs at most 1/rows: one confidently wrong row, which dominates a mean loss, moves it by little.
 - `soft_paired`: `soft` with the tolerance widened by one standard error of the difference to the best
   trial, paired over the new task's rows (the figures of two trials on the same few rows differ by noise
-  that the slice's size sets). Both were written on seeds 100–119 (every trial's logits on every held-back
-  row are recorded for this: `validation_logits`, with the rows' `validation_labels`).
+  that the slice's size sets). Both were written on seeds 100–119. Every trial's logits on every held-back
+  row are kept in memory for them while a sequence runs, not written to the results (they made the files
+  tens of megabytes); a rule on another per-row figure is tried by adding it here and running again.
 
 `--grid` tries another λ grid than the service's (for the question whether the grid, not the rule, fails);
 `--first-seed 0` scores the rules on the seeds fresh_sequences judges, which is how a rule found here is
@@ -94,7 +95,7 @@ class TrialOutcome:
 
     trial: Trial
     eval: dict[str, float]
-    validation_logits: dict[str, list[list[float]]] = field(default_factory=dict)  # per held-back row, per task
+    validation_logits: dict[str, torch.Tensor] = field(default_factory=dict)  # per task: [held-back rows, classes]
 
 
 @dataclass
@@ -108,7 +109,7 @@ class Decision:
     finetune: dict[str, float]
     trials: list[TrialOutcome] = field(default_factory=list)
     eval_rows: list[int] = field(default_factory=list)
-    validation_labels: dict[str, list[int]] = field(default_factory=dict)
+    validation_labels: dict[str, torch.Tensor] = field(default_factory=dict)  # per task: its held-back rows' labels
 
 
 Rule = Callable[[Decision], Trial]
@@ -157,8 +158,8 @@ def _accuracy_ties(decision: Decision) -> Trial:
 
 def _true_probabilities(decision: Decision, outcome: TrialOutcome, task: str) -> torch.Tensor:
     """The probability the trial's network gave each of `task`'s held-back rows' true label."""
-    logits = torch.tensor(outcome.validation_logits[task], dtype=torch.float64)
-    labels = torch.tensor(decision.validation_labels[task], dtype=torch.int64)
+    logits = outcome.validation_logits[task].double()
+    labels = decision.validation_labels[task].long()
     return logits.softmax(1)[torch.arange(len(labels)), labels]
 
 
@@ -170,8 +171,8 @@ def _soft(decision: Decision, standard_errors: float = 0.0) -> Trial:
     if basis == "accuracy":
         return _constrained(decision)
     task = decision.task
-    earlier = [t for t, labels in decision.validation_labels.items() if t != task and labels]
-    if not decision.validation_labels.get(task) or not earlier:  # nothing to compare: constrained's own answer
+    earlier = [t for t, labels in decision.validation_labels.items() if t != task and len(labels)]
+    if not len(decision.validation_labels.get(task, ())) or not earlier:  # nothing to compare: constrained's answer
         return _constrained(decision)
     new = [_true_probabilities(decision, outcome, task) for outcome in decision.trials]
     best = max(new, key=lambda rows: float(rows.mean()))
@@ -221,9 +222,8 @@ def score(decision: Decision) -> dict:
     return {"task": decision.task, "rows": decision.rows, "finetune_forgetting": _forgetting(decision,
                                                                                               decision.finetune),
             "trials": [{"lambda": o.trial.lam, "validation": o.trial.scores, "validation_loss": o.trial.losses,
-                        "eval": o.eval, "validation_logits": o.validation_logits} for o in decision.trials],
-            "validation_labels": decision.validation_labels, "earlier_before": decision.earlier_before,
-            "eval_rows": decision.eval_rows,
+                        "eval": o.eval} for o in decision.trials],
+            "earlier_before": decision.earlier_before, "eval_rows": decision.eval_rows,
             "finetune": decision.finetune, "rules": judged, "reachable": reachable}
 
 
@@ -233,17 +233,15 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
     scored."""
     net, config, options = starting_point(tasks, network, settings, seed)
     current: dict[str, Decision] = {}
-    held_back = {t.name: split_validation(len(t.y_train), settings["validation_fraction"], config.seed)[1]
-                 for t in tasks}
+    splits = {t.name: split_validation(len(t.y_train), settings["validation_fraction"], config.seed) for t in tasks}
 
     def observe(task: str, trial: Trial, trained: MultiHeadNet) -> None:
         decision = current[task]
         seen = tasks[: 1 + [t.name for t in tasks].index(task)]
-        logits = {t.name: task_logits(trained, t.name, t.x_train[held_back[t.name]]) for t in seen}
         decision.trials.append(TrialOutcome(trial, {t.name: accuracy(trained, t.name, t.x_test, t.y_test)
                                                     for t in seen},
-                                            {name: [[round(float(v), 4) for v in row] for row in rows]
-                                             for name, rows in logits.items()}))
+                                            {t.name: task_logits(trained, t.name, t.x_train[splits[t.name][1]]).cpu()
+                                             for t in seen}))
 
     steps = learn_sequence(tasks, net, method=settings["method"], lam=settings["lambda"], config=config,
                            importance=ImportanceChoice(**options), validation_fraction=settings["validation_fraction"],
@@ -251,7 +249,7 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
     scored: list[dict] = []
     start, before, rows = copy.deepcopy(net), {}, {}
     for index, data in enumerate(tasks):
-        kept, held = split_validation(len(data.y_train), settings["validation_fraction"], config.seed)
+        kept, held = splits[data.name]
         rows[data.name] = len(held)
         seen = tasks[: index + 1]
         finetune = _finetune(start, data, kept, config) if index else None  # the first task has no search
@@ -259,7 +257,7 @@ def run_sequence_decisions(tasks: list[TaskData], network: str, settings: dict, 
                                       {} if finetune is None else {t.name: accuracy(finetune, t.name, t.x_test,
                                                                                     t.y_test) for t in seen},
                                       eval_rows=[len(t.y_test) for t in seen],
-                                      validation_labels={t.name: t.y_train[held_back[t.name]].tolist() for t in seen})
+                                      validation_labels={t.name: t.y_train[splits[t.name][1]] for t in seen})
         step = next(steps)
         if len(current[data.name].trials) > 1:
             scored.append(score(current[data.name]))

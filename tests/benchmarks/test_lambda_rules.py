@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from app.mas.validation import Trial
 from benchmarks import lambda_rules
@@ -16,12 +17,13 @@ from benchmarks.lambda_rules import Decision, TrialOutcome, judge_choice, score
 from benchmarks.paper.data import WORDNET_DIR
 
 
-def _held_back(**true_probabilities: list[float]) -> dict[str, list[list[float]]]:
+def _held_back(**true_probabilities: list[float]) -> dict[str, torch.Tensor]:
     """Two-class logits per held-back row whose softmax gives label 1 each probability named."""
-    return {task: [[0.0, math.log(p / (1 - p))] for p in rows] for task, rows in true_probabilities.items()}
+    return {task: torch.tensor([[0.0, math.log(p / (1 - p))] for p in rows])
+            for task, rows in true_probabilities.items()}
 
 
-LABELS = {"a": [1] * 20, "new": [1] * 20}
+LABELS = {"a": torch.ones(20, dtype=torch.int64), "new": torch.ones(20, dtype=torch.int64)}
 
 
 def _decision() -> Decision:
